@@ -1,0 +1,32 @@
+"""LLM backends, chosen by name from config. Heavy SDKs are imported only when a backend is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..settings import Settings
+from .base import Backend, Completion, Message
+from .fake import FakeBackend
+
+__all__ = ["Backend", "Completion", "FakeBackend", "Message", "make_backend"]
+
+
+def make_backend(settings: Settings) -> Backend:
+    b = settings.backend
+    if b.name == "fake":
+        path = Path(b.model)
+        return FakeBackend(path if path.is_file() else ())
+    if b.name == "openai":
+        from .openai_compat import OpenAIBackend
+
+        if not b.base_url and not b.api_key:
+            raise ConfigError("The openai backend needs backend.base_url (a local server) or an API key "
+                              "(GENRE_AGENT_BACKEND__API_KEY) for the hosted API.")
+        return OpenAIBackend(b.model, b.base_url, b.api_key.get_secret_value() if b.api_key else None,
+                             b.temperature, b.timeout_s)
+    from ..models import resolve_model
+    from .llamacpp import LlamaCppBackend
+
+    name, path = resolve_model(b.model, settings.data_dir / "models")
+    return LlamaCppBackend(path, name, n_ctx=b.n_ctx, threads=b.threads, seed=b.seed, temperature=b.temperature)

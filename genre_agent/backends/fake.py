@@ -1,0 +1,33 @@
+"""A deterministic backend for tests: returns queued responses and records every prompt it got."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .base import Completion, Message
+
+
+class FakeBackend:
+    """Answers with the queued responses in order; an empty queue answers "" (not JSON).
+
+    `responses` may also be a path to a text file with one response per line (for the CLI)."""
+
+    name = "fake"
+
+    def __init__(self, responses: Iterable[str] | Path = ()) -> None:
+        if isinstance(responses, Path):
+            responses = [line for line in responses.read_text(encoding="utf-8").splitlines() if line.strip()]
+        self.model = "fake"
+        self.queue: deque[str] = deque(responses)
+        self.calls: list[list[Message]] = []
+        self.schemas: list[dict[str, Any] | None] = []
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        self.calls.append([dict(m) for m in messages])
+        self.schemas.append(schema)
+        text = self.queue.popleft() if self.queue else ""
+        prompt_words = sum(len(m["content"].split()) for m in messages)
+        return Completion(text=text, prompt_tokens=prompt_words, completion_tokens=len(text.split()))

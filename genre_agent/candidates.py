@@ -1,0 +1,200 @@
+"""Candidate generation: fuse vector similarity (query, liked items) with CF scores, then apply business rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import evidence as ev
+from .catalog import Catalog
+from .cf import CFModel
+from .index import VectorIndex
+from .interactions import InteractionMatrix
+from .schemas import Candidate, HistoryItem, Scores
+from .settings import RetrievalSettings
+
+PROFILE_ITEMS = 50  # most recent liked items that form the user's taste vector
+
+
+@dataclass
+class Rules:
+    """Business rules. Genre matching is case-insensitive; `where` is metadata equality (column -> value)."""
+
+    exclude_seen: bool = True
+    include_genres: list[str] = field(default_factory=list)
+    exclude_genres: list[str] = field(default_factory=list)
+    year_min: int | None = None
+    year_max: int | None = None
+    where: dict[str, str] = field(default_factory=dict)
+    exclude_items: set[str] = field(default_factory=set)
+
+    def mask(self, items: pd.DataFrame, seen: set[str]) -> np.ndarray:
+        """True where an item passes every rule."""
+        ok = np.ones(len(items), dtype=bool)
+        lower = items["genres"].map(lambda gs: {g.lower() for g in gs})
+        if self.include_genres:
+            want = {g.lower() for g in self.include_genres}
+            ok &= lower.map(lambda gs: bool(gs & want)).to_numpy()
+        if self.exclude_genres:
+            avoid = {g.lower() for g in self.exclude_genres}
+            ok &= lower.map(lambda gs: not (gs & avoid)).to_numpy()
+        year = items["year"]
+        if self.year_min is not None:
+            ok &= (year >= self.year_min).fillna(False).to_numpy(dtype=bool)
+        if self.year_max is not None:
+            ok &= (year <= self.year_max).fillna(False).to_numpy(dtype=bool)
+        for column, value in self.where.items():
+            ok &= (items[column].astype(str).str.lower() == str(value).lower()).to_numpy()
+        blocked = set(self.exclude_items) | (seen if self.exclude_seen else set())
+        if blocked:
+            ok &= ~items.index.isin(list(blocked))
+        return ok
+
+    def describe(self) -> list[str]:
+        """The active rules in words, for the prompt and the table."""
+        out = []
+        if self.exclude_seen:
+            out.append("already-rated items are excluded")
+        if self.include_genres:
+            out.append(f"only genres: {', '.join(self.include_genres)}")
+        if self.exclude_genres:
+            out.append(f"no {', '.join(self.exclude_genres)}")
+        if self.year_min is not None:
+            out.append(f"from {self.year_min} on")
+        if self.year_max is not None:
+            out.append(f"up to {self.year_max}")
+        out += [f"{k} = {v}" for k, v in self.where.items()]
+        return out
+
+
+@dataclass
+class UserView:
+    """What retrieval knows about a user: their ratings, seen items and liked items (best, most recent first)."""
+
+    user_id: str | None
+    row: int
+    seen: set[str]
+    liked: list[str]
+    history: list[HistoryItem]
+
+
+def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    sub = values[mask]
+    if sub.size == 0:
+        return np.zeros_like(values)
+    lo, hi = float(sub.min()), float(sub.max())
+    return np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
+
+
+class Retriever:
+    """Turns (user, query, rules) into N scored candidates with evidence."""
+
+    def __init__(self, catalog: Catalog, index: VectorIndex, cf: CFModel | None,
+                 matrix: InteractionMatrix, settings: RetrievalSettings) -> None:
+        self.catalog = catalog
+        self.items = catalog.items
+        self.index = index
+        self.cf = cf
+        self.matrix = matrix
+        self.settings = settings
+        self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
+        self.popularity = np.log1p(self.liked_by.astype(np.float64))
+
+    def user_view(self, user_id: str | None, history_size: int = 15) -> UserView:
+        if user_id is None:
+            return UserView(None, -1, set(), [], [])
+        rated = self.catalog.interactions[self.catalog.interactions.user_id == user_id]
+        rated = rated.sort_values(["rating", "timestamp"], ascending=[False, False], kind="mergesort")
+        liked = rated[rated.rating >= self.catalog.positive_min].item_id.tolist()
+        history = [
+            HistoryItem(item_id=r.item_id, title=self.items.at[r.item_id, "title"],
+                        genres=list(self.items.at[r.item_id, "genres"]),
+                        year=_year(self.items.at[r.item_id, "year"]), rating=float(r.rating))
+            for r in rated.head(history_size).itertuples()
+        ]
+        return UserView(user_id, self.matrix.user_row(user_id), set(rated.item_id), liked, history)
+
+    def candidates(self, user: UserView, query: str | None, rules: Rules, n: int,
+                   reason_max_chars: int = 140) -> list[Candidate]:
+        s = self.settings
+        mask = rules.mask(self.items, user.seen)
+        if not mask.any():
+            return []
+        ids = self.items.index
+        fused = s.weight_popularity * _minmax(self.popularity, mask)
+        query_vec = self.index.embed([query])[0] if query else None
+        profile_vec = self._profile(user.liked)
+        if query_vec is not None:
+            fused += s.weight_query * _minmax(self._similarity(query_vec), mask)
+        if profile_vec is not None:
+            fused += s.weight_profile * _minmax(self._similarity(profile_vec), mask)
+        cf = self._cf_scores(user)
+        if cf is not None:
+            fused += s.weight_cf * _minmax(cf, mask)
+        fused = np.where(mask, fused, -np.inf)
+        top = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: min(n, int(mask.sum()))]
+        return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason_max_chars)
+
+    def _similarity(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine to every item: exact for the pool Chroma returns, the pool's minimum for the rest."""
+        found = self.index.nearest(vector, self.settings.vector_pool)
+        floor = min(found.values()) if found else 0.0
+        sims = np.full(len(self.items), floor)
+        cols = self.items.index.get_indexer(list(found))
+        sims[cols[cols >= 0]] = np.array(list(found.values()))[cols >= 0]
+        return sims
+
+    def _profile(self, liked: list[str]) -> np.ndarray | None:
+        if not liked:
+            return None
+        vectors = self.index.vectors(liked[:PROFILE_ITEMS])
+        mean = vectors.mean(0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else None
+
+    def _cf_scores(self, user: UserView) -> np.ndarray | None:
+        if self.cf is None or (user.row < 0 and not user.liked):
+            return None
+        if user.row >= 0:
+            history = self.matrix.matrix[[user.row]]
+        else:
+            history = self.matrix.history(user.liked)
+        return np.asarray(self.cf.score(np.array([user.row]), history)[0], dtype=np.float64)
+
+    def _describe(self, top: np.ndarray, user: UserView, fused: np.ndarray, cf: np.ndarray | None,
+                  query_vec: np.ndarray | None, profile_vec: np.ndarray | None, query: str | None,
+                  reason_max_chars: int) -> list[Candidate]:
+        cand_ids = [str(i) for i in self.items.index[top]]
+        cand_vecs = self.index.vectors(cand_ids)
+        liked = user.liked
+        liked_vecs = self.index.vectors(liked)
+        text_sims = cand_vecs @ liked_vecs.T if liked else np.zeros((len(top), 0))
+        colike = (ev.colike_cosine(self.matrix.matrix, self.items.index.get_indexer(liked), top)
+                  if liked else np.zeros((len(top), 0)))
+        liked_titles = [self.items.at[i, "title"] for i in liked]
+        favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
+        noun = self.catalog.spec.item_noun_plural
+        out = []
+        for row, (col, item_id) in enumerate(zip(top, cand_ids)):
+            item = self.items.loc[item_id]
+            q_sim = float(cand_vecs[row] @ query_vec) if query_vec is not None else None
+            vector = q_sim if q_sim is not None else (
+                float(cand_vecs[row] @ profile_vec) if profile_vec is not None else 0.0)
+            evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
+                                 colike[row], q_sim, int(self.liked_by[col]))
+            year = _year(item["year"])
+            out.append(Candidate(
+                item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
+                tags=list(item["tags"]),
+                scores=Scores(vector=round(vector, 4), cf=round(float(cf[col]) if cf is not None else 0.0, 4),
+                              fused=round(float(fused[col]), 4)),
+                evidence=evidence, facts=ev.facts(evidence, year, noun),
+                why=ev.plain_reason(evidence, year, query, reason_max_chars),
+            ))
+        return out
+
+
+def _year(value: object) -> int | None:
+    return None if value is pd.NA or pd.isna(value) else int(value)  # type: ignore[call-overload]

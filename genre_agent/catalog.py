@@ -1,0 +1,358 @@
+"""Load, clean and validate a catalog: items, interactions and tags described by `catalog.toml`.
+
+A folder in plain MovieLens layout (`movies.csv`, `ratings.csv`, optional `tags.csv`) works without a
+`catalog.toml`. Files may be CSV, JSONL or Parquet. Every problem is a `CatalogError` that names the
+file, the column and the row, so the user knows what to fix; nothing is written while loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import CatalogError
+from .resources import shipped_dir
+
+_YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemsSpec(_Strict):
+    path: str
+    id: str
+    title: str
+    genres: str | None = None
+    genre_separator: str = "|"
+    missing_genre: str | None = None
+    year: str | None = None
+    year_from_title: bool = False
+    metadata: list[str] = []
+
+
+class InteractionsSpec(_Strict):
+    path: str
+    user: str
+    item: str
+    rating: str | None = None
+    timestamp: str | None = None
+    positive_min: float = 4.0
+
+
+class TagsSpec(_Strict):
+    path: str
+    item: str
+    tag: str
+    top: int = 6
+
+
+class TextSpec(_Strict):
+    template: str = "{title}. Genres: {genres}. Tags: {tags}."
+
+
+class CatalogSpec(_Strict):
+    name: str
+    item_noun: str = "item"
+    item_noun_plural: str = "items"
+    items: ItemsSpec
+    interactions: InteractionsSpec | None = None
+    tags: TagsSpec | None = None
+    text: TextSpec = TextSpec()
+
+
+MOVIELENS_LAYOUT = {
+    "item_noun": "movie",
+    "item_noun_plural": "movies",
+    "items": {"path": "movies.csv", "id": "movieId", "title": "title", "genres": "genres",
+              "year_from_title": True, "missing_genre": "(no genres listed)"},
+    "interactions": {"path": "ratings.csv", "user": "userId", "item": "movieId",
+                     "rating": "rating", "timestamp": "timestamp"},
+}
+
+
+@dataclass
+class CleaningReport:
+    """What cleaning changed, so the user can see it."""
+
+    duplicate_items_dropped: int = 0
+    duplicate_interactions_dropped: int = 0
+    unknown_item_interactions_dropped: int = 0
+    unknown_item_tags_dropped: int = 0
+
+    def lines(self) -> list[str]:
+        return [f"{k.replace('_', ' ')}: {v}" for k, v in self.__dict__.items() if v]
+
+
+@dataclass
+class Catalog:
+    """A loaded catalog. `items` is indexed by item_id (str) with columns title, name (title without a
+    trailing year), genres (tuple), year (nullable int), tags (tuple), text and the metadata columns; `interactions` has user_id, item_id (str),
+    rating (float) and timestamp (int)."""
+
+    spec: CatalogSpec
+    root: Path
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    report: CleaningReport = field(default_factory=CleaningReport)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def positive_min(self) -> float:
+        return self.spec.interactions.positive_min if self.spec.interactions else 4.0
+
+    def items_fingerprint(self) -> str:
+        """Changes when any item's embedded text changes."""
+        return _digest(self.items.index.to_series() + "\x1f" + self.items["text"])
+
+    def interactions_fingerprint(self) -> str:
+        """Changes when any interaction changes."""
+        df = self.interactions
+        return _digest(df.user_id + "\x1f" + df.item_id + "\x1f" + df.rating.astype(str))
+
+    def has_user(self, user_id: str) -> bool:
+        return bool((self.interactions.user_id == user_id).any())
+
+
+def _digest(lines: pd.Series) -> str:
+    return hashlib.sha256("\n".join(lines.tolist()).encode()).hexdigest()[:16]
+
+
+def resolve_catalog_dir(name_or_path: str) -> Path:
+    """A folder path as given, else a shipped catalog of that name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    shipped = shipped_dir("catalogs")
+    if (shipped / name_or_path).is_dir():
+        return shipped / name_or_path
+    names = sorted(p.name for p in shipped.iterdir() if p.is_dir())
+    raise CatalogError(
+        f"No catalog '{name_or_path}': it is neither a folder nor a shipped catalog "
+        f"(shipped: {', '.join(names)}). Pass a folder with catalog.toml or movies.csv + ratings.csv."
+    )
+
+
+def load_spec(root: Path) -> CatalogSpec:
+    toml_path = root / "catalog.toml"
+    if toml_path.is_file():
+        try:
+            raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise CatalogError(f"{toml_path}: cannot parse: {exc}") from exc
+        raw.setdefault("name", root.name)
+    elif (root / "movies.csv").is_file() and (root / "ratings.csv").is_file():
+        raw = {"name": root.name, **MOVIELENS_LAYOUT}
+        if (root / "tags.csv").is_file():
+            raw["tags"] = {"path": "tags.csv", "item": "movieId", "tag": "tag"}
+    else:
+        raise CatalogError(
+            f"{root}: no catalog.toml and no MovieLens layout (movies.csv + ratings.csv). "
+            "Add a catalog.toml describing your files (see README, 'Catalog format')."
+        )
+    try:
+        return CatalogSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogError(f"{toml_path}: {exc}") from exc
+
+
+def load_catalog(name_or_path: str) -> Catalog:
+    """Load, clean and validate a catalog by shipped name or folder path."""
+    root = resolve_catalog_dir(name_or_path)
+    spec = load_spec(root)
+    report = CleaningReport()
+    items = _load_items(root, spec, report)
+    interactions = _load_interactions(root, spec, items, report)
+    tags = _load_tags(root, spec, items, report)
+    items["tags"] = tags.reindex(items.index).apply(lambda t: t if isinstance(t, tuple) else ())
+    _check_template(root, spec, items)
+    items["text"] = [_compose_text(spec.text.template, row) for row in items.itertuples()]
+    return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV, JSONL or Parquet file as strings; errors name the file."""
+    if not path.is_file():
+        raise CatalogError(f"{path}: file not found. Fix the path in catalog.toml.")
+    if path.stat().st_size == 0:
+        raise CatalogError(f"{path}: the file is empty. It needs a header row and at least one row.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",")
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            df = pd.read_json(path, lines=suffix != ".json", dtype=False).astype(str)
+        elif suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path).astype(str)
+        else:
+            raise CatalogError(f"{path}: unsupported file type '{suffix}'. Use .csv, .jsonl or .parquet.")
+    except CatalogError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CatalogError(f"{path}: cannot read: {exc}") from exc
+    if df.empty:
+        raise CatalogError(f"{path}: no rows. It needs at least one row below the header.")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.apply(lambda col: col.str.strip())
+
+
+def _where(path: Path, index: int) -> str:
+    """A row position the user can find: data row number, and the line for CSV files."""
+    line = f" (line {index + 2})" if path.suffix.lower() in (".csv", ".tsv") else ""
+    return f"row {index + 1}{line}"
+
+
+def _require(df: pd.DataFrame, path: Path, section: str, key: str, column: str) -> pd.Series:
+    if column not in df.columns:
+        raise CatalogError(
+            f"{path}: column '{column}' not found (columns: {', '.join(df.columns)}). "
+            f"Fix [{section}].{key} in catalog.toml or rename the column."
+        )
+    values = df[column]
+    empty = values.eq("") | values.eq("nan") | values.eq("None")
+    if empty.any():
+        at = int(np.flatnonzero(empty.to_numpy())[0])
+        raise CatalogError(f"{path}: column '{column}' is empty at {_where(path, at)}. Fill it or drop the row.")
+    return values
+
+
+def _numeric(df: pd.DataFrame, path: Path, section: str, key: str, column: str) -> pd.Series:
+    values = _require(df, path, section, key, column)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna()
+    if bad.any():
+        at = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CatalogError(
+            f"{path}: column '{column}' has a non-number {values.iloc[at]!r} at {_where(path, at)}."
+        )
+    return numbers
+
+
+def _load_items(root: Path, spec: CatalogSpec, report: CleaningReport) -> pd.DataFrame:
+    s = spec.items
+    path = root / s.path
+    df = read_table(path)
+    ids = _require(df, path, "items", "id", s.id)
+    titles = _require(df, path, "items", "title", s.title)
+    out = pd.DataFrame({"item_id": ids, "title": titles})
+    dup = out.duplicated("item_id", keep=False)
+    if dup.any():
+        clash = out[dup].groupby("item_id").title.nunique()
+        conflicted = clash[clash > 1]
+        if len(conflicted):
+            bad_id = conflicted.index[0]
+            rows = [_where(path, int(i)) for i in np.flatnonzero((out.item_id == bad_id).to_numpy())]
+            raise CatalogError(
+                f"{path}: column '{s.id}': id {bad_id!r} appears with different titles at {', '.join(rows)}. "
+                "Give each item a unique id."
+            )
+        report.duplicate_items_dropped = int(out.duplicated("item_id").sum())
+    keep = ~out.duplicated("item_id").to_numpy()
+    df, out = df[keep], out[keep]
+    if s.genres:
+        raw = _column(df, path, "items", "genres", s.genres)
+        out["genres"] = [_split_genres(v, s.genre_separator, s.missing_genre) for v in raw]
+    else:
+        out["genres"] = [()] * len(out)
+    if s.year:
+        out["year"] = pd.to_numeric(_column(df, path, "items", "year", s.year), errors="coerce")
+    elif s.year_from_title:
+        out["year"] = pd.to_numeric(out.title.str.extract(_YEAR_IN_TITLE, expand=False), errors="coerce")
+    else:
+        out["year"] = np.nan
+    out["name"] = out.title.str.replace(_YEAR_IN_TITLE, "", regex=True).str.strip() if s.year_from_title \
+        else out.title
+    out["year"] = out["year"].round().astype("Int64")
+    for column in s.metadata:
+        out[column] = _column(df, path, "items", "metadata", column).to_numpy()
+    return out.set_index("item_id")
+
+
+def _column(df: pd.DataFrame, path: Path, section: str, key: str, column: str) -> pd.Series:
+    if column not in df.columns:
+        raise CatalogError(
+            f"{path}: column '{column}' not found (columns: {', '.join(df.columns)}). "
+            f"Fix [{section}].{key} in catalog.toml."
+        )
+    return df[column]
+
+
+def _split_genres(value: str, separator: str, missing: str | None) -> tuple[str, ...]:
+    if not value or value == missing:
+        return ()
+    return tuple(dict.fromkeys(g.strip() for g in value.split(separator) if g.strip()))
+
+
+def _load_interactions(
+    root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport
+) -> pd.DataFrame:
+    s = spec.interactions
+    if s is None:
+        return pd.DataFrame({"user_id": pd.Series(dtype=str), "item_id": pd.Series(dtype=str),
+                             "rating": pd.Series(dtype=float), "timestamp": pd.Series(dtype="int64")})
+    path = root / s.path
+    df = read_table(path)
+    out = pd.DataFrame({
+        "user_id": _require(df, path, "interactions", "user", s.user),
+        "item_id": _require(df, path, "interactions", "item", s.item),
+    })
+    out["rating"] = (_numeric(df, path, "interactions", "rating", s.rating).astype(float)
+                     if s.rating else 1.0)
+    out["timestamp"] = (_numeric(df, path, "interactions", "timestamp", s.timestamp).astype("int64")
+                        if s.timestamp else np.arange(len(out), dtype="int64"))
+    known = out.item_id.isin(items.index)
+    report.unknown_item_interactions_dropped = int((~known).sum())
+    out = out[known]
+    out = out.sort_values(["user_id", "timestamp"], kind="mergesort")
+    dup = out.duplicated(["user_id", "item_id"], keep="last")
+    report.duplicate_interactions_dropped = int(dup.sum())
+    return out[~dup].reset_index(drop=True)
+
+
+def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport) -> pd.Series:
+    s = spec.tags
+    if s is None:
+        return pd.Series(dtype=object)
+    path = root / s.path
+    df = read_table(path)
+    tags = pd.DataFrame({"item_id": _column(df, path, "tags", "item", s.item),
+                         "tag": _column(df, path, "tags", "tag", s.tag).str.lower()})
+    tags = tags[tags.tag != ""]
+    known = tags.item_id.isin(items.index)
+    report.unknown_item_tags_dropped = int((~known).sum())
+    counts = tags[known].groupby(["item_id", "tag"]).size().reset_index(name="n")
+    counts = counts.sort_values(["item_id", "n", "tag"], ascending=[True, False, True], kind="mergesort")
+    top = counts.groupby("item_id").head(s.top)
+    return top.groupby("item_id").tag.agg(tuple)
+
+
+def _check_template(root: Path, spec: CatalogSpec, items: pd.DataFrame) -> None:
+    known = {"title", "name", "genres", "tags", "year", *spec.items.metadata}
+    for name in _PLACEHOLDER.findall(spec.text.template):
+        if name not in known:
+            raise CatalogError(
+                f"{root / 'catalog.toml'}: [text].template uses '{{{name}}}', which is not an item field "
+                f"(fields: {', '.join(sorted(known))})."
+            )
+
+
+def _compose_text(template: str, row: object) -> str:
+    def value(match: re.Match[str]) -> str:
+        v = getattr(row, match.group(1))
+        if isinstance(v, tuple):
+            return ", ".join(v) if v else "none"
+        return "unknown" if v is None or v is pd.NA else str(v)
+
+    return _PLACEHOLDER.sub(value, template)

@@ -1,0 +1,166 @@
+"""Collaborative-filtering scorers behind one contract: `fit(user_items)` and `score(users, user_items)`.
+
+`user_items` is a binary users x items CSR matrix of positive interactions. `score` returns one row of
+item scores per requested user; `users[i] = -1` means "not a training user": the model folds in the given
+history row instead (a session's likes, a new user). EASE, item-kNN and ALS follow the formulas of
+`shared/baselines.py` exactly, so evaluation can reproduce its numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import ConfigError
+
+
+class CFModel(Protocol):
+    name: ClassVar[str]
+
+    def fit(self, user_items: sp.csr_matrix) -> None: ...
+
+    def score(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def load(self, directory: Path) -> None: ...
+
+
+class EASE:
+    """Embarrassingly shallow autoencoder (Steck 2019), closed form on the items that have positives."""
+
+    name: ClassVar[str] = "ease"
+
+    def __init__(self, lam: float = 500.0) -> None:
+        self.lam = lam
+        self.active = np.zeros(0, dtype=np.int64)
+        self.B = np.zeros((0, 0), dtype=np.float32)
+        self.n_items = 0
+
+    def fit(self, user_items: sp.csr_matrix) -> None:
+        from scipy.linalg import lapack
+
+        self.n_items = user_items.shape[1]
+        self.active = np.flatnonzero(np.asarray(user_items.sum(0)).ravel() > 0)
+        Xa = user_items[:, self.active].astype(np.float64)
+        G = (Xa.T @ Xa).toarray()
+        G[np.diag_indices_from(G)] += self.lam
+        c, info = lapack.dpotrf(G, lower=0, overwrite_a=1)
+        if info != 0:
+            raise ConfigError(f"EASE: the Gram matrix is not positive definite (info={info}); raise lambda.")
+        P, info = lapack.dpotri(c, lower=0, overwrite_c=1)
+        P = np.triu(P) + np.triu(P, 1).T
+        B = P / (-np.diag(P))
+        B[np.diag_indices_from(B)] = 0.0
+        self.B = B
+
+    def score(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        S = np.zeros((user_items.shape[0], self.n_items))
+        S[:, self.active] = user_items[:, self.active].astype(np.float64) @ self.B
+        return S
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / "ease_B.npy", self.B.astype(np.float32))
+        np.save(directory / "ease_active.npy", np.append(self.active, self.n_items))
+
+    def load(self, directory: Path) -> None:
+        self.B = np.load(directory / "ease_B.npy", mmap_mode="r")
+        stored = np.load(directory / "ease_active.npy")
+        self.active, self.n_items = stored[:-1], int(stored[-1])
+
+
+class ItemKNN:
+    """Item-item cosine similarity over the binary interaction matrix."""
+
+    name: ClassVar[str] = "itemknn"
+
+    def __init__(self) -> None:
+        self.sim = sp.csr_matrix((0, 0))
+
+    def fit(self, user_items: sp.csr_matrix) -> None:
+        Xc = user_items.tocsc().astype(np.float64)
+        norms = np.sqrt(np.asarray(Xc.multiply(Xc).sum(0)).ravel())
+        norms[norms == 0] = 1.0
+        Xn = Xc @ sp.diags(1.0 / norms)
+        sim = (Xn.T @ Xn).tocsr()
+        sim.setdiag(0)
+        sim.eliminate_zeros()
+        self.sim = sim
+
+    def score(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((user_items.astype(np.float64) @ self.sim).toarray())
+
+    def save(self, directory: Path) -> None:
+        sp.save_npz(directory / "itemknn_sim.npz", self.sim)
+
+    def load(self, directory: Path) -> None:
+        self.sim = sp.load_npz(directory / "itemknn_sim.npz").tocsr()
+
+
+class ALS:
+    """Implicit-feedback ALS from the `implicit` package (same parameters as the reference baselines)."""
+
+    name: ClassVar[str] = "als"
+    PARAMS: ClassVar[dict[str, float]] = dict(factors=64, regularization=0.05, alpha=2.0, iterations=20)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._model: object | None = None
+
+    def _new_model(self) -> object:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(random_state=self.seed, num_threads=1,
+                                       calculate_training_loss=False, **self.PARAMS)
+
+    def fit(self, user_items: sp.csr_matrix) -> None:
+        from threadpoolctl import threadpool_limits
+
+        model = self._new_model()
+        with threadpool_limits(1, "blas"):
+            model.fit(user_items.tocsr().astype(np.float32), show_progress=False)  # type: ignore[attr-defined]
+        self._model = model
+
+    def score(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        model = self._model
+        if model is None:
+            raise ConfigError("ALS: call fit() or load() before score().")
+        uf = np.asarray(model.user_factors)  # type: ignore[attr-defined]
+        itf = np.asarray(model.item_factors, dtype=np.float64)  # type: ignore[attr-defined]
+        rows = []
+        for r, u in enumerate(np.asarray(users)):
+            if u >= 0:
+                rows.append(uf[u].astype(np.float64))
+            else:
+                history = user_items[r].tocsr().astype(np.float32)
+                rows.append(np.asarray(model.recalculate_user(0, history), dtype=np.float64).ravel())  # type: ignore[attr-defined]
+        return np.vstack(rows) @ itf.T if rows else np.zeros((0, itf.shape[0]))
+
+    def save(self, directory: Path) -> None:
+        model = self._model
+        np.save(directory / "als_user.npy", np.asarray(model.user_factors))  # type: ignore[union-attr]
+        np.save(directory / "als_item.npy", np.asarray(model.item_factors))  # type: ignore[union-attr]
+
+    def load(self, directory: Path) -> None:
+        model = self._new_model()
+        model.user_factors = np.load(directory / "als_user.npy")  # type: ignore[attr-defined]
+        model.item_factors = np.load(directory / "als_item.npy")  # type: ignore[attr-defined]
+        self._model = model
+
+
+CF_MODELS: dict[str, type[EASE] | type[ItemKNN] | type[ALS]] = {
+    "ease": EASE, "itemknn": ItemKNN, "als": ALS,
+}
+
+
+def make_cf(name: str) -> CFModel:
+    try:
+        return CF_MODELS[name]()
+    except KeyError:
+        raise ConfigError(f"Unknown CF model '{name}'. Choose one of: {', '.join(CF_MODELS)}.") from None

@@ -1,0 +1,162 @@
+"""The `genre-agent` command line."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import GenreAgentError
+
+app = typer.Typer(help="genre-agent: an offline conversational recommender (Chroma + CF + a local LLM).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default ./genre-agent.toml)")]
+CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catalog name or a folder")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    """A progress bar on stderr for build steps; yields the (step, done, total) callback."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), console=err, transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        yield report
+
+
+def _fail(exc: GenreAgentError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def _parse_where(pairs: list[str]) -> dict[str, str]:
+    where = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--where expects KEY=VALUE, got {pair!r}")
+        where[key.strip()] = value.strip()
+    return where
+
+
+@app.command()
+def recommend(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="user id in the catalog")] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="what the user asks for")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="how many recommendations (default 10)")] = None,
+    include_genre: Annotated[list[str], typer.Option("--include-genre", help="only these genres")] = [],
+    exclude_genre: Annotated[list[str], typer.Option("--exclude-genre", help="never these genres")] = [],
+    year_min: Annotated[int | None, typer.Option("--year-min")] = None,
+    year_max: Annotated[int | None, typer.Option("--year-max")] = None,
+    where: Annotated[list[str], typer.Option("--where", help="metadata equality, KEY=VALUE")] = [],
+    include_seen: Annotated[bool, typer.Option("--include-seen", help="allow already-rated items")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON output contract")] = False,
+    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | fake")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Top-k recommendations for a user (and/or a query), each with a reason."""
+    from .candidates import Rules
+    from .pipeline import Recommender
+    from .settings import load_settings
+
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k,
+                                 **{"backend.name": backend, "backend.model": model})
+        rules = Rules(exclude_seen=not include_seen, include_genres=include_genre, exclude_genres=exclude_genre,
+                      year_min=year_min, year_max=year_max, where=_parse_where(where))
+        with _progress() as report:
+            rec = Recommender.open(settings, progress=report)
+        for line in rec.catalog.report.lines():
+            err.print(f"[dim]catalog cleaning: {line}[/]")
+        if rules.where:
+            missing = [c for c in rules.where if c not in rec.catalog.items.columns]
+            if missing:
+                raise typer.BadParameter(f"--where: no item column {missing[0]!r}; "
+                                         f"columns: {', '.join(rec.catalog.items.columns)}")
+        with err.status("thinking…"):
+            result = rec.recommend(user_id=user, query=query, k=settings.k, rules=rules)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    table = Table(title=f"{len(result.recommendations)} for user {user or '(new)'}"
+                        + (f' — "{query}"' if query else ""), show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("title")
+    table.add_column("reason")
+    table.add_column("fused", justify="right")
+    for r in result.recommendations:
+        table.add_row(str(r.rank), r.title, r.reason, f"{r.scores.fused:.2f}")
+    out.print(table)
+    t = result.timings_ms
+    note = " (fallback: retrieval order, reasons from evidence)" if result.fallback else ""
+    err.print(f"[dim]{result.backend}:{result.model}{note}; re-asks {result.reasks}; "
+              f"retrieve {t.retrieve:.0f} ms, LLM {t.llm / 1000:.1f} s, {result.prompt_tokens} prompt tokens[/]")
+
+
+@app.command()
+def index(
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate a catalog and build (or update) its vector index and CF model."""
+    from .catalog import load_catalog
+    from .pipeline import build
+    from .settings import load_settings
+
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir)
+        cat = load_catalog(settings.catalog)
+        with _progress() as report:
+            _, built = build(settings, cat, report)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    for line in cat.report.lines():
+        err.print(f"catalog cleaning: {line}")
+    out.print(f"{cat.name}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
+              f"{cat.interactions.user_id.nunique()} users; embedded {built.embedded}, reused {built.reused}; "
+              f"CF {'trained' if built.cf_trained else 'reused'} ({settings.retrieval.cf_model}); "
+              f"{built.seconds:.1f} s")
+
+
+@app.command()
+def models() -> None:
+    """List the named local models and whether their package is installed."""
+    import importlib.util
+
+    from .models import MODELS
+
+    table = Table()
+    for column in ("name", "model", "installed", "install with"):
+        table.add_column(column)
+    for spec in MODELS.values():
+        installed = all(importlib.util.find_spec(pkg) is not None for pkg, _ in spec.files)
+        table.add_row(spec.name, spec.description, "yes" if installed else "no", spec.install)
+    out.print(table)
+
+
+if __name__ == "__main__":
+    app()

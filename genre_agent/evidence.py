@@ -1,0 +1,102 @@
+"""Evidence that ties a candidate to a user, as facts for the prompt and as a plain fallback reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import scipy.sparse as sp
+
+from .schemas import Evidence
+
+SIMILAR_MIN = 0.45  # cosine of item texts below which "similar to" is not claimed
+COLIKED_MIN = 0.15  # co-rating cosine below which "fans of X also liked it" is not claimed
+
+
+def favourite_genres(liked_genres: list[tuple[str, ...]]) -> Counter[str]:
+    return Counter(g for genres in liked_genres for g in genres)
+
+
+def gather(
+    genres: tuple[str, ...],
+    tags: tuple[str, ...],
+    favourites: Counter[str],
+    liked_titles: list[str],
+    text_sims: np.ndarray,
+    colike_sims: np.ndarray,
+    query_similarity: float | None,
+    liked_by: int,
+) -> Evidence:
+    """Evidence for one candidate. `text_sims` and `colike_sims` align with `liked_titles`."""
+    shared = sorted((g for g in genres if g in favourites), key=lambda g: (-favourites[g], g))
+    return Evidence(
+        shared_genres=shared[:3],
+        similar_liked=_top_titles(liked_titles, text_sims, SIMILAR_MIN),
+        fans_also_liked=_top_titles(liked_titles, colike_sims, COLIKED_MIN),
+        tags=list(tags[:3]),
+        query_similarity=None if query_similarity is None else round(float(query_similarity), 3),
+        liked_by=liked_by,
+    )
+
+
+def _top_titles(titles: list[str], sims: np.ndarray, floor: float, n: int = 2) -> list[str]:
+    if len(titles) == 0:
+        return []
+    order = np.argsort(-sims, kind="stable")[:n]
+    return [titles[i] for i in order if sims[i] >= floor]
+
+
+def colike_cosine(positives: sp.csr_matrix, liked_cols: np.ndarray, cand_cols: np.ndarray) -> np.ndarray:
+    """Cosine of item columns over users' positives: shape (candidates, liked)."""
+    X = positives.tocsc()
+    A = X[:, cand_cols].astype(np.float64)
+    B = X[:, liked_cols].astype(np.float64)
+    dots = (A.T @ B).toarray()
+    na = np.sqrt(np.asarray(A.multiply(A).sum(0)).ravel())
+    nb = np.sqrt(np.asarray(B.multiply(B).sum(0)).ravel())
+    denom = np.outer(na, nb)
+    return np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+
+
+def facts(evidence: Evidence, year: int | None, noun_plural: str) -> list[str]:
+    """The evidence as short sentences, in the order the prompt shows them."""
+    out = []
+    if evidence.similar_liked:
+        out.append(f"like {evidence.similar_liked[0]} (user liked)")
+    if evidence.fans_also_liked:
+        out.append(f"fans of {evidence.fans_also_liked[0]} liked it")
+    if evidence.shared_genres:
+        out.append(f"shares {', '.join(evidence.shared_genres)} with the user's favourite {noun_plural}")
+    if evidence.tags:
+        out.append(f"tags: {', '.join(evidence.tags)}")
+    if evidence.query_similarity is not None:
+        out.append(f"request match {evidence.query_similarity:.2f}")
+    if year:
+        out.append(f"from {year}")
+    return out
+
+
+def plain_reason(evidence: Evidence, year: int | None, query: str | None, max_chars: int) -> str:
+    """A true one-sentence reason from the evidence: the prompt offers it, and it is the fallback reason.
+
+    Parts are added in order of strength while the sentence fits `max_chars`."""
+    parts = []
+    if evidence.similar_liked:
+        parts.append(f"close to {evidence.similar_liked[0]}, which you rated highly")
+    if evidence.fans_also_liked and evidence.fans_also_liked[0] not in evidence.similar_liked[:1]:
+        parts.append(f"fans of {evidence.fans_also_liked[0]} loved it")
+    if evidence.shared_genres:
+        parts.append(f"{' and '.join(evidence.shared_genres[:2])} like your favourites")
+    if query and evidence.query_similarity is not None:
+        parts.append(f"fits \u201c{query}\u201d")
+    if evidence.tags:
+        parts.append(f"tagged {', '.join(evidence.tags[:2])}")
+    parts.append(f"rated highly by {evidence.liked_by} users" if evidence.liked_by else
+                 (f"from {year}" if year else "in the catalog"))
+    sentence = parts[0]
+    for part in parts[1:]:
+        if len(sentence) + len(part) + 3 > max_chars:
+            break
+        sentence += "; " + part
+    sentence = sentence[0].upper() + sentence[1:] + "."
+    return sentence if len(sentence) <= max_chars else sentence[: max_chars - 1].rstrip(" ;,.") + "\u2026"

@@ -1,0 +1,42 @@
+"""The binary user x item matrix of positive interactions that CF models train on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+@dataclass
+class InteractionMatrix:
+    """Positives (rating >= threshold) as a CSR matrix; items are aligned with the catalog's item order."""
+
+    matrix: sp.csr_matrix
+    user_index: pd.Index
+    item_index: pd.Index
+
+    @classmethod
+    def build(cls, interactions: pd.DataFrame, item_ids: pd.Index, positive_min: float) -> "InteractionMatrix":
+        positives = interactions[interactions.rating >= positive_min]
+        users = pd.Index(sorted(interactions.user_id.unique()))
+        rows = users.get_indexer(positives.user_id)
+        cols = item_ids.get_indexer(positives.item_id)
+        matrix = sp.csr_matrix(
+            (np.ones(len(positives), dtype=np.float32), (rows, cols)), shape=(len(users), len(item_ids))
+        )
+        return cls(matrix=matrix, user_index=users, item_index=item_ids)
+
+    def user_row(self, user_id: str) -> int:
+        """Row of a training user, or -1 if the user has no interactions."""
+        return int(self.user_index.get_indexer([user_id])[0])
+
+    def history(self, item_ids: list[str]) -> sp.csr_matrix:
+        """A one-row matrix marking the given items (a fold-in history)."""
+        cols = self.item_index.get_indexer(item_ids)
+        cols = cols[cols >= 0]
+        return sp.csr_matrix(
+            (np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
+            shape=(1, len(self.item_index)),
+        )

@@ -1,0 +1,170 @@
+"""The recommendation pipeline: catalog -> index + CF -> candidates -> prompt -> backend -> validated answer."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends import Backend, make_backend
+from .candidates import Retriever, Rules
+from .catalog import Catalog, load_catalog
+from .cf import CFModel, make_cf
+from .errors import UnknownUserError
+from .index import VectorIndex, make_client
+from .interactions import InteractionMatrix
+from .prompts import Prompts, resolve_prompts_dir
+from .ranking import rank
+from .schemas import Recommendation, Recommendations, Timings
+from .settings import Settings
+
+# A build step reports (step name, done, total); the CLI shows it as a progress bar.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildReport:
+    embedded: int
+    reused: int
+    cf_trained: bool
+    seconds: float
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes building into the same data directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def catalog_key(catalog: Catalog) -> str:
+    """Stable per catalog folder, so two folders with the same name do not share artifacts."""
+    return f"{catalog.name}-{hashlib.sha256(str(catalog.root).encode()).hexdigest()[:6]}"
+
+
+def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: str, root: Path,
+                      progress: Progress | None) -> tuple[CFModel | None, bool]:
+    """The CF model for these interactions: loaded if trained before, else trained and saved atomically."""
+    if matrix.matrix.nnz == 0:
+        return None, False
+    key = f"{model_name}-{catalog.interactions_fingerprint()}-{catalog.items_fingerprint()}"
+    target = root / key
+    model = make_cf(model_name)
+    if (target / "done.json").is_file():
+        model.load(target)
+        return model, False
+    if progress:
+        progress(f"training {model_name}", 0, 1)
+    model.fit(matrix.matrix)
+    tmp = root / f".{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp)
+    (tmp / "done.json").write_text(json.dumps({"model": model_name, "users": matrix.matrix.shape[0],
+                                               "items": matrix.matrix.shape[1], "nnz": matrix.matrix.nnz}))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    for stale in root.iterdir():  # models of older interactions
+        if stale.name.startswith(f"{model_name}-") and stale.name != key:
+            shutil.rmtree(stale, ignore_errors=True)
+    model.load(target)
+    if progress:
+        progress(f"training {model_name}", 1, 1)
+    return model, True
+
+
+class Recommender:
+    """Everything needed to answer recommendation requests for one catalog. Build once, then reuse."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, retriever: Retriever,
+                 backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.retriever = retriever
+        self._backend = backend
+        self.prompts = Prompts(resolve_prompts_dir(settings.prompts))
+
+    @classmethod
+    def open(cls, settings: Settings, backend: Backend | None = None,
+             progress: Progress | None = None) -> "Recommender":
+        """Load the catalog and build (or reuse) the vector index and the CF model."""
+        catalog = load_catalog(settings.catalog)
+        retriever, _ = build(settings, catalog, progress)
+        return cls(settings, catalog, retriever, backend)
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = make_backend(self.settings)
+        return self._backend
+
+    def recommend(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
+                  rules: Rules | None = None) -> Recommendations:
+        started = time.perf_counter()
+        k = k or self.settings.k
+        rules = rules or Rules()
+        query = (query or "").strip() or None
+        known = user_id is not None and self.catalog.has_user(user_id)
+        if user_id is not None and not known and query is None:
+            raise UnknownUserError(
+                f"User {user_id!r} has no ratings in catalog '{self.catalog.name}'. "
+                "Pass --query to get recommendations for a new user, or pick a known user id."
+            )
+        view = self.retriever.user_view(user_id if known else None)  # unknown user + query = cold start
+        if view.user_id is None and query is None:
+            raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
+        n = max(self.settings.retrieval.candidates, k)
+        candidates = self.retriever.candidates(view, query, rules, n, self.settings.backend.reason_max_chars)
+        t_retrieved = time.perf_counter()
+        b = self.settings.backend
+        noun = self.catalog.spec
+        messages = self.prompts.messages(
+            item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
+            reason_max_chars=b.reason_max_chars, history=view.history, candidates=candidates,
+            query=query, rules=rules.describe(),
+        )
+        t_prompt = time.perf_counter()
+        outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
+                       reason_max_chars=b.reason_max_chars, max_tokens=b.max_tokens)
+        by_id = {c.item_id: c for c in candidates}
+        recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
+                               scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]
+        ms = lambda a, z: round((z - a) * 1000, 1)  # noqa: E731
+        done = time.perf_counter()
+        return Recommendations(
+            user_id=user_id, query=query, k=k, backend=self.backend.name, model=self.backend.model,
+            fallback=outcome.fallback, reasks=outcome.reasks, recommendations=recs,
+            timings_ms=Timings(retrieve=ms(started, t_retrieved), prompt=ms(t_retrieved, t_prompt),
+                               llm=round(outcome.llm_ms, 1), total=ms(started, done)),
+            prompt_tokens=outcome.prompt_tokens,
+        )
+
+
+def build(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> tuple[Retriever, BuildReport]:
+    """Build or reuse the vector index and CF model of a catalog (under a lock), and return a Retriever."""
+    started = time.perf_counter()
+    key = catalog_key(catalog)
+    data = settings.data_dir
+    with _locked(data / "locks" / f"{key}.lock"):
+        client = make_client(data / "chroma", settings.chroma.host, settings.chroma.port)
+        index = VectorIndex(client, key)
+        report = index.sync(catalog.items, catalog.items_fingerprint(),
+                            (lambda d, t: progress("embedding items", d, t)) if progress else None)
+        matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
+        cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
+                                        progress)
+    retriever = Retriever(catalog, index, cf, matrix, settings.retrieval)
+    return retriever, BuildReport(report.embedded, report.reused, trained,
+                                  round(time.perf_counter() - started, 2))

@@ -1,0 +1,105 @@
+"""Every knob in one place: `genre-agent.toml` (or --config), then GENRE_AGENT_* env vars, then CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "genre-agent"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendSettings(_Section):
+    name: Literal["llamacpp", "openai", "fake"] = "llamacpp"
+    model: str = Field("smollm2-135m", description="registered model name or .gguf path (openai: model id)")
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend)")
+    api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__API_KEY")
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    timeout_s: float = 120.0
+    retries: int = Field(1, ge=0, le=5, description="re-asks after an invalid answer, then fallback")
+    reason_max_chars: int = Field(140, ge=40, le=400)
+    n_ctx: int = 8192
+    threads: int = 2
+    seed: int = 0
+
+
+class RetrievalSettings(_Section):
+    candidates: int = Field(20, ge=1, le=200)
+    cf_model: Literal["ease", "itemknn", "als"] = "ease"
+    weight_query: float = 1.0
+    weight_profile: float = 0.3
+    weight_cf: float = 1.0
+    weight_popularity: float = 0.05
+    vector_pool: int = Field(1000, ge=10, description="nearest items fetched from Chroma per vector query")
+
+
+class ChromaSettings(_Section):
+    host: str | None = Field(None, description="a `chroma run` server; unset = embedded PersistentClient")
+    port: int = 8000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GENRE_AGENT_", env_nested_delimiter="__", extra="forbid", toml_file="genre-agent.toml"
+    )
+
+    catalog: str = "movielens"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    prompts: str = Field("default", description="a shipped prompt set name or a folder of templates")
+    k: int = Field(10, ge=1, le=50)
+    backend: BackendSettings = BackendSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    chroma: ChromaSettings = ChromaSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file (default ./genre-agent.toml), env vars and `overrides` (highest).
+
+    Nested overrides use dotted keys, e.g. ``{"backend.name": "fake"}``; None values are ignored."""
+    if config is not None and not config.is_file():
+        raise ConfigError(f"{config}: config file not found.")
+    cls: type[Settings] = Settings
+    if config is not None:
+        cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config}})
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    try:
+        return cls(**nested)  # init values win; nested sections are deep-merged with the other sources
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid settings ({config or 'genre-agent.toml / env'}): {exc}") from exc
