@@ -115,9 +115,11 @@ class ALS:
 
     def _new_model(self) -> object:
         from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
 
-        return AlternatingLeastSquares(random_state=self.seed, num_threads=1,
-                                       calculate_training_loss=False, **self.PARAMS)
+        with threadpool_limits(1, "blas"):  # implicit checks (and warns about) BLAS threads here
+            return AlternatingLeastSquares(random_state=self.seed, num_threads=1,
+                                           calculate_training_loss=False, **self.PARAMS)
 
     def fit(self, user_items: sp.csr_matrix) -> None:
         from threadpoolctl import threadpool_limits

@@ -1,0 +1,22 @@
+"""Hand-made candidates for tests that need no catalog."""
+
+from __future__ import annotations
+
+from genre_agent.schemas import Candidate, Evidence, Scores
+
+
+def candidate(item_id: str, title: str, genres: list[str], *, similar: str = "Alien (1979)",
+              tags: list[str] | None = None, year: int | None = 1986) -> Candidate:
+    evidence = Evidence(shared_genres=genres[:1], similar_liked=[similar], fans_also_liked=[],
+                        tags=tags or [], liked_by=10)
+    return Candidate(item_id=item_id, title=title, genres=genres, year=year, tags=tags or [],
+                     scores=Scores(vector=0.5, cf=0.1, fused=1.0), evidence=evidence,
+                     facts=[f"like {similar} (user liked)"],
+                     why=f"Close to {similar}, which you rated highly; {genres[0]} like your favourites.")
+
+
+CANDIDATES = [
+    candidate("10", "Aliens (1986)", ["Sci-Fi", "Action"]),
+    candidate("20", "Predator (1987)", ["Action", "Sci-Fi"], similar="Terminator, The (1984)", year=1987),
+    candidate("30", "Big (1988)", ["Comedy"], similar="Splash (1984)", tags=["tom hanks"], year=1988),
+]

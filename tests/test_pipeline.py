@@ -1,0 +1,81 @@
+"""The whole pipeline on the tiny catalog with real Chroma and the real embedding model; the fake LLM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genre_agent.backends import FakeBackend
+from genre_agent.candidates import Rules
+from genre_agent.errors import UnknownUserError
+from genre_agent.pipeline import Recommender
+
+
+def test_known_answer_top1_for_a_star_quest_fan(tiny_recommender: Recommender, fake: FakeBackend) -> None:
+    result = tiny_recommender.recommend("alice", k=1)
+    assert result.fallback  # the fake has nothing queued: retrieval order with evidence reasons
+    assert [r.item_id for r in result.recommendations] == ["2"]
+    assert "Star Quest (1990)" in result.recommendations[0].reason
+
+
+def test_model_answer_is_validated_against_the_candidates(tiny_recommender: Recommender,
+                                                          fake: FakeBackend) -> None:
+    fake.queue.append(json.dumps({"recommendations": [
+        {"item_id": "6", "reason": "Sci-Fi like Star Quest (1990), which you rated highly."},
+        {"item_id": "2", "reason": "Close to Star Quest (1990), which you rated highly."},
+    ]}))
+    result = tiny_recommender.recommend("alice", k=2)
+    assert not result.fallback and result.reasks == 0
+    assert [r.item_id for r in result.recommendations] == ["6", "2"]
+    assert [r.rank for r in result.recommendations] == [1, 2]
+    schema = fake.schemas[0]
+    ids = schema["properties"]["recommendations"]["items"]["properties"]["item_id"]["enum"]
+    assert "1" not in ids and "5" not in ids  # alice rated 1 and 5: never candidates
+
+
+def test_prompt_carries_history_candidates_and_rules(tiny_recommender: Recommender, fake: FakeBackend) -> None:
+    tiny_recommender.recommend("alice", query="space", k=2, rules=Rules(exclude_genres=["comedy"]))
+    system, user = fake.calls[0]
+    assert system["role"] == "system" and "movie recommender" in system["content"]
+    assert "- Star Quest (1990): 5.0/5" in user["content"]
+    assert "[2] Star Quest II (1992) | Sci-Fi, Adventure" in user["content"]
+    assert "[6]" not in user["content"] and "[3]" not in user["content"]  # comedies excluded
+    assert 'The user asks for: "space"' in user["content"]
+    assert "no comedy" in user["content"]
+
+
+@pytest.mark.parametrize("rules, allowed", [
+    (Rules(include_genres=["Comedy"]), {"3", "4", "6"}),
+    (Rules(exclude_genres=["sci-fi", "COMEDY"]), set()),
+    (Rules(year_min=1995, year_max=1999), {"3", "4"}),
+    (Rules(exclude_seen=False, year_max=1990), {"1", "5"}),
+    (Rules(where={"name": "laugh riot"}), {"3"}),
+])
+def test_business_rules(tiny_recommender: Recommender, fake: FakeBackend, rules: Rules,
+                        allowed: set[str]) -> None:
+    result = tiny_recommender.recommend("alice", k=6, rules=rules)
+    assert {r.item_id for r in result.recommendations} == allowed
+
+
+def test_unknown_user_without_query_is_an_error(tiny_recommender: Recommender) -> None:
+    with pytest.raises(UnknownUserError, match="--query"):
+        tiny_recommender.recommend("nobody")
+
+
+def test_unknown_user_with_query_is_a_cold_start(tiny_recommender: Recommender, fake: FakeBackend) -> None:
+    result = tiny_recommender.recommend("nobody", query="funny comedy", k=2)
+    assert result.user_id == "nobody"
+    assert {r.item_id for r in result.recommendations} <= {"3", "4", "6"}
+    assert "The user is new" in fake.calls[0][1]["content"]
+
+
+def test_output_contract(tiny_recommender: Recommender, fake: FakeBackend) -> None:
+    data = json.loads(tiny_recommender.recommend("alice", query="space", k=3).model_dump_json())
+    assert set(data) >= {"user_id", "query", "k", "backend", "model", "fallback", "recommendations",
+                         "timings_ms", "prompt_tokens"}
+    assert set(data["timings_ms"]) == {"retrieve", "prompt", "llm", "total"}
+    first = data["recommendations"][0]
+    assert set(first) == {"rank", "item_id", "title", "reason", "scores"}
+    assert set(first["scores"]) == {"vector", "cf", "fused"}
+    assert data["backend"] == "fake" and data["k"] == 3 and data["query"] == "space"
