@@ -1,6 +1,10 @@
-"""genre-agent: an offline conversational recommender — Chroma + CF retrieval, Jinja prompts, a local LLM."""
+"""genre-agent: an offline conversational recommender — Chroma + CF retrieval, Jinja prompts, a local LLM.
 
-from .candidates import Rules
+Exports are resolved lazily (PEP 562) so that `genre-agent --help` does not import pandas or Chroma."""
+
+from importlib import import_module
+from typing import Any
+
 from .errors import (
     BackendUnavailableError,
     CatalogError,
@@ -10,9 +14,15 @@ from .errors import (
     TemplateError,
     UnknownUserError,
 )
-from .pipeline import Recommender
-from .schemas import Recommendation, Recommendations
-from .settings import Settings, load_settings
+
+_LAZY = {
+    "Recommender": "pipeline",
+    "Rules": "candidates",
+    "Recommendation": "schemas",
+    "Recommendations": "schemas",
+    "Settings": "settings",
+    "load_settings": "settings",
+}
 
 __all__ = [
     "BackendUnavailableError",
@@ -29,3 +39,9 @@ __all__ = [
     "UnknownUserError",
     "load_settings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'genre_agent' has no attribute {name!r}")

@@ -177,7 +177,7 @@ class Retriever:
         favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
         noun = self.catalog.spec.item_noun_plural
         out = []
-        for row, (col, item_id) in enumerate(zip(top, cand_ids)):
+        for row, (col, item_id) in enumerate(zip(top, cand_ids, strict=False)):
             item = self.items.loc[item_id]
             q_sim = float(cand_vecs[row] @ query_vec) if query_vec is not None else None
             vector = q_sim if q_sim is not None else (

@@ -95,9 +95,11 @@ class CleaningReport:
 
 @dataclass
 class Catalog:
-    """A loaded catalog. `items` is indexed by item_id (str) with columns title, name (title without a
-    trailing year), genres (tuple), year (nullable int), tags (tuple), text and the metadata columns; `interactions` has user_id, item_id (str),
-    rating (float) and timestamp (int)."""
+    """A loaded catalog.
+
+    `items` is indexed by item_id (str) with columns title, name (title without a trailing year),
+    genres (tuple), year (nullable int), tags (tuple), text and the metadata columns.
+    `interactions` has user_id, item_id (str), rating (float) and timestamp (int)."""
 
     spec: CatalogSpec
     root: Path

@@ -60,11 +60,11 @@ def recommend(
     user: Annotated[str | None, typer.Option("--user", "-u", help="user id in the catalog")] = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="what the user asks for")] = None,
     k: Annotated[int | None, typer.Option("-k", help="how many recommendations (default 10)")] = None,
-    include_genre: Annotated[list[str], typer.Option("--include-genre", help="only these genres")] = [],
-    exclude_genre: Annotated[list[str], typer.Option("--exclude-genre", help="never these genres")] = [],
+    include_genre: Annotated[list[str] | None, typer.Option("--include-genre", help="only these genres")] = None,
+    exclude_genre: Annotated[list[str] | None, typer.Option("--exclude-genre", help="never these genres")] = None,
     year_min: Annotated[int | None, typer.Option("--year-min")] = None,
     year_max: Annotated[int | None, typer.Option("--year-max")] = None,
-    where: Annotated[list[str], typer.Option("--where", help="metadata equality, KEY=VALUE")] = [],
+    where: Annotated[list[str] | None, typer.Option("--where", help="metadata equality, KEY=VALUE")] = None,
     include_seen: Annotated[bool, typer.Option("--include-seen", help="allow already-rated items")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON output contract")] = False,
     backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | fake")] = None,
@@ -81,8 +81,9 @@ def recommend(
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k,
                                  **{"backend.name": backend, "backend.model": model})
-        rules = Rules(exclude_seen=not include_seen, include_genres=include_genre, exclude_genres=exclude_genre,
-                      year_min=year_min, year_max=year_max, where=_parse_where(where))
+        rules = Rules(exclude_seen=not include_seen, include_genres=include_genre or [],
+                      exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
+                      where=_parse_where(where or []))
         with _progress() as report:
             rec = Recommender.open(settings, progress=report)
         for line in rec.catalog.report.lines():

@@ -101,5 +101,5 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         return {"threads": self.threads}
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "MiniLMEmbeddingFunction":
+    def build_from_config(config: dict[str, Any]) -> MiniLMEmbeddingFunction:
         return MiniLMEmbeddingFunction(threads=int(config.get("threads", 2)))

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,9 +99,9 @@ class VectorIndex:
         if self.is_current(fingerprint):
             return SyncReport(reused=len(items))
         old_name, _ = self._active_name()
-        old = self._open(old_name) if old_name else None
+        old: Any = self._open(old_name) if old_name else None
         stored = self._stored_hashes(old)
-        wanted = {str(i): _text_hash(t) for i, t in zip(items.index, items["text"])}
+        wanted = {str(i): _text_hash(t) for i, t in zip(items.index, items["text"], strict=False)}
         reuse = [i for i, h in wanted.items() if stored.get(i) == h]
         fresh = [i for i in wanted if stored.get(i) != wanted[i]]
         report = SyncReport(embedded=len(fresh), reused=len(reuse),
@@ -113,8 +114,8 @@ class VectorIndex:
             done = 0
             for start in range(0, len(reuse), BATCH):
                 ids = reuse[start : start + BATCH]
-                got = old.get(ids=ids, include=["embeddings"])  # type: ignore[union-attr]
-                vectors = dict(zip(got["ids"], got["embeddings"]))
+                got = old.get(ids=ids, include=["embeddings"])
+                vectors = dict(zip(got["ids"], got["embeddings"], strict=False))
                 new.add(ids=ids, embeddings=[vectors[i] for i in ids],  # type: ignore[attr-defined]
                         metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
                 done += len(ids)
@@ -142,7 +143,7 @@ class VectorIndex:
         if collection is None:
             return {}
         got = collection.get(include=["metadatas"])  # type: ignore[attr-defined]
-        return {i: (m or {}).get("text_hash", "") for i, m in zip(got["ids"], got["metadatas"])}
+        return {i: (m or {}).get("text_hash", "") for i, m in zip(got["ids"], got["metadatas"], strict=False)}
 
     @staticmethod
     def _metadata(items: pd.DataFrame, item_id: str, text_hash: str) -> dict[str, str | int]:
@@ -169,7 +170,7 @@ class VectorIndex:
         if not item_ids:
             return np.zeros((0, 384), dtype=np.float32)
         got = self.collection.get(ids=item_ids, include=["embeddings"])  # type: ignore[attr-defined]
-        found = dict(zip(got["ids"], got["embeddings"]))
+        found = dict(zip(got["ids"], got["embeddings"], strict=False))
         return np.array([found.get(i, np.zeros(384)) for i in item_ids], dtype=np.float32)
 
     def nearest(self, vector: np.ndarray, n: int) -> dict[str, float]:
@@ -179,4 +180,4 @@ class VectorIndex:
             query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=min(n, count),
             include=["distances"],
         )
-        return {i: 1.0 - float(d) for i, d in zip(res["ids"][0], res["distances"][0])}
+        return {i: 1.0 - float(d) for i, d in zip(res["ids"][0], res["distances"][0], strict=False)}

@@ -18,7 +18,7 @@ class InteractionMatrix:
     item_index: pd.Index
 
     @classmethod
-    def build(cls, interactions: pd.DataFrame, item_ids: pd.Index, positive_min: float) -> "InteractionMatrix":
+    def build(cls, interactions: pd.DataFrame, item_ids: pd.Index, positive_min: float) -> InteractionMatrix:
         positives = interactions[interactions.rating >= positive_min]
         users = pd.Index(sorted(interactions.user_id.unique()))
         rows = users.get_indexer(positives.user_id)

@@ -98,7 +98,7 @@ class Recommender:
 
     @classmethod
     def open(cls, settings: Settings, backend: Backend | None = None,
-             progress: Progress | None = None) -> "Recommender":
+             progress: Progress | None = None) -> Recommender:
         """Load the catalog and build (or reuse) the vector index and the CF model."""
         catalog = load_catalog(settings.catalog)
         retriever, _ = build(settings, catalog, progress)

@@ -1,4 +1,4 @@
-"""The pydantic models of the pipeline: candidates with their evidence, the model's ranked answer, the output contract."""
+"""Pydantic models of the pipeline: candidates and their evidence, the model's answer, the output contract."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ class Recommendations(BaseModel):
     prompt_tokens: int
 
     @model_validator(mode="after")
-    def _ranks(self) -> "Recommendations":
+    def _ranks(self) -> Recommendations:
         if [r.rank for r in self.recommendations] != list(range(1, len(self.recommendations) + 1)):
             raise ValueError("ranks must be 1..n in order")
         return self

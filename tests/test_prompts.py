@@ -10,6 +10,7 @@ import pytest
 from genre_agent.errors import TemplateError
 from genre_agent.prompts import Prompts, resolve_prompts_dir
 from genre_agent.schemas import HistoryItem
+
 from helpers import CANDIDATES
 
 VARIABLES = dict(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genre_agent.backends import FakeBackend
 from genre_agent.ranking import answer_schema, rank
+
 from helpers import CANDIDATES
 
 MESSAGES = [{"role": "system", "content": "sys"}, {"role": "user", "content": "rank please"}]
@@ -97,3 +100,19 @@ def test_fake_backend_records_the_schema_it_was_given() -> None:
     backend = FakeBackend([GOOD])
     _rank(backend)
     assert backend.schemas[0] == answer_schema(CANDIDATES, 2, 140)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=80),
+    st.builds(lambda items: json.dumps({"recommendations": items}), st.lists(st.fixed_dictionaries({
+        "item_id": st.sampled_from(["10", "20", "30", "40", "", "10 "]),
+        "reason": st.sampled_from(["", "Sci-Fi", R, "Close to Splash (1984), which you rated highly."]),
+    }), max_size=4)),
+), min_size=1, max_size=3), st.integers(1, 4))
+def test_whatever_the_model_says_only_candidates_come_out(answers: list[str], k: int) -> None:
+    outcome = _rank(FakeBackend(answers), k=k, retries=len(answers) - 1)
+    ids = [i.item_id for i in outcome.items]
+    assert len(ids) == min(k, len(CANDIDATES)) and len(set(ids)) == len(ids)
+    assert set(ids) <= {c.item_id for c in CANDIDATES}
+    assert all(i.reason.strip() for i in outcome.items)

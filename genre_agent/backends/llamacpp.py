@@ -20,7 +20,9 @@ class LlamaCppBackend:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise BackendUnavailableError("llama-cpp-python is not installed: see the README install line.") from exc
+            raise BackendUnavailableError(
+                "llama-cpp-python is not installed: see the README install line."
+            ) from exc
         try:
             self.llm = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
                              n_threads_batch=threads, seed=seed, verbose=False)

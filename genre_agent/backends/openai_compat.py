@@ -1,4 +1,4 @@
-"""Any OpenAI-compatible server (hosted API, `python -m llama_cpp.server`, vLLM, Ollama …) via the `openai` client."""
+"""Any OpenAI-compatible server (hosted API, `python -m llama_cpp.server`, vLLM …) via the `openai` client."""
 
 from __future__ import annotations
 
@@ -39,12 +39,11 @@ class OpenAIBackend:
         last_error: Exception | None = None
         for kind in list(self._formats) if schema else ["plain"]:
             fmt = self._response_format(kind, schema or {})
-            extra = {"response_format": fmt} if fmt else {}
+            extra: dict[str, Any] = {"response_format": fmt} if fmt else {}
             try:
-                out = self.client.chat.completions.create(
-                    model=self.model, messages=messages,  # type: ignore[arg-type]
-                    temperature=self.temperature, max_tokens=max_tokens, **extra,
-                )
+                request: dict[str, Any] = dict(model=self.model, messages=messages,
+                                               temperature=self.temperature, max_tokens=max_tokens, **extra)
+                out = self.client.chat.completions.create(**request)
             except (self._openai.BadRequestError, self._openai.InternalServerError,
                     self._openai.UnprocessableEntityError) as exc:
                 last_error = exc
