@@ -61,8 +61,11 @@ class EASE:
         self.B = B
 
     def score(self, users: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        S = np.zeros((user_items.shape[0], self.n_items))
-        S[:, self.active] = user_items[:, self.active].astype(np.float64) @ self.B
+        X = user_items[:, self.active].tocsr().astype(np.float64)
+        S = np.zeros((X.shape[0], self.n_items))
+        for r in range(X.shape[0]):  # row-wise gather of B: far faster than sparse @ dense on a memory map
+            cols = X.indices[X.indptr[r] : X.indptr[r + 1]]
+            S[r, self.active] = X.data[X.indptr[r] : X.indptr[r + 1]] @ np.asarray(self.B[cols], dtype=np.float64)
         return S
 
     def save(self, directory: Path) -> None:
