@@ -27,8 +27,9 @@ class _Section(BaseModel):
 
 
 class BackendSettings(_Section):
-    name: Literal["llamacpp", "openai", "fake"] = "llamacpp"
-    model: str = Field("smollm2-135m", description="registered model name or .gguf path (openai: model id)")
+    name: Literal["llamacpp", "openai", "langchain", "fake"] = "llamacpp"
+    model: str = Field("smollm2-135m", description="llamacpp: registered name or .gguf path; openai: the "
+                       "server's model id; langchain: 'provider:model' for init_chat_model; fake: answers file")
     base_url: str | None = Field(None, description="OpenAI-compatible server URL (openai backend)")
     api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__API_KEY")
     temperature: float = 0.0

@@ -17,6 +17,15 @@ def make_backend(settings: Settings) -> Backend:
     if b.name == "fake":
         path = Path(b.model)
         return FakeBackend(path if path.is_file() else ())
+    if b.name == "langchain":
+        from langchain.chat_models import init_chat_model
+
+        from .langchain import LangChainBackend
+
+        kwargs = {"base_url": b.base_url, "api_key": b.api_key.get_secret_value() if b.api_key else None}
+        chat = init_chat_model(b.model, temperature=b.temperature, max_tokens=b.max_tokens,
+                               **{k: v for k, v in kwargs.items() if v is not None})
+        return LangChainBackend(chat, b.model)
     if b.name == "openai":
         from .openai_compat import OpenAIBackend
 
