@@ -19,6 +19,7 @@ from genre_agent.errors import BackendUnavailableError, ConfigError
 from genre_agent.models import MODELS, ModelSpec, resolve_model
 from genre_agent.ranking import rank
 from genre_agent.settings import load_settings
+
 from helpers import CANDIDATES
 
 MESSAGES = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Pick 2."}]
