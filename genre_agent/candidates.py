@@ -78,6 +78,7 @@ class UserView:
     seen: set[str]
     liked: list[str]
     history: list[HistoryItem]
+    session_liked: list[str] = field(default_factory=list)
 
 
 def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -102,11 +103,15 @@ class Retriever:
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
         self.popularity = np.log1p(self.liked_by.astype(np.float64))
 
-    def user_view(self, user_id: str | None, history_size: int = 15) -> UserView:
-        if user_id is None:
-            return UserView(None, -1, set(), [], [])
-        rated = self.catalog.interactions[self.catalog.interactions.user_id == user_id]
+    def user_view(self, user_id: str | None, extra_liked: list[str] | None = None,
+                  extra_seen: list[str] | None = None, history_size: int = 15) -> UserView:
+        """A catalog user (or an anonymous one) plus what this session added: likes first, then history."""
+        extra_liked = [i for i in (extra_liked or []) if i in self.items.index]
+        rated = self.catalog.interactions[self.catalog.interactions.user_id == user_id] if user_id else \
+            self.catalog.interactions.iloc[0:0]
         rated = rated.sort_values(["rating", "timestamp"], ascending=[False, False], kind="mergesort")
+        session = pd.DataFrame({"item_id": extra_liked[::-1], "rating": 5.0})
+        rated = pd.concat([session, rated[~rated.item_id.isin(extra_liked)]], ignore_index=True)
         liked = rated[rated.rating >= self.catalog.positive_min].item_id.tolist()
         history = [
             HistoryItem(item_id=r.item_id, title=self.items.at[r.item_id, "title"],
@@ -114,17 +119,20 @@ class Retriever:
                         year=_year(self.items.at[r.item_id, "year"]), rating=float(r.rating))
             for r in rated.head(history_size).itertuples()
         ]
-        return UserView(user_id, self.matrix.user_row(user_id), set(rated.item_id), liked, history)
+        row = self.matrix.user_row(user_id) if user_id else -1
+        seen = set(rated.item_id) | set(extra_seen or [])
+        return UserView(user_id, row, seen, liked, history, session_liked=extra_liked)
 
     def candidates(self, user: UserView, query: str | None, rules: Rules, n: int,
-                   reason_max_chars: int = 140) -> list[Candidate]:
+                   reason_max_chars: int = 140, anchors: list[str] | None = None) -> list[Candidate]:
+        """N candidates; `anchors` are items the request is "like" (their embeddings join the query)."""
         s = self.settings
         mask = rules.mask(self.items, user.seen)
         if not mask.any():
             return []
         ids = self.items.index
         fused = s.weight_popularity * _minmax(self.popularity, mask)
-        query_vec = self.index.embed([query])[0] if query else None
+        query_vec = self._query_vector(query, anchors or [])
         profile_vec = self._profile(user.liked)
         if query_vec is not None:
             fused += s.weight_query * _minmax(self._similarity(query_vec), mask)
@@ -136,6 +144,16 @@ class Retriever:
         fused = np.where(mask, fused, -np.inf)
         top = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: min(n, int(mask.sum()))]
         return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason_max_chars)
+
+    def _query_vector(self, query: str | None, anchors: list[str]) -> np.ndarray | None:
+        parts = list(self.index.vectors(anchors)) if anchors else []
+        if query:
+            parts.append(self.index.embed([query])[0])
+        if not parts:
+            return None
+        mean = np.mean(parts, axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else None
 
     def _similarity(self, vector: np.ndarray) -> np.ndarray:
         """Cosine to every item: exact for the pool Chroma returns, the pool's minimum for the rest."""
@@ -157,10 +175,8 @@ class Retriever:
     def _cf_scores(self, user: UserView) -> np.ndarray | None:
         if self.cf is None or (user.row < 0 and not user.liked):
             return None
-        if user.row >= 0:
-            history = self.matrix.matrix[[user.row]]
-        else:
-            history = self.matrix.history(user.liked)
+        history = self.matrix.history(user.liked) if user.row < 0 else (
+            self.matrix.matrix[[user.row]] + self.matrix.history(user.session_liked)).sign()
         return np.asarray(self.cf.score(np.array([user.row]), history)[0], dtype=np.float64)
 
     def _describe(self, top: np.ndarray, user: UserView, fused: np.ndarray, cf: np.ndarray | None,

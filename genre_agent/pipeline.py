@@ -22,11 +22,20 @@ from .index import VectorIndex, make_client
 from .interactions import InteractionMatrix
 from .prompts import Prompts, resolve_prompts_dir
 from .ranking import rank
-from .schemas import Recommendation, Recommendations, Timings
+from .schemas import Candidate, Recommendation, Recommendations, Timings
 from .settings import Settings
 
 # A build step reports (step name, done, total); the CLI shows it as a progress bar.
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Run:
+    """One answered request with what produced it."""
+
+    result: Recommendations
+    candidates: list[Candidate]
+    messages: list[dict[str, str]]
 
 
 @dataclass
@@ -111,7 +120,16 @@ class Recommender:
         return self._backend
 
     def recommend(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
-                  rules: Rules | None = None) -> Recommendations:
+                  rules: Rules | None = None, *, liked: list[str] | None = None,
+                  anchors: list[str] | None = None) -> Recommendations:
+        """Top-k for a catalog user and/or a query. `liked` adds items liked in this session (they shape
+        the profile and CF), `anchors` are items the request should resemble ("more like this one")."""
+        return self.run(user_id, query, k, rules, liked=liked, anchors=anchors).result
+
+    def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
+            rules: Rules | None = None, *, liked: list[str] | None = None,
+            anchors: list[str] | None = None) -> Run:
+        """`recommend`, also returning the candidates and the exact prompt (for explanations and debugging)."""
         started = time.perf_counter()
         k = k or self.settings.k
         rules = rules or Rules()
@@ -122,11 +140,12 @@ class Recommender:
                 f"User {user_id!r} has no ratings in catalog '{self.catalog.name}'. "
                 "Pass --query to get recommendations for a new user, or pick a known user id."
             )
-        view = self.retriever.user_view(user_id if known else None)  # unknown user + query = cold start
-        if view.user_id is None and query is None:
+        view = self.retriever.user_view(user_id if known else None, liked)  # unknown + query = cold start
+        if not view.liked and query is None and not anchors:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
-        candidates = self.retriever.candidates(view, query, rules, n, self.settings.backend.reason_max_chars)
+        candidates = self.retriever.candidates(view, query, rules, n, self.settings.backend.reason_max_chars,
+                                               anchors)
         t_retrieved = time.perf_counter()
         b = self.settings.backend
         noun = self.catalog.spec
@@ -143,13 +162,14 @@ class Recommender:
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]
         ms = lambda a, z: round((z - a) * 1000, 1)  # noqa: E731
         done = time.perf_counter()
-        return Recommendations(
+        result = Recommendations(
             user_id=user_id, query=query, k=k, backend=self.backend.name, model=self.backend.model,
             fallback=outcome.fallback, reasks=outcome.reasks, recommendations=recs,
             timings_ms=Timings(retrieve=ms(started, t_retrieved), prompt=ms(t_retrieved, t_prompt),
                                llm=round(outcome.llm_ms, 1), total=ms(started, done)),
             prompt_tokens=outcome.prompt_tokens,
         )
+        return Run(result=result, candidates=candidates, messages=messages)
 
 
 def build(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> tuple[Retriever, BuildReport]:

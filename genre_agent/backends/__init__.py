@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..settings import Settings
@@ -22,9 +23,12 @@ def make_backend(settings: Settings) -> Backend:
 
         from .langchain import LangChainBackend
 
-        kwargs = {"base_url": b.base_url, "api_key": b.api_key.get_secret_value() if b.api_key else None}
-        chat = init_chat_model(b.model, temperature=b.temperature, max_tokens=b.max_tokens,
-                               **{k: v for k, v in kwargs.items() if v is not None})
+        options: dict[str, Any] = {"temperature": b.temperature, "max_tokens": b.max_tokens}
+        if b.base_url:
+            options["base_url"] = b.base_url
+        if b.api_key:
+            options["api_key"] = b.api_key.get_secret_value()
+        chat = init_chat_model(b.model, **options)
         return LangChainBackend(chat, b.model)
     if b.name == "openai":
         from .openai_compat import OpenAIBackend
