@@ -142,8 +142,36 @@ class Retriever:
         if cf is not None:
             fused += s.weight_cf * _minmax(cf, mask)
         fused = np.where(mask, fused, -np.inf)
-        top = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: min(n, int(mask.sum()))]
+        order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
+        top = self._distinct_titles(order, n)
         return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason_max_chars)
+
+    def _distinct_titles(self, order: np.ndarray, n: int) -> np.ndarray:
+        """The first n of `order`, skipping items whose title repeats one already taken (remakes keep
+        their year, so only true duplicates in the catalog are dropped)."""
+        titles = self.items["title"].to_numpy()
+        taken: set[str] = set()
+        keep = []
+        for col in order:
+            if titles[col] not in taken:
+                taken.add(titles[col])
+                keep.append(col)
+                if len(keep) == n:
+                    break
+        return np.array(keep, dtype=np.int64)
+
+    def most_popular(self, n: int) -> list[str]:
+        order = np.argsort(-self.popularity, kind="stable")[:n]
+        return [str(i) for i in self.items.index[order]]
+
+    def describe(self, user: UserView, item_id: str, query: str | None = None,
+                 reason_max_chars: int = 140) -> Candidate:
+        """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
+        col = int(self.items.index.get_loc(item_id))
+        cf = self._cf_scores(user)
+        return self._describe(np.array([col]), user, np.zeros(len(self.items)), cf,
+                              self._query_vector(query, []), self._profile(user.liked), query,
+                              reason_max_chars)[0]
 
     def _query_vector(self, query: str | None, anchors: list[str]) -> np.ndarray | None:
         parts = list(self.index.vectors(anchors)) if anchors else []

@@ -117,6 +117,33 @@ def recommend(
 
 
 @app.command()
+def chat(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="chat as this catalog user")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="recommendations per answer (default 10)")] = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Chat in the terminal: say what you like, refine, ask why. /help inside lists the commands."""
+    from .agent import Agent
+    from .repl import Repl
+    from .settings import load_settings
+
+    try:
+        with _progress() as report:
+            settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
+                                     **{"backend.name": backend, "backend.model": model})
+            agent = Agent.from_config(settings, progress=report)
+        repl = Repl(agent, out, history_file=agent.settings.data_dir / "chat_history")
+        repl.run(user)
+    except GenreAgentError as exc:
+        _fail(exc)
+
+
+@app.command()
 def index(
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,

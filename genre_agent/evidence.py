@@ -91,7 +91,8 @@ def plain_reason(evidence: Evidence, year: int | None, query: str | None, max_ch
         parts.append(f"fits \u201c{query}\u201d")
     if evidence.tags:
         parts.append(f"tagged {', '.join(evidence.tags[:2])}")
-    parts.append(f"rated highly by {evidence.liked_by} users" if evidence.liked_by else
+    plural = "s" if evidence.liked_by != 1 else ""
+    parts.append(f"rated highly by {evidence.liked_by} user{plural}" if evidence.liked_by else
                  (f"from {year}" if year else "in the catalog"))
     sentence = parts[0]
     for part in parts[1:]:

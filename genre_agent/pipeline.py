@@ -128,8 +128,9 @@ class Recommender:
 
     def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
             rules: Rules | None = None, *, liked: list[str] | None = None,
-            anchors: list[str] | None = None) -> Run:
-        """`recommend`, also returning the candidates and the exact prompt (for explanations and debugging)."""
+            anchors: list[str] | None = None, allow_popular: bool = False) -> Run:
+        """`recommend`, also returning the candidates and the exact prompt. With `allow_popular`, a request
+        with no user, query or likes gets the most popular items instead of an error."""
         started = time.perf_counter()
         k = k or self.settings.k
         rules = rules or Rules()
@@ -141,7 +142,7 @@ class Recommender:
                 "Pass --query to get recommendations for a new user, or pick a known user id."
             )
         view = self.retriever.user_view(user_id if known else None, liked)  # unknown + query = cold start
-        if not view.liked and query is None and not anchors:
+        if not view.liked and query is None and not anchors and not allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
         candidates = self.retriever.candidates(view, query, rules, n, self.settings.backend.reason_max_chars,

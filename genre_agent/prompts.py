@@ -11,7 +11,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from .errors import TemplateError
 from .resources import shipped_dir
 
-REQUIRED = ("system.j2", "rank.j2")
+REQUIRED = ("system.j2", "rank.j2", "understand_system.j2", "understand.j2")
 
 
 def resolve_prompts_dir(name_or_path: str) -> Path:

@@ -52,6 +52,11 @@ class RetrievalSettings(_Section):
     vector_pool: int = Field(1000, ge=10, description="nearest items fetched from Chroma per vector query")
 
 
+class ConversationSettings(_Section):
+    understand_with_llm: bool = Field(True, description="also ask the LLM to read each chat message "
+                                      "(its proposals are kept only where grounded in the message)")
+
+
 class ChromaSettings(_Section):
     host: str | None = Field(None, description="a `chroma run` server; unset = embedded PersistentClient")
     port: int = 8000
@@ -69,6 +74,7 @@ class Settings(BaseSettings):
     backend: BackendSettings = BackendSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     chroma: ChromaSettings = ChromaSettings()
+    conversation: ConversationSettings = ConversationSettings()
 
     @classmethod
     def settings_customise_sources(

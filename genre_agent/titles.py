@@ -37,6 +37,10 @@ class TitleIndex:
         for item_id in order.index:  # most popular first: it keeps the name when titles collide
             self.by_name.setdefault(names[item_id], str(item_id))
         self.names = list(self.by_name)
+        self._titles: dict[str, str] = {str(k): str(v) for k, v in items["title"].items()}
+
+    def title_of(self, item_id: str) -> str:
+        return self._titles.get(item_id, item_id)
 
     def resolve(self, title: str, cutoff: float = 88.0) -> str | None:
         """The item id of the closest catalog title, or None if nothing is close enough."""

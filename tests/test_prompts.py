@@ -58,7 +58,7 @@ def test_new_user_without_query() -> None:
 
 def _copy(tmp_path: Path) -> Path:
     src = resolve_prompts_dir("default")
-    for name in ("system.j2", "rank.j2"):
+    for name in ("system.j2", "rank.j2", "understand_system.j2", "understand.j2"):
         (tmp_path / name).write_text((src / name).read_text())
     return tmp_path
 

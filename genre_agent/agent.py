@@ -1,0 +1,252 @@
+"""The conversational agent: sessions, understanding, recommendations, explanations and feedback."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .backends import Backend
+from .candidates import Rules
+from .catalog import Catalog, load_catalog
+from .feedback import FeedbackStore
+from .pipeline import Progress, Recommender, Run, build
+from .prompts import Prompts, resolve_prompts_dir
+from .schemas import Candidate, Recommendations
+from .session import SessionState
+from .settings import Settings, load_settings
+from .titles import TitleIndex
+from .understanding import StateUpdate, ask_model, merge, parse_rules
+
+CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
+           "(for example \u201cI loved {example}, no horror please\u201d).")
+
+
+class Reply(BaseModel):
+    """One answer of the agent; JSON-serialisable (the HTTP server returns it as `genre_agent`)."""
+
+    session_id: str
+    intent: str
+    text: str = Field(description="the readable answer")
+    recommendations: Recommendations | None = None
+    explained_item: str | None = None
+    filters: list[str] = []
+    debug: dict[str, Any] | None = Field(None, description="prompt, candidates and timings when asked for")
+
+
+def with_feedback(catalog: Catalog, store: FeedbackStore) -> Catalog:
+    """The catalog with stored feedback appended as interactions (the latest rating of a pair wins)."""
+    extra = store.interactions(catalog.name)
+    extra = extra[extra.item_id.isin(catalog.items.index)]
+    if extra.empty:
+        return catalog
+    import pandas as pd
+
+    merged = pd.concat([catalog.interactions, extra], ignore_index=True)
+    merged = merged.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
+    return Catalog(spec=catalog.spec, root=catalog.root, items=catalog.items, interactions=merged,
+                   report=catalog.report)
+
+
+class Agent:
+    """Thread-safe: each session has its own lock; the LLM backend serialises its own calls."""
+
+    def __init__(self, recommender: Recommender, store: FeedbackStore) -> None:
+        self.recommender = recommender
+        self.store = store
+        catalog = recommender.catalog
+        self.genres = sorted({g for gs in catalog.items["genres"] for g in gs})
+        popularity = catalog.interactions.groupby("item_id").size()
+        self.titles = TitleIndex(catalog.items, popularity)
+        self._sessions: dict[str, SessionState] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.debug = False
+
+    @classmethod
+    def from_config(cls, config: Path | Settings | None = None, *, backend: Backend | None = None,
+                    progress: Progress | None = None, **overrides: Any) -> Agent:
+        """An agent on the configured catalog; stored feedback joins the CF training data."""
+        settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
+        store = FeedbackStore(settings.data_dir / "feedback.sqlite3")
+        catalog = with_feedback(load_catalog(settings.catalog), store)
+        retriever, _ = build(settings, catalog, progress)
+        return cls(Recommender(settings, catalog, retriever, backend), store)
+
+    @property
+    def settings(self) -> Settings:
+        return self.recommender.settings
+
+    # -- sessions --------------------------------------------------------------------
+    def session(self, session_id: str, user: str | None = None) -> SessionState:
+        with self._guard:
+            state = self._sessions.get(session_id)
+            if state is None:
+                state = self._sessions[session_id] = SessionState(session_id=session_id)
+                self._locks[session_id] = threading.Lock()
+            if user is not None and user != state.user_id:
+                self._set_user(state, user)
+            return state
+
+    def _set_user(self, state: SessionState, user: str | None) -> None:
+        from .errors import UnknownUserError
+
+        if user is not None and not self.recommender.catalog.has_user(user):
+            raise UnknownUserError(f"User {user!r} has no ratings in catalog '{self.recommender.catalog.name}'.")
+        state.user_id = user
+        state.reset()
+        stored = self.store.for_user(self.recommender.catalog.name, state.feedback_key)
+        state.liked = [i for i, kind in stored.items() if kind == "like"]
+        state.disliked = [i for i, kind in stored.items() if kind == "dislike"]
+        state.seen = [i for i, kind in stored.items() if kind == "seen"]
+
+    # -- the Python API ----------------------------------------------------------------
+    def recommend(self, user: str | None = None, query: str | None = None, k: int | None = None,
+                  filters: Rules | None = None) -> Recommendations:
+        """One-shot recommendations, the same schema as `genre-agent recommend --json`."""
+        return self.recommender.recommend(user, query, k, filters)
+
+    def chat(self, session_id: str, message: str, user: str | None = None,
+             cancel: threading.Event | None = None) -> Reply:
+        """One turn of a conversation: update the session from the message, then answer.
+        The session changes only when the turn finishes and was not cancelled."""
+        state = self.session(session_id, user)
+        with self._locks[session_id]:
+            working = state.model_copy(deep=True)
+            reply = self._turn(working, message.strip())
+            if cancel is None or not cancel.is_set():
+                for name in type(state).model_fields:
+                    setattr(state, name, getattr(working, name))
+            return reply
+
+    def explain(self, session_id: str, item_id: str) -> Reply:
+        """Why an item fits this session's user, from its metadata and the user's history."""
+        state = self.session(session_id)
+        with self._locks[session_id]:
+            return self._why(state, item_id)
+
+    def feedback(self, session_id: str, item_id: str, kind: str) -> Reply:
+        """Record like / dislike / seen on an item (what `/like N` does)."""
+        state = self.session(session_id)
+        with self._locks[session_id]:
+            self._record(state, StateUpdate(**{kind: [item_id]}))
+            title = self.titles.title_of(item_id)
+            return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
+                         filters=state.describe_filters())
+
+    # -- one turn --------------------------------------------------------------------
+    def _turn(self, state: SessionState, message: str) -> Reply:
+        last_years = [int(y) for y in self.recommender.catalog.items.loc[state.last, "year"].dropna()]
+        update = parse_rules(message, state, self.genres, self.titles, last_years)
+        if self.settings.conversation.understand_with_llm and update.intent not in ("reset", "more"):
+            model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
+                                     state.describe_filters(), [self.titles.title_of(i) for i in state.last],
+                                     self.genres)
+            update = merge(update, model_update, message, self.titles, self.genres)
+        if update.intent == "reset":
+            state.reset()
+            return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")
+        if update.intent == "why" and update.why:
+            return self._why(state, update.why)
+        self._record(state, update)
+        self._apply(state, update)
+        if update.intent == "other" and not state.last and not self._has_taste(state):
+            return self._clarify(state)
+        if update.intent in ("recommend", "refine", "feedback", "more", "other"):
+            return self._recommend(state, update.intent)
+        return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
+                     filters=state.describe_filters())
+
+    def _has_taste(self, state: SessionState) -> bool:
+        return bool(state.user_id or state.liked or state.query or state.anchors or state.include_genres)
+
+    def _record(self, state: SessionState, update: StateUpdate) -> None:
+        catalog = self.recommender.catalog.name
+        for kind, items, bucket in (("like", update.like, state.liked),
+                                    ("dislike", update.dislike, state.disliked),
+                                    ("seen", update.seen, state.seen)):
+            for item in items:
+                self.store.record(catalog, state.feedback_key, item, kind)  # type: ignore[arg-type]
+                for other in (state.liked, state.disliked, state.seen):
+                    if item in other and other is not bucket:
+                        other.remove(item)
+                if item not in bucket:
+                    bucket.append(item)
+                state.focus = item
+
+    def _apply(self, state: SessionState, update: StateUpdate) -> None:
+        if update.anchors:
+            state.anchors = update.anchors
+            state.focus = update.anchors[-1]
+        for g in update.exclude_genres:
+            if g not in state.exclude_genres:
+                state.exclude_genres.append(g)
+            if g in state.include_genres:
+                state.include_genres.remove(g)
+        for g in update.include_genres:
+            if g not in state.include_genres:
+                state.include_genres.append(g)
+            if g in state.exclude_genres:
+                state.exclude_genres.remove(g)
+        if update.year_min is not None:
+            state.year_min = update.year_min
+        if update.year_max is not None:
+            state.year_max = update.year_max
+        if update.query:
+            state.query = update.query
+
+    def _clarify(self, state: SessionState) -> Reply:
+        noun = self.recommender.catalog.spec.item_noun
+        if not state.asked_clarification:
+            state.asked_clarification = True
+            popular = self.titles.title_of(self.recommender.retriever.most_popular(1)[0])
+            return Reply(session_id=state.session_id, intent="clarify",
+                         text=CLARIFY.format(noun=noun, example=popular))
+        reply = self._recommend(state, "recommend", popular=True)
+        reply.text = (f"Here are popular {self.recommender.catalog.spec.item_noun_plural} to start from; "
+                      "tell me which you like.\n" + reply.text)
+        return reply
+
+    def _recommend(self, state: SessionState, intent: str, popular: bool = False) -> Reply:
+        run: Run = self.recommender.run(
+            state.user_id, state.query, self.settings.k, state.rules(), liked=state.liked,
+            anchors=state.anchors, allow_popular=popular,
+        )
+        result = run.result
+        ids = [r.item_id for r in result.recommendations]
+        state.shown += [i for i in ids if i not in state.shown]
+        state.last = ids
+        state.focus = None
+        if ids:
+            lines = [f"{r.rank}. {r.title} \u2014 {r.reason}" for r in result.recommendations]
+            text = "\n".join(lines)
+        else:
+            text = "Nothing left that fits these filters: try /filters and /reset, or loosen a filter."
+        return Reply(session_id=state.session_id, intent=intent, text=text, recommendations=result,
+                     filters=state.describe_filters(), debug=self._debug(run) if self.debug else None)
+
+    def _why(self, state: SessionState, item_id: str) -> Reply:
+        view = self.recommender.retriever.user_view(state.user_id, state.liked)
+        c: Candidate = self.recommender.retriever.describe(view, item_id, state.query,
+                                                           self.settings.backend.reason_max_chars)
+        state.focus = item_id
+        genres = ", ".join(c.genres) or "no genre listed"
+        facts = "; ".join(c.facts) if c.facts else "no facts tie it to your history yet"
+        text = f"{c.title} ({genres}): {c.why} Evidence: {facts}."
+        return Reply(session_id=state.session_id, intent="why", text=text, explained_item=item_id,
+                     filters=state.describe_filters())
+
+    @staticmethod
+    def _debug(run: Run) -> dict[str, Any]:
+        return {"messages": run.messages,
+                "candidates": [{"item_id": c.item_id, "title": c.title, **c.scores.model_dump()}
+                               for c in run.candidates],
+                "timings_ms": run.result.timings_ms.model_dump()}
+
+    def reload_templates(self) -> Prompts:
+        """Re-read the prompt folder (the REPL's /template reload)."""
+        prompts = Prompts(resolve_prompts_dir(self.settings.prompts))
+        self.recommender.prompts = prompts
+        return prompts

@@ -1,0 +1,168 @@
+"""The terminal chat: prompt_toolkit input (history, arrow keys), rich output, slash commands.
+
+Ctrl-C cancels the current turn (its result is discarded, the session stays as it was); Ctrl-D exits."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .agent import Agent, Reply
+from .errors import GenreAgentError
+
+HELP = """\
+Just type what you want ("I loved The Matrix and Alien, no horror please", "more like the second one",
+"why that one?", "older films", "loved it"). Commands:
+  /like N  /dislike N  /seen N   feedback on item N of the latest list
+  /why N                        why item N was recommended
+  /more                         more results (never repeats what was shown)
+  /filters                      what the session knows about you
+  /reset                        forget this conversation's preferences
+  /user ID                      switch to a catalog user
+  /template reload              re-read the prompt templates
+  /debug                        toggle showing the prompt, candidates and timings
+  /quit                         leave (or Ctrl-D)"""
+
+
+class Repl:
+    def __init__(self, agent: Agent, console: Console, session_id: str = "terminal",
+                 history_file: Path | None = None) -> None:
+        self.agent = agent
+        self.console = console
+        self.session_id = session_id
+        self.history_file = history_file
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def run(self, user: str | None = None) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+        history = FileHistory(str(self.history_file)) if self.history_file else InMemoryHistory()
+        prompt: PromptSession[str] = PromptSession(history=history)
+        self.agent.session(self.session_id, user)
+        catalog = self.agent.recommender.catalog
+        who = f"user {user}" if user else "a new user"
+        self.console.print(f"genre-agent — {catalog.name} ({len(catalog.items)} {catalog.spec.item_noun_plural}), "
+                           f"chatting as {who}. /help for commands, Ctrl-D to quit.")
+        while True:
+            try:
+                text = prompt.prompt("you> ").strip()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            if not text:
+                continue
+            if text.startswith("/"):
+                if not self.command(text):
+                    break
+                continue
+            self.turn(lambda cancel, message=text: self.agent.chat(self.session_id, message, cancel=cancel))
+        self.console.print("bye")
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def turn(self, work: object) -> None:
+        """Run one agent call in a worker with a spinner; Ctrl-C abandons it."""
+        cancel = threading.Event()
+        future: Future[Reply] = self.pool.submit(work, cancel)  # type: ignore[arg-type]
+        try:
+            with self.console.status("thinking…"):
+                while True:
+                    try:
+                        reply = future.result(timeout=0.1)
+                        break
+                    except TimeoutError:
+                        continue
+        except KeyboardInterrupt:
+            cancel.set()
+            self.console.print("[yellow]cancelled[/] (the session is unchanged)")
+            return
+        except GenreAgentError as exc:
+            self.console.print(f"[red]{exc}[/]")
+            return
+        self.show(reply)
+
+    def show(self, reply: Reply) -> None:
+        rec = reply.recommendations
+        if rec is not None and rec.recommendations:
+            table = Table(show_header=True, header_style="bold")
+            table.add_column("#", justify="right")
+            table.add_column("title")
+            table.add_column("why")
+            for r in rec.recommendations:
+                table.add_row(str(r.rank), r.title, r.reason)
+            self.console.print(table)
+            note = " · fallback (retrieval order, reasons from evidence)" if rec.fallback else ""
+            self.console.print(f"[dim]{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s{note}"
+                               + (f" · filters: {'; '.join(reply.filters)}" if reply.filters else "") + "[/]")
+            if len(reply.text.splitlines()) > len(rec.recommendations):  # a note above the list
+                self.console.print(reply.text.splitlines()[0])
+        else:
+            self.console.print(reply.text)
+        if reply.debug:
+            self.console.print("[bold]prompt[/]")
+            for m in reply.debug["messages"]:
+                self.console.print(f"[cyan]{m['role']}[/]: {m['content']}", markup=False, highlight=False)
+            table = Table("id", "title", "vector", "cf", "fused", title="candidates")
+            for c in reply.debug["candidates"]:
+                table.add_row(c["item_id"], c["title"], *(f"{c[key]:.3f}" for key in ("vector", "cf", "fused")))
+            self.console.print(table)
+            self.console.print(f"timings ms: {reply.debug['timings_ms']}")
+
+    def _item(self, arg: str) -> str | None:
+        state = self.agent.session(self.session_id)
+        if arg.isdigit() and 1 <= int(arg) <= len(state.last):
+            return state.last[int(arg) - 1]
+        self.console.print(f"[red]No item {arg!r} in the latest list[/] (1..{len(state.last)}).")
+        return None
+
+    def command(self, text: str) -> bool:
+        """Handle a slash command; False means quit."""
+        name, _, arg = text[1:].partition(" ")
+        arg = arg.strip()
+        sid = self.session_id
+        if name in ("quit", "exit", "q"):
+            return False
+        if name == "help":
+            self.console.print(HELP, markup=False)
+        elif name in ("like", "dislike", "seen"):
+            item = self._item(arg)
+            if item:
+                self.show(self.agent.feedback(sid, item, name))
+        elif name == "why":
+            item = self._item(arg)
+            if item:
+                self.turn(lambda cancel: self.agent.explain(sid, item))
+        elif name in ("more", "reset"):
+            self.turn(lambda cancel: self.agent.chat(sid, name, cancel=cancel))
+        elif name == "filters":
+            state = self.agent.session(sid)
+            titles = self.agent.titles.title_of
+            self.console.print(f"user: {state.user_id or 'new (' + state.pseudonym + ')'}\n"
+                               f"filters: {'; '.join(state.describe_filters()) or 'none'}\n"
+                               f"liked: {', '.join(map(titles, state.liked)) or '-'}\n"
+                               f"disliked: {', '.join(map(titles, state.disliked)) or '-'}\n"
+                               f"seen: {', '.join(map(titles, state.seen)) or '-'}\n"
+                               f"shown so far: {len(state.shown)}", markup=False)
+        elif name == "user":
+            try:
+                self.agent.session(sid, arg or None)
+                self.console.print(f"now chatting as user {arg}" if arg else "now chatting as a new user")
+            except GenreAgentError as exc:
+                self.console.print(f"[red]{exc}[/]")
+        elif name == "template" and arg == "reload":
+            try:
+                prompts = self.agent.reload_templates()
+                self.console.print(f"reloaded templates from {prompts.directory}; the next answer uses them")
+            except GenreAgentError as exc:
+                self.console.print(f"[red]{exc}[/]")
+        elif name == "debug":
+            self.agent.debug = not self.agent.debug
+            self.console.print(f"debug {'on' if self.agent.debug else 'off'}")
+        else:
+            self.console.print(f"Unknown command {text!r}. /help lists them.")
+        return True
