@@ -144,6 +144,41 @@ def chat(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="GENRE_AGENT_API_KEY",
+                                                help="required for a non-local bind")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
+    from .agent import Agent
+    from .server import create_app, is_local
+    from .settings import load_settings
+
+    if not is_local(host) and not api_key:
+        err.print(f"[bold red]error:[/] refusing to bind {host} without an API key: pass --api-key or set "
+                  "GENRE_AGENT_API_KEY (or bind 127.0.0.1).")
+        raise typer.Exit(2)
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir,
+                                 **{"backend.name": backend, "backend.model": model})
+        with _progress() as report:
+            agent = Agent.from_config(settings, progress=report)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    import uvicorn
+
+    err.print(f"serving {agent.recommender.catalog.name} on http://{host}:{port}/v1 (model id 'genre-agent')")
+    uvicorn.run(create_app(agent, api_key), host=host, port=port, log_level="warning")
+
+
+@app.command()
 def index(
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,

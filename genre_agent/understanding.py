@@ -69,7 +69,8 @@ with at by from as is are was were be been am do does did have has had please so
 movie movies film films book books show give want wanna would like love loved liked enjoy enjoyed recommend
 recommendation recommendations suggest can could should one ones more less no not without also just really
 very so what which who how about maybe kind sort good great only just after before since until than
-there here hello hi hey thanks thank ok okay yes now then again""".split())
+there here hello hi hey thanks thank ok okay yes now then again hmm hm um uh sure whatever dunno idk
+surprise anyway well""".split())
 
 
 def _genre_mentions(text: str, genres: list[str]) -> dict[str, int]:

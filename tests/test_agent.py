@@ -1,0 +1,128 @@
+"""The conversational agent through its Python API (fake LLM, real index), and its LangChain wrappers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from genre_agent.agent import Agent
+from genre_agent.backends import FakeBackend
+from genre_agent.langchain_tool import chat_runnable, recommend_tool
+
+from conftest import tiny_settings
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Agent:
+    return Agent.from_config(tiny_settings(tmp_path, k=2), backend=FakeBackend())
+
+
+def _ids(reply) -> list[str]:  # type: ignore[no-untyped-def]
+    return [r.item_id for r in reply.recommendations.recommendations]
+
+
+def test_new_user_conversation(agent: Agent) -> None:
+    first = agent.chat("s", "I loved Star Quest, no comedy please")
+    assert first.intent == "refine" and _ids(first) == ["2", "5"] and first.filters == ["no Comedy"]
+    more_like = agent.chat("s", "more like the first one")
+    assert more_like.intent == "refine"
+    assert set(_ids(more_like)).isdisjoint({"2", "5"})  # nothing shown twice
+    why = agent.chat("s", "why Star Quest II?")
+    assert why.intent == "why" and why.explained_item == "2"
+    assert "Star Quest (1990)" in why.text and "Evidence:" in why.text
+
+
+def test_vague_first_message_asks_one_question_then_shows_popular(agent: Agent) -> None:
+    first = agent.chat("s", "hello")
+    assert first.intent == "clarify" and "name a movie you loved" in first.text
+    second = agent.chat("s", "hmm")
+    assert second.recommendations is not None and second.text.startswith("Here are popular movies")
+
+
+def test_disliked_and_seen_items_never_come_back(agent: Agent) -> None:
+    agent.chat("s", "I loved Star Quest")
+    agent.chat("s", "hated the first one")
+    agent.chat("s", "I have seen the second one")
+    state = agent.session("s")
+    later = agent.chat("s", "more")
+    assert set(_ids(later)).isdisjoint(set(state.disliked) | set(state.seen))
+    assert state.disliked and state.seen
+
+
+def test_feedback_is_persisted_and_joins_the_next_cf_fit(tmp_path: Path) -> None:
+    settings = tiny_settings(tmp_path, k=2)
+    agent = Agent.from_config(settings, backend=FakeBackend())
+    agent.chat("s", "I loved Laugh Riot")
+    key = agent.session("s").pseudonym
+    rows = sqlite3.connect(tmp_path / "feedback.sqlite3").execute(
+        "SELECT user_key, item_id, kind FROM feedback").fetchall()
+    assert rows == [(key, "3", "like")]
+    again = Agent.from_config(settings, backend=FakeBackend())
+    interactions = again.recommender.catalog.interactions
+    assert ((interactions.user_id == key) & (interactions.item_id == "3") & (interactions.rating == 5.0)).any()
+    assert again.recommender.retriever.matrix.user_row(key) >= 0  # the CF model was refitted with it
+
+
+def test_catalog_user_and_reset(agent: Agent) -> None:
+    reply = agent.chat("s", "something adventurous", user="alice")
+    assert set(_ids(reply)).isdisjoint({"1", "5"})  # alice rated 1 and 5
+    agent.chat("s", "no sci-fi")
+    assert agent.session("s").exclude_genres == ["Sci-Fi"]
+    assert agent.chat("s", "reset").intent == "reset"
+    assert agent.session("s").exclude_genres == [] and agent.session("s").user_id == "alice"
+
+
+def test_cancelled_turn_leaves_the_session_unchanged(agent: Agent) -> None:
+    agent.chat("s", "I loved Star Quest")
+    before = agent.session("s").model_dump()
+    cancel = threading.Event()
+    cancel.set()
+    agent.chat("s", "no adventure", cancel=cancel)
+    assert agent.session("s").model_dump() == before
+
+
+def test_concurrent_sessions(agent: Agent) -> None:
+    errors: list[BaseException] = []
+
+    def talk(n: int) -> None:
+        try:
+            for message in ("I loved Star Quest", "more", "why the first one?"):
+                agent.chat(f"s{n}", message)
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=talk, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(agent.session(f"s{n}").liked == ["1"] for n in range(6))
+
+
+def test_llm_reading_is_kept_only_where_the_message_grounds_it(tmp_path: Path) -> None:
+    made_up = json.dumps({"intent": "feedback", "liked_titles": ["Laugh Riot", "Titanic"],
+                          "exclude_genres": ["Horror"], "year_min": 1990})
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=FakeBackend([made_up]))
+    reply = agent.chat("s", "I enjoyed laugh riot")
+    state = agent.session("s")
+    assert state.liked == ["3"]  # 'Titanic' is not in the message nor the catalog
+    assert state.exclude_genres == [] and state.year_min is None  # not said by the person
+    assert reply.recommendations is not None
+
+
+def test_langchain_tool_call(agent: Agent) -> None:
+    tool = recommend_tool(agent)
+    call = AIMessage(content="", tool_calls=[{"name": "recommend", "id": "call-1",
+                                              "args": {"user": "alice", "k": 1, "exclude_genres": ["Sci-Fi"]}}])
+    result = tool.invoke(call.tool_calls[0])
+    data = json.loads(result.content)
+    assert result.tool_call_id == "call-1"
+    assert len(data["recommendations"]) == 1
+    assert data["recommendations"][0]["item_id"] in {"3", "4"}  # the only unseen films that are not Sci-Fi
+    assert chat_runnable(agent).invoke("I loved Star Quest").startswith("1. Star Quest II")
