@@ -76,6 +76,8 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int) -> str | N
         return "its reason only repeats the title or genres; cite a fact listed for it"
     if not (_words(text) & (_words(fact_text) - _FILLER - _words(candidate.title))):
         return "its reason cites none of the facts listed for it (a liked title, a shared genre or a tag)"
+    if len(_words(text) - _words(fact_text) - own) < 2:
+        return "its reason is a bare list of names; write a sentence saying how they connect it to the user"
     return None
 
 

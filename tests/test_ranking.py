@@ -54,6 +54,8 @@ BAD_OUTPUTS = {
                              {"item_id": "20", "reason": R}]), "restates the item's own title"),
     "no fact": (_bad([{"item_id": "10", "reason": "A wonderful ride for the whole evening."},
                       {"item_id": "20", "reason": R}]), "cites none of the facts"),
+    "bare liked title": (_bad([{"item_id": "10", "reason": "Alien (1979)"}, {"item_id": "20", "reason": R}]),
+                         "bare list of names"),
     "missing field": (_bad([{"item_id": "10"}, {"item_id": "20", "reason": R}]), "Field required"),
 }
 
