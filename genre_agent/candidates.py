@@ -16,6 +16,7 @@ from .schemas import Candidate, HistoryItem, Scores
 from .settings import RetrievalSettings
 
 PROFILE_ITEMS = 50  # most recent liked items that form the user's taste vector
+ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
 
 
 @dataclass
@@ -48,8 +49,9 @@ class Rules:
         for column, value in self.where.items():
             ok &= (items[column].astype(str).str.lower() == str(value).lower()).to_numpy()
         blocked = set(self.exclude_items) | (seen if self.exclude_seen else set())
-        if blocked:
-            ok &= ~items.index.isin(list(blocked))
+        if blocked:  # by title too: the catalog may list the same film under two ids
+            titles = items.loc[items.index.intersection(list(blocked)), "title"]
+            ok &= ~(items.index.isin(list(blocked)) | items["title"].isin(titles).to_numpy())
         return ok
 
     def describe(self) -> list[str]:
@@ -138,7 +140,7 @@ class Retriever:
             fused += s.weight_query * _minmax(self._similarity(query_vec), mask)
         if profile_vec is not None:
             fused += s.weight_profile * _minmax(self._similarity(profile_vec), mask)
-        cf = self._cf_scores(user)
+        cf = self._cf_scores(user, anchors)
         if cf is not None:
             fused += s.weight_cf * _minmax(cf, mask)
         fused = np.where(mask, fused, -np.inf)
@@ -200,12 +202,17 @@ class Retriever:
         norm = float(np.linalg.norm(mean))
         return mean / norm if norm > 0 else None
 
-    def _cf_scores(self, user: UserView) -> np.ndarray | None:
-        if self.cf is None or (user.row < 0 and not user.liked):
+    def _cf_scores(self, user: UserView, anchors: list[str] | None = None) -> np.ndarray | None:
+        """CF scores from the user's positives plus session likes; anchors ("more like X") count double,
+        so the people who liked X steer the list. ALS scores a training user from its learnt factors."""
+        if self.cf is None or (user.row < 0 and not user.liked and not anchors):
             return None
         history = self.matrix.history(user.liked) if user.row < 0 else (
             self.matrix.matrix[[user.row]] + self.matrix.history(user.session_liked)).sign()
-        return np.asarray(self.cf.score(np.array([user.row]), history)[0], dtype=np.float64)
+        if anchors:
+            history = history + self.matrix.history(anchors, weight=ANCHOR_WEIGHT)
+        row = user.row if not anchors else -1
+        return np.asarray(self.cf.score(np.array([row]), history)[0], dtype=np.float64)
 
     def _describe(self, top: np.ndarray, user: UserView, fused: np.ndarray, cf: np.ndarray | None,
                   query_vec: np.ndarray | None, profile_vec: np.ndarray | None, query: str | None,

@@ -32,11 +32,11 @@ class InteractionMatrix:
         """Row of a training user, or -1 if the user has no interactions."""
         return int(self.user_index.get_indexer([user_id])[0])
 
-    def history(self, item_ids: list[str]) -> sp.csr_matrix:
-        """A one-row matrix marking the given items (a fold-in history)."""
-        cols = self.item_index.get_indexer(item_ids)
+    def history(self, item_ids: list[str], weight: float = 1.0) -> sp.csr_matrix:
+        """A one-row matrix marking the given items with `weight` (a fold-in history)."""
+        cols = np.unique(self.item_index.get_indexer(item_ids))
         cols = cols[cols >= 0]
         return sp.csr_matrix(
-            (np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
+            (np.full(len(cols), weight, dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
             shape=(1, len(self.item_index)),
         )
