@@ -16,6 +16,8 @@ from .errors import (
 )
 
 _LAZY = {
+    "Agent": "agent",
+    "Reply": "agent",
     "Recommender": "pipeline",
     "Rules": "candidates",
     "Recommendation": "schemas",
@@ -25,6 +27,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Agent",
     "BackendUnavailableError",
     "CatalogError",
     "ConfigError",
@@ -33,6 +36,7 @@ __all__ = [
     "Recommendation",
     "Recommendations",
     "Recommender",
+    "Reply",
     "Rules",
     "Settings",
     "TemplateError",
