@@ -83,7 +83,8 @@ class UserView:
     session_liked: list[str] = field(default_factory=list)
 
 
-def _minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the min and max over the masked entries (all zeros if they are constant)."""
     sub = values[mask]
     if sub.size == 0:
         return np.zeros_like(values)
@@ -133,16 +134,16 @@ class Retriever:
         if not mask.any():
             return []
         ids = self.items.index
-        fused = s.weight_popularity * _minmax(self.popularity, mask)
+        fused = s.weight_popularity * minmax(self.popularity, mask)
         query_vec = self._query_vector(query, anchors or [])
         profile_vec = self._profile(user.liked)
         if query_vec is not None:
-            fused += s.weight_query * _minmax(self._similarity(query_vec), mask)
+            fused += s.weight_query * minmax(self._similarity(query_vec), mask)
         if profile_vec is not None:
-            fused += s.weight_profile * _minmax(self._similarity(profile_vec), mask)
+            fused += s.weight_profile * minmax(self._similarity(profile_vec), mask)
         cf = self._cf_scores(user, anchors)
         if cf is not None:
-            fused += s.weight_cf * _minmax(cf, mask)
+            fused += s.weight_cf * minmax(cf, mask)
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
         top = self._distinct_titles(order, n)

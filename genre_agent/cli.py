@@ -205,6 +205,60 @@ def index(
               f"{built.seconds:.1f} s")
 
 
+@app.command("eval")
+def evaluate(
+    catalog: CatalogOpt = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="sampled, full, or both (comma-separated)")] =
+        "sampled,full",
+    candidates: Annotated[int, typer.Option("--candidates", help="sampled list size (reference: 20)")] = 20,
+    users: Annotated[int | None, typer.Option("--users", help="evaluate this many users (default: all)")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    methods: Annotated[str, typer.Option("--methods", help="comma-separated")] =
+        "random,pop,itemknn,ease,als,vector,hybrid",
+    ks: Annotated[str, typer.Option("--ks", help="cut-offs")] = "1,5,10",
+    out_dir: Annotated[Path, typer.Option("--out", help="where report.json/.md/.png go")] = Path("eval-out"),
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not reuse cached LLM answers")] = False,
+    tune: Annotated[bool, typer.Option("--tune", help="tune the fusion weights on a validation split "
+                                                      "carved from training data first")] = False,
+    permutations: Annotated[int, typer.Option("--permutations", min=1, help="candidate orders scored by "
+                                                                            "llm-score / llm-fused")] = 3,
+    tune_users: Annotated[int, typer.Option("--tune-users", min=1, help="validation users that tune the "
+                                                                        "llm-fused weight")] = 100,
+    backend: Annotated[str | None, typer.Option("--backend")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Offline metrics of every method against the classical baselines, on the reference protocol."""
+    from . import report as report_files
+    from .catalog import load_catalog
+    from .evaluate import METHODS, N_NEG, EvalConfig, run
+    from .settings import load_settings
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METHODS]
+    protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
+    if unknown or not set(protocols) <= {"sampled", "full"}:
+        raise typer.BadParameter(f"methods are {', '.join(METHODS)}; protocols are sampled, full")
+    if candidates != N_NEG + 1:
+        raise typer.BadParameter(f"--candidates: only {N_NEG + 1} (the reference protocol) is implemented")
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir,
+                                 **{"backend.name": backend, "backend.model": model})
+        cat = load_catalog(settings.catalog)
+        cfg = EvalConfig(methods=chosen, protocols=protocols, users=users, seed=seed,
+                         ks=tuple(int(k) for k in ks.split(",")), cache=not no_cache, tune=tune,
+                         permutations=permutations, tune_users=tune_users)
+        with _progress() as report:
+            result = run(settings, cat, cfg, out_dir, report)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    report_files.write(result, out_dir)
+    out.print(report_files.markdown(result))
+    err.print(f"wrote {out_dir}/report.json, report.md, report.png in {result['seconds']} s")
+
+
 @app.command()
 def models() -> None:
     """List the named local models and whether their package is installed."""

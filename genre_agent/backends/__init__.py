@@ -7,10 +7,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..settings import Settings
-from .base import Backend, Completion, Message
+from .base import Backend, Completion, Message, Scoring
 from .fake import FakeBackend
 
-__all__ = ["Backend", "Completion", "FakeBackend", "Message", "make_backend"]
+__all__ = ["Backend", "Completion", "FakeBackend", "Message", "Scoring", "make_backend"]
 
 
 def make_backend(settings: Settings) -> Backend:

@@ -22,3 +22,12 @@ class Backend(Protocol):
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         """One chat completion. With a schema, decoding is constrained to it where the backend can."""
         ...
+
+
+class Scoring(Protocol):
+    """A backend that can read the model's next-token distribution (llama.cpp, the fake): one forward pass
+    scores every option, with no decoding."""
+
+    def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
+        """Log-probability that the assistant's answer starts with each option (a one-token label)."""
+        ...

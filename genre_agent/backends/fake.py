@@ -24,6 +24,17 @@ class FakeBackend:
         self.queue: deque[str] = deque(responses)
         self.calls: list[list[Message]] = []
         self.schemas: list[dict[str, Any] | None] = []
+        self.preferred: list[str] = []
+
+    def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
+        """Deterministic scores for tests: options whose line in the prompt names a title in `preferred`
+        get log-probability 0, the rest -5; the call is recorded like a completion."""
+        self.calls.append([dict(m) for m in messages])
+        self.schemas.append(None)
+        lines = messages[-1]["content"].splitlines()
+        liked = lambda o: any(line.startswith(f"{o}.") and any(p in line for p in self.preferred)  # noqa: E731
+                              for line in lines)
+        return [0.0 if liked(o) else -5.0 for o in options]
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         self.calls.append([dict(m) for m in messages])

@@ -6,6 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import BackendUnavailableError
 from .base import Completion, Message
 
@@ -31,6 +33,7 @@ class LlamaCppBackend:
         self.model = model_name
         self.temperature = temperature
         self._lock = threading.Lock()
+        self._formatter: Any = None
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         fmt: dict[str, Any] = {"type": "json_object", "schema": schema} if schema else {"type": "text"}
@@ -42,6 +45,35 @@ class LlamaCppBackend:
         usage = out["usage"]  # type: ignore[index]
         return Completion(text=out["choices"][0]["message"]["content"] or "",  # type: ignore[index]
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+
+    def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
+        """One forward pass over the chat prompt; the next-token log-softmax at each option's token. The
+        longest common prefix with the previous call is kept in the KV cache, as in generation."""
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        with self._lock:
+            llm = self.llm
+            if self._formatter is None:
+                template = llm.metadata.get("tokenizer.chat_template")
+                if not template:
+                    raise BackendUnavailableError(f"{self.model}: the GGUF has no chat template to score with.")
+                text = lambda t: llm.detokenize([t], special=True).decode(errors="ignore")  # noqa: E731
+                self._formatter = Jinja2ChatFormatter(template, text(llm.token_eos()), text(llm.token_bos()))
+            prompt = self._formatter(messages=messages).prompt
+            tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+            option_ids = [llm.tokenize(o.encode(), add_bos=False, special=False)[0] for o in options]
+            keep = 0
+            for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1], strict=False):
+                if a != b:
+                    break
+                keep += 1
+            llm.n_tokens = keep
+            llm.eval(tokens[keep:])
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+            logits = logits.astype(np.float64)
+            logsumexp = logits.max() + np.log(np.exp(logits - logits.max()).sum())
+            return [float(logits[i] - logsumexp) for i in option_ids]
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))

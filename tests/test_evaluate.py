@@ -1,0 +1,141 @@
+"""Evaluation: the split and baselines reproduce the reference implementation, metrics have known answers,
+the LLM method never scores below its own retrieval order when it falls back, and the reports are written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from genre_agent import evaluate as ev
+from genre_agent.backends import FakeBackend
+from genre_agent.catalog import load_catalog
+from genre_agent.cli import app
+from genre_agent.prompts import Prompts, resolve_prompts_dir
+from genre_agent.settings import load_settings
+
+ROOT = Path(__file__).parents[1]
+MOVIELENS = ROOT / "catalogs" / "movielens"
+
+
+def _reference():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("reference_baselines", ROOT / "tests/reference/baselines.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def small_movielens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MovieLens-layout folder: 120 users (every 5th), the 400 movies they rated most, all their ratings."""
+    ratings = pd.read_csv(MOVIELENS / "ratings.csv")
+    ratings = ratings[ratings.userId % 5 == 0]
+    top = ratings.movieId.value_counts().index[:400]
+    ratings = ratings[ratings.movieId.isin(top)]
+    movies = pd.read_csv(MOVIELENS / "movies.csv")
+    folder = tmp_path_factory.mktemp("ml-small")
+    movies[movies.movieId.isin(top)].to_csv(folder / "movies.csv", index=False)
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    return folder
+
+
+def test_baselines_match_the_reference_implementation(small_movielens: Path) -> None:
+    ref = _reference()
+    df = ref.load(str(small_movielens))
+    X, eval_users, test_item, seen, cands, info = ref.split(df, "pos4")
+    catalog = load_catalog(str(small_movielens))
+    split = ev.make_split(catalog.interactions, catalog.positive_min)
+    assert split.info["eval_users"] == info["eval_users"] > 50
+    assert (split.rows == eval_users).all() and (split.cands == cands).all()
+    settings = load_settings(catalog=str(small_movielens))
+    pos = np.arange(len(split.rows))
+    scorer = ev.Scorer(split, catalog, lambda ids: np.zeros((0, 0)), settings, pos)
+    pairs = {"random": ref.m_random, "pop": ref.m_pop, "itemknn": ref.m_itemknn, "ease": ref.make_ease(500.0),
+             "als": ref.m_als}
+    for method, reference in pairs.items():
+        ref_full, ref_sampled = ref.evaluate(reference(X, eval_users), test_item, seen, cands)
+        full, sampled = ev.rank_metrics(scorer.scores(method), split, pos, (10,))
+        for ours, theirs in ((full, ref_full), (sampled, ref_sampled)):
+            got = (ours["HR@10"].mean(), ours["NDCG@10"].mean(), ours["MRR"].mean())
+            assert np.allclose(got, theirs, atol=0.002), (method, got, theirs)
+
+
+def test_expected_rank_metrics_known_answers() -> None:
+    m = ev.expected_ranks(np.array([0, 1]), np.array([0, 1]), (1, 5))
+    # user 0: the test item is first. user 1: it is 2nd or 3rd with equal chance.
+    assert m["HR@1"].tolist() == [1.0, 0.0]
+    assert m["HR@5"].tolist() == [1.0, 1.0]
+    assert m["MRR"] == pytest.approx([1.0, (1 / 2 + 1 / 3) / 2])
+    assert m["NDCG@5"] == pytest.approx([1.0, (1 / np.log2(3) + 1 / np.log2(4)) / 2])
+    assert m["P@5"] == pytest.approx([0.2, 0.2])
+    assert m["F1@5"] == pytest.approx([2 * 0.2 / 1.2, 2 * 0.2 / 1.2])
+
+
+def test_beyond_accuracy_known_answers() -> None:
+    genres = [{"A"}, {"A"}, {"B"}, {"A", "B"}]
+    top = np.array([[0, 1], [0, 2]])
+    got = ev.beyond_accuracy(top, genres, pop=np.array([3.0, 0.0, 0.0, 0.0]))
+    assert got["coverage"] == 3 / 4
+    assert got["diversity"] == pytest.approx((0.0 + 1.0) / 2)
+    share = np.array([4, 1, 1, 1]) / 7
+    assert got["novelty"] == pytest.approx(np.mean(-np.log2(share[[0, 1, 0, 2]])))
+
+
+def test_llm_method_falls_back_to_exactly_the_hybrid_order_and_counts_hallucinations(
+        small_movielens: Path, tmp_path: Path) -> None:
+    settings = load_settings(catalog=str(small_movielens), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "backend.retries": 1})
+    catalog = load_catalog(settings.catalog)
+    from genre_agent.pipeline import build
+
+    retriever = build(settings, catalog)[0]
+    split = ev.make_split(catalog.interactions, catalog.positive_min)
+    pos = split.subsample(8, seed=0)
+    scorer = ev.Scorer(split, catalog, retriever.index.vectors, settings, pos)
+    invented = json.dumps({"recommendations": [{"item_id": "999999", "reason": "x"}]})
+    backend = FakeBackend([invented] * 100)
+    prompts = Prompts(resolve_prompts_dir(settings.prompts))
+    S, stats = ev.llm_sampled_scores(scorer, backend, prompts, retriever.index, tmp_path / "cache")
+    summary = stats.summary()
+    assert summary["json_valid_pct"] == 100.0
+    assert summary["hallucinated_id_pct"] == 100.0
+    assert summary["fallback_pct"] == 100.0 and summary["reask_pct"] == 100.0
+    assert len(backend.calls) == 16  # one ask and one re-ask per user
+    _, llm = ev.rank_metrics(S, split, pos, (10,))
+    _, hybrid = ev.rank_metrics(scorer.scores("hybrid"), split, pos, (10,))
+    assert llm["NDCG@10"].tolist() == pytest.approx(hybrid["NDCG@10"].tolist())
+    # a rerun answers from the cache by prompt hash: the backend is not called again
+    again = FakeBackend()
+    S2, _ = ev.llm_sampled_scores(scorer, again, prompts, retriever.index, tmp_path / "cache")
+    assert again.calls == [] and np.array_equal(S, S2)
+
+
+def test_eval_command_writes_the_three_reports(small_movielens: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval-out"
+    result = CliRunner().invoke(app, ["eval", "--catalog", str(small_movielens), "--methods", "random,pop,ease",
+                                      "--out", str(out), "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["results"]) == {"sampled", "full"}
+    assert set(report["results"]["sampled"]) == {"random", "pop", "ease"}
+    # random is exactly chance level on the sampled protocol: the test item is uniform over 20 positions
+    assert report["results"]["sampled"]["random"]["HR@10"] == pytest.approx(0.5)
+    assert report["results"]["sampled"]["ease"]["NDCG@10"] > report["results"]["sampled"]["pop"]["NDCG@10"]
+    assert report["config"]["seed"] == 0 and len(report["commit"]) >= 7
+    assert "| ease |" in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_command_rejects_unknown_methods(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "--methods", "ease,gpt5", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "methods are" in result.output
+    assert not (tmp_path / "report.json").exists()
