@@ -34,7 +34,8 @@ def markdown(report: dict[str, Any]) -> str:
         if llm:
             lines += ["", "| LLM method | " + " | ".join(LLM_COLUMNS) + " |", "|---|" + "---:|" * len(LLM_COLUMNS)]
             for method, r in llm.items():
-                lines.append(f"| {method} | " + " | ".join(f"{r[c]:.2f}" if c in r else "–" for c in LLM_COLUMNS) + " |")
+                cells = (f"{r[c]:.2f}" if c in r else "–" for c in LLM_COLUMNS)
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"
