@@ -229,8 +229,8 @@ class Agent:
 
     def _why(self, state: SessionState, item_id: str) -> Reply:
         view = self.recommender.retriever.user_view(state.user_id, state.liked)
-        c: Candidate = self.recommender.retriever.describe(view, item_id, state.query,
-                                                           self.settings.backend.reason_max_chars)
+        max_chars = self.recommender.prompts.reason_max_chars(self.settings.backend.reason_max_chars)
+        c: Candidate = self.recommender.retriever.describe(view, item_id, state.query, max_chars)
         state.focus = item_id
         genres = ", ".join(c.genres) or "no genre listed"
         facts = "; ".join(c.facts) if c.facts else "no facts tie it to your history yet"

@@ -227,6 +227,7 @@ class Retriever:
                   if liked else np.zeros((len(top), 0)))
         liked_titles = [self.items.at[i, "title"] for i in liked]
         favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
+        liked_years = [y for y in (_year(self.items.at[i, "year"]) for i in liked) if y]
         noun = self.catalog.spec.item_noun_plural
         out = []
         for row, (col, item_id) in enumerate(zip(top, cand_ids, strict=False)):
@@ -234,9 +235,9 @@ class Retriever:
             q_sim = float(cand_vecs[row] @ query_vec) if query_vec is not None else None
             vector = q_sim if q_sim is not None else (
                 float(cand_vecs[row] @ profile_vec) if profile_vec is not None else 0.0)
-            evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
-                                 colike[row], q_sim, int(self.liked_by[col]))
             year = _year(item["year"])
+            evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
+                                 colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun)
             out.append(Candidate(
                 item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
                 tags=list(item["tags"]),

@@ -49,11 +49,24 @@ class InteractionsSpec(_Strict):
     positive_min: float = 4.0
 
 
+class TagNamesSpec(_Strict):
+    """A lookup file when the tags file holds tag ids (goodbooks: tags.csv with tag_id, tag_name)."""
+
+    path: str
+    id: str
+    name: str
+
+
 class TagsSpec(_Strict):
     path: str
     item: str
     tag: str
     top: int = 6
+    item_key: str | None = None  # an items metadata column the tags' item column refers to (default: the id)
+    count: str | None = None  # a column with how often the tag was given (default: one per row)
+    names: TagNamesSpec | None = None
+    exclude: list[str] = []  # tags that say nothing about the item ("to-read", "favorites")
+    genres: list[str] = []  # tags that are also genres of the item (used by genre rules and evidence)
 
 
 class TextSpec(_Strict):
@@ -179,6 +192,8 @@ def load_catalog(name_or_path: str) -> Catalog:
     interactions = _load_interactions(root, spec, items, report)
     tags = _load_tags(root, spec, items, report)
     items["tags"] = tags.reindex(items.index).apply(lambda t: t if isinstance(t, tuple) else ())
+    if spec.tags and spec.tags.genres:
+        items["genres"] = _genres_from_tags(items, spec.tags.genres)
     _check_template(root, spec, items)
     items["text"] = [_compose_text(spec.text.template, row) for row in items.itertuples()]
     return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report)
@@ -324,20 +339,44 @@ def _load_interactions(
 
 
 def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport) -> pd.Series:
+    """The top tags of each item, by how often they were given."""
     s = spec.tags
     if s is None:
         return pd.Series(dtype=object)
     path = root / s.path
     df = read_table(path)
     tags = pd.DataFrame({"item_id": _column(df, path, "tags", "item", s.item),
-                         "tag": _column(df, path, "tags", "tag", s.tag).str.lower()})
-    tags = tags[tags.tag != ""]
+                         "tag": _column(df, path, "tags", "tag", s.tag)})
+    tags["n"] = _numeric(df, path, "tags", "count", s.count).to_numpy() if s.count else 1.0
+    if s.names:
+        names_path = root / s.names.path
+        names = read_table(names_path)
+        lookup = pd.Series(_column(names, names_path, "tags.names", "name", s.names.name).to_numpy(),
+                           index=_column(names, names_path, "tags.names", "id", s.names.id).to_numpy())
+        lookup = lookup[~lookup.index.duplicated()]
+        tags["tag"] = tags.tag.map(lookup).fillna("")
+    if s.item_key:
+        if s.item_key not in items.columns:
+            raise CatalogError(f"{root / 'catalog.toml'}: [tags].item_key '{s.item_key}' must be listed in "
+                               "[items].metadata, so the tags can be joined to the items.")
+        to_id = pd.Series(items.index.to_numpy(), index=items[s.item_key].to_numpy())
+        to_id = to_id[~to_id.index.duplicated()]
+        tags["item_id"] = tags.item_id.map(to_id).fillna("")
+    tags["tag"] = tags.tag.str.lower()
+    tags = tags[(tags.tag != "") & ~tags.tag.isin([t.lower() for t in s.exclude])]
     known = tags.item_id.isin(items.index)
     report.unknown_item_tags_dropped = int((~known).sum())
-    counts = tags[known].groupby(["item_id", "tag"]).size().reset_index(name="n")
+    counts = tags[known].groupby(["item_id", "tag"]).n.sum().reset_index()
     counts = counts.sort_values(["item_id", "n", "tag"], ascending=[True, False, True], kind="mergesort")
     top = counts.groupby("item_id").head(s.top)
     return top.groupby("item_id").tag.agg(tuple)
+
+
+def _genres_from_tags(items: pd.DataFrame, genres: list[str]) -> pd.Series:
+    """Add the item's tags that are listed as genres to its genres (in the order of the list)."""
+    wanted = [g.lower() for g in genres]
+    return pd.Series([tuple(dict.fromkeys([*g, *(w for w in wanted if w in t)]))
+                      for g, t in zip(items.genres, items.tags, strict=True)], index=items.index)
 
 
 def _check_template(root: Path, spec: CatalogSpec, items: pd.DataFrame) -> None:

@@ -26,10 +26,14 @@ def gather(
     colike_sims: np.ndarray,
     query_similarity: float | None,
     liked_by: int,
+    year: int | None = None,
+    liked_years: list[int] | None = None,
+    noun_plural: str = "items",
 ) -> Evidence:
     """Evidence for one candidate. `text_sims` and `colike_sims` align with `liked_titles`."""
     shared = sorted((g for g in genres if g in favourites), key=lambda g: (-favourites[g], g))
     return Evidence(
+        drawbacks=drawbacks(genres, favourites, year, liked_years or [], liked_by, noun_plural),
         shared_genres=shared[:3],
         similar_liked=_top_titles(liked_titles, text_sims, SIMILAR_MIN),
         fans_also_liked=_top_titles(liked_titles, colike_sims, COLIKED_MIN),
@@ -37,6 +41,28 @@ def gather(
         query_similarity=None if query_similarity is None else round(float(query_similarity), 3),
         liked_by=liked_by,
     )
+
+
+FEW_FANS = 5  # fewer users than this rating an item highly is worth a caveat
+YEARS_APART = 20  # a candidate this much older or newer than the user's median liked year gets a caveat
+
+
+def drawbacks(genres: tuple[str, ...], favourites: Counter[str], year: int | None, liked_years: list[int],
+              liked_by: int, noun_plural: str) -> list[str]:
+    """Honest caveats from the same data as the evidence: unfamiliar genres, an unusual era, few fans."""
+    out = []
+    new = [g for g in genres if g not in favourites]
+    if favourites and new:
+        out.append(f"{', '.join(new[:2])}: not among the genres of {noun_plural} you liked")
+    if year and liked_years:
+        median = int(np.median(liked_years))
+        if year <= median - YEARS_APART:
+            out.append(f"older ({year}) than most {noun_plural} you liked (around {median})")
+        elif year >= median + YEARS_APART:
+            out.append(f"newer ({year}) than most {noun_plural} you liked (around {median})")
+    if liked_by < FEW_FANS:
+        out.append(f"few ratings to go on: {liked_by} user{'s' if liked_by != 1 else ''} rated it highly")
+    return out
 
 
 def _top_titles(titles: list[str], sims: np.ndarray, floor: float, n: int = 2) -> list[str]:

@@ -145,19 +145,20 @@ class Recommender:
         if not view.liked and query is None and not anchors and not allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
-        candidates = self.retriever.candidates(view, query, rules, n, self.settings.backend.reason_max_chars,
+        b = self.settings.backend
+        max_chars = self.prompts.reason_max_chars(b.reason_max_chars)
+        candidates = self.retriever.candidates(view, query, rules, n, max_chars,
                                                anchors)
         t_retrieved = time.perf_counter()
-        b = self.settings.backend
         noun = self.catalog.spec
         messages = self.prompts.messages(
             item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
-            reason_max_chars=b.reason_max_chars, history=view.history, candidates=candidates,
+            reason_max_chars=max_chars, history=view.history, candidates=candidates,
             query=query, rules=rules.describe(),
         )
         t_prompt = time.perf_counter()
         outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
-                       reason_max_chars=b.reason_max_chars, max_tokens=b.max_tokens)
+                       reason_max_chars=max_chars, max_tokens=b.max_tokens)
         by_id = {c.item_id: c for c in candidates}
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]

@@ -2,40 +2,87 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import TemplateError
 from .resources import shipped_dir
 
 REQUIRED = ("system.j2", "rank.j2", "understand_system.j2", "understand.j2")
+OPTIONAL = ("score.j2",)
+
+
+class Profile(BaseModel):
+    """`profile.toml` of a template set (optional): what it is for, the set it falls back to for templates
+    it does not have, and the reason length its wording asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    extends: str | None = Field(None, description="a shipped set whose templates fill in the missing ones")
+    reason_max_chars: int | None = Field(None, ge=40, le=400)
+
+
+def load_profile(directory: Path) -> Profile:
+    path = directory / "profile.toml"
+    if not path.is_file():
+        return Profile()
+    try:
+        return Profile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{path}: cannot parse: {exc}") from exc
+    except ValidationError as exc:
+        raise TemplateError(f"{path}: {exc}") from exc
+
+
+def shipped_sets() -> dict[str, Path]:
+    shipped = shipped_dir("prompts")
+    return {p.name: p for p in sorted(shipped.iterdir()) if p.is_dir()}
+
+
+def search_path(directory: Path) -> list[Path]:
+    """The folder, then the shipped sets it extends, in order."""
+    chain = [directory]
+    while (parent := load_profile(chain[-1]).extends) is not None:
+        sets = shipped_sets()
+        if parent not in sets:
+            raise TemplateError(f"{chain[-1] / 'profile.toml'}: extends '{parent}', which is not a shipped "
+                                f"set ({', '.join(sets)}).")
+        if sets[parent] in chain:
+            raise TemplateError(f"{chain[-1] / 'profile.toml'}: extends '{parent}' in a cycle.")
+        chain.append(sets[parent])
+    return chain
 
 
 def resolve_prompts_dir(name_or_path: str) -> Path:
     """A folder of templates as given, else a shipped template set of that name."""
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
-        shipped = shipped_dir("prompts")
-        if not (shipped / name_or_path).is_dir():
-            names = ", ".join(sorted(p.name for p in shipped.iterdir() if p.is_dir()))
-            raise TemplateError(f"No prompt set '{name_or_path}': not a folder nor a shipped set ({names}).")
-        path = shipped / name_or_path
-    missing = [name for name in REQUIRED if not (path / name).is_file()]
+        sets = shipped_sets()
+        if name_or_path not in sets:
+            raise TemplateError(f"No prompt set '{name_or_path}': not a folder nor a shipped set "
+                                f"({', '.join(sets)}).")
+        path = sets[name_or_path]
+    chain = search_path(path)
+    missing = [name for name in REQUIRED if not any((d / name).is_file() for d in chain)]
     if missing:
         raise TemplateError(f"{path}: missing template(s) {', '.join(missing)}.")
     return path.resolve()
 
 
 class Prompts:
-    """The templates of one folder. Each render re-reads changed files (Jinja's auto_reload)."""
+    """The templates of one folder (and the sets it extends). Each render re-reads changed files."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.chain = search_path(directory)
+        self.profile = load_profile(directory)
         self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(directory)),
+            loader=jinja2.FileSystemLoader([str(d) for d in self.chain]),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
@@ -44,8 +91,16 @@ class Prompts:
             auto_reload=True,
         )
 
+    def path_of(self, name: str) -> Path:
+        """The file a template name resolves to (the first folder of the chain that has it)."""
+        return next((d / name for d in self.chain if (d / name).is_file()), self.directory / name)
+
+    def reason_max_chars(self, configured: int) -> int:
+        """The profile's reason length if it sets one, else the configured one."""
+        return self.profile.reason_max_chars or configured
+
     def render(self, name: str, **variables: Any) -> str:
-        path = self.directory / name
+        path = self.path_of(name)
         try:
             return self.env.get_template(name).render(**variables).strip()
         except jinja2.TemplateSyntaxError as exc:

@@ -34,8 +34,8 @@ def markdown(report: dict[str, Any]) -> str:
         if llm:
             lines += ["", "| LLM method | " + " | ".join(LLM_COLUMNS) + " |", "|---|" + "---:|" * len(LLM_COLUMNS)]
             for method, r in llm.items():
-                cells = (f"{r[c]:.2f}" if c in r else "–" for c in LLM_COLUMNS)
-                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                llm_cells = (f"{r[c]:.2f}" if c in r else "–" for c in LLM_COLUMNS)
+                lines.append(f"| {method} | " + " | ".join(llm_cells) + " |")
         lines.append("")
     lines += [f"- {note}" for note in report.get("notes", [])]
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ class Evidence(BaseModel):
     tags: list[str] = []
     query_similarity: float | None = None
     liked_by: int = Field(0, description="how many users rated it highly")
+    drawbacks: list[str] = Field([], description="honest caveats for this user (the critic prompts use them)")
 
 
 class Candidate(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,12 +90,77 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+def known_keys() -> list[str]:
+    """Every settable key, dotted: "k", "backend.model", ..."""
+    keys = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            keys += [f"{name}.{sub}" for sub in section.model_fields]
+        else:
+            keys.append(name)
+    return keys
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _config_path(config: Path | None) -> Path | None:
+    path = config if config is not None else Path("genre-agent.toml")
+    return path if path.is_file() else None
+
+
+def file_values(config: Path | None) -> dict[str, Any]:
+    """The dotted keys set in the config file (the explicit one, else ./genre-agent.toml if present)."""
+    path = _config_path(config)
+    if path is None:
+        return {}
+    try:
+        return _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+
+
+def env_values() -> dict[str, str]:
+    """The dotted keys set by GENRE_AGENT_* environment variables."""
+    prefix = "GENRE_AGENT_"
+    return {k[len(prefix):].lower().replace("__", "."): v for k, v in os.environ.items()
+            if k.startswith(prefix) and k != "GENRE_AGENT_API_KEY"}  # the server's key, not a setting
+
+
+def _check_keys(keys: dict[str, Any], where: str) -> None:
+    known = known_keys()
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" Did you mean '{close[0]}'?" if close else " `genre-agent config show` lists every key."
+            raise ConfigError(f"{where}: unknown setting '{key}'.{hint}")
+
+
+def sources(config: Path | None, overrides: dict[str, Any]) -> dict[str, str]:
+    """Where each key's effective value comes from: flag, env, file or default."""
+    file, env = file_values(config), env_values()
+    flags = {k for k, v in overrides.items() if v is not None}
+    path = _config_path(config)
+    return {key: "flag" if key in flags else "env" if key in env else f"file {path}" if key in file
+            else "default" for key in known_keys()}
+
+
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the TOML file (default ./genre-agent.toml), env vars and `overrides` (highest).
 
     Nested overrides use dotted keys, e.g. ``{"backend.name": "fake"}``; None values are ignored."""
     if config is not None and not config.is_file():
         raise ConfigError(f"{config}: config file not found.")
+    _check_keys(file_values(config), str(_config_path(config)))
+    _check_keys(env_values(), "environment (GENRE_AGENT_*)")
     cls: type[Settings] = Settings
     if config is not None:
         cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config}})

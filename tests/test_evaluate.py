@@ -139,3 +139,55 @@ def test_eval_command_rejects_unknown_methods(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "methods are" in result.output
     assert not (tmp_path / "report.json").exists()
+
+
+def test_label_scoring_finds_the_preferred_item_in_every_candidate_order() -> None:
+    from genre_agent.scoring import verbalizer_scores
+
+    from helpers import CANDIDATES
+
+    backend = FakeBackend()
+    backend.preferred = ["Big (1988)"]
+    prompts = Prompts(resolve_prompts_dir("default"))
+    scores = verbalizer_scores(backend, prompts, CANDIDATES, permutations=4, seed=1, item_noun="movie",
+                               item_noun_plural="movies", history=[], query=None)
+    assert len(backend.calls) == 4
+    assert int(np.argmax(scores)) == 2  # Big, whatever its position in each shuffled list
+    # normalised over the labels: exp(0) / (exp(0) + 2 exp(-5)) for Big in every order
+    assert scores[2] == pytest.approx(-np.log1p(2 * np.exp(-5.0)))
+    first = backend.calls[0][0]["content"]
+    assert "A. Aliens (1986) (Sci-Fi, Action)" in first and first.endswith("Answer with one letter.")
+
+
+def test_rank_fusion_weights_interpolate_between_the_two_orders() -> None:
+    inf = -np.inf
+    hybrid = np.array([[3.0, 2.0, 1.0, 0.0]])
+    llm = np.array([[-3.0, -2.0, -1.0, inf]])  # item 3 is not a candidate
+    order = lambda S: [int(i) for i in np.argsort(-S[0], kind="stable") if np.isfinite(S[0, i])]  # noqa: E731
+    assert order(ev.rank_fusion(hybrid, llm, 0.0)) == [0, 1, 2]
+    assert order(ev.rank_fusion(hybrid, llm, 1.0)) == [2, 1, 0]
+    assert order(ev.rank_fusion(hybrid, llm, 0.5)) == [0, 1, 2]  # a tie in mean rank goes to the hybrid order
+    assert not np.isfinite(ev.rank_fusion(hybrid, llm, 0.5)[0, 3])
+
+
+def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
+        small_movielens: Path, tmp_path: Path) -> None:
+    """A scorer that reverses the hybrid order gets weight 0 on validation: the fused ranking is the hybrid one."""
+    settings = load_settings(catalog=str(small_movielens), data_dir=tmp_path / "data", **{"backend.name": "fake"})
+    catalog = load_catalog(settings.catalog)
+    from genre_agent.pipeline import build
+
+    index = build(settings, catalog)[0].index
+
+    def contrarian(scorer: ev.Scorer) -> np.ndarray:
+        hybrid = scorer.scores("hybrid")
+        S = np.full_like(hybrid, -np.inf)
+        for n, p in enumerate(scorer.pos):
+            cols = scorer.split.cands[p]
+            S[n, cols] = -hybrid[n, cols]
+        return S
+
+    weight, table = ev.tune_llm_fusion(catalog, settings, index, contrarian, users=40)
+    assert weight == 0.0
+    assert [row["weight_llm"] for row in table] == list(ev.FUSION_GRID)
+    assert table[0]["val_NDCG@10"] > table[-1]["val_NDCG@10"]

@@ -46,3 +46,19 @@ def test_readme_command_on_movielens(tmp_path: Path) -> None:
         assert "Horror" not in catalog.items.at[rec["item_id"], "genres"]
         assert rec["title"] == catalog.items.at[rec["item_id"], "title"]
         assert rec["reason"].strip()
+
+
+def test_real_model_scores_labels_in_one_pass_and_reuses_the_cache_correctly(data_dir: Path) -> None:
+    """Next-token label log-probabilities from llama.cpp: a distribution, identical when a prompt comes back
+    after another one (the KV cache keeps only the common prefix)."""
+    from genre_agent.backends import make_backend
+
+    backend = make_backend(load_settings(catalog=str(TINY), data_dir=data_dir / "real"))
+    ask = lambda q: [{"role": "user", "content": f"{q}\nA. a car\nB. an apple\nC. a chair\n"  # noqa: E731
+                                                 "Answer with one letter."}]
+    first = backend.option_logprobs(ask("Which one is a fruit?"), ["A", "B", "C"])  # type: ignore[attr-defined]
+    other = backend.option_logprobs(ask("Which one do you sit on?"), ["A", "B", "C"])  # type: ignore[attr-defined]
+    again = backend.option_logprobs(ask("Which one is a fruit?"), ["A", "B", "C"])  # type: ignore[attr-defined]
+    assert all(x < 0 for x in first) and sum(2.718281828 ** x for x in first) <= 1.0
+    assert first != other
+    assert again == pytest.approx(first, abs=1e-4)
