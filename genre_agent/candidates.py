@@ -240,7 +240,7 @@ class Retriever:
                                  colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun)
             out.append(Candidate(
                 item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
-                tags=list(item["tags"]),
+                tags=list(item["tags"]), details={c: str(item[c]) for c in self.catalog.spec.items.show},
                 scores=Scores(vector=round(vector, 4), cf=round(float(cf[col]) if cf is not None else 0.0, 4),
                               fused=round(float(fused[col]), 4)),
                 evidence=evidence, facts=ev.facts(evidence, year, noun),

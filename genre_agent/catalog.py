@@ -38,6 +38,7 @@ class ItemsSpec(_Strict):
     year: str | None = None
     year_from_title: bool = False
     metadata: list[str] = []
+    show: list[str] = []  # metadata columns the prompts show next to each candidate (e.g. authors)
 
 
 class InteractionsSpec(_Strict):
@@ -294,6 +295,10 @@ def _load_items(root: Path, spec: CatalogSpec, report: CleaningReport) -> pd.Dat
     out["year"] = out["year"].round().astype("Int64")
     for column in s.metadata:
         out[column] = _column(df, path, "items", "metadata", column).to_numpy()
+    hidden = [c for c in s.show if c not in s.metadata]
+    if hidden:
+        raise CatalogError(f"{root / 'catalog.toml'}: [items].show lists '{hidden[0]}', which is not in "
+                           "[items].metadata; add it there first.")
     return out.set_index("item_id")
 
 

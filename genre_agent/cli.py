@@ -69,6 +69,7 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON output contract")] = False,
     backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | fake")] = None,
     model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -79,7 +80,7 @@ def recommend(
     from .settings import load_settings
 
     try:
-        settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k,
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
                                  **{"backend.name": backend, "backend.model": model})
         rules = Rules(exclude_seen=not include_seen, include_genres=include_genre or [],
                       exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
@@ -88,6 +89,9 @@ def recommend(
             rec = Recommender.open(settings, progress=report)
         for line in rec.catalog.report.lines():
             err.print(f"[dim]catalog cleaning: {line}[/]")
+        if rec.catalog.interactions.empty:
+            err.print("[dim]note: this catalog has no interactions, so CF is skipped; candidates come from "
+                      "text similarity to the query.[/]")
         if rules.where:
             missing = [c for c in rules.where if c not in rec.catalog.items.columns]
             if missing:
@@ -199,10 +203,11 @@ def index(
         return
     for line in cat.report.lines():
         err.print(f"catalog cleaning: {line}")
+    cf = (f"CF {'trained' if built.cf_trained else 'reused'} ({settings.retrieval.cf_model})"
+          if len(cat.interactions) else "no interactions: CF and popularity skipped, retrieval is by text only")
     out.print(f"{cat.name}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
               f"{cat.interactions.user_id.nunique()} users; embedded {built.embedded}, reused {built.reused}; "
-              f"CF {'trained' if built.cf_trained else 'reused'} ({settings.retrieval.cf_model}); "
-              f"{built.seconds:.1f} s")
+              f"{cf}; {built.seconds:.1f} s")
 
 
 @app.command("eval")
@@ -257,6 +262,149 @@ def evaluate(
     report_files.write(result, out_dir)
     out.print(report_files.markdown(result))
     err.print(f"wrote {out_dir}/report.json, report.md, report.png in {result['seconds']} s")
+
+
+prompts_app = typer.Typer(help="Template sets: list, show, check, render, and copy for editing.",
+                          no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@prompts_app.command("list")
+def prompts_list() -> None:
+    """The shipped template sets."""
+    from .prompts import load_profile, shipped_sets
+
+    table = Table()
+    for column in ("name", "extends", "reason chars", "description"):
+        table.add_column(column)
+    for name, path in shipped_sets().items():
+        p = load_profile(path)
+        table.add_row(name, p.extends or "", str(p.reason_max_chars or "config"), p.description)
+    out.print(table)
+
+
+@prompts_app.command("show")
+def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
+    """Print every template of a set, with the file each comes from."""
+    from .prompts import OPTIONAL, REQUIRED, Prompts, resolve_prompts_dir
+
+    try:
+        prompts = Prompts(resolve_prompts_dir(name))
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    for template in (*REQUIRED, *OPTIONAL):
+        path = prompts.path_of(template)
+        if path.is_file():
+            out.rule(str(path))
+            out.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
+@prompts_app.command("check")
+def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
+    """Validate syntax, variables and the answer form; print file:line: message for each problem."""
+    from .template_check import check
+
+    problems = check(path)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        raise typer.Exit(1)
+    err.print(f"{path}: ok")
+
+
+@prompts_app.command("render")
+def prompts_render(
+    name: Annotated[str | None, typer.Argument(help="set name (or use --prompts)")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="set name or folder")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u")] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q")] = None,
+    k: Annotated[int | None, typer.Option("-k")] = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the exact ranking prompt for a request, with real candidates, without calling the LLM."""
+    from .pipeline import Recommender
+    from .settings import load_settings
+
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts or name)
+        with _progress() as report:
+            rec = Recommender.open(settings, progress=report)
+        messages = rec.render(user, query)
+        for m in messages:
+            typer.echo(f"--- {m['role']} ---\n{m['content']}")
+        tokens, counted_by = rec.count_prompt_tokens(messages)
+        err.print(f"{tokens} prompt tokens ({counted_by})")
+    except GenreAgentError as exc:
+        _fail(exc)
+
+
+@prompts_app.command("init")
+def prompts_init(
+    directory: Annotated[Path, typer.Argument(help="new folder for your copy")],
+    name: Annotated[str, typer.Option("--from", help="the shipped set to copy")] = "default",
+) -> None:
+    """Copy a shipped set (every template it uses) into DIR to edit; then set prompts = "DIR"."""
+    import shutil
+
+    from .prompts import OPTIONAL, REQUIRED, Prompts, resolve_prompts_dir
+
+    if directory.exists() and any(directory.iterdir()):
+        err.print(f"[bold red]error:[/] {directory} exists and is not empty; choose a new folder.")
+        raise typer.Exit(2)
+    try:
+        source = Prompts(resolve_prompts_dir(name))
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for template in (*REQUIRED, *OPTIONAL):
+        if source.path_of(template).is_file():
+            shutil.copy2(source.path_of(template), tmp / template)
+    profile = source.profile.model_copy(update={"extends": None})
+    lines = [f"{k} = {v!r}".replace("'", '"') for k, v in profile.model_dump(exclude_none=True).items()]
+    (tmp / "profile.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if directory.exists():
+        directory.rmdir()
+    tmp.rename(directory)
+    err.print(f"copied '{name}' to {directory}. Use it with --prompts {directory} or prompts = \"{directory}\" "
+              "in genre-agent.toml; `genre-agent prompts check` validates your edits.")
+
+
+@config_app.command("show")
+def config_show(
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    prompts: Annotated[str | None, typer.Option("--prompts")] = None,
+    backend: Annotated[str | None, typer.Option("--backend")] = None,
+    model: Annotated[str | None, typer.Option("--model")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Every setting's effective value and where it came from (flag > env > file > default)."""
+    from .settings import flatten, load_settings, sources
+
+    flags = {"catalog": catalog, "data_dir": data_dir, "prompts": prompts, "backend.name": backend,
+             "backend.model": model}
+    try:
+        settings = load_settings(config, **flags)
+        where = sources(config, flags)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    values = flatten(settings.model_dump(mode="json"))
+    table = Table()
+    for column in ("key", "value", "from"):
+        table.add_column(column)
+    for key, source in where.items():
+        value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
+        table.add_row(key, str(value), source)
+    out.print(table)
 
 
 @app.command()

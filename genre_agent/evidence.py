@@ -44,6 +44,7 @@ def gather(
 
 
 FEW_FANS = 5  # fewer users than this rating an item highly is worth a caveat
+RARE_GENRE = 0.03  # a genre below this share of the genre mentions of the liked items is "rare" for them
 YEARS_APART = 20  # a candidate this much older or newer than the user's median liked year gets a caveat
 
 
@@ -51,9 +52,10 @@ def drawbacks(genres: tuple[str, ...], favourites: Counter[str], year: int | Non
               liked_by: int, noun_plural: str) -> list[str]:
     """Honest caveats from the same data as the evidence: unfamiliar genres, an unusual era, few fans."""
     out = []
-    new = [g for g in genres if g not in favourites]
-    if favourites and new:
-        out.append(f"{', '.join(new[:2])}: not among the genres of {noun_plural} you liked")
+    liked = sum(favourites.values())
+    rare = [g for g in genres if favourites[g] < RARE_GENRE * liked]
+    if favourites and rare:
+        out.append(f"{', '.join(rare[:2])}: rare among the {noun_plural} you liked")
     if year and liked_years:
         median = int(np.median(liked_years))
         if year <= median - YEARS_APART:

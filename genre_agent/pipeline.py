@@ -126,13 +126,27 @@ class Recommender:
         the profile and CF), `anchors` are items the request should resemble ("more like this one")."""
         return self.run(user_id, query, k, rules, liked=liked, anchors=anchors).result
 
-    def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
-            rules: Rules | None = None, *, liked: list[str] | None = None,
-            anchors: list[str] | None = None, allow_popular: bool = False) -> Run:
-        """`recommend`, also returning the candidates and the exact prompt. With `allow_popular`, a request
-        with no user, query or likes gets the most popular items instead of an error."""
-        started = time.perf_counter()
-        k = k or self.settings.k
+    def render(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
+               rules: Rules | None = None) -> list[dict[str, str]]:
+        """The exact ranking prompt of a request, with real candidates; the LLM is not called."""
+        return self._prepare(user_id, query, k or self.settings.k, rules, None, None, False)[1]
+
+    def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
+        """Tokens of the messages (chat template included) for the configured model, and what counted them."""
+        b = self.settings.backend
+        if b.name == "llamacpp":
+            from .backends.llamacpp import count_chat_tokens
+            from .models import resolve_model
+
+            name, path = resolve_model(b.model, self.settings.data_dir / "models")
+            return count_chat_tokens(path, messages), f"{name} tokenizer, chat template included"
+        words = sum(len(m["content"].split()) for m in messages)
+        return round(words * 1.3), f"estimate (words x 1.3): the {b.name} backend's tokenizer is not local"
+
+    def _prepare(self, user_id: str | None, query: str | None, k: int, rules: Rules | None,
+                 liked: list[str] | None, anchors: list[str] | None, allow_popular: bool
+                 ) -> tuple[list[Candidate], list[dict[str, str]], float]:
+        """Candidates and the rendered prompt of a request (and when retrieval finished)."""
         rules = rules or Rules()
         query = (query or "").strip() or None
         known = user_id is not None and self.catalog.has_user(user_id)
@@ -145,10 +159,8 @@ class Recommender:
         if not view.liked and query is None and not anchors and not allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
-        b = self.settings.backend
-        max_chars = self.prompts.reason_max_chars(b.reason_max_chars)
-        candidates = self.retriever.candidates(view, query, rules, n, max_chars,
-                                               anchors)
+        max_chars = self.prompts.reason_max_chars(self.settings.backend.reason_max_chars)
+        candidates = self.retriever.candidates(view, query, rules, n, max_chars, anchors)
         t_retrieved = time.perf_counter()
         noun = self.catalog.spec
         messages = self.prompts.messages(
@@ -156,7 +168,20 @@ class Recommender:
             reason_max_chars=max_chars, history=view.history, candidates=candidates,
             query=query, rules=rules.describe(),
         )
+        return candidates, messages, t_retrieved
+
+    def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
+            rules: Rules | None = None, *, liked: list[str] | None = None,
+            anchors: list[str] | None = None, allow_popular: bool = False) -> Run:
+        """`recommend`, also returning the candidates and the exact prompt. With `allow_popular`, a request
+        with no user, query or likes gets the most popular items instead of an error."""
+        started = time.perf_counter()
+        k = k or self.settings.k
+        candidates, messages, t_retrieved = self._prepare(user_id, query, k, rules, liked, anchors, allow_popular)
+        query = (query or "").strip() or None
         t_prompt = time.perf_counter()
+        b = self.settings.backend
+        max_chars = self.prompts.reason_max_chars(b.reason_max_chars)
         outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
                        reason_max_chars=max_chars, max_tokens=b.max_tokens)
         by_id = {c.item_id: c for c in candidates}

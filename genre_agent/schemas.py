@@ -32,6 +32,7 @@ class Candidate(BaseModel):
     genres: list[str]
     year: int | None
     tags: list[str]
+    details: dict[str, str] = Field({}, description="catalog metadata shown in prompts ([items].show)")
     scores: Scores
     evidence: Evidence
     facts: list[str] = Field(description="the evidence as short phrases")

@@ -102,11 +102,11 @@ def known_keys() -> list[str]:
     return keys
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -123,7 +123,7 @@ def file_values(config: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        return _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
+        return flatten(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot parse: {exc}") from exc
 

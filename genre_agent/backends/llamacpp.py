@@ -12,6 +12,26 @@ from ..errors import BackendUnavailableError
 from .base import Completion, Message
 
 
+def chat_prompt(llm: Any, messages: list[Message]) -> str:
+    """The prompt text llama.cpp sees for these messages, through the GGUF's own chat template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise BackendUnavailableError("the GGUF has no chat template.")
+    text = lambda t: llm.detokenize([t], special=True).decode(errors="ignore")  # noqa: E731
+    formatter = Jinja2ChatFormatter(template, text(llm.token_eos()), text(llm.token_bos()))
+    return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
+
+
+def count_chat_tokens(model_path: Path, messages: list[Message]) -> int:
+    """Prompt tokens of the messages for a GGUF, loading only its vocabulary."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    return len(llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True))
+
+
 class LlamaCppBackend:
     """One `Llama` object per backend, so consecutive calls reuse the longest common prompt prefix."""
 
@@ -33,7 +53,6 @@ class LlamaCppBackend:
         self.model = model_name
         self.temperature = temperature
         self._lock = threading.Lock()
-        self._formatter: Any = None
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         fmt: dict[str, Any] = {"type": "json_object", "schema": schema} if schema else {"type": "text"}
@@ -50,18 +69,10 @@ class LlamaCppBackend:
         """One forward pass over the chat prompt; the next-token log-softmax at each option's token. The
         longest common prefix with the previous call is kept in the KV cache, as in generation."""
         import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         with self._lock:
             llm = self.llm
-            if self._formatter is None:
-                template = llm.metadata.get("tokenizer.chat_template")
-                if not template:
-                    raise BackendUnavailableError(f"{self.model}: the GGUF has no chat template to score with.")
-                text = lambda t: llm.detokenize([t], special=True).decode(errors="ignore")  # noqa: E731
-                self._formatter = Jinja2ChatFormatter(template, text(llm.token_eos()), text(llm.token_bos()))
-            prompt = self._formatter(messages=messages).prompt
-            tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+            tokens = llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True)
             option_ids = [llm.tokenize(o.encode(), add_bos=False, special=False)[0] for o in options]
             keep = 0
             for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1], strict=False):
