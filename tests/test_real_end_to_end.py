@@ -62,3 +62,38 @@ def test_real_model_scores_labels_in_one_pass_and_reuses_the_cache_correctly(dat
     assert all(x < 0 for x in first) and sum(2.718281828 ** x for x in first) <= 1.0
     assert first != other
     assert again == pytest.approx(first, abs=1e-4)
+
+
+def test_real_model_output_follows_an_edited_template(data_dir: Path, tmp_path: Path) -> None:
+    """Editing a copy of rank.j2 changes what the bundled model answers (its raw completion), while the
+    delivered answer stays valid and grounded."""
+    from typer.testing import CliRunner
+
+    from genre_agent.backends import make_backend
+    from genre_agent.cli import app
+
+    mine = tmp_path / "mine"
+    assert CliRunner().invoke(app, ["prompts", "init", str(mine)]).exit_code == 0
+    settings = load_settings(catalog=str(TINY), data_dir=data_dir / "real", prompts=str(mine))
+    real = make_backend(settings)
+    answers: list[str] = []
+
+    class Recording:
+        name, model = real.name, real.model
+
+        def complete(self, messages, schema, max_tokens):  # type: ignore[no-untyped-def]
+            out = real.complete(messages, schema, max_tokens)
+            answers.append(out.text)
+            return out
+
+    rec = Recommender.open(settings, backend=Recording())  # type: ignore[arg-type]
+    before = rec.recommend("alice", k=2)
+    first_answer = answers[0]
+    rank = mine / "rank.j2"
+    rank.write_text(rank.read_text().replace("Pick the {{ k }} best", "Réponds en français. Choisis les {{ k }} "
+                                             "meilleurs films. Pick the {{ k }} best"))
+    answers.clear()
+    after = rec.recommend("alice", k=2)
+    assert answers[0] != first_answer
+    for result in (before, after):
+        assert {r.item_id for r in result.recommendations} <= {"2", "3", "4", "6"}
