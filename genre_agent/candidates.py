@@ -17,6 +17,7 @@ from .settings import RetrievalSettings
 
 PROFILE_ITEMS = 50  # most recent liked items that form the user's taste vector
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
+MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
 
 
 @dataclass
@@ -146,8 +147,30 @@ class Retriever:
             fused += s.weight_cf * minmax(cf, mask)
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
-        top = self._distinct_titles(order, n)
+        if s.mmr_lambda < 1.0:
+            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
+        else:
+            top = self._distinct_titles(order, n)
         return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason_max_chars)
+
+    def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
+        """Maximal marginal relevance: greedily take the item maximising
+        lam * relevance - (1 - lam) * (its highest cosine to an item already taken), relevance being the
+        fused score scaled to [0, 1] over the pool."""
+        if len(pool) <= 1:
+            return pool
+        vecs = self.index.vectors([str(i) for i in self.items.index[pool]])
+        sims = vecs @ vecs.T
+        rel = minmax(fused[pool], np.ones(len(pool), dtype=bool))
+        chosen = [0]
+        closest = sims[0].copy()
+        while len(chosen) < min(n, len(pool)):
+            gain = lam * rel - (1 - lam) * closest
+            gain[chosen] = -np.inf
+            best = int(np.argmax(gain))
+            chosen.append(best)
+            closest = np.maximum(closest, sims[best])
+        return pool[chosen]
 
     def _distinct_titles(self, order: np.ndarray, n: int) -> np.ndarray:
         """The first n of `order`, skipping items whose title repeats one already taken (remakes keep

@@ -52,6 +52,8 @@ class RetrievalSettings(_Section):
     weight_cf: float = 1.0
     weight_popularity: float = 0.05
     vector_pool: int = Field(1000, ge=10, description="nearest items fetched from Chroma per vector query")
+    mmr_lambda: float = Field(1.0, ge=0.0, le=1.0, description="diversity of the candidate list: 1 = by score "
+                              "only (default), lower = maximal marginal relevance trades score for variety")
 
 
 class ConversationSettings(_Section):

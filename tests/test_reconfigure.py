@@ -211,3 +211,17 @@ def test_a_catalog_without_interactions_recommends_from_text(tmp_path: Path) -> 
     assert "CF is skipped" in result.stderr
     unknown = runner.invoke(app, ["recommend", "--user", "u1", *common])
     assert unknown.exit_code == 2
+
+
+def test_mmr_lambda_trades_score_for_variety(tmp_path: Path) -> None:
+    """On the tiny catalog, the two Star Quest films are near-duplicates: with a low lambda the second slot
+    goes to a different kind of film."""
+    def top2(lam: float) -> list[str]:
+        settings = load_settings(catalog=str(TINY), data_dir=tmp_path / "data", **{
+            "backend.name": "fake", "retrieval.mmr_lambda": lam})
+        rec = Recommender.open(settings, backend=FakeBackend())
+        return [r.item_id for r in rec.recommend(query="space adventure sequel", k=2).recommendations]
+
+    relevant, diverse = top2(1.0), top2(0.2)
+    assert relevant == ["2", "1"]  # Star Quest II, then Star Quest
+    assert diverse[0] == "2" and diverse[1] not in {"1", "2"}
