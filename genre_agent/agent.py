@@ -104,9 +104,10 @@ class Agent:
 
     # -- the Python API ----------------------------------------------------------------
     def recommend(self, user: str | None = None, query: str | None = None, k: int | None = None,
-                  filters: Rules | None = None) -> Recommendations:
-        """One-shot recommendations, the same schema as `genre-agent recommend --json`."""
-        return self.recommender.recommend(user, query, k, filters)
+                  filters: Rules | None = None, prompts: str | None = None) -> Recommendations:
+        """One-shot recommendations, the same schema as `genre-agent recommend --json`. `prompts` picks a
+        template set (shipped name or folder) for this request only."""
+        return self.recommender.recommend(user, query, k, filters, prompts=prompts)
 
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None) -> Reply:

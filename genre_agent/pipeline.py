@@ -104,6 +104,7 @@ class Recommender:
         self.retriever = retriever
         self._backend = backend
         self.prompts = Prompts(resolve_prompts_dir(settings.prompts))
+        self._prompt_sets: dict[str, Prompts] = {}
 
     @classmethod
     def open(cls, settings: Settings, backend: Backend | None = None,
@@ -121,15 +122,23 @@ class Recommender:
 
     def recommend(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
                   rules: Rules | None = None, *, liked: list[str] | None = None,
-                  anchors: list[str] | None = None) -> Recommendations:
+                  anchors: list[str] | None = None, prompts: str | None = None) -> Recommendations:
         """Top-k for a catalog user and/or a query. `liked` adds items liked in this session (they shape
         the profile and CF), `anchors` are items the request should resemble ("more like this one")."""
-        return self.run(user_id, query, k, rules, liked=liked, anchors=anchors).result
+        return self.run(user_id, query, k, rules, liked=liked, anchors=anchors, prompts=prompts).result
+
+    def prompt_set(self, name_or_path: str | None) -> Prompts:
+        """The configured templates, or another set by shipped name or folder (loaded once, then reused)."""
+        if name_or_path is None:
+            return self.prompts
+        if name_or_path not in self._prompt_sets:
+            self._prompt_sets[name_or_path] = Prompts(resolve_prompts_dir(name_or_path))
+        return self._prompt_sets[name_or_path]
 
     def render(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
                rules: Rules | None = None) -> list[dict[str, str]]:
         """The exact ranking prompt of a request, with real candidates; the LLM is not called."""
-        return self._prepare(user_id, query, k or self.settings.k, rules, None, None, False)[1]
+        return self._prepare(user_id, query, k or self.settings.k, rules, None, None, False, self.prompts)[1]
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""
@@ -144,7 +153,7 @@ class Recommender:
         return round(words * 1.3), f"estimate (words x 1.3): the {b.name} backend's tokenizer is not local"
 
     def _prepare(self, user_id: str | None, query: str | None, k: int, rules: Rules | None,
-                 liked: list[str] | None, anchors: list[str] | None, allow_popular: bool
+                 liked: list[str] | None, anchors: list[str] | None, allow_popular: bool, prompts: Prompts
                  ) -> tuple[list[Candidate], list[dict[str, str]], float]:
         """Candidates and the rendered prompt of a request (and when retrieval finished)."""
         rules = rules or Rules()
@@ -159,11 +168,11 @@ class Recommender:
         if not view.liked and query is None and not anchors and not allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
-        max_chars = self.prompts.reason_max_chars(self.settings.backend.reason_max_chars)
+        max_chars = prompts.reason_max_chars(self.settings.backend.reason_max_chars)
         candidates = self.retriever.candidates(view, query, rules, n, max_chars, anchors)
         t_retrieved = time.perf_counter()
         noun = self.catalog.spec
-        messages = self.prompts.messages(
+        messages = prompts.messages(
             item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
             reason_max_chars=max_chars, history=view.history, candidates=candidates,
             query=query, rules=rules.describe(),
@@ -172,16 +181,19 @@ class Recommender:
 
     def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
             rules: Rules | None = None, *, liked: list[str] | None = None,
-            anchors: list[str] | None = None, allow_popular: bool = False) -> Run:
+            anchors: list[str] | None = None, allow_popular: bool = False, prompts: str | None = None) -> Run:
         """`recommend`, also returning the candidates and the exact prompt. With `allow_popular`, a request
-        with no user, query or likes gets the most popular items instead of an error."""
+        with no user, query or likes gets the most popular items instead of an error; `prompts` overrides
+        the configured template set for this request."""
         started = time.perf_counter()
         k = k or self.settings.k
-        candidates, messages, t_retrieved = self._prepare(user_id, query, k, rules, liked, anchors, allow_popular)
+        templates = self.prompt_set(prompts)
+        candidates, messages, t_retrieved = self._prepare(user_id, query, k, rules, liked, anchors, allow_popular,
+                                                          templates)
         query = (query or "").strip() or None
         t_prompt = time.perf_counter()
         b = self.settings.backend
-        max_chars = self.prompts.reason_max_chars(b.reason_max_chars)
+        max_chars = templates.reason_max_chars(b.reason_max_chars)
         outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
                        reason_max_chars=max_chars, max_tokens=b.max_tokens)
         by_id = {c.item_id: c for c in candidates}

@@ -225,3 +225,12 @@ def test_mmr_lambda_trades_score_for_variety(tmp_path: Path) -> None:
     relevant, diverse = top2(1.0), top2(0.2)
     assert relevant == ["2", "1"]  # Star Quest II, then Star Quest
     assert diverse[0] == "2" and diverse[1] not in {"1", "2"}
+
+
+def test_a_profile_can_be_chosen_per_request(tmp_path: Path) -> None:
+    fake = FakeBackend()
+    rec = _tiny_recommender(tmp_path, "default", fake)
+    rec.recommend("alice", k=2, prompts="critic")
+    assert "drawback:" in fake.calls[-1][1]["content"]
+    rec.recommend("alice", k=2)
+    assert "drawback:" not in fake.calls[-1][1]["content"]
