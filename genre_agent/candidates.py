@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,22 @@ class Rules:
             titles = items.loc[items.index.intersection(list(blocked)), "title"]
             ok &= ~(items.index.isin(list(blocked)) | items["title"].isin(titles).to_numpy())
         return ok
+
+    def merged(self, base: Rules) -> Rules:
+        """These rules on top of standing ones (from config): genre lists and metadata conditions add up,
+        year bounds take the stricter value, and seen items are excluded unless either allows them."""
+        def stricter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
+            return b if a is None else a if b is None else pick(a, b)
+
+        return Rules(
+            exclude_seen=self.exclude_seen and base.exclude_seen,
+            include_genres=list(dict.fromkeys([*base.include_genres, *self.include_genres])),
+            exclude_genres=list(dict.fromkeys([*base.exclude_genres, *self.exclude_genres])),
+            year_min=stricter(self.year_min, base.year_min, max),
+            year_max=stricter(self.year_max, base.year_max, min),
+            where={**base.where, **self.where},
+            exclude_items=set(base.exclude_items) | set(self.exclude_items),
+        )
 
     def describe(self) -> list[str]:
         """The active rules in words, for the prompt and the table."""

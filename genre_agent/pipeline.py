@@ -156,7 +156,7 @@ class Recommender:
                  liked: list[str] | None, anchors: list[str] | None, allow_popular: bool, prompts: Prompts
                  ) -> tuple[list[Candidate], list[dict[str, str]], float]:
         """Candidates and the rendered prompt of a request (and when retrieval finished)."""
-        rules = rules or Rules()
+        rules = (rules or Rules()).merged(Rules(**self.settings.rules.model_dump()))
         query = (query or "").strip() or None
         known = user_id is not None and self.catalog.has_user(user_id)
         if user_id is not None and not known and query is None:

@@ -77,7 +77,9 @@ def resolve_prompts_dir(name_or_path: str) -> Path:
 class Prompts:
     """The templates of one folder (and the sets it extends). Each render re-reads changed files."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, validate: bool = True) -> None:
+        """With `validate`, a syntax error or an unknown variable in any template is an error now, not at the
+        first request."""
         self.directory = directory
         self.chain = search_path(directory)
         self.profile = load_profile(directory)
@@ -90,6 +92,12 @@ class Prompts:
             lstrip_blocks=True,
             auto_reload=True,
         )
+        from .template_check import load_problems
+
+        problems = load_problems(self) if validate else []
+        if problems:
+            raise TemplateError("\n".join(str(p) for p in problems) + "\n(`genre-agent prompts check` lists all "
+                                "problems of a template set.)")
 
     def path_of(self, name: str) -> Path:
         """The file a template name resolves to (the first folder of the chain that has it)."""

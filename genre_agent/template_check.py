@@ -56,15 +56,15 @@ def _names_used(tree: nodes.Template) -> dict[str, int]:
     return used
 
 
-def _check_template(env: jinja2.Environment, path: Path, name: str) -> list[Problem]:
+def _check_template(env: jinja2.Environment, path: Path, name: str, headers: bool = True) -> list[Problem]:
     source = path.read_text(encoding="utf-8")
     try:
         tree = env.parse(source, name, str(path))
     except jinja2.TemplateSyntaxError as exc:
         return [Problem(path, exc.lineno, f"syntax error: {exc.message}")]
     problems = []
-    header = _header(source)
-    if not header or "Variables" not in header:
+    header = _header(source) if headers else ""
+    if headers and (not header or "Variables" not in header):
         problems.append(Problem(path, 1, "no header: start with a {#- ... -#} comment listing 'Variables:'"))
     receives = RECEIVES[name]
     for var, line in sorted(_names_used(tree).items(), key=lambda kv: kv[1]):
@@ -74,6 +74,16 @@ def _check_template(env: jinja2.Environment, path: Path, name: str) -> list[Prob
             problems.append(Problem(path, line, f"'{var}' is not a variable of {name}.{hint}"))
         elif header and not re.search(rf"\b{re.escape(var)}\b", header):
             problems.append(Problem(path, 1, f"uses '{var}' but its header does not document it"))
+    return problems
+
+
+def load_problems(prompts: Prompts) -> list[Problem]:
+    """Syntax errors and unknown variables: what makes a set unusable, checked when it is loaded."""
+    problems: list[Problem] = []
+    for name in (*REQUIRED, *OPTIONAL):
+        path = prompts.path_of(name)
+        if path.is_file():
+            problems += _check_template(prompts.env, path, name, headers=False)
     return problems
 
 
@@ -119,7 +129,7 @@ def check(directory: str | Path) -> list[Problem]:
     """Every problem of a template set (a shipped name or a folder); [] when it is fine."""
     try:
         root = resolve_prompts_dir(str(directory))
-        prompts = Prompts(root)
+        prompts = Prompts(root, validate=False)
     except TemplateError as exc:
         return [Problem(Path(str(directory)), 1, str(exc))]
     problems: list[Problem] = []
