@@ -266,6 +266,7 @@ class Retriever:
         colike = (ev.colike_cosine(self.matrix.matrix, self.items.index.get_indexer(liked), top)
                   if liked else np.zeros((len(top), 0)))
         liked_titles = [self.items.at[i, "title"] for i in liked]
+        said_liked = frozenset(self.items.at[i, "title"] for i in user.session_liked)
         favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
         liked_years = [y for y in (_year(self.items.at[i, "year"]) for i in liked) if y]
         noun = self.catalog.spec.item_noun_plural
@@ -284,7 +285,7 @@ class Retriever:
                 scores=Scores(vector=round(vector, 4), cf=round(float(cf[col]) if cf is not None else 0.0, 4),
                               fused=round(float(fused[col]), 4)),
                 evidence=evidence, facts=ev.facts(evidence, year, noun),
-                why=ev.plain_reason(evidence, year, query, reason_max_chars),
+                why=ev.plain_reason(evidence, year, query, reason_max_chars, said_liked),
             ))
         return out
 

@@ -104,13 +104,16 @@ def facts(evidence: Evidence, year: int | None, noun_plural: str) -> list[str]:
     return out
 
 
-def plain_reason(evidence: Evidence, year: int | None, query: str | None, max_chars: int) -> str:
+def plain_reason(evidence: Evidence, year: int | None, query: str | None, max_chars: int,
+                 said_liked: frozenset[str] = frozenset()) -> str:
     """A true one-sentence reason from the evidence: the prompt offers it, and it is the fallback reason.
+    `said_liked` are titles the user said they liked in the conversation (not ratings).
 
     Parts are added in order of strength while the sentence fits `max_chars`."""
     parts = []
     if evidence.similar_liked:
-        parts.append(f"close to {evidence.similar_liked[0]}, which you rated highly")
+        title = evidence.similar_liked[0]
+        parts.append(f"close to {title}, which you {'liked' if title in said_liked else 'rated highly'}")
     if evidence.fans_also_liked and evidence.fans_also_liked[0] not in evidence.similar_liked[:1]:
         parts.append(f"fans of {evidence.fans_also_liked[0]} loved it")
     if evidence.shared_genres:
