@@ -1,0 +1,42 @@
+"""Drive a real `genre-agent chat` session through a pseudo-terminal and print it with the wall time per turn.
+
+    python scripts/chat_transcript.py [extra chat options, e.g. --catalog goodbooks]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import pexpect
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
+PROMPT_ON, PROMPT_OFF = "\x1b[?2004h", "\x1b[?2004l"  # prompt_toolkit toggles bracketed paste per prompt
+TURNS = ["I loved The Matrix and Alien, no horror please", "more like the second one", "why that one?",
+         "/like 1", "only films before 1990", "/more", "/filters"]
+
+
+def main() -> None:
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "COLUMNS": "150"}
+    child = pexpect.spawn("genre-agent", ["chat", "-k", "5", *sys.argv[1:]], env=env, encoding="utf-8",
+                          timeout=600, dimensions=(60, 150))
+    started = time.perf_counter()
+    child.expect_exact(PROMPT_ON)
+    print(ANSI.sub("", child.before))
+    print(f"[startup {time.perf_counter() - started:.1f} s]")
+    for line in TURNS:
+        started = time.perf_counter()
+        child.sendline(line)
+        child.expect_exact(PROMPT_OFF)
+        child.expect_exact(PROMPT_ON)
+        print(f"you> {line}")
+        print(ANSI.sub("", child.before).strip())
+        print(f"[turn wall time {time.perf_counter() - started:.1f} s]\n")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+
+
+if __name__ == "__main__":
+    main()
