@@ -104,25 +104,29 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    """The [section] tables of the settings, by name."""
+    return {name: field.annotation for name, field in Settings.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+
+
 def known_keys() -> list[str]:
     """Every settable key, dotted: "k", "backend.model", ..."""
-    keys = []
-    for name, field in Settings.model_fields.items():
-        section = field.annotation
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            keys += [f"{name}.{sub}" for sub in section.model_fields]
-        else:
-            keys.append(name)
-    return keys
+    sections = _sections()
+    return [key for name in Settings.model_fields
+            for key in ([f"{name}.{sub}" for sub in sections[name].model_fields] if name in sections else [name])]
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of settings data: sections are opened one level, values that are tables (rules.where)
+    stay whole."""
+    sections = _sections()
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
+        if key in sections and isinstance(value, dict):
+            out.update({f"{key}.{sub}": v for sub, v in value.items()})
         else:
-            out[f"{prefix}{key}"] = value
+            out[key] = value
     return out
 
 

@@ -258,3 +258,12 @@ def test_standing_rules_from_config_apply_to_every_request(tmp_path: Path) -> No
     ids = {r.item_id for r in result.recommendations}
     assert ids == {"1", "2"}  # not 3, 4, 6 (comedies), 5 (1985, before the request's year_min)
     assert "no Comedy" in fake.calls[-1][1]["content"] and "up to 2000" in fake.calls[-1][1]["content"]
+
+
+def test_a_table_valued_setting_is_one_key(tmp_path: Path) -> None:
+    config = tmp_path / "genre-agent.toml"
+    config.write_text('[rules]\nwhere = { language_code = "eng" }\n')
+    assert load_settings(config).rules.where == {"language_code": "eng"}
+    result = runner.invoke(app, ["config", "show", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "language_code" in result.stdout
