@@ -288,18 +288,16 @@ def prompts_list() -> None:
 @prompts_app.command("show")
 def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Print every template of a set, with the file each comes from."""
-    from .prompts import OPTIONAL, REQUIRED, Prompts, resolve_prompts_dir
+    from .prompts import Prompts, resolve_prompts_dir
 
     try:
         prompts = Prompts(resolve_prompts_dir(name))
     except GenreAgentError as exc:
         _fail(exc)
         return
-    for template in (*REQUIRED, *OPTIONAL):
-        path = prompts.path_of(template)
-        if path.is_file():
-            out.rule(str(path))
-            out.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+    for path in prompts.files().values():
+        out.rule(str(path))
+        out.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
 
 
 @prompts_app.command("check")
@@ -351,7 +349,7 @@ def prompts_init(
     """Copy a shipped set (every template it uses) into DIR to edit; then set prompts = "DIR"."""
     import shutil
 
-    from .prompts import OPTIONAL, REQUIRED, Prompts, resolve_prompts_dir
+    from .prompts import Prompts, resolve_prompts_dir
 
     if directory.exists() and any(directory.iterdir()):
         err.print(f"[bold red]error:[/] {directory} exists and is not empty; choose a new folder.")
@@ -364,9 +362,8 @@ def prompts_init(
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for template in (*REQUIRED, *OPTIONAL):
-        if source.path_of(template).is_file():
-            shutil.copy2(source.path_of(template), tmp / template)
+    for template, path in source.files().items():
+        shutil.copy2(path, tmp / template)
     profile = source.profile.model_copy(update={"extends": None})
     lines = [f"{k} = {v!r}".replace("'", '"') for k, v in profile.model_dump(exclude_none=True).items()]
     (tmp / "profile.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -103,6 +103,10 @@ class Prompts:
         """The file a template name resolves to (the first folder of the chain that has it)."""
         return next((d / name for d in self.chain if (d / name).is_file()), self.directory / name)
 
+    def files(self) -> dict[str, Path]:
+        """Every template the set has (required and optional), by name, with the file it resolves to."""
+        return {name: self.path_of(name) for name in (*REQUIRED, *OPTIONAL) if self.path_of(name).is_file()}
+
     def reason_max_chars(self, configured: int) -> int:
         """The profile's reason length if it sets one, else the configured one."""
         return self.profile.reason_max_chars or configured

@@ -17,7 +17,7 @@ import jinja2
 from jinja2 import nodes
 
 from .errors import TemplateError
-from .prompts import OPTIONAL, REQUIRED, Prompts, resolve_prompts_dir
+from .prompts import Prompts, resolve_prompts_dir
 
 _RANK = {"item_noun", "item_noun_plural", "k", "reason_max_chars", "history", "candidates", "query", "rules"}
 RECEIVES: dict[str, set[str]] = {
@@ -79,12 +79,8 @@ def _check_template(env: jinja2.Environment, path: Path, name: str, headers: boo
 
 def load_problems(prompts: Prompts) -> list[Problem]:
     """Syntax errors and unknown variables: what makes a set unusable, checked when it is loaded."""
-    problems: list[Problem] = []
-    for name in (*REQUIRED, *OPTIONAL):
-        path = prompts.path_of(name)
-        if path.is_file():
-            problems += _check_template(prompts.env, path, name, headers=False)
-    return problems
+    return [problem for name, path in prompts.files().items()
+            for problem in _check_template(prompts.env, path, name, headers=False)]
 
 
 def _line_of(path: Path, needle: str) -> int:
@@ -132,11 +128,8 @@ def check(directory: str | Path) -> list[Problem]:
         prompts = Prompts(root, validate=False)
     except TemplateError as exc:
         return [Problem(Path(str(directory)), 1, str(exc))]
-    problems: list[Problem] = []
-    for name in (*REQUIRED, *OPTIONAL):
-        path = prompts.path_of(name)
-        if path.is_file():
-            problems += _check_template(prompts.env, path, name)
+    problems = [problem for name, path in prompts.files().items()
+                for problem in _check_template(prompts.env, path, name)]
     if problems:
         return problems  # rendering would fail on the same errors
     try:
