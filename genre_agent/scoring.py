@@ -12,6 +12,7 @@ import string
 from typing import Any
 
 import numpy as np
+from scipy.special import log_softmax
 
 from .backends import Scoring
 from .prompts import Prompts
@@ -34,7 +35,5 @@ def verbalizer_scores(backend: Scoring, prompts: Prompts, candidates: list[Candi
         labels = list(LABELS[:n])
         messages = [{"role": "user", "content": prompts.render("score.j2", candidates=shown, labels=labels,
                                                                **variables)}]
-        logp = np.asarray(backend.option_logprobs(messages, labels))
-        logp = logp - (logp.max() + np.log(np.exp(logp - logp.max()).sum()))  # normalise over the labels
-        total[order] += logp
+        total[order] += log_softmax(backend.option_logprobs(messages, labels))  # normalised over the labels
     return total / max(permutations, 1)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import log_softmax
 
 from ..errors import BackendUnavailableError
 from .base import Completion, Message
@@ -82,9 +83,8 @@ class LlamaCppBackend:
             llm.n_tokens = keep
             llm.eval(tokens[keep:])
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
-            logits = logits.astype(np.float64)
-            logsumexp = logits.max() + np.log(np.exp(logits - logits.max()).sum())
-            return [float(logits[i] - logsumexp) for i in option_ids]
+            logprobs = log_softmax(logits.astype(np.float64))
+            return [float(logprobs[i]) for i in option_ids]
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
