@@ -85,6 +85,3 @@ class LlamaCppBackend:
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
             logprobs = log_softmax(logits.astype(np.float64))
             return [float(logprobs[i]) for i in option_ids]
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
