@@ -324,12 +324,6 @@ def user_requests(scorer: Scorer, index: Any) -> Iterator[UserRequest]:
         yield UserRequest(n, order, history, candidates)
 
 
-def _place(S: np.ndarray, n: int, split: Split, ranked_ids: list[str]) -> None:
-    """Give user n's ranked items descending scores in row n of S (everything else stays -inf)."""
-    pos_of = pd.Series(np.arange(len(split.items)), index=split.items.astype(str))
-    S[n, pos_of[ranked_ids].to_numpy()] = -np.arange(len(ranked_ids), dtype=np.float64)
-
-
 def llm_sampled_scores(scorer: Scorer, backend: Any, prompts: Any, index: Any,
                        cache_dir: Path | None, progress: Callable[[int, int], None] | None = None
                        ) -> tuple[np.ndarray, LLMStats]:
@@ -364,7 +358,9 @@ def llm_sampled_scores(scorer: Scorer, backend: Any, prompts: Any, index: Any,
         stats.completion_tokens.append(sum(c[3] for c in recorder.calls))
         stats.latency_s.append(sum(c[1] for c in recorder.calls))
         ranked = [str(i.item_id) for i in outcome.items]
-        _place(S, req.n, split, ranked + [c.item_id for c in candidates if c.item_id not in ranked])
+        final = ranked + [c.item_id for c in candidates if c.item_id not in ranked]
+        column = dict(zip((c.item_id for c in candidates), req.order, strict=True))  # candidates are in order
+        S[req.n, [column[i] for i in final]] = -np.arange(len(final), dtype=np.float64)
         if progress:
             progress(req.n + 1, len(scorer.rows))
     return S, stats
