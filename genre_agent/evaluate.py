@@ -8,6 +8,7 @@ expectations under random tie-breaking, as in the reference, so "random" is exac
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -406,18 +407,16 @@ PROFILE_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 POPULARITY_GRID = (0.0, 0.02, 0.05, 0.1)
 
 
-def validation_split(catalog: Catalog, seed: int = 0) -> Split:
-    """A split of the training data only: every evaluated user's last training positive is held out, so
-    nothing tuned on it has seen a test item."""
-    split = make_split(catalog.interactions, catalog.positive_min, seed=seed)
+def validation_split(split: Split, positive_min: float, seed: int = 0) -> Split:
+    """A split of the training data of `split` only: every evaluated user's last training positive is held
+    out, so nothing tuned on it has seen a test item."""
     train_only = split.before.assign(user_id=split.users[split.before.u], item_id=split.items[split.before.i])
-    return make_split(train_only[["user_id", "item_id", "rating", "timestamp"]], catalog.positive_min, seed=seed)
+    return make_split(train_only[["user_id", "item_id", "rating", "timestamp"]], positive_min, seed=seed)
 
 
-def tune_fusion(catalog: Catalog, settings: Settings, vectors: Callable[[list[str]], np.ndarray],
-                seed: int = 0) -> tuple[dict[str, float], list[dict[str, float]]]:
+def tune_fusion(val: Split, catalog: Catalog, settings: Settings, vectors: Callable[[list[str]], np.ndarray]
+                ) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Pick the fusion weights (CF weight fixed at 1) by sampled NDCG@10 on the validation split."""
-    val = validation_split(catalog, seed)
     pos = np.arange(len(val.rows))
     scorer = Scorer(val, catalog, vectors, settings, pos)
     table = []
@@ -430,11 +429,11 @@ def tune_fusion(catalog: Catalog, settings: Settings, vectors: Callable[[list[st
     return {"weight_profile": best["weight_profile"], "weight_popularity": best["weight_popularity"]}, table
 
 
-def tune_llm_fusion(catalog: Catalog, settings: Settings, index: Any, score: Callable[[Scorer], np.ndarray],
-                    users: int, seed: int = 0) -> tuple[float, list[dict[str, float]]]:
-    """The weight of the LLM's ranking in `rank_fusion`, by sampled NDCG@10 on `users` validation users;
-    ties go to the smaller weight (the retrieval order)."""
-    val = validation_split(catalog, seed)
+def tune_llm_fusion(val: Split, catalog: Catalog, settings: Settings, index: Any,
+                    score: Callable[[Scorer], np.ndarray], users: int, seed: int = 0
+                    ) -> tuple[float, list[dict[str, float]]]:
+    """The weight of the LLM's ranking in `rank_fusion`, by sampled NDCG@10 on `users` users of the
+    validation split; ties go to the smaller weight (the retrieval order)."""
     pos = val.subsample(users, seed)
     scorer = Scorer(val, catalog, index.vectors, settings, pos)
     llm, hybrid = score(scorer), scorer.scores("hybrid")
@@ -478,14 +477,26 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
     needs_index = config.tune or any(m in config.methods for m in ("vector", "hybrid", *LLM_METHODS))
     retriever = build(settings, catalog, progress)[0] if needs_index else None
     tuning: dict[str, Any] = {}
+
+    @functools.cache
+    def validation() -> Split:
+        return validation_split(split, catalog.positive_min, config.seed)
+
     if config.tune and retriever is not None:
-        best, table = tune_fusion(catalog, settings, retriever.index.vectors, config.seed)
+        best, table = tune_fusion(validation(), catalog, settings, retriever.index.vectors)
         settings = settings.model_copy(update={"retrieval": settings.retrieval.model_copy(update=best)})
         tuning = {"chosen": best, "grid": table}
     scorer = Scorer(split, catalog, retriever.index.vectors if retriever else (lambda ids: np.zeros((0, 0))),
                     settings, pos)
     genres = [set(catalog.items.at[i, "genres"]) for i in split.items]
     results: dict[str, Any] = {}
+
+    @functools.cache
+    def llm_parts() -> LLMParts:  # one backend (one model load, one KV cache) for every LLM method
+        from .prompts import Prompts, resolve_prompts_dir
+
+        return LLMParts(_backend(settings), Prompts(resolve_prompts_dir(settings.prompts)),
+                        out / "llm-cache" if config.cache else None)
 
     def report(step: str) -> Callable[[int, int], None] | None:
         return (lambda d, t: progress(step, d, t)) if progress else None
@@ -496,7 +507,7 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
         t0 = time.perf_counter()
         extra: dict[str, Any] = {}
         if method in LLM_METHODS and retriever is not None:
-            S, extra = llm_method(method, scorer, settings, catalog, retriever.index, config, out, tuning, report)
+            S, extra = llm_method(method, scorer, llm_parts(), retriever.index, config, validation, tuning, report)
             protocols = tuple(p for p in config.protocols if p == "sampled")
         else:
             S = scorer.scores(method)
@@ -532,15 +543,18 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
     }
 
 
-def llm_method(method: str, scorer: Scorer, settings: Settings, catalog: Catalog, index: Any,
-               config: EvalConfig, out: Path, tuning: dict[str, Any],
+@dataclass
+class LLMParts:
+    backend: Any
+    prompts: Any
+    cache_dir: Path | None
+
+
+def llm_method(method: str, scorer: Scorer, parts: LLMParts, index: Any, config: EvalConfig,
+               validation: Callable[[], Split], tuning: dict[str, Any],
                report: Callable[[str], Callable[[int, int], None] | None]) -> tuple[np.ndarray, dict[str, Any]]:
     """Scores and LLM columns of one LLM method on the sampled protocol (tuning recorded in `tuning`)."""
-    from .prompts import Prompts, resolve_prompts_dir
-
-    prompts = Prompts(resolve_prompts_dir(settings.prompts))
-    cache_dir = out / "llm-cache" if config.cache else None
-    backend = _backend(settings)
+    backend, prompts, cache_dir = parts.backend, parts.prompts, parts.cache_dir
     if method == "llm":
         S, stats = llm_sampled_scores(scorer, backend, prompts, index, cache_dir, report("llm users"))
         return S, stats.summary()
@@ -560,8 +574,8 @@ def llm_method(method: str, scorer: Scorer, settings: Settings, catalog: Catalog
     extra = dict(scorer.extras["llm-score"])
     if method == "llm-score":
         return llm, extra
-    weight, table = tune_llm_fusion(catalog, settings, index, lambda s: score(s, "tuning llm-fused")[0],
-                                    config.tune_users, config.seed)
+    weight, table = tune_llm_fusion(validation(), scorer.catalog, scorer.settings, index,
+                                    lambda s: score(s, "tuning llm-fused")[0], config.tune_users, config.seed)
     tuning["llm_fused"] = {"chosen_weight_llm": weight, "validation_users": config.tune_users, "grid": table}
     return rank_fusion(scorer.scores("hybrid"), llm, weight), {**extra, "weight_llm": weight}
 

@@ -187,7 +187,8 @@ def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
             S[n, cols] = -hybrid[n, cols]
         return S
 
-    weight, table = ev.tune_llm_fusion(catalog, settings, index, contrarian, users=40)
+    val = ev.validation_split(ev.make_split(catalog.interactions, catalog.positive_min), catalog.positive_min)
+    weight, table = ev.tune_llm_fusion(val, catalog, settings, index, contrarian, users=40)
     assert weight == 0.0
     assert [row["weight_llm"] for row in table] == list(ev.FUSION_GRID)
     assert table[0]["val_NDCG@10"] > table[-1]["val_NDCG@10"]
