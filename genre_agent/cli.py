@@ -347,6 +347,7 @@ def prompts_init(
     name: Annotated[str, typer.Option("--from", help="the shipped set to copy")] = "default",
 ) -> None:
     """Copy a shipped set (every template it uses) into DIR to edit; then set prompts = "DIR"."""
+    import json
     import shutil
 
     from .prompts import Prompts, resolve_prompts_dir
@@ -365,7 +366,8 @@ def prompts_init(
     for template, path in source.files().items():
         shutil.copy2(path, tmp / template)
     profile = source.profile.model_copy(update={"extends": None})
-    lines = [f"{k} = {v!r}".replace("'", '"') for k, v in profile.model_dump(exclude_none=True).items()]
+    # str and int values: their JSON form is valid TOML
+    lines = [f"{k} = {json.dumps(v)}" for k, v in profile.model_dump(exclude_none=True).items()]
     (tmp / "profile.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if directory.exists():
         directory.rmdir()

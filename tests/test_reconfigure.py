@@ -44,6 +44,15 @@ def test_shipped_profiles_pass_the_check(name: str) -> None:
     assert check(name) == []
 
 
+@pytest.mark.parametrize("name", ["default", "concise", "explain", "critic"])
+def test_every_shipped_set_copies_into_a_valid_set(tmp_path: Path, name: str) -> None:
+    from genre_agent.prompts import load_profile, shipped_sets
+
+    mine = _init(tmp_path, name)
+    assert check(mine) == []
+    assert load_profile(mine).description == load_profile(shipped_sets()[name]).description
+
+
 def test_init_copies_a_self_contained_set_and_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     mine = _init(tmp_path, "critic")
     assert {p.name for p in mine.iterdir()} >= {"system.j2", "rank.j2", "understand.j2", "understand_system.j2",
