@@ -92,7 +92,11 @@ def _line_of(path: Path, needle: str) -> int:
 
 def _check_answer_form(prompts: Prompts, sample: dict[str, object]) -> list[Problem]:
     """The JSON form shown in the ranking prompt must have exactly the fields the ranking step validates."""
-    expected = {"recommendations": [{"item_id": "", "reason": ""}]}
+    from .ranking import answer_schema
+
+    schema = answer_schema([], 1, 40)  # the fields are what matters here, not the bounds
+    item_fields = list(schema["properties"]["recommendations"]["items"]["properties"])
+    expected = {"recommendations": [dict.fromkeys(item_fields, "")]}
     system = prompts.path_of("system.j2")
     text = "\n".join(m["content"] for m in prompts.messages(**sample))
     start = text.find('{"recommendations"')
@@ -105,10 +109,10 @@ def _check_answer_form(prompts: Prompts, sample: dict[str, object]) -> list[Prob
         return [Problem(system, _line_of(system, '{"recommendations"'), f"the answer form is not JSON: {exc}")]
     items = shown.get("recommendations")
     fields = set(items[0]) if isinstance(items, list) and items and isinstance(items[0], dict) else set()
-    if set(shown) != set(expected) or fields != {"item_id", "reason"}:
+    if set(shown) != set(schema["properties"]) or fields != set(item_fields):
         return [Problem(system, _line_of(system, '{"recommendations"'),
                         f"the answer form shows {json.dumps(shown)[:120]}, but the ranking step expects "
-                        f"{json.dumps(expected)} (keys recommendations, item_id, reason)")]
+                        f"{json.dumps(expected)} (keys recommendations, {', '.join(item_fields)})")]
     return []
 
 
