@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from genre_agent.backends import Backend, Completion, Message, make_backend
-from genre_agent.models import resolve_model
+from genre_agent.llm.backends import Backend, Completion, Message, make_backend
+from genre_agent.llm.models import resolve_model
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
 

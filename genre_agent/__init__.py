@@ -5,7 +5,7 @@ Exports are resolved lazily (PEP 562) so that `genre-agent --help` does not impo
 from importlib import import_module
 from typing import Any
 
-from .errors import (
+from genre_agent.errors import (
     BackendUnavailableError,
     CatalogError,
     ConfigError,

@@ -13,17 +13,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import Backend, make_backend
-from .candidates import Retriever, Rules
-from .catalog import Catalog, load_catalog
-from .cf import CFModel, make_cf
-from .errors import UnknownUserError
-from .index import VectorIndex, make_client
-from .interactions import InteractionMatrix
-from .prompts import Prompts, resolve_prompts_dir
-from .ranking import rank
-from .schemas import Candidate, Recommendation, Recommendations, Timings
-from .settings import Settings
+from genre_agent.data.catalog import Catalog, load_catalog
+from genre_agent.data.interactions import InteractionMatrix
+from genre_agent.errors import UnknownUserError
+from genre_agent.llm.backends import Backend, make_backend
+from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.ranking import rank
+from genre_agent.retrieval.candidates import Retriever, Rules
+from genre_agent.retrieval.cf import CFModel, make_cf
+from genre_agent.retrieval.index import VectorIndex, make_client
+from genre_agent.schemas import Candidate, Recommendation, Recommendations, Timings
+from genre_agent.settings import Settings
 
 # A build step reports (step name, done, total); the CLI shows it as a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -144,8 +144,8 @@ class Recommender:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""
         b = self.settings.backend
         if b.name == "llamacpp":
-            from .backends.llamacpp import count_chat_tokens
-            from .models import resolve_model
+            from genre_agent.llm.backends.llamacpp import count_chat_tokens
+            from genre_agent.llm.models import resolve_model
 
             name, path = resolve_model(b.model, self.settings.data_dir / "models")
             return count_chat_tokens(path, messages), f"{name} tokenizer, chat template included"

@@ -16,7 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from .errors import ConfigError
+from genre_agent.errors import ConfigError
 
 
 def default_data_dir() -> Path:

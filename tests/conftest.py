@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genre_agent.backends import FakeBackend
+from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import Settings, load_settings
 

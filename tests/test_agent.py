@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage
 
-from genre_agent.agent import Agent
-from genre_agent.backends import FakeBackend
-from genre_agent.langchain_tool import chat_runnable, recommend_tool
+from genre_agent.chat.agent import Agent
+from genre_agent.interfaces.langchain_tool import chat_runnable, recommend_tool
+from genre_agent.llm.backends import FakeBackend
 
 from conftest import tiny_settings
 

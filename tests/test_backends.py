@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from genre_agent.backends import make_backend
-from genre_agent.backends.langchain import LangChainBackend
-from genre_agent.backends.openai_compat import OpenAIBackend
 from genre_agent.errors import BackendUnavailableError, ConfigError
-from genre_agent.models import MODELS, ModelSpec, resolve_model
-from genre_agent.ranking import rank
+from genre_agent.llm.backends import make_backend
+from genre_agent.llm.backends.langchain import LangChainBackend
+from genre_agent.llm.backends.openai_compat import OpenAIBackend
+from genre_agent.llm.models import MODELS, ModelSpec, resolve_model
+from genre_agent.llm.ranking import rank
 from genre_agent.settings import load_settings
 
 from helpers import CANDIDATES
@@ -88,7 +88,7 @@ def test_openai_backend_against_a_real_llama_cpp_server(tmp_path: Path) -> None:
 def test_registered_model_with_a_wrong_checksum_is_refused(monkeypatch: pytest.MonkeyPatch,
                                                             tmp_path: Path) -> None:
     spec = ModelSpec(name="notice", description="not a model", install="pip install nothing",
-                     files=(("genre_agent", "vendor/NOTICE.md"),), sha256="0" * 64, size=1, license="-")
+                     files=(("genre_agent", "retrieval/vendor/NOTICE.md"),), sha256="0" * 64, size=1, license="-")
     monkeypatch.setitem(MODELS, "notice", spec)
     with pytest.raises(BackendUnavailableError, match="does not match the recorded checksum"):
         resolve_model("notice", tmp_path)
@@ -96,7 +96,7 @@ def test_registered_model_with_a_wrong_checksum_is_refused(monkeypatch: pytest.M
 
 def test_multi_part_model_is_checked_before_it_is_moved_into_place(monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
-    parts = (("genre_agent", "vendor/NOTICE.md"), ("genre_agent", "errors.py"))
+    parts = (("genre_agent", "retrieval/vendor/NOTICE.md"), ("genre_agent", "errors.py"))
     spec = ModelSpec(name="two-parts", description="", install="pip install nothing", files=parts,
                      sha256="0" * 64, size=1, license="-")
     monkeypatch.setitem(MODELS, "two-parts", spec)

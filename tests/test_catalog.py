@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genre_agent.catalog import load_catalog
+from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import CatalogError
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from genre_agent.cf import CF_MODELS, make_cf
 from genre_agent.errors import ConfigError
+from genre_agent.retrieval.cf import CF_MODELS, make_cf
 
 # Items 0 and 1 are always liked together, as are 2 and 3; item 4 is liked by one user alone.
 LIKES = [[0, 1], [0, 1], [0, 1], [0, 1, 4], [2, 3], [2, 3], [2, 3], [0]]

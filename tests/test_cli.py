@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from genre_agent.cli import app
+from genre_agent.interfaces.cli import app
 
 from conftest import TINY
 

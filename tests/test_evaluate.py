@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from genre_agent import evaluate as ev
-from genre_agent.backends import FakeBackend
-from genre_agent.catalog import load_catalog
-from genre_agent.cli import app
-from genre_agent.prompts import Prompts, resolve_prompts_dir
+from genre_agent.data.catalog import load_catalog
+from genre_agent.eval import evaluate as ev
+from genre_agent.interfaces.cli import app
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.settings import load_settings
 
 ROOT = Path(__file__).parents[1]
@@ -142,7 +142,7 @@ def test_eval_command_rejects_unknown_methods(tmp_path: Path) -> None:
 
 
 def test_label_scoring_finds_the_preferred_item_in_every_candidate_order() -> None:
-    from genre_agent.scoring import verbalizer_scores
+    from genre_agent.llm.scoring import verbalizer_scores
 
     from helpers import CANDIDATES
 

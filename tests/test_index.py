@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from chromadb.api.types import Documents, Embeddings
 
-from genre_agent.catalog import load_catalog
-from genre_agent.embedding import MiniLMEmbeddingFunction
-from genre_agent.index import VectorIndex, make_client
+from genre_agent.data.catalog import load_catalog
+from genre_agent.retrieval.embedding import MiniLMEmbeddingFunction
+from genre_agent.retrieval.index import VectorIndex, make_client
 
 from conftest import TINY
 

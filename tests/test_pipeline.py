@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from genre_agent.backends import FakeBackend
-from genre_agent.candidates import Rules
 from genre_agent.errors import UnknownUserError
+from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender
+from genre_agent.retrieval.candidates import Rules
 
 
 def test_known_answer_top1_for_a_star_quest_fan(tiny_recommender: Recommender, fake: FakeBackend) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genre_agent.errors import TemplateError
-from genre_agent.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.schemas import HistoryItem
 
 from helpers import CANDIDATES

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genre_agent.backends import FakeBackend
-from genre_agent.ranking import answer_schema, rank
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.ranking import answer_schema, rank
 
 from helpers import CANDIDATES
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genre_agent.catalog import load_catalog
+from genre_agent.data.catalog import load_catalog
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
 
@@ -33,7 +33,7 @@ def test_real_model_on_the_tiny_catalog(data_dir: Path) -> None:
 
 def test_readme_command_on_movielens(tmp_path: Path) -> None:
     """`genre-agent recommend --user 42 --json` in a fresh data dir: builds, then answers the contract."""
-    cmd = [sys.executable, "-m", "genre_agent.cli", "recommend", "--user", "42", "-k", "5", "--json",
+    cmd = [sys.executable, "-m", "genre_agent.interfaces.cli", "recommend", "--user", "42", "-k", "5", "--json",
            "--query", "light-hearted space adventure", "--exclude-genre", "Horror", "--data-dir", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +51,7 @@ def test_readme_command_on_movielens(tmp_path: Path) -> None:
 def test_real_model_scores_labels_in_one_pass_and_reuses_the_cache_correctly(data_dir: Path) -> None:
     """Next-token label log-probabilities from llama.cpp: a distribution, identical when a prompt comes back
     after another one (the KV cache keeps only the common prefix)."""
-    from genre_agent.backends import make_backend
+    from genre_agent.llm.backends import make_backend
 
     backend = make_backend(load_settings(catalog=str(TINY), data_dir=data_dir / "real"))
     ask = lambda q: [{"role": "user", "content": f"{q}\nA. a car\nB. an apple\nC. a chair\n"  # noqa: E731
@@ -69,8 +69,8 @@ def test_real_model_output_follows_an_edited_template(data_dir: Path, tmp_path: 
     delivered answer stays valid and grounded."""
     from typer.testing import CliRunner
 
-    from genre_agent.backends import make_backend
-    from genre_agent.cli import app
+    from genre_agent.interfaces.cli import app
+    from genre_agent.llm.backends import make_backend
 
     mine = tmp_path / "mine"
     assert CliRunner().invoke(app, ["prompts", "init", str(mine)]).exit_code == 0

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from genre_agent.backends import FakeBackend
-from genre_agent.catalog import load_catalog
-from genre_agent.cli import app
+from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import ConfigError
+from genre_agent.interfaces.cli import app
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.template_check import check
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
-from genre_agent.template_check import check
 
 from conftest import TINY
 
@@ -46,7 +46,7 @@ def test_shipped_profiles_pass_the_check(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["default", "concise", "explain", "critic"])
 def test_every_shipped_set_copies_into_a_valid_set(tmp_path: Path, name: str) -> None:
-    from genre_agent.prompts import load_profile, shipped_sets
+    from genre_agent.llm.prompts import load_profile, shipped_sets
 
     mine = _init(tmp_path, name)
     assert check(mine) == []
@@ -256,7 +256,7 @@ def test_a_misspelled_variable_fails_when_the_set_is_loaded(tmp_path: Path) -> N
 
 
 def test_standing_rules_from_config_apply_to_every_request(tmp_path: Path) -> None:
-    from genre_agent.candidates import Rules
+    from genre_agent.retrieval.candidates import Rules
 
     config = tmp_path / "genre-agent.toml"
     config.write_text('[rules]\nexclude_genres = ["Comedy"]\nyear_max = 2000\n')

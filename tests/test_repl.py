@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from genre_agent.resources import shipped_dir
+from genre_agent.data.resources import shipped_dir
 
 from conftest import TINY
 
@@ -24,7 +24,7 @@ class Term:
 
     def __init__(self, *args: str, timeout: int = 120) -> None:
         env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "COLUMNS": "150"}
-        self.child = pexpect.spawn(sys.executable, ["-m", "genre_agent.cli", "chat", *args], env=env,
+        self.child = pexpect.spawn(sys.executable, ["-m", "genre_agent.interfaces.cli", "chat", *args], env=env,
                                    encoding="utf-8", timeout=timeout, dimensions=(50, 150))
         self.child.expect_exact(PROMPT_ON)
         self.banner = ANSI.sub("", self.child.before)

@@ -28,7 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     data = tmp_path_factory.mktemp("server-data")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "genre_agent.cli", "serve", "--catalog", str(TINY), "--data-dir", str(data),
+        [sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--catalog", str(TINY),
+         "--data-dir", str(data),
          "--backend", "fake", "--port", str(port), "--api-key", "secret"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "GENRE_AGENT_K": "2"},
     )
@@ -97,7 +98,7 @@ def test_api_key_and_body_limit(server: str) -> None:
 
 
 def test_refuses_a_public_bind_without_key(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "genre_agent.cli", "serve", "--host", "0.0.0.0",
+    proc = subprocess.run([sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--host", "0.0.0.0",
                            "--catalog", str(TINY), "--data-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60, check=False,
                           env={k: v for k, v in os.environ.items() if k != "GENRE_AGENT_API_KEY"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BackendUnavailableError
-from .base import Completion, Message
+from genre_agent.errors import BackendUnavailableError
+from genre_agent.llm.backends.base import Completion, Message
 
 # Structured-output request forms, most standard first; the first one a server accepts is remembered.
 _FORMATS = ("json_schema", "json_object_schema", "json_object", "plain")

@@ -8,8 +8,8 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from .agent import Agent
-from .candidates import Rules
+from genre_agent.chat.agent import Agent
+from genre_agent.retrieval.candidates import Rules
 
 
 class RecommendArgs(BaseModel):

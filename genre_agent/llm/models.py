@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import BackendUnavailableError
+from genre_agent.errors import BackendUnavailableError
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 
-from ..errors import BackendUnavailableError
-from .base import Completion, Message
+from genre_agent.errors import BackendUnavailableError
+from genre_agent.llm.backends.base import Completion, Message
 
 
 def chat_prompt(llm: Any, messages: list[Message]) -> str:

@@ -14,10 +14,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .backends import Backend
-from .prompts import Prompts
-from .session import SessionState
-from .titles import TitleIndex, normalise
+from genre_agent.chat.session import SessionState
+from genre_agent.chat.titles import TitleIndex, normalise
+from genre_agent.llm.backends import Backend
+from genre_agent.llm.prompts import Prompts
 
 Intent = Literal["recommend", "refine", "why", "feedback", "more", "reset", "other"]
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 
-from .backends import Scoring
-from .prompts import Prompts
-from .schemas import Candidate
+from genre_agent.llm.backends import Scoring
+from genre_agent.llm.prompts import Prompts
+from genre_agent.schemas import Candidate
 
 LABELS = string.ascii_uppercase
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .embedding import MiniLMEmbeddingFunction
-from .errors import BackendUnavailableError
+from genre_agent.errors import BackendUnavailableError
+from genre_agent.retrieval.embedding import MiniLMEmbeddingFunction
 
 POINTERS = "genre_agent_pointers"
 BATCH = 256

@@ -8,17 +8,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .backends import Backend
-from .candidates import Rules
-from .catalog import Catalog, load_catalog
-from .feedback import FeedbackStore
-from .pipeline import Progress, Recommender, Run, build
-from .prompts import Prompts, resolve_prompts_dir
-from .schemas import Candidate, Recommendations
-from .session import SessionState
-from .settings import Settings, load_settings
-from .titles import TitleIndex
-from .understanding import StateUpdate, ask_model, merge, parse_rules
+from genre_agent.chat.session import SessionState
+from genre_agent.chat.titles import TitleIndex
+from genre_agent.chat.understanding import StateUpdate, ask_model, merge, parse_rules
+from genre_agent.data.catalog import Catalog, load_catalog
+from genre_agent.data.feedback import FeedbackStore
+from genre_agent.llm.backends import Backend
+from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.pipeline import Progress, Recommender, Run, build
+from genre_agent.retrieval.candidates import Rules
+from genre_agent.schemas import Candidate, Recommendations
+from genre_agent.settings import Settings, load_settings
 
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
@@ -91,7 +91,7 @@ class Agent:
             return state
 
     def _set_user(self, state: SessionState, user: str | None) -> None:
-        from .errors import UnknownUserError
+        from genre_agent.errors import UnknownUserError
 
         if user is not None and not self.recommender.catalog.has_user(user):
             raise UnknownUserError(f"User {user!r} has no ratings in catalog '{self.recommender.catalog.name}'.")

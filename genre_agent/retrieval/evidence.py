@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import scipy.sparse as sp
 
-from .schemas import Evidence
+from genre_agent.schemas import Evidence
 
 SIMILAR_MIN = 0.45  # cosine of item texts below which "similar to" is not claimed
 COLIKED_MIN = 0.15  # co-rating cosine below which "fans of X also liked it" is not claimed

@@ -21,8 +21,8 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from .agent import Agent, Reply
-from .errors import GenreAgentError
+from genre_agent.chat.agent import Agent, Reply
+from genre_agent.errors import GenreAgentError
 
 MODEL_ID = "genre-agent"
 

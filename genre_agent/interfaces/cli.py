@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import GenreAgentError
+from genre_agent.errors import GenreAgentError
 
 app = typer.Typer(help="genre-agent: an offline conversational recommender (Chroma + CF + a local LLM).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -75,9 +75,9 @@ def recommend(
     config: ConfigOpt = None,
 ) -> None:
     """Top-k recommendations for a user (and/or a query), each with a reason."""
-    from .candidates import Rules
-    from .pipeline import Recommender
-    from .settings import load_settings
+    from genre_agent.pipeline import Recommender
+    from genre_agent.retrieval.candidates import Rules
+    from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
@@ -132,9 +132,9 @@ def chat(
     config: ConfigOpt = None,
 ) -> None:
     """Chat in the terminal: say what you like, refine, ask why. /help inside lists the commands."""
-    from .agent import Agent
-    from .repl import Repl
-    from .settings import load_settings
+    from genre_agent.chat.agent import Agent
+    from genre_agent.interfaces.repl import Repl
+    from genre_agent.settings import load_settings
 
     try:
         with _progress() as report:
@@ -160,9 +160,9 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
-    from .agent import Agent
-    from .server import create_app, is_local
-    from .settings import load_settings
+    from genre_agent.chat.agent import Agent
+    from genre_agent.interfaces.server import create_app, is_local
+    from genre_agent.settings import load_settings
 
     if not is_local(host) and not api_key:
         err.print(f"[bold red]error:[/] refusing to bind {host} without an API key: pass --api-key or set "
@@ -189,9 +189,9 @@ def index(
     config: ConfigOpt = None,
 ) -> None:
     """Validate a catalog and build (or update) its vector index and CF model."""
-    from .catalog import load_catalog
-    from .pipeline import build
-    from .settings import load_settings
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.pipeline import build
+    from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir)
@@ -235,10 +235,10 @@ def evaluate(
     config: ConfigOpt = None,
 ) -> None:
     """Offline metrics of every method against the classical baselines, on the reference protocol."""
-    from . import report as report_files
-    from .catalog import load_catalog
-    from .evaluate import METHODS, N_NEG, EvalConfig, run
-    from .settings import load_settings
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.eval import report as report_files
+    from genre_agent.eval.evaluate import METHODS, N_NEG, EvalConfig, run
+    from genre_agent.settings import load_settings
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
@@ -274,7 +274,7 @@ app.add_typer(config_app, name="config")
 @prompts_app.command("list")
 def prompts_list() -> None:
     """The shipped template sets."""
-    from .prompts import load_profile, shipped_sets
+    from genre_agent.llm.prompts import load_profile, shipped_sets
 
     table = Table()
     for column in ("name", "extends", "reason chars", "description"):
@@ -288,7 +288,7 @@ def prompts_list() -> None:
 @prompts_app.command("show")
 def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Print every template of a set, with the file each comes from."""
-    from .prompts import Prompts, resolve_prompts_dir
+    from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
     try:
         prompts = Prompts(resolve_prompts_dir(name))
@@ -303,7 +303,7 @@ def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")]
 @prompts_app.command("check")
 def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Validate syntax, variables and the answer form; print file:line: message for each problem."""
-    from .template_check import check
+    from genre_agent.llm.template_check import check
 
     problems = check(path)
     for problem in problems:
@@ -325,8 +325,8 @@ def prompts_render(
     config: ConfigOpt = None,
 ) -> None:
     """Print the exact ranking prompt for a request, with real candidates, without calling the LLM."""
-    from .pipeline import Recommender
-    from .settings import load_settings
+    from genre_agent.pipeline import Recommender
+    from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts or name)
@@ -350,7 +350,7 @@ def prompts_init(
     import json
     import shutil
 
-    from .prompts import Prompts, resolve_prompts_dir
+    from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
     if directory.exists() and any(directory.iterdir()):
         err.print(f"[bold red]error:[/] {directory} exists and is not empty; choose a new folder.")
@@ -386,7 +386,7 @@ def config_show(
     config: ConfigOpt = None,
 ) -> None:
     """Every setting's effective value and where it came from (flag > env > file > default)."""
-    from .settings import flatten, load_settings, sources
+    from genre_agent.settings import flatten, load_settings, sources
 
     flags = {"catalog": catalog, "data_dir": data_dir, "prompts": prompts, "backend.name": backend,
              "backend.model": model}
@@ -411,7 +411,7 @@ def models() -> None:
     """List the named local models and whether their package is installed."""
     import importlib.util
 
-    from .models import MODELS
+    from genre_agent.llm.models import MODELS
 
     table = Table()
     for column in ("name", "model", "installed", "install with"):

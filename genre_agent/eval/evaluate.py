@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .candidates import Retriever, UserView, minmax
-from .catalog import Catalog
-from .cf import make_cf
-from .errors import ConfigError
-from .interactions import InteractionMatrix
-from .ranking import rank
-from .schemas import Candidate, HistoryItem
-from .scoring import verbalizer_scores
-from .settings import Settings
+from genre_agent.data.catalog import Catalog
+from genre_agent.data.interactions import InteractionMatrix
+from genre_agent.errors import ConfigError
+from genre_agent.llm.ranking import rank
+from genre_agent.llm.scoring import verbalizer_scores
+from genre_agent.retrieval.candidates import Retriever, UserView, minmax
+from genre_agent.retrieval.cf import make_cf
+from genre_agent.schemas import Candidate, HistoryItem
+from genre_agent.settings import Settings
 
 N_NEG = 19
 LLM_METHODS = ("llm", "llm-score", "llm-fused")
@@ -270,7 +270,7 @@ class _RecordingBackend:
         return data
 
     def complete(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, max_tokens: int) -> Any:
-        from .backends import Completion
+        from genre_agent.llm.backends import Completion
 
         def ask() -> dict[str, Any]:
             c = self.backend.complete(messages, schema, max_tokens)
@@ -469,7 +469,7 @@ class EvalConfig:
 def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
         progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Evaluate every method on one split and return the report (numbers, config, commit)."""
-    from .pipeline import build
+    from genre_agent.pipeline import build
 
     started = time.perf_counter()
     split = make_split(catalog.interactions, catalog.positive_min, seed=config.seed)
@@ -493,7 +493,7 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
 
     @functools.cache
     def llm_parts() -> LLMParts:  # one backend (one model load, one KV cache) for every LLM method
-        from .prompts import Prompts, resolve_prompts_dir
+        from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
         return LLMParts(_backend(settings), Prompts(resolve_prompts_dir(settings.prompts)),
                         out / "llm-cache" if config.cache else None)
@@ -581,6 +581,6 @@ def llm_method(method: str, scorer: Scorer, parts: LLMParts, index: Any, config:
 
 
 def _backend(settings: Settings) -> Any:
-    from .backends import make_backend
+    from genre_agent.llm.backends import make_backend
 
     return make_backend(settings)

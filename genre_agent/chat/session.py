@@ -6,7 +6,7 @@ import secrets
 
 from pydantic import BaseModel, Field
 
-from .candidates import Rules
+from genre_agent.retrieval.candidates import Rules
 
 
 class SessionState(BaseModel):

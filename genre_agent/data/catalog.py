@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import CatalogError
-from .resources import shipped_dir
+from genre_agent.data.resources import shipped_dir
+from genre_agent.errors import CatalogError
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")

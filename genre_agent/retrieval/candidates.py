@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import evidence as ev
-from .catalog import Catalog
-from .cf import CFModel
-from .index import VectorIndex
-from .interactions import InteractionMatrix
-from .schemas import Candidate, HistoryItem, Scores
-from .settings import RetrievalSettings
+from genre_agent.data.catalog import Catalog
+from genre_agent.data.interactions import InteractionMatrix
+from genre_agent.retrieval import evidence as ev
+from genre_agent.retrieval.cf import CFModel
+from genre_agent.retrieval.index import VectorIndex
+from genre_agent.schemas import Candidate, HistoryItem, Scores
+from genre_agent.settings import RetrievalSettings
 
 PROFILE_ITEMS = 50  # most recent liked items that form the user's taste vector
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history

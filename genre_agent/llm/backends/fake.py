@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .base import Completion, Message
+from genre_agent.llm.backends.base import Completion, Message
 
 
 class FakeBackend:

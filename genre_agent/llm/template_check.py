@@ -16,8 +16,8 @@ from pathlib import Path
 import jinja2
 from jinja2 import nodes
 
-from .errors import TemplateError
-from .prompts import Prompts, resolve_prompts_dir
+from genre_agent.errors import TemplateError
+from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
 _RANK = {"item_noun", "item_noun_plural", "k", "reason_max_chars", "history", "candidates", "query", "rules"}
 RECEIVES: dict[str, set[str]] = {
@@ -92,7 +92,7 @@ def _line_of(path: Path, needle: str) -> int:
 
 def _check_answer_form(prompts: Prompts, sample: dict[str, object]) -> list[Problem]:
     """The JSON form shown in the ranking prompt must have exactly the fields the ranking step validates."""
-    from .ranking import answer_schema
+    from genre_agent.llm.ranking import answer_schema
 
     schema = answer_schema([], 1, 40)  # the fields are what matters here, not the bounds
     item_fields = list(schema["properties"]["recommendations"]["items"]["properties"])
@@ -117,7 +117,7 @@ def _check_answer_form(prompts: Prompts, sample: dict[str, object]) -> list[Prob
 
 
 def _check_update_fields(prompts: Prompts) -> list[Problem]:
-    from .understanding import ModelUpdate
+    from genre_agent.chat.understanding import ModelUpdate
 
     path = prompts.path_of("understand_system.j2")
     text = prompts.render("understand_system.j2", genres=["Drama"])
@@ -147,7 +147,7 @@ def check(directory: str | Path) -> list[Problem]:
 
 def sample_variables() -> dict[str, object]:
     """Variables of a ranking request on made-up data, to render the templates without a catalog."""
-    from .schemas import Candidate, Evidence, HistoryItem, Scores
+    from genre_agent.schemas import Candidate, Evidence, HistoryItem, Scores
 
     evidence = Evidence(shared_genres=["Sci-Fi"], similar_liked=["Alien (1979)"], liked_by=12,
                         drawbacks=["older (1968) than most movies you liked (around 1995)"])
