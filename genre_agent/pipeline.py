@@ -12,15 +12,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import UnknownUserError
 from genre_agent.llm.backends import Backend, make_backend
+from genre_agent.llm.calibration import InForce, Key, find, model_id, template_hash
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
-from genre_agent.llm.ranking import rank
+from genre_agent.llm.routing import Routes, answer, routes_for
 from genre_agent.retrieval.candidates import Retriever, Rules
 from genre_agent.retrieval.cf import CFModel, make_cf
+from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import VectorIndex, make_client
 from genre_agent.schemas import Candidate, Recommendation, Recommendations, Timings
 from genre_agent.settings import Settings
@@ -105,6 +108,8 @@ class Recommender:
         self._backend = backend
         self.prompts = Prompts(resolve_prompts_dir(settings.prompts))
         self._prompt_sets: dict[str, Prompts] = {}
+        self._calibrations: dict[Key, InForce] = {}
+        self._fingerprint = catalog.items_fingerprint()
 
     @classmethod
     def open(cls, settings: Settings, backend: Backend | None = None,
@@ -113,6 +118,12 @@ class Recommender:
         catalog = load_catalog(settings.catalog)
         retriever, _ = build(settings, catalog, progress)
         return cls(settings, catalog, retriever, backend)
+
+    def _names(self) -> tuple[str, str]:
+        """(backend, model) as the answer reports them, without loading a model that was not needed."""
+        if self._backend is not None:
+            return self._backend.name, self._backend.model
+        return self.settings.backend.name, model_id(self.settings)
 
     @property
     def backend(self) -> Backend:
@@ -135,6 +146,27 @@ class Recommender:
             self._prompt_sets[name_or_path] = Prompts(resolve_prompts_dir(name_or_path))
         return self._prompt_sets[name_or_path]
 
+    def reason_writer(self, prompts: str | None) -> ReasonWriter:
+        """The evidence sentence as the template set (`reason.j2`) words it, at the set's reason length."""
+        templates = self.prompt_set(prompts)
+        noun = self.catalog.spec
+        return templates.reason_writer(templates.reason_max_chars(self.settings.backend.reason_max_chars),
+                                       noun.item_noun, noun.item_noun_plural)
+
+    def calibration(self, prompts: str | None = None) -> InForce:
+        """The calibration in force for the configured backend and model with this template set."""
+        templates = self.prompt_set(prompts)
+        key = Key(catalog=self.catalog.name, catalog_fingerprint=self._fingerprint,
+                  backend=self.settings.backend.name, model=model_id(self.settings),
+                  templates=template_hash(templates))
+        if key not in self._calibrations:
+            self._calibrations[key] = find(self.settings.data_dir, key)
+        return self._calibrations[key]
+
+    def routes(self, prompts: str | None = None) -> Routes:
+        """What the model is asked to do for requests with this template set (calibration + settings)."""
+        return routes_for(self.calibration(prompts), self.settings)
+
     def render(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
                rules: Rules | None = None) -> list[dict[str, str]]:
         """The exact ranking prompt of a request, with real candidates; the LLM is not called."""
@@ -154,8 +186,8 @@ class Recommender:
 
     def _prepare(self, user_id: str | None, query: str | None, k: int, rules: Rules | None,
                  liked: list[str] | None, anchors: list[str] | None, allow_popular: bool, prompts: Prompts
-                 ) -> tuple[list[Candidate], list[dict[str, str]], float]:
-        """Candidates and the rendered prompt of a request (and when retrieval finished)."""
+                 ) -> tuple[list[Candidate], list[dict[str, str]], dict[str, Any], float]:
+        """Candidates, the rendered ranking prompt and its other variables, and when retrieval finished."""
         rules = (rules or Rules()).merged(Rules(**self.settings.rules.model_dump()))
         query = (query or "").strip() or None
         known = user_id is not None and self.catalog.has_user(user_id)
@@ -169,15 +201,14 @@ class Recommender:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
         max_chars = prompts.reason_max_chars(self.settings.backend.reason_max_chars)
-        candidates = self.retriever.candidates(view, query, rules, n, max_chars, anchors)
-        t_retrieved = time.perf_counter()
         noun = self.catalog.spec
-        messages = prompts.messages(
-            item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
-            reason_max_chars=max_chars, history=view.history, candidates=candidates,
-            query=query, rules=rules.describe(),
-        )
-        return candidates, messages, t_retrieved
+        reason = prompts.reason_writer(max_chars, noun.item_noun, noun.item_noun_plural)
+        candidates = self.retriever.candidates(view, query, rules, n, reason, anchors)
+        t_retrieved = time.perf_counter()
+        variables = dict(item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural,
+                         reason_max_chars=max_chars, history=view.history, query=query, rules=rules.describe())
+        messages = prompts.messages(**variables, k=min(k, len(candidates)), candidates=candidates)
+        return candidates, messages, variables, t_retrieved
 
     def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
             rules: Rules | None = None, *, liked: list[str] | None = None,
@@ -188,22 +219,25 @@ class Recommender:
         started = time.perf_counter()
         k = k or self.settings.k
         templates = self.prompt_set(prompts)
-        candidates, messages, t_retrieved = self._prepare(user_id, query, k, rules, liked, anchors, allow_popular,
-                                                          templates)
+        candidates, messages, variables, t_retrieved = self._prepare(user_id, query, k, rules, liked, anchors,
+                                                                     allow_popular, templates)
         query = (query or "").strip() or None
         t_prompt = time.perf_counter()
         b = self.settings.backend
-        max_chars = templates.reason_max_chars(b.reason_max_chars)
-        outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
-                       reason_max_chars=max_chars, max_tokens=b.max_tokens)
+        routes = self.routes(prompts)
+        outcome = answer(lambda: self.backend, routes, templates, candidates, k, variables, retries=b.retries,
+                         reason_max_chars=variables["reason_max_chars"], max_tokens=b.max_tokens)
         by_id = {c.item_id: c for c in candidates}
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
+                               reason_from="llm" if i.item_id in outcome.model_reasons else "evidence",
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]
         ms = lambda a, z: round((z - a) * 1000, 1)  # noqa: E731
         done = time.perf_counter()
+        name, model = self._names()
         result = Recommendations(
-            user_id=user_id, query=query, k=k, backend=self.backend.name, model=self.backend.model,
-            fallback=outcome.fallback, reasks=outcome.reasks, recommendations=recs,
+            user_id=user_id, query=query, k=k, backend=name, model=model, fallback=outcome.fallback,
+            llm_roles=outcome.llm_roles, ranked_by=outcome.ranked_by, calibration=routes.calibration,
+            reasks=outcome.reasks, recommendations=recs,
             timings_ms=Timings(retrieve=ms(started, t_retrieved), prompt=ms(t_retrieved, t_prompt),
                                llm=round(outcome.llm_ms, 1), total=ms(started, done)),
             prompt_tokens=outcome.prompt_tokens,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 
 class Scores(BaseModel):
@@ -52,67 +51,10 @@ class RankedItem(BaseModel):
     reason: str
 
 
-_WORD = re.compile(r"[a-z0-9']+")
-_FILLER = {"a", "an", "the", "and", "or", "of", "it", "is", "this", "that", "with", "for", "to", "in", "on",
-           "movie", "film", "book", "item", "genre", "genres", "year", "recommended", "recommend", "because"}
-
-
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def reason_problem(reason: str, candidate: Candidate, max_chars: int) -> str | None:
-    """Why a reason is unacceptable (empty, too long, restating the title or genres, citing no fact), or None."""
-    text = reason.strip()
-    if not text:
-        return "its reason is empty"
-    if len(text) > max_chars:
-        return f"its reason is {len(text)} characters; the limit is {max_chars}"
-    e = candidate.evidence
-    fact_text = " ".join([*e.similar_liked, *e.fans_also_liked, *e.tags, *e.shared_genres]).lower()
-    name = re.sub(r"\s*\(\d{4}\)\s*$", "", candidate.title).lower()
-    if name and name in text.lower() and name not in fact_text:
-        return "its reason restates the item's own title; cite a fact listed for it instead"
-    own = _words(candidate.title) | {w for g in candidate.genres for w in _words(g)} | _FILLER
-    if not _words(text) - own:
-        return "its reason only repeats the title or genres; cite a fact listed for it"
-    if not (_words(text) & (_words(fact_text) - _FILLER - _words(candidate.title))):
-        return "its reason cites none of the facts listed for it (a liked title, a shared genre or a tag)"
-    if len(_words(text) - _words(fact_text) - own) < 2:
-        return "its reason is a bare list of names; write a sentence saying how they connect it to the user"
-    return None
-
-
 class RankedList(BaseModel):
-    """The model's answer. Validated against the candidates passed as validation context:
-    {"candidates": {id: Candidate}, "k": int, "reason_max_chars": int}."""
+    """The model's answer, as parsed; `ranking.rank` checks each item against the candidates."""
 
     recommendations: list[RankedItem]
-
-    @field_validator("recommendations")
-    @classmethod
-    def _check(cls, items: list[RankedItem], info: ValidationInfo) -> list[RankedItem]:
-        ctx: dict[str, Any] = info.context or {}
-        candidates: dict[str, Candidate] = ctx.get("candidates", {})
-        k: int = ctx.get("k", len(items))
-        problems: list[str] = []
-        seen: set[str] = set()
-        for n, item in enumerate(items, 1):
-            if candidates and item.item_id not in candidates:
-                problems.append(f"item {n}: id {item.item_id!r} is not one of the candidate ids")
-                continue
-            if item.item_id in seen:
-                problems.append(f"item {n}: id {item.item_id!r} is listed twice")
-            seen.add(item.item_id)
-            if candidates:
-                why = reason_problem(item.reason, candidates[item.item_id], ctx.get("reason_max_chars", 200))
-                if why:
-                    problems.append(f"item {n} ({item.item_id}): {why}")
-        if len(items) != k:
-            problems.append(f"there are {len(items)} items; exactly {k} are required")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return items
 
 
 class Recommendation(BaseModel):
@@ -120,6 +62,9 @@ class Recommendation(BaseModel):
     item_id: str
     title: str
     reason: str
+    reason_from: Literal["llm", "evidence"] = Field(
+        "evidence", description="who wrote the reason: the model (it passed the grounding check) or the "
+        "evidence template (reason.j2)")
     scores: Scores
 
 
@@ -138,11 +83,28 @@ class Recommendations(BaseModel):
     k: int
     backend: str
     model: str
-    fallback: bool
+    fallback: bool = Field(description="the model was asked and failed: the answer is the retrieval order "
+                           "with evidence reasons")
+    llm_roles: list[Literal["ranking", "reasons"]] = Field(
+        [], description="what the LLM did for this answer; empty when no role was routed to it")
+    ranked_by: Literal["retrieval", "llm-fused"] = Field(
+        "retrieval", description="retrieval: the fused retrieval/CF order; llm-fused: fused with the model's "
+        "ranking at the calibrated weight")
+    calibration: str = Field("", description="the calibration in force, in words")
     reasks: int = Field(0, description="how many times the model was asked again after an invalid answer")
     recommendations: list[Recommendation]
     timings_ms: Timings
     prompt_tokens: int
+
+    def what_the_llm_did(self) -> str:
+        """The roles the LLM played in this answer, in words (the status line of recommend and chat)."""
+        if self.fallback:
+            return "fallback: the model was asked and failed (retrieval order, reasons from evidence)"
+        ranked = "ranked by retrieval + the model" if self.ranked_by == "llm-fused" else "ranked by retrieval"
+        by_model = sum(r.reason_from == "llm" for r in self.recommendations)
+        reasons = (f"{by_model}/{len(self.recommendations)} reasons by the model" if "reasons" in self.llm_roles
+                   else "reasons from evidence")
+        return f"LLM roles: {', '.join(self.llm_roles) or 'none'} ({ranked}, {reasons})"
 
     @model_validator(mode="after")
     def _ranks(self) -> Recommendations:

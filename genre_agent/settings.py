@@ -68,8 +68,9 @@ class RulesSettings(_Section):
 
 
 class ConversationSettings(_Section):
-    understand_with_llm: bool = Field(True, description="also ask the LLM to read each chat message "
-                                      "(its proposals are kept only where grounded in the message)")
+    understand_with_llm: bool | None = Field(
+        None, description="also ask the LLM to read each chat message (its proposals are kept only where "
+        "grounded in the message). Unset: the calibration in force decides; true or false wins over it")
 
 
 class ChromaSettings(_Section):

@@ -72,10 +72,10 @@ def test_unknown_user_with_query_is_a_cold_start(tiny_recommender: Recommender, 
 
 def test_output_contract(tiny_recommender: Recommender, fake: FakeBackend) -> None:
     data = json.loads(tiny_recommender.recommend("alice", query="space", k=3).model_dump_json())
-    assert set(data) >= {"user_id", "query", "k", "backend", "model", "fallback", "recommendations",
-                         "timings_ms", "prompt_tokens"}
+    assert set(data) >= {"user_id", "query", "k", "backend", "model", "fallback", "llm_roles", "ranked_by",
+                         "calibration", "recommendations", "timings_ms", "prompt_tokens"}
     assert set(data["timings_ms"]) == {"retrieve", "prompt", "llm", "total"}
     first = data["recommendations"][0]
-    assert set(first) == {"rank", "item_id", "title", "reason", "scores"}
+    assert set(first) == {"rank", "item_id", "title", "reason", "reason_from", "scores"}
     assert set(first["scores"]) == {"vector", "cf", "fused"}
     assert data["backend"] == "fake" and data["k"] == 3 and data["query"] == "space"

@@ -15,7 +15,7 @@ from helpers import CANDIDATES
 
 MESSAGES = [{"role": "system", "content": "sys"}, {"role": "user", "content": "rank please"}]
 GOOD = json.dumps({"recommendations": [
-    {"item_id": "20", "reason": "Fans of Terminator, The (1984) will enjoy this Action ride."},
+    {"item_id": "20", "reason": "Fans of Terminator, The (1984) will enjoy this Action film."},
     {"item_id": "10", "reason": "Close to Alien (1979), which you rated highly."},
 ]})
 
@@ -74,14 +74,33 @@ def test_bad_output_is_re_asked_with_the_exact_error_then_accepted(case: str) ->
     assert reask[3]["role"] == "user" and outcome.errors[0] in reask[3]["content"]
 
 
-@pytest.mark.parametrize("case", sorted(BAD_OUTPUTS))
-def test_persistent_bad_output_falls_back_to_retrieval_order(case: str) -> None:
+NOTHING_USABLE = {"not json", "truncated json", "missing field"}
+
+
+@pytest.mark.parametrize("case", sorted(NOTHING_USABLE))
+def test_persistent_unusable_output_falls_back_to_retrieval_order(case: str) -> None:
     bad, _ = BAD_OUTPUTS[case]
     backend = FakeBackend([bad] * 3)
     outcome = _rank(backend, retries=2)
     assert outcome.fallback and outcome.reasks == 2 and len(backend.calls) == 3
     assert [i.item_id for i in outcome.items] == ["10", "20"]
-    assert outcome.items[0].reason == CANDIDATES[0].why
+    assert outcome.items[0].reason == CANDIDATES[0].why and not outcome.model_reasons
+
+
+@pytest.mark.parametrize("case", sorted(set(BAD_OUTPUTS) - NOTHING_USABLE))
+def test_persistent_partly_bad_output_keeps_its_valid_items(case: str) -> None:
+    """One bad item no longer throws the answer away: valid ids keep the model's order, grounded reasons
+    are kept, every other place gets its evidence reason."""
+    bad, _ = BAD_OUTPUTS[case]
+    backend = FakeBackend([bad] * 3)
+    outcome = _rank(backend, retries=2)
+    assert not outcome.fallback and outcome.reasks == 2
+    named = [item["item_id"] for item in json.loads(bad)["recommendations"] if item["item_id"] in {"10", "20"}]
+    assert [i.item_id for i in outcome.items][: len(set(named))] == list(dict.fromkeys(named))
+    by_id = {c.item_id: c for c in CANDIDATES}
+    for item in outcome.items:
+        expected = R if item.item_id in outcome.model_reasons else by_id[item.item_id].why
+        assert item.reason == expected
 
 
 def test_no_item_outside_the_candidates_is_ever_returned() -> None:

@@ -141,7 +141,7 @@ class Agent:
     def _turn(self, state: SessionState, message: str) -> Reply:
         last_years = [int(y) for y in self.recommender.catalog.items.loc[state.last, "year"].dropna()]
         update = parse_rules(message, state, self.genres, self.titles, last_years)
-        if self.settings.conversation.understand_with_llm and update.intent not in ("reset", "more"):
+        if self.recommender.routes().reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
                                      state.describe_filters(), [self.titles.title_of(i) for i in state.last],
                                      self.genres)
@@ -230,8 +230,8 @@ class Agent:
 
     def _why(self, state: SessionState, item_id: str) -> Reply:
         view = self.recommender.retriever.user_view(state.user_id, state.liked)
-        max_chars = self.recommender.prompts.reason_max_chars(self.settings.backend.reason_max_chars)
-        c: Candidate = self.recommender.retriever.describe(view, item_id, state.query, max_chars)
+        c: Candidate = self.recommender.retriever.describe(view, item_id, state.query,
+                                                           self.recommender.reason_writer(None))
         state.focus = item_id
         genres = ", ".join(c.genres) or "no genre listed"
         facts = "; ".join(c.facts) if c.facts else "no facts tie it to your history yet"
@@ -239,9 +239,9 @@ class Agent:
         return Reply(session_id=state.session_id, intent="why", text=text, explained_item=item_id,
                      filters=state.describe_filters())
 
-    @staticmethod
-    def _debug(run: Run) -> dict[str, Any]:
-        return {"messages": run.messages,
+    def _debug(self, run: Run) -> dict[str, Any]:
+        return {"routes": self.recommender.routes().describe(), "calibration": run.result.calibration,
+                "messages": run.messages,
                 "candidates": [{"item_id": c.item_id, "title": c.title, **c.scores.model_dump()}
                                for c in run.candidates],
                 "timings_ms": run.result.timings_ms.model_dump()}

@@ -25,8 +25,9 @@ import scipy.sparse as sp
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError
+from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank
-from genre_agent.llm.scoring import verbalizer_scores
+from genre_agent.llm.scoring import rank_fusion, verbalizer_scores
 from genre_agent.retrieval.candidates import Retriever, UserView, minmax
 from genre_agent.retrieval.cf import make_cf
 from genre_agent.schemas import Candidate, HistoryItem
@@ -297,7 +298,7 @@ class UserRequest:
     candidates: list[Candidate]
 
 
-def user_requests(scorer: Scorer, index: Any) -> Iterator[UserRequest]:
+def user_requests(scorer: Scorer, index: Any, prompts: Prompts) -> Iterator[UserRequest]:
     """For each evaluated user: the 20 sampled candidates in hybrid order, described with their evidence
     from the user's training history only."""
     split, catalog, settings = scorer.split, scorer.catalog, scorer.settings
@@ -309,6 +310,8 @@ def user_requests(scorer: Scorer, index: Any) -> Iterator[UserRequest]:
     matrix = InteractionMatrix(X_cat, pd.Index(split.users), items.index)
     retriever = Retriever(catalog, index, None, matrix, settings.retrieval)
     before = split.before
+    reason = prompts.reason_writer(prompts.reason_max_chars(settings.backend.reason_max_chars),
+                                   catalog.spec.item_noun, catalog.spec.item_noun_plural)
     for n, (p, row) in enumerate(zip(scorer.pos, scorer.rows, strict=True)):
         cands = split.cands[p]
         order = cands[np.argsort(-hybrid[n, cands], kind="stable")]
@@ -321,7 +324,7 @@ def user_requests(scorer: Scorer, index: Any) -> Iterator[UserRequest]:
         fused = np.zeros(len(items))
         fused[col_of[order]] = hybrid[n, order]
         candidates = retriever._describe(col_of[order], view, fused, None, None,
-                                         retriever._profile(liked), None, settings.backend.reason_max_chars)
+                                         retriever._profile(liked), None, reason)
         yield UserRequest(n, order, history, candidates)
 
 
@@ -336,7 +339,7 @@ def llm_sampled_scores(scorer: Scorer, backend: Any, prompts: Any, index: Any,
     S = np.full((len(scorer.rows), len(split.items)), -np.inf)
     k = min(settings.k, N_NEG + 1)
     spec = catalog.spec
-    for req in user_requests(scorer, index):
+    for req in user_requests(scorer, index, prompts):
         candidates = req.candidates
         messages = prompts.messages(item_noun=spec.item_noun, item_noun_plural=spec.item_noun_plural, k=k,
                                     reason_max_chars=settings.backend.reason_max_chars, history=req.history,
@@ -376,7 +379,7 @@ def verbalizer_matrix(scorer: Scorer, backend: Any, prompts: Any, index: Any, ca
     recorder = _RecordingBackend(backend, cache_dir)
     stats = LLMStats()
     S = np.full((len(scorer.rows), len(split.items)), -np.inf)
-    for req in user_requests(scorer, index):
+    for req in user_requests(scorer, index, prompts):
         recorder.calls.clear()
         logp = verbalizer_scores(recorder, prompts, req.candidates, permutations, seed=int(req.order[0]),
                                  item_noun=spec.item_noun, item_noun_plural=spec.item_noun_plural,
@@ -389,18 +392,6 @@ def verbalizer_matrix(scorer: Scorer, backend: Any, prompts: Any, index: Any, ca
 
 
 FUSION_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-
-
-def rank_fusion(hybrid: np.ndarray, llm: np.ndarray, weight: float) -> np.ndarray:
-    """Weighted Borda fusion of two score matrices over the same candidates (finite entries of `llm`):
-    score = -((1 - w) * rank_hybrid + w * rank_llm); ties go to the hybrid order."""
-    out = np.full_like(llm, -np.inf)
-    for n in range(llm.shape[0]):
-        cols = np.flatnonzero(np.isfinite(llm[n]))
-        r_h = np.argsort(np.argsort(-hybrid[n, cols], kind="stable"), kind="stable")
-        r_l = np.argsort(np.argsort(-llm[n, cols], kind="stable"), kind="stable")
-        out[n, cols] = -((1 - weight) * r_h + weight * r_l) - 1e-6 * r_h
-    return out
 
 
 PROFILE_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)

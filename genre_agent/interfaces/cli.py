@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from genre_agent.errors import GenreAgentError
+from genre_agent.errors import ConfigError, GenreAgentError
 
 app = typer.Typer(help="genre-agent: an offline conversational recommender (Chroma + CF + a local LLM).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -115,9 +115,10 @@ def recommend(
         table.add_row(str(r.rank), r.title, r.reason, f"{r.scores.fused:.2f}")
     out.print(table)
     t = result.timings_ms
-    note = " (fallback: retrieval order, reasons from evidence)" if result.fallback else ""
-    err.print(f"[dim]{result.backend}:{result.model}{note}; re-asks {result.reasks}; "
-              f"retrieve {t.retrieve:.0f} ms, LLM {t.llm / 1000:.1f} s, {result.prompt_tokens} prompt tokens[/]")
+    err.print(f"[dim]{result.backend}:{result.model}; {result.what_the_llm_did()}; re-asks {result.reasks}; "
+              f"retrieve {t.retrieve:.0f} ms, LLM {t.llm / 1000:.1f} s, {result.prompt_tokens} prompt tokens\n"
+              f"{result.calibration}[/]")
+
 
 
 @app.command()
@@ -264,6 +265,62 @@ def evaluate(
     err.print(f"wrote {out_dir}/report.json, report.md, report.png in {result['seconds']} s")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    users: Annotated[int, typer.Option("--users", min=1, help="validation users that tune the ranking weight")]
+        = 40,
+    reason_users: Annotated[int, typer.Option("--reason-users", min=1, help="users whose top k the model "
+                                                                            "writes reasons for")] = 8,
+    permutations: Annotated[int, typer.Option("--permutations", min=1, help="candidate orders scored per user "
+                                                                            "(label log-probabilities)")] = 3,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
+    prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Measure what the configured model does well on this catalog (ranking, reasons, reading) on a
+    validation split of the training data, and save it: answers then ask the model only for those roles."""
+    import time
+
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.llm.backends import make_backend
+    from genre_agent.llm.calibration import calibrate, save
+    from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+    from genre_agent.pipeline import build
+    from genre_agent.settings import load_settings
+
+    started = time.perf_counter()
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
+                                 **{"backend.name": backend, "backend.model": model})
+        cat = load_catalog(settings.catalog)
+        if cat.interactions.empty:
+            raise ConfigError(f"Catalog '{cat.name}' has no interactions: there is nothing to calibrate on, "
+                              "and answers come from text retrieval and evidence only.")
+        templates = Prompts(resolve_prompts_dir(settings.prompts))
+        with _progress() as report:
+            retriever, _ = build(settings, cat, report)
+            result = calibrate(settings, cat, retriever.index, make_backend(settings), templates,
+                               settings.prompts, users=users, reason_users=reason_users,
+                               permutations=permutations, seed=seed,
+                               command=" ".join(["genre-agent", *sys.argv[1:]]), progress=report)
+        path = save(result, settings.data_dir)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"{result.key.backend}:{result.key.model} on {result.key.catalog} "
+                        f"(templates {result.prompts})")
+    for column in ("role", "measured", "routed to"):
+        table.add_column(column)
+    for row in result.summary():
+        table.add_row(*row)
+    out.print(table)
+    err.print(f"saved {path} in {time.perf_counter() - started:.0f} s")
+
+
 prompts_app = typer.Typer(help="Template sets: list, show, check, render, and copy for editing.",
                           no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
@@ -403,7 +460,23 @@ def config_show(
     for key, source in where.items():
         value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
         table.add_row(key, str(value), source)
+    table.add_row("(calibration)", *_calibration_in_force(settings))
     out.print(table)
+
+
+def _calibration_in_force(settings: Any) -> tuple[str, str]:
+    """(what the model is asked to do, the calibration that says so) for `config show`."""
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.llm.calibration import find, key_for
+    from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+    from genre_agent.llm.routing import routes_for
+
+    try:
+        in_force = find(settings.data_dir, key_for(settings, load_catalog(settings.catalog),
+                                                   Prompts(resolve_prompts_dir(settings.prompts))))
+    except GenreAgentError as exc:
+        return "unknown", f"cannot read the catalog or templates: {exc}"
+    return routes_for(in_force, settings).describe(), in_force.describe()
 
 
 @app.command()

@@ -96,14 +96,17 @@ class Repl:
             for r in rec.recommendations:
                 table.add_row(str(r.rank), r.title, r.reason)
             self.console.print(table)
-            note = " · fallback (retrieval order, reasons from evidence)" if rec.fallback else ""
-            self.console.print(f"[dim]{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s{note}"
-                               + (f" · filters: {'; '.join(reply.filters)}" if reply.filters else "") + "[/]")
+            self.console.print(f"[dim]{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s · "
+                               f"{rec.what_the_llm_did()}"
+                               + (f" · filters: {'; '.join(reply.filters)}" if reply.filters else "") + "[/]",
+                               highlight=False)
             if len(reply.text.splitlines()) > len(rec.recommendations):  # a note above the list
                 self.console.print(reply.text.splitlines()[0])
         else:
             self.console.print(reply.text)
         if reply.debug:
+            self.console.print(f"[bold]routing[/]: {reply.debug['routes']}\n[bold]calibration[/]: "
+                               f"{reply.debug['calibration']}", highlight=False)
             self.console.print("[bold]prompt[/]")
             for m in reply.debug["messages"]:
                 self.console.print(f"[cyan]{m['role']}[/]: {m['content']}", markup=False, highlight=False)

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import TemplateError
+from genre_agent.retrieval.evidence import ReasonWriter, pack
+from genre_agent.schemas import Evidence
 
 REQUIRED = ("system.j2", "rank.j2", "understand_system.j2", "understand.j2")
-OPTIONAL = ("score.j2",)
+OPTIONAL = ("score.j2", "reason.j2")
 
 
 class Profile(BaseModel):
@@ -82,6 +84,8 @@ class Prompts:
         first request."""
         self.directory = directory
         self.chain = search_path(directory)
+        if not any((d / "reason.j2").is_file() for d in self.chain):  # a set from before reason.j2 existed
+            self.chain.append(shipped_sets()["default"])
         self.profile = load_profile(directory)
         self.env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader([str(d) for d in self.chain]),
@@ -124,6 +128,22 @@ class Prompts:
             raise TemplateError(f"{path}: template not found.") from exc
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"{path}: blocked by the sandbox: {exc}") from exc
+
+    def reason_writer(self, max_chars: int, item_noun: str, item_noun_plural: str) -> ReasonWriter:
+        """The evidence sentence of a candidate, worded by `reason.j2`: one phrase per line, strongest
+        first, packed into one sentence of at most `max_chars`."""
+        path = self.path_of("reason.j2")
+
+        def write(evidence: Evidence, year: int | None, query: str | None, said_liked: frozenset[str]) -> str:
+            text = self.render("reason.j2", evidence=evidence, year=year, query=query,
+                               said_liked=sorted(said_liked), item_noun=item_noun,
+                               item_noun_plural=item_noun_plural)
+            phrases = [line.strip() for line in text.splitlines() if line.strip()]
+            if not phrases:
+                raise TemplateError(f"{path}: rendered nothing for an item; it must write at least one phrase.")
+            return pack(phrases, max_chars)
+
+        return write
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
         """The chat messages of a ranking request: static system prompt first, the request last."""

@@ -37,3 +37,15 @@ def verbalizer_scores(backend: Scoring, prompts: Prompts, candidates: list[Candi
                                                                **variables)}]
         total[order] += log_softmax(backend.option_logprobs(messages, labels))  # normalised over the labels
     return total / max(permutations, 1)
+
+
+def rank_fusion(hybrid: np.ndarray, llm: np.ndarray, weight: float) -> np.ndarray:
+    """Weighted Borda fusion of two score matrices over the same candidates (finite entries of `llm`):
+    score = -((1 - w) * rank_hybrid + w * rank_llm); ties go to the hybrid order."""
+    out = np.full_like(llm, -np.inf)
+    for n in range(llm.shape[0]):
+        cols = np.flatnonzero(np.isfinite(llm[n]))
+        r_h = np.argsort(np.argsort(-hybrid[n, cols], kind="stable"), kind="stable")
+        r_l = np.argsort(np.argsort(-llm[n, cols], kind="stable"), kind="stable")
+        out[n, cols] = -((1 - weight) * r_h + weight * r_l) - 1e-6 * r_h
+    return out

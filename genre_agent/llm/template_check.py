@@ -26,6 +26,7 @@ RECEIVES: dict[str, set[str]] = {
     "understand_system.j2": {"genres"},
     "understand.j2": {"message", "state", "last", "genres"},
     "score.j2": {"item_noun", "item_noun_plural", "history", "candidates", "labels", "query"},
+    "reason.j2": {"evidence", "year", "query", "said_liked", "item_noun", "item_noun_plural"},
 }
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false", "none",
                   "True", "False", "None"}

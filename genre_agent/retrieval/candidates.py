@@ -144,9 +144,10 @@ class Retriever:
         seen = set(rated.item_id) | set(extra_seen or [])
         return UserView(user_id, row, seen, liked, history, session_liked=extra_liked)
 
-    def candidates(self, user: UserView, query: str | None, rules: Rules, n: int,
-                   reason_max_chars: int = 140, anchors: list[str] | None = None) -> list[Candidate]:
-        """N candidates; `anchors` are items the request is "like" (their embeddings join the query)."""
+    def candidates(self, user: UserView, query: str | None, rules: Rules, n: int, reason: ev.ReasonWriter,
+                   anchors: list[str] | None = None) -> list[Candidate]:
+        """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
+        `reason` words each candidate's evidence sentence."""
         s = self.settings
         mask = rules.mask(self.items, user.seen)
         if not mask.any():
@@ -168,7 +169,7 @@ class Retriever:
             top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
         else:
             top = self._distinct_titles(order, n)
-        return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason_max_chars)
+        return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason)
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
@@ -207,14 +208,12 @@ class Retriever:
         order = np.argsort(-self.popularity, kind="stable")[:n]
         return [str(i) for i in self.items.index[order]]
 
-    def describe(self, user: UserView, item_id: str, query: str | None = None,
-                 reason_max_chars: int = 140) -> Candidate:
+    def describe(self, user: UserView, item_id: str, query: str | None, reason: ev.ReasonWriter) -> Candidate:
         """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
         col = int(self.items.index.get_loc(item_id))
         cf = self._cf_scores(user)
         return self._describe(np.array([col]), user, np.zeros(len(self.items)), cf,
-                              self._query_vector(query, []), self._profile(user.liked), query,
-                              reason_max_chars)[0]
+                              self._query_vector(query, []), self._profile(user.liked), query, reason)[0]
 
     def _query_vector(self, query: str | None, anchors: list[str]) -> np.ndarray | None:
         parts = list(self.index.vectors(anchors)) if anchors else []
@@ -257,7 +256,7 @@ class Retriever:
 
     def _describe(self, top: np.ndarray, user: UserView, fused: np.ndarray, cf: np.ndarray | None,
                   query_vec: np.ndarray | None, profile_vec: np.ndarray | None, query: str | None,
-                  reason_max_chars: int) -> list[Candidate]:
+                  reason: ev.ReasonWriter) -> list[Candidate]:
         cand_ids = [str(i) for i in self.items.index[top]]
         cand_vecs = self.index.vectors(cand_ids)
         liked = user.liked
@@ -285,7 +284,7 @@ class Retriever:
                 scores=Scores(vector=round(vector, 4), cf=round(float(cf[col]) if cf is not None else 0.0, 4),
                               fused=round(float(fused[col]), 4)),
                 evidence=evidence, facts=ev.facts(evidence, year, noun),
-                why=ev.plain_reason(evidence, year, query, reason_max_chars, said_liked),
+                why=reason(evidence, year, query, said_liked),
             ))
         return out
 

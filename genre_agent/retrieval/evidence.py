@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,29 +105,16 @@ def facts(evidence: Evidence, year: int | None, noun_plural: str) -> list[str]:
     return out
 
 
-def plain_reason(evidence: Evidence, year: int | None, query: str | None, max_chars: int,
-                 said_liked: frozenset[str] = frozenset()) -> str:
-    """A true one-sentence reason from the evidence: the prompt offers it, and it is the fallback reason.
-    `said_liked` are titles the user said they liked in the conversation (not ratings).
+# Words an evidence sentence: (evidence, year, query, titles the user said they liked) -> one sentence.
+# The pipeline passes the template set's `reason.j2` (see `Prompts.reason_writer`).
+ReasonWriter = Callable[[Evidence, int | None, str | None, frozenset[str]], str]
 
-    Parts are added in order of strength while the sentence fits `max_chars`."""
-    parts = []
-    if evidence.similar_liked:
-        title = evidence.similar_liked[0]
-        parts.append(f"close to {title}, which you {'liked' if title in said_liked else 'rated highly'}")
-    if evidence.fans_also_liked and evidence.fans_also_liked[0] not in evidence.similar_liked[:1]:
-        parts.append(f"fans of {evidence.fans_also_liked[0]} loved it")
-    if evidence.shared_genres:
-        parts.append(f"{' and '.join(evidence.shared_genres[:2])} like your favourites")
-    if query and evidence.query_similarity is not None:
-        parts.append(f"fits \u201c{query}\u201d")
-    if evidence.tags:
-        parts.append(f"tagged {', '.join(evidence.tags[:2])}")
-    plural = "s" if evidence.liked_by != 1 else ""
-    parts.append(f"rated highly by {evidence.liked_by} user{plural}" if evidence.liked_by else
-                 (f"from {year}" if year else "in the catalog"))
-    sentence = parts[0]
-    for part in parts[1:]:
+
+def pack(phrases: list[str], max_chars: int) -> str:
+    """One sentence from phrases in order of strength: as many leading phrases as fit in `max_chars`,
+    joined with "; ", the first letter capitalised, a full stop at the end."""
+    sentence = phrases[0]
+    for part in phrases[1:]:
         if len(sentence) + len(part) + 3 > max_chars:
             break
         sentence += "; " + part

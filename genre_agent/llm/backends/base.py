@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, str]
 
@@ -24,6 +24,7 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
 class Scoring(Protocol):
     """A backend that can read the model's next-token distribution (llama.cpp, the fake): one forward pass
     scores every option, with no decoding."""

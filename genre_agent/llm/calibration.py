@@ -1,0 +1,268 @@
+"""Measure what the configured LLM does well on this catalog, save it, and find the calibration in force.
+
+`genre-agent calibrate` measures, on a validation split carved from the training interactions only (each
+user's last *training* positive held out, as `genre-agent eval --tune` does; the evaluation's test items
+are never seen):
+
+- ranking: the weight of the model's ranking in the rank fusion with the retrieval order, tuned by sampled
+  NDCG@10 (label log-probabilities where the backend reads them, its JSON ranking otherwise); 0 = no gain;
+- reasons: the share of the reasons it writes for the top k that pass the grounding check;
+- reading chat messages: not measured in this version (no labelled dialogues), so rules only.
+
+The result is saved as JSON in the data directory, keyed by the catalog's fingerprint, the backend, the
+model and a hash of the template set. Calibrations of the bundled model for the shipped catalogs ship with
+the package (`genre_agent/llm/calibrations/`) and are used when no local one exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from genre_agent.data.catalog import Catalog
+from genre_agent.errors import ConfigError
+from genre_agent.llm.backends import Backend
+from genre_agent.llm.prompts import Prompts
+from genre_agent.llm.ranking import rank
+from genre_agent.settings import Settings
+
+REASONS_MIN = 0.9  # the share of grounded reasons below which reasons come from the evidence template
+SHIPPED = Path(__file__).parent / "calibrations"
+
+
+def template_hash(prompts: Prompts) -> str:
+    """Changes when any template of the set (or a set it extends) changes."""
+    digest = hashlib.sha256()
+    for name, path in sorted(prompts.files().items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def model_id(settings: Settings) -> str:
+    """The model as the backend names it, without loading it: a registered name, a GGUF file name, or the
+    server's model id."""
+    model = settings.backend.model
+    if settings.backend.name == "llamacpp" and model.endswith(".gguf"):
+        return Path(model).name
+    return "fake" if settings.backend.name == "fake" else model
+
+
+class Key(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    catalog: str
+    catalog_fingerprint: str = Field(description="of the items (feedback joining the ratings does not "
+                                     "make a calibration stale)")
+    backend: str
+    model: str
+    templates: str = Field(description="hash of the template set's files")
+
+    def filename(self) -> str:
+        exact = hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:10]
+        safe = "".join(ch if ch.isalnum() or ch in ".-" else "_" for ch in self.model)
+        return f"{self.catalog}-{self.backend}-{safe}-{exact}.json"
+
+    def same_model(self, other: Key) -> bool:
+        return (self.catalog_fingerprint, self.backend, self.model) == \
+            (other.catalog_fingerprint, other.backend, other.model)
+
+
+def key_for(settings: Settings, catalog: Catalog, prompts: Prompts) -> Key:
+    return Key(catalog=catalog.name, catalog_fingerprint=catalog.items_fingerprint(),
+               backend=settings.backend.name, model=model_id(settings), templates=template_hash(prompts))
+
+
+class Ranking(BaseModel):
+    method: Literal["logprobs", "json"]
+    weight: float = Field(description="tuned weight of the model's ranking; ties go to the smaller weight")
+    users: int
+    permutations: int
+    grid: list[dict[str, float]] = Field(description="validation NDCG@10 (sampled) per weight")
+
+    @property
+    def gain(self) -> float:
+        at = {row["weight_llm"]: row["val_NDCG@10"] for row in self.grid}
+        return at[self.weight] - at[0.0]
+
+
+class ReasonSample(BaseModel):
+    title: str
+    reason: str
+    accepted: bool
+    problem: str | None = None
+
+
+class Reasons(BaseModel):
+    accepted: int
+    asked: int = Field(description="reasons asked for: k per sampled user")
+    users: int
+    samples: list[ReasonSample] = Field([], description="what the model wrote, with the check's verdict")
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.asked if self.asked else 0.0
+
+
+class Reading(BaseModel):
+    measured: bool = False
+    gain: float | None = None
+    note: str = "not measured (no labelled dialogues in this version): messages are read by rules only"
+
+
+class Calibration(BaseModel):
+    key: Key
+    prompts: str = Field(description="the template set measured (name or folder)")
+    ranking: Ranking
+    reasons: Reasons
+    reading: Reading = Reading()
+    command: str
+    seconds: float
+    created: str
+
+    def summary(self) -> list[tuple[str, str, str]]:
+        """(role, measured value, routed to) for each role."""
+        r, s = self.ranking, self.reasons
+        return [
+            ("ranking", f"fusion weight {r.weight:g} ({r.method}, {r.users} validation users, NDCG@10 gain "
+                        f"{r.gain:+.4f})", "model (fused)" if r.weight > 0 else "retrieval: no ranking call"),
+            ("reasons", f"{s.accepted}/{s.asked} grounded ({100 * s.rate:.0f}%, {s.users} users)",
+             "model" if s.rate >= REASONS_MIN else f"evidence template (below {100 * REASONS_MIN:.0f}%)"),
+            ("reading", self.reading.note if not self.reading.measured else f"gain {self.reading.gain:+.3f}",
+             "model + rules" if self.reading.measured and (self.reading.gain or 0) > 0 else "rules only"),
+        ]
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The calibration that applies to a (catalog, backend, model, templates), and how well it matches."""
+
+    calibration: Calibration | None
+    state: Literal["local", "shipped", "stale", "none"]
+    path: Path | None = None
+
+    def describe(self) -> str:
+        cal = self.calibration
+        if cal is None:
+            return "uncalibrated: every role is asked; run `genre-agent calibrate` to measure them"
+        where = "shipped" if self.path and self.path.parent == SHIPPED else "local"
+        text = (f"{where} calibration of {cal.key.backend}:{cal.key.model} on {cal.key.catalog} "
+                f"({cal.created[:10]})")
+        if self.state == "stale":
+            text += (" — stale: the templates changed since; run `genre-agent calibrate` (its routing is used "
+                     "until then)")
+        return text
+
+
+def _read(path: Path) -> Calibration | None:
+    try:
+        return Calibration.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def local_dir(data_dir: Path) -> Path:
+    return data_dir / "calibration"
+
+
+def find(data_dir: Path, key: Key) -> InForce:
+    """The local calibration of exactly this key, else the shipped one, else the newest one of the same
+    catalog, backend and model with other templates (stale), else none."""
+    for folder, state in ((local_dir(data_dir), "local"), (SHIPPED, "shipped")):
+        path = folder / key.filename()
+        cal = _read(path) if path.is_file() else None
+        if cal is not None and cal.key == key:
+            return InForce(cal, state, path)  # type: ignore[arg-type]
+    others = [(cal, path) for folder in (local_dir(data_dir), SHIPPED) if folder.is_dir()
+              for path in sorted(folder.glob("*.json")) if (cal := _read(path)) is not None
+              and cal.key.same_model(key)]
+    if others:
+        cal, path = max(others, key=lambda cp: cp[0].created)
+        return InForce(cal, "stale", path)
+    return InForce(None, "none")
+
+
+def save(calibration: Calibration, data_dir: Path) -> Path:
+    folder = local_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / calibration.key.filename()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(calibration.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+Report = Callable[[str, int, int], None]
+
+
+def calibrate(settings: Settings, catalog: Catalog, index: Any, backend: Backend, prompts: Prompts,
+              prompts_name: str, *, users: int, reason_users: int, permutations: int, seed: int = 0,
+              command: str = "", progress: Report | None = None) -> Calibration:
+    """Measure each role on a validation split of the training interactions (see the module doc)."""
+    from genre_agent.eval.evaluate import (
+        Scorer,
+        llm_sampled_scores,
+        make_split,
+        tune_llm_fusion,
+        user_requests,
+        validation_split,
+        verbalizer_matrix,
+    )
+    from genre_agent.llm.routing import can_score
+
+    started = time.perf_counter()
+    test_split = make_split(catalog.interactions, catalog.positive_min, seed=seed)
+    val = validation_split(test_split, catalog.positive_min, seed)
+    if len(val.rows) == 0:
+        raise ConfigError(f"Catalog '{catalog.name}' has no user with 5 liked items before their last one: too "
+                          "little data to measure the model on. Answers stay uncalibrated (every role asked).")
+    method: Literal["logprobs", "json"] = "logprobs" if can_score(backend) else "json"
+
+    def step(name: str) -> Callable[[int, int], None] | None:
+        return (lambda d, t: progress(name, d, t)) if progress else None
+
+    def llm_scores(scorer: Scorer) -> np.ndarray:
+        if method == "logprobs":
+            return verbalizer_matrix(scorer, backend, prompts, index, None, permutations, step("ranking"))[0]
+        return llm_sampled_scores(scorer, backend, prompts, index, None, step("ranking"))[0]
+
+    weight, grid = tune_llm_fusion(val, catalog, settings, index, llm_scores, users, seed)
+    ranking = Ranking(method=method, weight=weight, users=min(users, len(val.rows)),
+                      permutations=permutations if method == "logprobs" else 1, grid=grid)
+
+    pos = val.subsample(reason_users, seed + 1)
+    scorer = Scorer(val, catalog, index.vectors, settings, pos)
+    b, spec = settings.backend, catalog.spec
+    max_chars = prompts.reason_max_chars(b.reason_max_chars)
+    k = settings.k
+    accepted = asked = 0
+    samples: list[ReasonSample] = []
+    report = step("reasons")
+    for n, req in enumerate(user_requests(scorer, index, prompts)):
+        top = req.candidates[:k]
+        messages = prompts.messages(item_noun=spec.item_noun, item_noun_plural=spec.item_noun_plural,
+                                    k=len(top), reason_max_chars=max_chars, history=req.history,
+                                    candidates=top, query=None, rules=[])
+        outcome = rank(backend, messages, top, len(top), retries=0, reason_max_chars=max_chars,
+                       max_tokens=b.max_tokens, history_titles=[h.title for h in req.history])
+        asked += len(top)
+        accepted += len(outcome.model_reasons)
+        by_id = {c.item_id: c for c in top}
+        samples += [ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem)
+                    for i, reason, problem in outcome.verdicts]
+        if report:
+            report(n + 1, len(pos))
+    reasons = Reasons(accepted=accepted, asked=asked, users=len(pos), samples=samples)
+    return Calibration(
+        key=key_for(settings, catalog, prompts), prompts=prompts_name, ranking=ranking, reasons=reasons,
+        command=command, seconds=round(time.perf_counter() - started, 1),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,144 @@
+"""Which roles the LLM plays in an answer, and the answer those roles produce.
+
+The calibration in force (`llm/calibration.py`) says what the configured model does well on this catalog;
+explicit settings win over it. A role with no measured gain is not called at all: the answer comes at once
+from retrieval, CF and the evidence template. With no calibration for this model, every role is asked (the
+model is validated item by item either way).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeGuard
+
+import numpy as np
+
+from genre_agent.errors import ConfigError
+from genre_agent.llm.backends import Backend, Scoring
+from genre_agent.llm.calibration import REASONS_MIN, InForce
+from genre_agent.llm.prompts import Prompts
+from genre_agent.llm.ranking import rank
+from genre_agent.llm.scoring import rank_fusion, verbalizer_scores
+from genre_agent.schemas import Candidate, RankedItem
+from genre_agent.settings import Settings
+
+Role = Literal["ranking", "reasons"]
+
+
+@dataclass(frozen=True)
+class Routes:
+    """What the model is asked to do. `ranking_weight` is the weight of its ranking in the rank fusion with
+    the retrieval order (0: it does not rank); `ranking_method` is how it ranks: label log-probabilities in
+    one forward pass per candidate order (`score.j2`), or a JSON answer (`rank.j2`)."""
+
+    ranking_weight: float
+    ranking_method: Literal["logprobs", "json"]
+    permutations: int
+    reasons: bool
+    reading: bool
+    calibration: str = ""
+
+    @property
+    def ranking(self) -> bool:
+        return self.ranking_weight > 0
+
+    def describe(self) -> str:
+        ranking = (f"ranking by the model ({self.ranking_method}, weight {self.ranking_weight:g})"
+                   if self.ranking else "ranking by retrieval")
+        reasons = "reasons by the model" if self.reasons else "reasons from evidence"
+        reading = "messages read by the model and rules" if self.reading else "messages read by rules"
+        return f"{ranking}; {reasons}; {reading}"
+
+
+@dataclass
+class Routed:
+    """The k items of an answer and what the model did for it."""
+
+    items: list[RankedItem]
+    model_reasons: set[str] = field(default_factory=set)
+    llm_roles: list[Role] = field(default_factory=list)
+    ranked_by: Literal["retrieval", "llm-fused"] = "retrieval"
+    fallback: bool = False
+    reasks: int = 0
+    prompt_tokens: int = 0
+    llm_ms: float = 0.0
+
+
+def can_score(backend: object) -> TypeGuard[Scoring]:
+    """Whether the backend reads next-token log-probabilities (label scoring)."""
+    return isinstance(backend, Scoring)
+
+
+def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, candidates: list[Candidate], k: int,
+           variables: dict[str, Any], *, retries: int, reason_max_chars: int, max_tokens: int) -> Routed:
+    """Order and reasons for the top k. `backend` is called only if a role is routed to the model, so an
+    answer without LLM roles never loads a model. `variables` are the ranking templates' variables except
+    `candidates` and `k`."""
+    k = min(k, len(candidates))
+    order = list(candidates)
+    routed = Routed(items=[])
+    history_titles = [h.title for h in variables.get("history", [])]
+    written: dict[str, str] = {}  # grounded reasons the model wrote, by id
+
+    def ask(shown: list[Candidate]) -> list[str] | None:
+        """The model's picks among `shown` (None if nothing was usable); its grounded reasons go to `written`."""
+        messages = prompts.messages(**variables, candidates=shown, k=k)
+        outcome = rank(backend(), messages, shown, k, retries=retries, reason_max_chars=reason_max_chars,
+                       max_tokens=max_tokens, history_titles=history_titles)
+        routed.reasks += outcome.reasks
+        routed.prompt_tokens += outcome.prompt_tokens
+        routed.llm_ms += outcome.llm_ms
+        routed.fallback = outcome.fallback
+        written.update({i.item_id: i.reason for i in outcome.items if i.item_id in outcome.model_reasons})
+        return None if outcome.fallback else [i.item_id for i in outcome.items]
+
+    if routes.ranking:
+        routed.llm_roles.append("ranking")
+        if routes.ranking_method == "logprobs":
+            started = time.perf_counter()
+            model = backend()
+            if not can_score(model):
+                raise ConfigError(f"The {model.name} backend cannot read label log-probabilities; run "
+                                  "`genre-agent calibrate` for it (it will measure JSON ranking instead).")
+            llm = verbalizer_scores(model, prompts, order, routes.permutations, seed=0, **variables)
+            routed.llm_ms += (time.perf_counter() - started) * 1000
+            order = _fused(order, llm, routes.ranking_weight)
+            routed.ranked_by = "llm-fused"
+        elif (named := ask(order)) is not None:
+            position = {item_id: n for n, item_id in enumerate(named)}
+            llm = np.array([-position.get(c.item_id, len(named) + n) for n, c in enumerate(order)], float)
+            order = _fused(order, llm, routes.ranking_weight)
+            routed.ranked_by = "llm-fused"
+    if routes.reasons:
+        routed.llm_roles.append("reasons")
+        if not (routes.ranking and routes.ranking_method == "json"):  # else the ranking answer has them
+            ask(order[:k])
+        routed.model_reasons = set(written) & {c.item_id for c in order[:k]}
+    routed.items = [RankedItem(item_id=c.item_id,
+                               reason=written[c.item_id] if c.item_id in routed.model_reasons else c.why)
+                    for c in order[:k]]
+    return routed
+
+
+def _fused(order: list[Candidate], llm: np.ndarray, weight: float) -> list[Candidate]:
+    """The candidates re-ordered by the rank fusion of the retrieval order and the model's scores."""
+    retrieval = -np.arange(len(order), dtype=np.float64)
+    fused = rank_fusion(retrieval[None, :], np.asarray(llm, dtype=np.float64)[None, :], weight)[0]
+    return [order[i] for i in np.argsort(-fused, kind="stable")]
+
+
+def routes_for(in_force: InForce, settings: Settings) -> Routes:
+    """The routes of a request: the calibration's measurements, with explicit settings winning
+    (`conversation.understand_with_llm` set to true or false overrides the measured reading)."""
+    cal, explicit_reading = in_force.calibration, settings.conversation.understand_with_llm
+    if cal is None:  # nothing measured: ask the model for everything, as a calibrated strong model would be
+        return Routes(ranking_weight=1.0, ranking_method="json", permutations=1, reasons=True,
+                      reading=True if explicit_reading is None else explicit_reading,
+                      calibration=in_force.describe())
+    measured_reading = cal.reading.measured and (cal.reading.gain or 0.0) > 0
+    return Routes(ranking_weight=cal.ranking.weight, ranking_method=cal.ranking.method,
+                  permutations=cal.ranking.permutations, reasons=cal.reasons.rate >= REASONS_MIN,
+                  reading=measured_reading if explicit_reading is None else explicit_reading,
+                  calibration=in_force.describe())

@@ -1,0 +1,129 @@
+"""Routing by calibration: a role with no measured gain is never called; explicit settings win; the answer
+says what the LLM did. The fake backend records every call (completions and label scoring alike)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genre_agent.chat.agent import Agent
+from genre_agent.data.feedback import FeedbackStore
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
+from genre_agent.pipeline import Recommender
+
+from conftest import tiny_settings
+
+
+def _recommender(tiny_recommender: Recommender, data_dir: Path, backend: FakeBackend,
+                 **overrides: object) -> Recommender:
+    """The session's tiny catalog and index, with its own data dir (so its calibrations stay local)."""
+    return Recommender(tiny_settings(data_dir, **overrides), tiny_recommender.catalog, tiny_recommender.retriever,
+                       backend)
+
+
+def _calibrate(rec: Recommender, *, weight: float = 0.0, accepted: int = 5, asked: int = 10,
+               reading_gain: float | None = None) -> Calibration:
+    grid = [{"weight_llm": w, "val_NDCG@10": 0.5 + (0.01 if w == weight else 0.0)} for w in (0.0, 0.3)]
+    calibration = Calibration(
+        key=key_for(rec.settings, rec.catalog, rec.prompts), prompts="default",
+        ranking=Ranking(method="logprobs", weight=weight, users=40, permutations=2, grid=grid),
+        reasons=Reasons(accepted=accepted, asked=asked, users=4),
+        reading=Reading(measured=reading_gain is not None, gain=reading_gain),
+        command="genre-agent calibrate", seconds=1.0, created="2026-11-25T17:00:00+00:00",
+    )
+    save(calibration, rec.settings.data_dir)
+    return calibration
+
+
+def test_roles_with_no_measured_gain_are_never_called(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec, weight=0.0, accepted=5, asked=10)  # no ranking gain, 50% grounded reasons, reading unmeasured
+    result = rec.recommend("alice", k=2)
+    agent = Agent(rec, FeedbackStore(tmp_path / "feedback.sqlite3"))
+    reply = agent.chat("s", "I loved Star Quest, no comedy please")
+    assert backend.calls == []  # neither the answer nor the chat turn asked the model anything
+    assert result.llm_roles == [] and result.ranked_by == "retrieval" and not result.fallback
+    assert [r.reason_from for r in result.recommendations] == ["evidence", "evidence"]
+    candidates = rec.run("alice", k=2).candidates
+    assert [(r.item_id, r.reason) for r in result.recommendations] == [(c.item_id, c.why) for c in candidates[:2]]
+    assert "local calibration of fake:fake on tiny" in result.calibration
+    assert reply.recommendations is not None and reply.recommendations.llm_roles == []
+
+
+def test_explicit_reading_setting_wins_over_the_calibration(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend, **{"conversation.understand_with_llm": True})
+    _calibrate(rec)
+    Agent(rec, FeedbackStore(tmp_path / "feedback.sqlite3")).chat("s", "I loved Star Quest")
+    assert len(backend.calls) == 1  # the reading only: ranking and reasons stay off
+    assert "Message: \"I loved Star Quest\"" in backend.calls[0][1]["content"]
+
+
+def test_measured_ranking_gain_fuses_the_label_scores(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    backend.preferred = ["Laugh Riot Again"]
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    retrieval = [c.item_id for c in rec.run("alice", query="space", k=4).candidates]  # no calibration yet…
+    backend.calls.clear()
+    backend.schemas.clear()
+    rec._calibrations.clear()
+    _calibrate(rec, weight=1.0)
+    result = rec.recommend("alice", query="space", k=4)
+    assert len(backend.calls) == 2 and backend.schemas == [None, None]  # 2 label-scoring passes, no decoding
+    assert result.llm_roles == ["ranking"] and result.ranked_by == "llm-fused"
+    ids = [r.item_id for r in result.recommendations]
+    assert ids[0] == "4" and ids != retrieval[:4]  # the model's favourite leads at weight 1
+
+
+def test_reasons_role_keeps_grounded_reasons_and_evidence_for_the_rest(tiny_recommender: Recommender,
+                                                                      tmp_path: Path) -> None:
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec, accepted=19, asked=20)
+    top = rec.run("alice", k=2).candidates[:2]
+    backend.queue.append(json.dumps({"recommendations": [
+        {"item_id": top[1].item_id, "reason": "A film about a dystopian future, with robots."},
+        {"item_id": top[0].item_id, "reason": "Fans of Star Quest (1990) loved it too, and it is tagged space."},
+    ]}))
+    result = rec.recommend("alice", k=2)
+    assert result.llm_roles == ["reasons"] and result.ranked_by == "retrieval"
+    assert [r.item_id for r in result.recommendations] == [c.item_id for c in top]  # the order stays ours
+    first, second = result.recommendations
+    assert (first.reason_from, first.reason) == ("llm", "Fans of Star Quest (1990) loved it too, and it is "
+                                                        "tagged space.")
+    assert (second.reason_from, second.reason) == ("evidence", top[1].why)
+    shown = backend.schemas[0]["properties"]["recommendations"]["items"]["properties"]["item_id"]["enum"]
+    assert shown == [c.item_id for c in top]  # asked about the top k only
+
+
+def test_changed_templates_make_the_calibration_stale(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    rec = _recommender(tiny_recommender, tmp_path, FakeBackend())
+    _calibrate(rec)
+    assert rec.calibration().state == "local"
+    edited = tmp_path / "my-prompts"
+    edited.mkdir()
+    (edited / "profile.toml").write_text('extends = "default"\n')
+    (edited / "reason.j2").write_text("{#- Variables: evidence -#}\nrelated to what you liked ({{ evidence.liked_by }})\n")
+    in_force = rec.calibration(str(edited))
+    assert in_force.state == "stale" and "run `genre-agent calibrate`" in in_force.describe()
+    assert not rec.routes(str(edited)).ranking  # the stale calibration's routing is kept until then
+
+
+def test_without_any_calibration_every_role_is_asked(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    result = rec.recommend("alice", k=2)
+    assert result.fallback and len(backend.calls) == 2  # asked, re-asked, failed: that is what fallback means
+    assert "uncalibrated" in result.calibration
+
+
+@pytest.mark.parametrize("gain, expected", [(None, False), (-0.02, False), (0.05, True)])
+def test_reading_is_routed_by_its_measured_gain(tiny_recommender: Recommender, tmp_path: Path,
+                                                gain: float | None, expected: bool) -> None:
+    rec = _recommender(tiny_recommender, tmp_path, FakeBackend())
+    _calibrate(rec, reading_gain=gain)
+    assert rec.routes().reading is expected
