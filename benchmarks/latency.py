@@ -1,11 +1,11 @@
-"""Latency of `genre-agent recommend` per stage for ~20 users, against raw llama-cpp-python in the same run.
+"""Warm latency of `recommend` and of chat turns, per stage, against retrieval alone in the same run.
 
-For each user: retrieval ms, prompt tokens, the pipeline's LLM seconds (all calls, re-asks included), and the
-physical reference: the same first prompt sent to a plain `Llama` (no schema, no grammar) and forced to emit
-exactly as many tokens as the pipeline's first answer had. The ratio first-call / raw is the overhead of
-constrained decoding and our wrapping; total / raw adds the re-asks.
+For each sampled user: one `recommend` (k = 10, 20 candidates) and a scripted four-turn chat as that user.
+Each answer's retrieval ms (Chroma + CF + evidence), LLM ms (every call the routing made) and total ms
+are printed, with the roles the calibration in force gave the model; the ratio total / retrieval is what
+the rest of the pipeline costs on top of retrieval. The model is loaded before timing starts (warm).
 
-    python benchmarks/latency.py [--users 20] [--catalog movielens] [--model smollm2-135m] [-k 10]
+    python benchmarks/latency.py [--users 20] [--catalog movielens] [--model smollm2-135m] [--prompts default]
 """
 
 from __future__ import annotations
@@ -14,43 +14,22 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-
-from genre_agent.llm.backends import Backend, Completion, Message, make_backend
-from genre_agent.llm.models import resolve_model
-from genre_agent.pipeline import Recommender
+from genre_agent.chat.agent import Agent
 from genre_agent.settings import load_settings
+
+TURNS = ("I loved The Matrix and Alien, no horror please", "more like the second one", "why that one?",
+         "only comedies from the 90s")
 
 
 @dataclass
-class Call:
-    seconds: float
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class Timed:
-    """Wraps the configured backend and records every call."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend, self.name, self.model = backend, backend.name, backend.model
-        self.calls: list[Call] = []
-
-    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
-        started = time.perf_counter()
-        out = self.backend.complete(messages, schema, max_tokens)
-        self.calls.append(Call(time.perf_counter() - started, out.prompt_tokens, out.completion_tokens))
-        return out
-
-
-def raw_seconds(llm: Any, messages: list[Message], n_tokens: int, stop_ids: list[int]) -> tuple[float, int]:
-    """Plain llama-cpp-python: the same messages, exactly n_tokens generated (end tokens suppressed)."""
-    started = time.perf_counter()
-    out = llm.create_chat_completion(messages=messages, max_tokens=n_tokens, temperature=0.0,
-                                     logit_bias={t: -1e9 for t in stop_ids})
-    return time.perf_counter() - started, out["usage"]["completion_tokens"]
+class Row:
+    kind: str
+    user: str
+    retrieve_ms: float
+    llm_ms: float
+    total_ms: float
+    roles: str
 
 
 def main() -> None:
@@ -58,59 +37,63 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--catalog", default="movielens")
     ap.add_argument("--model", default=None, help="named model or GGUF path (default: the configured one)")
+    ap.add_argument("--prompts", default=None, help="template set (default: the configured one)")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from llama_cpp import Llama
-
-    overrides = {"backend.model": args.model} if args.model else {}
-    settings = load_settings(catalog=args.catalog, **overrides)
-    timed = Timed(make_backend(settings))
-    rec = Recommender.open(settings, backend=timed)
-    b = settings.backend
-    _, path = resolve_model(b.model, settings.data_dir / "models")
-    raw = Llama(model_path=str(path), n_ctx=b.n_ctx, n_threads=b.threads,
-                n_threads_batch=b.threads, seed=0, verbose=False)
-    stop_ids = sorted({raw.token_eos(), *raw.tokenize(b"<|im_end|>", add_bos=False, special=True)})
+    overrides = {"backend.model": args.model, "prompts": args.prompts}
+    settings = load_settings(catalog=args.catalog, k=args.k, **overrides)
+    agent = Agent.from_config(settings)
+    rec = agent.recommender
     users = rec.catalog.interactions.user_id.drop_duplicates().sort_values()
-    users = users.sample(args.users, random_state=args.seed).tolist()
-    rec.recommend(str(users[0]), k=args.k)  # warm up: first Chroma query, model load
-    timed.calls.clear()
+    users = [str(u) for u in users.sample(args.users, random_state=args.seed).tolist()]
+    routes = rec.routes()
+    if routes.ranking or routes.reasons or routes.reading:
+        rec.backend.complete([{"role": "user", "content": "hi"}], None, 1)  # load the model before timing
+    rec.recommend(users[0])  # warm up: first Chroma query, embedding model, templates
+    agent.chat("warm-up", TURNS[0])
 
-    rows = []
+    rows: list[Row] = []
     for user in users:
-        timed.calls.clear()
-        run = rec.run(str(user), k=args.k)
-        first = timed.calls[0]
-        raw_s, raw_tokens = raw_seconds(raw, run.messages, first.completion_tokens, stop_ids)
-        total = sum(c.seconds for c in timed.calls)
-        rows.append({"user": user, "retrieve_ms": run.result.timings_ms.retrieve,
-                     "prompt_tokens": first.prompt_tokens, "out_tokens": first.completion_tokens,
-                     "calls": len(timed.calls), "first_s": first.seconds, "llm_s": total, "raw_s": raw_s,
-                     "raw_tokens": raw_tokens, "fallback": run.result.fallback, "reasks": run.result.reasks})
+        started = time.perf_counter()
+        result = rec.recommend(user)
+        t = result.timings_ms
+        rows.append(Row("recommend", user, t.retrieve, t.llm, (time.perf_counter() - started) * 1000,
+                        ",".join(result.llm_roles) or "-"))
+        for n, message in enumerate(TURNS):
+            started = time.perf_counter()
+            reply = agent.chat(f"bench-{user}", message, user=user if n == 0 else None)
+            total = (time.perf_counter() - started) * 1000
+            got = reply.recommendations
+            rows.append(Row(f"chat {n + 1}", user, got.timings_ms.retrieve if got else 0.0,
+                            got.timings_ms.llm if got else 0.0, total,
+                            (",".join(got.llm_roles) or "-") if got else f"({reply.intent})"))
 
-    head = (f"{'user':>6} {'retr ms':>8} {'prompt tok':>10} {'out tok':>7} {'calls':>5} {'1st call s':>10} "
-            f"{'LLM s':>7} {'raw s':>7} {'1st/raw':>7} {'LLM/raw':>7} {'fallback':>8}")
-    print(f"model {timed.model} via {timed.name}, catalog {rec.catalog.name}, k={args.k}, "
-          f"{settings.retrieval.candidates} candidates, retries={b.retries}, threads={b.threads}")
+    print(f"model {settings.backend.model} via {settings.backend.name}, catalog {rec.catalog.name}, "
+          f"prompts {settings.prompts}, k={args.k}, {settings.retrieval.candidates} candidates, "
+          f"threads={settings.backend.threads}")
+    print(f"routing: {routes.describe()}\ncalibration: {routes.calibration}")
+    head = (f"{'answer':<10} {'user':>6} {'retrieve ms':>11} {'LLM ms':>8} {'total ms':>9} {'total/retr':>10}"
+            "  roles")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['user']:>6} {r['retrieve_ms']:>8.0f} {r['prompt_tokens']:>10} {r['out_tokens']:>7} "
-              f"{r['calls']:>5} {r['first_s']:>10.2f} {r['llm_s']:>7.2f} {r['raw_s']:>7.2f} "
-              f"{r['first_s'] / r['raw_s']:>7.2f} {r['llm_s'] / r['raw_s']:>7.2f} {str(r['fallback']):>8}")
-    med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
-    ratio1 = np.median([r["first_s"] / r["raw_s"] for r in rows])
-    ratio = np.median([r["llm_s"] / r["raw_s"] for r in rows])
+        shown = f"{r.total_ms / r.retrieve_ms:10.2f}" if r.retrieve_ms else f"{'-':>10}"
+        print(f"{r.kind:<10} {r.user:>6} {r.retrieve_ms:>11.0f} {r.llm_ms:>8.0f} {r.total_ms:>9.0f} {shown}"
+              f"  {r.roles}")
     print("-" * len(head))
-    print(f"{'median':>6} {med('retrieve_ms'):>8.0f} {med('prompt_tokens'):>10.0f} {med('out_tokens'):>7.0f} "
-          f"{med('calls'):>5.0f} {med('first_s'):>10.2f} {med('llm_s'):>7.2f} {med('raw_s'):>7.2f} "
-          f"{ratio1:>7.2f} {ratio:>7.2f}")
-    n = len(rows)
-    reasked, fell_back = sum(r["reasks"] > 0 for r in rows), sum(r["fallback"] for r in rows)
-    print(f"re-asked: {reasked}/{n}   fallback: {fell_back}/{n}   "
-          f"raw runs that reached the target length: {sum(r['raw_tokens'] == r['out_tokens'] for r in rows)}/{n}")
+    for kind, chosen in (("recommend", [r for r in rows if r.kind == "recommend"]),
+                         ("chat turn", [r for r in rows if r.kind.startswith("chat")])):
+        totals = sorted(r.total_ms for r in chosen)
+        p95 = totals[min(len(totals) - 1, round(0.95 * (len(totals) - 1)))]
+        retrieved = [r for r in chosen if r.retrieve_ms]
+        ratio = statistics.median(r.total_ms / r.retrieve_ms for r in retrieved) if retrieved else float("nan")
+        retrieval = statistics.median(r.retrieve_ms for r in retrieved) / 1000
+        llm = statistics.median(r.llm_ms for r in chosen) / 1000
+        print(f"{kind:<10} n={len(chosen):<3} p50 {statistics.median(totals) / 1000:.2f} s   "
+              f"p95 {p95 / 1000:.2f} s   retrieval p50 {retrieval:.2f} s   total/retrieval p50 {ratio:.2f}   "
+              f"LLM p50 {llm:.2f} s")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_changed_templates_make_the_calibration_stale(tiny_recommender: Recommen
     edited = tmp_path / "my-prompts"
     edited.mkdir()
     (edited / "profile.toml").write_text('extends = "default"\n')
-    (edited / "reason.j2").write_text("{#- Variables: evidence -#}\nrelated to what you liked ({{ evidence.liked_by }})\n")
+    (edited / "reason.j2").write_text("{#- Variables: evidence -#}\nliked by {{ evidence.liked_by }}\n")
     in_force = rec.calibration(str(edited))
     assert in_force.state == "stale" and "run `genre-agent calibrate`" in in_force.describe()
     assert not rec.routes(str(edited)).ranking  # the stale calibration's routing is kept until then

@@ -33,6 +33,7 @@ from genre_agent.errors import ConfigError
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank
+from genre_agent.schemas import Candidate
 from genre_agent.settings import Settings
 
 REASONS_MIN = 0.9  # the share of grounded reasons below which reasons come from the evidence template
@@ -95,10 +96,14 @@ class Ranking(BaseModel):
 
 
 class ReasonSample(BaseModel):
+    """One reason the model wrote, the check's verdict, and what it was checked against."""
+
     title: str
     reason: str
     accepted: bool
     problem: str | None = None
+    candidate: Candidate
+    history_titles: list[str]
 
 
 class Reasons(BaseModel):
@@ -256,7 +261,9 @@ def calibrate(settings: Settings, catalog: Catalog, index: Any, backend: Backend
         asked += len(top)
         accepted += len(outcome.model_reasons)
         by_id = {c.item_id: c for c in top}
-        samples += [ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem)
+        history_titles = [h.title for h in req.history]
+        samples += [ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem,
+                                 candidate=by_id[i], history_titles=history_titles)
                     for i, reason, problem in outcome.verdicts]
         if report:
             report(n + 1, len(pos))

@@ -140,6 +140,8 @@ def check(directory: str | Path) -> list[Problem]:
     try:
         problems += _check_answer_form(prompts, sample_variables())
         problems += _check_update_fields(prompts)
+        sample = sample_variables()["candidates"][0]  # type: ignore[index]
+        prompts.reason_writer(140, "movie", "movies")(sample.evidence, sample.year, "space", frozenset())
     except TemplateError as exc:  # raised by a render: "file:line: message"
         where = re.match(r"(.+?):(\d+): (.*)", str(exc), re.S)
         problems.append(Problem(Path(where[1]), int(where[2]), where[3]) if where else Problem(root, 1, str(exc)))
