@@ -13,6 +13,7 @@ from genre_agent.data.feedback import FeedbackStore
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
 from genre_agent.pipeline import Recommender
+from genre_agent.settings import load_settings
 
 from conftest import tiny_settings
 
@@ -127,3 +128,41 @@ def test_reading_is_routed_by_its_measured_gain(tiny_recommender: Recommender, t
     rec = _recommender(tiny_recommender, tmp_path, FakeBackend())
     _calibrate(rec, reading_gain=gain)
     assert rec.routes().reading is expected
+
+
+def _synthetic_catalog(root: Path) -> Path:
+    """24 users in two taste groups over 40 movies, 10 liked movies each: enough for a validation split."""
+    root.mkdir()
+    genres = ["Sci-Fi", "Comedy"]
+    movies = ["movieId,title,genres"] + [f"{i},Movie {i} ({1980 + i}),{genres[i % 2]}" for i in range(1, 41)]
+    ratings = ["userId,movieId,rating,timestamp"]
+    for u in range(1, 25):
+        liked = [i for i in range(1, 41) if i % 2 == u % 2][(u % 8):(u % 8) + 10]
+        ratings += [f"{u},{i},5.0,{1000 * u + n}" for n, i in enumerate(liked)]
+    (root / "movies.csv").write_text("\n".join(movies) + "\n")
+    (root / "ratings.csv").write_text("\n".join(ratings) + "\n")
+    return root
+
+
+def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
+    """A model whose scores carry no signal and that writes nothing: calibration measures weight 0 and no
+    grounded reasons, saves it, and the next answers never call the model."""
+    from genre_agent.llm.calibration import calibrate, find
+    from genre_agent.pipeline import build
+
+    settings = load_settings(catalog=str(_synthetic_catalog(tmp_path / "ml")), data_dir=tmp_path / "data", k=3,
+                             **{"backend.name": "fake"})
+    rec = Recommender.open(settings, backend=FakeBackend())
+    backend = FakeBackend()
+    retriever, _ = build(settings, rec.catalog)
+    result = calibrate(settings, rec.catalog, retriever.index, backend, rec.prompts, "default", users=10,
+                       reason_users=2, permutations=2)
+    assert result.ranking.method == "logprobs" and result.ranking.weight == 0.0
+    assert result.ranking.users == 10 and len(backend.calls) > 2 * 10  # 2 orders per user, then the reasons
+    assert result.reasons.asked == 6 and result.reasons.accepted == 0
+    save(result, settings.data_dir)
+    assert find(settings.data_dir, result.key).state == "local"
+    rec._backend = backend
+    backend.calls.clear()
+    answer = rec.recommend("1", k=3)
+    assert backend.calls == [] and answer.llm_roles == [] and not answer.fallback
