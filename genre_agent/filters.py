@@ -62,17 +62,15 @@ class Filters(BaseModel):
     def describe(self, for_prompt: bool = False) -> list[str]:
         """The active filters in words: short for the chat, fuller for the ranking prompt (which is also
         told that already-rated items are excluded)."""
-        out = ["already-rated items are excluded"] if for_prompt and self.exclude_seen else []
-        if self.include_genres:
-            out.append(f"only {'genres: ' if for_prompt else ''}{', '.join(self.include_genres)}")
-        if self.exclude_genres:
-            out.append(f"no {', '.join(self.exclude_genres)}")
-        if self.year_min is not None:
-            out.append(f"from {self.year_min}{' on' if for_prompt else ''}")
-        if self.year_max is not None:
-            out.append(f"up to {self.year_max}")
-        out += [f"{k} = {v}" for k, v in self.where.items()]
-        return out
+        only = "only genres: " if for_prompt else "only "
+        said = [
+            (for_prompt and self.exclude_seen, "already-rated items are excluded"),
+            (bool(self.include_genres), f"{only}{', '.join(self.include_genres)}"),
+            (bool(self.exclude_genres), f"no {', '.join(self.exclude_genres)}"),
+            (self.year_min is not None, f"from {self.year_min}{' on' if for_prompt else ''}"),
+            (self.year_max is not None, f"up to {self.year_max}"),
+        ]
+        return [text for active, text in said if active] + [f"{k} = {v}" for k, v in self.where.items()]
 
     def check_columns(self, columns: Iterable[str]) -> None:
         """Raise ConfigError if `where` names a column the items do not have."""

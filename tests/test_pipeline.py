@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from genre_agent.errors import UnknownUserError
+from genre_agent.errors import ConfigError, UnknownUserError
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender
+from genre_agent.schemas import RecommendRequest
 
 
 def test_known_answer_top1_for_a_star_quest_fan(tiny_recommender: Recommender, fake: FakeBackend) -> None:
@@ -56,6 +57,27 @@ def test_business_rules(tiny_recommender: Recommender, fake: FakeBackend, rules:
                         allowed: set[str]) -> None:
     result = tiny_recommender.recommend("alice", k=6, filters=rules)
     assert {r.item_id for r in result.recommendations} == allowed
+
+
+def test_an_unknown_where_column_is_a_config_error(tiny_recommender: Recommender) -> None:
+    with pytest.raises(ConfigError, match="no item column 'director'"):
+        tiny_recommender.recommend("alice", filters=Filters(where={"director": "x"}))
+
+
+def test_run_answers_a_request_with_its_candidates_and_prompt(tiny_recommender: Recommender,
+                                                               fake: FakeBackend) -> None:
+    run = tiny_recommender.run(RecommendRequest(user_id="alice", query="  space ", k=2))
+    assert run.result.query == "space" and run.result.fallback  # nothing queued: retrieval order
+    assert [r.item_id for r in run.result.recommendations] == [c.item_id for c in run.candidates][:2]
+    assert run.messages == fake.calls[0] == tiny_recommender.render(RecommendRequest(user_id="alice",
+                                                                                     query="space", k=2))
+
+
+def test_the_package_exports_resolve() -> None:
+    import genre_agent
+
+    for name in genre_agent.__all__:
+        assert getattr(genre_agent, name).__name__ == name
 
 
 def test_unknown_user_without_query_is_an_error(tiny_recommender: Recommender) -> None:

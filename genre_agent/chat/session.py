@@ -75,7 +75,7 @@ class SessionState(BaseModel):
         never = [*self.filters.exclude_items, *self.disliked, *self.seen, *self.shown]
         return RecommendRequest(
             user_id=self.user_id, liked=list(self.liked), anchors=list(self.anchors), query=self.query,
-            filters=self.filters.model_copy(update={"exclude_items": list(dict.fromkeys(never))}),
+            filters=self.filters.model_copy(deep=True, update={"exclude_items": list(dict.fromkeys(never))}),
             k=k, allow_popular=allow_popular,
         )
 
