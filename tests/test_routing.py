@@ -13,6 +13,7 @@ from genre_agent.data.feedback import FeedbackStore
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
 from genre_agent.pipeline import Recommender
+from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import tiny_settings
@@ -49,7 +50,7 @@ def test_roles_with_no_measured_gain_are_never_called(tiny_recommender: Recommen
     assert backend.calls == []  # neither the answer nor the chat turn asked the model anything
     assert result.llm_roles == [] and result.ranked_by == "retrieval" and not result.fallback
     assert [r.reason_from for r in result.recommendations] == ["evidence", "evidence"]
-    candidates = rec.run("alice", k=2).candidates
+    candidates = rec.run(RecommendRequest(user_id="alice", k=2)).candidates
     assert [(r.item_id, r.reason) for r in result.recommendations] == [(c.item_id, c.why) for c in candidates[:2]]
     assert "local calibration of fake:fake on tiny" in result.calibration
     assert reply.recommendations is not None and reply.recommendations.llm_roles == []
@@ -68,7 +69,8 @@ def test_measured_ranking_gain_fuses_the_label_scores(tiny_recommender: Recommen
     backend = FakeBackend()
     backend.preferred = ["Laugh Riot Again"]
     rec = _recommender(tiny_recommender, tmp_path, backend)
-    retrieval = [c.item_id for c in rec.run("alice", query="space", k=4).candidates]  # no calibration yet…
+    request = RecommendRequest(user_id="alice", query="space", k=4)
+    retrieval = [c.item_id for c in rec.run(request).candidates]  # the retrieval order
     backend.calls.clear()
     backend.schemas.clear()
     rec._calibrations.clear()
@@ -85,7 +87,7 @@ def test_reasons_role_keeps_grounded_reasons_and_evidence_for_the_rest(tiny_reco
     backend = FakeBackend()
     rec = _recommender(tiny_recommender, tmp_path, backend)
     _calibrate(rec, accepted=19, asked=20)
-    top = rec.run("alice", k=2).candidates[:2]
+    top = rec.run(RecommendRequest(user_id="alice", k=2)).candidates[:2]
     backend.queue.append(json.dumps({"recommendations": [
         {"item_id": top[1].item_id, "reason": "A film about a dystopian future, with robots."},
         {"item_id": top[0].item_id, "reason": "Fans of Star Quest (1990) loved it too, and it is tagged space."},
