@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.retrieval import evidence as ev
 from genre_agent.schemas import Evidence
 
@@ -55,24 +56,40 @@ def test_facts_in_prompt_order(evidence: Evidence) -> None:
         "from 2001"]
 
 
-def test_plain_reason_adds_parts_while_they_fit(evidence: Evidence) -> None:
-    assert ev.plain_reason(evidence, 2001, "space comedy", 60) == \
+def _reason(max_chars: int, prompts: str = "default") -> ev.ReasonWriter:
+    """The evidence sentence as the shipped template set words it (`reason.j2`)."""
+    return Prompts(resolve_prompts_dir(prompts)).reason_writer(max_chars, "movie", "movies")
+
+
+def test_the_evidence_sentence_adds_parts_while_they_fit(evidence: Evidence) -> None:
+    assert _reason(60)(evidence, 2001, "space comedy", frozenset()) == \
         "Close to Star Quest (1990), which you rated highly."
-    assert ev.plain_reason(evidence, 2001, "space comedy", 120) == (
+    assert _reason(120)(evidence, 2001, "space comedy", frozenset()) == (
         "Close to Star Quest (1990), which you rated highly; fans of Star Quest II (1992) loved it; "
         "Sci-Fi like your favourites.")
-    said = ev.plain_reason(evidence, 2001, None, 60, said_liked=frozenset({"Star Quest (1990)"}))
+    said = _reason(60)(evidence, 2001, None, frozenset({"Star Quest (1990)"}))
     assert said == "Close to Star Quest (1990), which you liked."
 
 
-def test_plain_reason_is_cut_to_the_limit(evidence: Evidence) -> None:
-    assert ev.plain_reason(evidence, 2001, None, 40) == "Close to Star Quest (1990), which you r\u2026"
+def test_the_evidence_sentence_is_cut_to_the_limit(evidence: Evidence) -> None:
+    assert _reason(40)(evidence, 2001, None, frozenset()) == "Close to Star Quest (1990), which you r\u2026"
 
 
-def test_plain_reason_without_evidence() -> None:
-    assert ev.plain_reason(Evidence(), None, None, 140) == "In the catalog."
-    assert ev.plain_reason(Evidence(), 1999, None, 140) == "From 1999."
-    assert ev.plain_reason(Evidence(liked_by=1), 1999, None, 140) == "Rated highly by 1 user."
+def test_the_evidence_sentence_without_evidence() -> None:
+    assert _reason(140)(Evidence(), None, None, frozenset()) == "In the catalog."
+    assert _reason(140)(Evidence(), 1999, None, frozenset()) == "From 1999."
+    assert _reason(140)(Evidence(liked_by=1), 1999, None, frozenset()) == "Rated highly by 1 user."
+
+
+def test_the_french_set_words_the_same_evidence_in_french(evidence: Evidence) -> None:
+    assert _reason(160, "fr")(evidence, 2001, None, frozenset()) == (
+        "Proche de Star Quest (1990), que vous avez bien noté; les fans de Star Quest II (1992) l'ont adoré; "
+        "Sci-Fi, comme vos favoris; mots-clés : space, funny.")
+
+
+def test_pack_keeps_leading_phrases_that_fit() -> None:
+    assert ev.pack(["a b", "c d", "e f"], 9) == "A b; c d."
+    assert ev.pack(["a b", "c d", "e f"], 100) == "A b; c d; e f."
 
 
 def test_colike_cosine() -> None:
