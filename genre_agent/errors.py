@@ -31,3 +31,7 @@ class BackendUnavailableError(GenreAgentError):
 
 class InvalidModelOutputError(GenreAgentError):
     """The model's answer failed validation; the message is what is fed back on a re-ask."""
+
+
+class ContextLengthError(GenreAgentError):
+    """A prompt does not fit the model's context window even after trimming."""

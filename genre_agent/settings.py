@@ -72,6 +72,20 @@ class ConversationSettings(_Section):
                                       "(its proposals are kept only where grounded in the message)")
 
 
+class ServerSettings(_Section):
+    """The HTTP server (`genre-agent serve`): who may call it, and the limits every request lives within."""
+
+    api_keys: dict[str, str] = Field({}, description="API key -> the catalog user it speaks for ('' = a new "
+                                     "user); as JSON in GENRE_AGENT_SERVER__API_KEYS. Keys are >= 16 characters")
+    max_body: int = Field(64 * 1024, ge=1024, description="request body limit in bytes (413 above it)")
+    deadline_s: float = Field(300.0, gt=0, description="a turn still running after this is cancelled (503)")
+    max_concurrent: int = Field(8, ge=1, description="turns running at once; more get 429")
+    session_ttl_s: float = Field(1800.0, gt=0, description="a session unused this long is forgotten")
+    max_sessions: int = Field(10_000, ge=1, description="the least recently used session goes beyond this")
+    docs: bool = Field(False, description="serve /docs and /openapi.json (behind the API key)")
+    shutdown_s: int = Field(10, ge=0, description="on SIGTERM, how long running turns may finish")
+
+
 class ChromaSettings(_Section):
     host: str | None = Field(None, description="a `chroma run` server; unset = embedded PersistentClient")
     port: int = 8000
@@ -91,6 +105,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     chroma: ChromaSettings = ChromaSettings()
     conversation: ConversationSettings = ConversationSettings()
+    server: ServerSettings = ServerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from genre_agent.retrieval.candidates import Rules
 from genre_agent.schemas import Candidate, Recommendations
 from genre_agent.settings import Settings, load_settings
 
+_LISTED = re.compile(r"^\s*\d+\. (.+?) \u2014 ", re.M)  # "1. Title (1999) — reason", as _recommend writes it
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
 
@@ -63,6 +65,7 @@ class Agent:
         self._sessions: dict[str, SessionState] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._title_ids: dict[str, str] | None = None
         self.debug = False
 
     @classmethod
@@ -90,6 +93,39 @@ class Agent:
                 self._set_user(state, user)
             return state
 
+    def forget(self, session_id: str) -> None:
+        """Drop a session and everything it remembers (the server's expiry and its one-request sessions)."""
+        with self._guard:
+            self._sessions.pop(session_id, None)
+            self._locks.pop(session_id, None)
+
+    def restore(self, session_id: str, history: list[tuple[str, str]], user: str | None = None) -> None:
+        """Rebuild a session from an earlier conversation of (role, text) pairs, as a stateless HTTP request
+        carries it: user turns are read by the rules alone (no model call, no feedback stored again) and the
+        numbered list in an assistant turn becomes what was shown."""
+        state = self.session(session_id, user)
+        with self._locks[session_id]:
+            for role, text in history:
+                if role == "assistant":
+                    listed = [self._listed_item(m.group(1)) for m in _LISTED.finditer(text)]
+                    ids = [i for i in listed if i is not None]
+                    if ids:
+                        state.last = ids
+                        state.shown += [i for i in ids if i not in state.shown]
+                elif role == "user":
+                    update = parse_rules(text.strip(), state, self.genres, self.titles, self._last_years(state))
+                    if update.intent == "reset":
+                        state.reset()
+                        continue
+                    self._record(state, update, [])
+                    self._apply(state, update)
+
+    def _listed_item(self, title: str) -> str | None:
+        if self._title_ids is None:
+            items = self.recommender.catalog.items
+            self._title_ids = {str(t): str(i) for i, t in reversed(list(items["title"].items()))}
+        return self._title_ids.get(title.strip()) or self.titles.resolve(title)
+
     def _set_user(self, state: SessionState, user: str | None) -> None:
         from genre_agent.errors import UnknownUserError
 
@@ -112,12 +148,14 @@ class Agent:
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
-        The session changes only when the turn finishes and was not cancelled."""
+        The session and the feedback store change only when the turn finishes and was not cancelled."""
         state = self.session(session_id, user)
         with self._locks[session_id]:
             working = state.model_copy(deep=True)
-            reply = self._turn(working, message.strip())
+            writes: list[tuple[str, str]] = []
+            reply = self._turn(working, message.strip(), writes)
             if cancel is None or not cancel.is_set():
+                self._store(working, writes)
                 for name in type(state).model_fields:
                     setattr(state, name, getattr(working, name))
             return reply
@@ -132,15 +170,19 @@ class Agent:
         """Record like / dislike / seen on an item (what `/like N` does)."""
         state = self.session(session_id)
         with self._locks[session_id]:
-            self._record(state, StateUpdate(**{kind: [item_id]}))
+            writes: list[tuple[str, str]] = []
+            self._record(state, StateUpdate(**{kind: [item_id]}), writes)
+            self._store(state, writes)
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
                          filters=state.describe_filters())
 
     # -- one turn --------------------------------------------------------------------
-    def _turn(self, state: SessionState, message: str) -> Reply:
-        last_years = [int(y) for y in self.recommender.catalog.items.loc[state.last, "year"].dropna()]
-        update = parse_rules(message, state, self.genres, self.titles, last_years)
+    def _last_years(self, state: SessionState) -> list[int]:
+        return [int(y) for y in self.recommender.catalog.items.loc[state.last, "year"].dropna()]
+
+    def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]]) -> Reply:
+        update = parse_rules(message, state, self.genres, self.titles, self._last_years(state))
         if self.settings.conversation.understand_with_llm and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
                                      state.describe_filters(), [self.titles.title_of(i) for i in state.last],
@@ -151,7 +193,7 @@ class Agent:
             return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")
         if update.intent == "why" and update.why:
             return self._why(state, update.why)
-        self._record(state, update)
+        self._record(state, update, writes)
         self._apply(state, update)
         if update.intent == "other" and not state.last and not self._has_taste(state):
             return self._clarify(state)
@@ -163,13 +205,17 @@ class Agent:
     def _has_taste(self, state: SessionState) -> bool:
         return bool(state.user_id or state.liked or state.query or state.anchors or state.include_genres)
 
-    def _record(self, state: SessionState, update: StateUpdate) -> None:
-        catalog = self.recommender.catalog.name
+    def _store(self, state: SessionState, writes: list[tuple[str, str]]) -> None:
+        for item, kind in writes:
+            self.store.record(self.recommender.catalog.name, state.feedback_key, item, kind)  # type: ignore[arg-type]
+
+    def _record(self, state: SessionState, update: StateUpdate, writes: list[tuple[str, str]]) -> None:
+        """Feedback of the update into the session's lists; the rows for the feedback store go to `writes`."""
         for kind, items, bucket in (("like", update.like, state.liked),
                                     ("dislike", update.dislike, state.disliked),
                                     ("seen", update.seen, state.seen)):
             for item in items:
-                self.store.record(catalog, state.feedback_key, item, kind)  # type: ignore[arg-type]
+                writes.append((item, kind))
                 for other in (state.liked, state.disliked, state.seen):
                     if item in other and other is not bucket:
                         other.remove(item)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -41,7 +42,7 @@ def _progress() -> Iterator[Any]:
 
 
 def _fail(exc: GenreAgentError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -161,16 +162,17 @@ def serve(
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
     from genre_agent.chat.agent import Agent
-    from genre_agent.interfaces.server import create_app, is_local
+    from genre_agent.interfaces.server import create_app, is_local, key_table
     from genre_agent.settings import load_settings
 
-    if not is_local(host) and not api_key:
-        err.print(f"[bold red]error:[/] refusing to bind {host} without an API key: pass --api-key or set "
-                  "GENRE_AGENT_API_KEY (or bind 127.0.0.1).")
-        raise typer.Exit(2)
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"backend.name": backend, "backend.model": model})
+        keys = key_table(settings.server, api_key)
+        if not is_local(host) and not keys:
+            err.print(f"[bold red]error:[/] refusing to bind {escape(host)} without an API key: pass --api-key, "
+                      "set GENRE_AGENT_API_KEY or server.api_keys (or bind 127.0.0.1).")
+            raise typer.Exit(2)
         with _progress() as report:
             agent = Agent.from_config(settings, progress=report)
     except GenreAgentError as exc:
@@ -178,8 +180,10 @@ def serve(
         return
     import uvicorn
 
-    err.print(f"serving {agent.recommender.catalog.name} on http://{host}:{port}/v1 (model id 'genre-agent')")
-    uvicorn.run(create_app(agent, api_key), host=host, port=port, log_level="warning")
+    err.print(f"serving {escape(agent.recommender.catalog.name)} on http://{escape(host)}:{port}/v1 "
+              "(model id 'genre-agent')")
+    uvicorn.run(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=settings.server.shutdown_s)
 
 
 @app.command()
@@ -401,7 +405,7 @@ def config_show(
     for column in ("key", "value", "from"):
         table.add_column(column)
     for key, source in where.items():
-        value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
+        value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
         table.add_row(key, str(value), source)
     out.print(table)
 
