@@ -35,3 +35,7 @@ class InvalidModelOutputError(GenreAgentError):
 
 class ContextLengthError(GenreAgentError):
     """A prompt does not fit the model's context window even after trimming."""
+
+
+class DataDirError(GenreAgentError):
+    """A file in the data directory is corrupted, or the directory cannot be written."""

@@ -6,8 +6,11 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
-from genre_agent.errors import UnknownUserError
+from genre_agent.errors import DataDirError, UnknownUserError
 from genre_agent.llm.backends import Backend, make_backend
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import rank
@@ -49,8 +52,13 @@ class BuildReport:
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock between processes building into the same data directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("w")
+    except OSError as exc:
+        raise DataDirError(f"cannot write the data directory ({exc}): make it writable, or set "
+                           "GENRE_AGENT_DATA_DIR (or --data-dir) to a writable folder.") from exc
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -60,7 +68,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 def catalog_key(catalog: Catalog) -> str:
     """Stable per catalog folder, so two folders with the same name do not share artifacts."""
-    return f"{catalog.name}-{hashlib.sha256(str(catalog.root).encode()).hexdigest()[:6]}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", catalog.name).lstrip(".")  # a file name, never a path
+    return f"{name}-{hashlib.sha256(str(catalog.root).encode()).hexdigest()[:6]}"
 
 
 def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: str, root: Path,
@@ -72,8 +81,13 @@ def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: s
     target = root / key
     model = make_cf(model_name)
     if (target / "done.json").is_file():
-        model.load(target)
-        return model, False
+        try:
+            model.load(target)
+            return model, False
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated or tampered
+            warnings.warn(f"{target}: the saved {model_name} model is unreadable ({exc}); training it again.",
+                          stacklevel=2)
+            model = make_cf(model_name)
     if progress:
         progress(f"training {model_name}", 0, 1)
     model.fit(matrix.matrix)
@@ -216,11 +230,23 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
     started = time.perf_counter()
     key = catalog_key(catalog)
     data = settings.data_dir
+    from chromadb.errors import ChromaError
+
     with _locked(data / "locks" / f"{key}.lock"):
-        client = make_client(data / "chroma", settings.chroma.host, settings.chroma.port)
-        index = VectorIndex(client, key)
-        report = index.sync(catalog.items, catalog.items_fingerprint(),
-                            (lambda d, t: progress("embedding items", d, t)) if progress else None)
+        store = data / "chroma"
+        try:
+            client = make_client(store, settings.chroma.host, settings.chroma.port)
+            index = VectorIndex(client, key)
+            report = index.sync(catalog.items, catalog.items_fingerprint(),
+                                (lambda d, t: progress("embedding items", d, t)) if progress else None)
+        except ChromaError as exc:
+            if not settings.chroma.host and not os.access(store, os.W_OK):
+                raise DataDirError(f"The vector store {store} is not writable ({exc}): make it writable, or set "
+                                   "GENRE_AGENT_DATA_DIR (or --data-dir) to a writable copy.") from exc
+            where = f"the folder {store} (`rm -r {store}`)" if not settings.chroma.host else \
+                f"this catalog's collections on the Chroma server {settings.chroma.host}"
+            raise DataDirError(f"The vector store cannot be read ({type(exc).__name__}: {exc}). Delete {where}; "
+                               "the next run rebuilds it (every catalog is embedded again).") from exc
         matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
         cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
                                         progress)

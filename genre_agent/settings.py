@@ -13,6 +13,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -210,3 +211,23 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         return cls(**nested)  # init values win; nested sections are deep-merged with the other sources
     except ValidationError as exc:
         raise ConfigError(f"Invalid settings ({config or 'genre-agent.toml / env'}): {exc}") from exc
+    except SettingsError as exc:  # an env var of a table or list setting that is not JSON
+        raise ConfigError(f"{exc} ({_json_hint()}).") from exc
+
+
+def _json_hint() -> str:
+    """Which GENRE_AGENT_* variables hold something other than the JSON their setting needs."""
+    import json
+    import typing
+
+    sections = _sections()
+    structured = {f"{name}.{sub}" for name, model in sections.items() for sub, f in model.model_fields.items()
+                  if typing.get_origin(f.annotation) in (dict, list)}
+    bad = []
+    for key, value in env_values().items():
+        try:
+            json.loads(value)
+        except ValueError:
+            if key in structured:
+                bad.append(f"GENRE_AGENT_{key.upper().replace('.', '__')}={value!r} is not JSON")
+    return "; ".join(bad) + ". Tables and lists take JSON, e.g. GENRE_AGENT_RULES__WHERE='{\"language\": \"en\"}'"

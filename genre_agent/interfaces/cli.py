@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from genre_agent.errors import GenreAgentError
 
@@ -89,7 +90,7 @@ def recommend(
         with _progress() as report:
             rec = Recommender.open(settings, progress=report)
         for line in rec.catalog.report.lines():
-            err.print(f"[dim]catalog cleaning: {line}[/]")
+            err.print(f"[dim]catalog cleaning: {escape(line)}[/]")
         if rec.catalog.interactions.empty:
             err.print("[dim]note: this catalog has no interactions, so CF is skipped; candidates come from "
                       "text similarity to the query.[/]")
@@ -106,14 +107,14 @@ def recommend(
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         return
-    table = Table(title=f"{len(result.recommendations)} for user {user or '(new)'}"
-                        + (f' — "{query}"' if query else ""), show_lines=False)
+    table = Table(title=escape(f"{len(result.recommendations)} for user {user or '(new)'}"
+                               + (f' — "{query}"' if query else "")), show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("title")
     table.add_column("reason")
     table.add_column("fused", justify="right")
     for r in result.recommendations:
-        table.add_row(str(r.rank), r.title, r.reason, f"{r.scores.fused:.2f}")
+        table.add_row(str(r.rank), Text(r.title), Text(r.reason), f"{r.scores.fused:.2f}")
     out.print(table)
     t = result.timings_ms
     note = " (fallback: retrieval order, reasons from evidence)" if result.fallback else ""
@@ -206,10 +207,10 @@ def index(
         _fail(exc)
         return
     for line in cat.report.lines():
-        err.print(f"catalog cleaning: {line}")
+        err.print(f"catalog cleaning: {line}", markup=False)
     cf = (f"CF {'trained' if built.cf_trained else 'reused'} ({settings.retrieval.cf_model})"
           if len(cat.interactions) else "no interactions: CF and popularity skipped, retrieval is by text only")
-    out.print(f"{cat.name}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
+    out.print(f"{escape(cat.name)}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
               f"{cat.interactions.user_id.nunique()} users; embedded {built.embedded}, reused {built.reused}; "
               f"{cf}; {built.seconds:.1f} s")
 
@@ -301,7 +302,7 @@ def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")]
         return
     for path in prompts.files().values():
         out.rule(str(path))
-        out.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+        out.print(path.read_text(encoding="utf-8", errors="replace"), markup=False, highlight=False)
 
 
 @prompts_app.command("check")
@@ -314,7 +315,7 @@ def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")
         typer.echo(str(problem))
     if problems:
         raise typer.Exit(1)
-    err.print(f"{path}: ok")
+    err.print(f"{path}: ok", markup=False)
 
 
 @prompts_app.command("render")
@@ -357,7 +358,7 @@ def prompts_init(
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
     if directory.exists() and any(directory.iterdir()):
-        err.print(f"[bold red]error:[/] {directory} exists and is not empty; choose a new folder.")
+        err.print(f"[bold red]error:[/] {escape(str(directory))} exists and is not empty; choose a new folder.")
         raise typer.Exit(2)
     try:
         source = Prompts(resolve_prompts_dir(name))
@@ -406,7 +407,7 @@ def config_show(
         table.add_column(column)
     for key, source in where.items():
         value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
-        table.add_row(key, str(value), source)
+        table.add_row(key, Text(str(value)), Text(source))
     out.print(table)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.data.resources import shipped_dir
@@ -15,6 +18,50 @@ from genre_agent.errors import TemplateError
 
 REQUIRED = ("system.j2", "rank.j2", "understand_system.j2", "understand.j2")
 OPTIONAL = ("score.j2",)
+
+
+MAX_LOOP_STEPS = 1_000_000  # range() steps of one render; a template looping longer is stopped
+MAX_REPEAT = 1_000_000  # longest string or list a template may build with * (and no ** over this)
+_steps: ContextVar[list[int]] = ContextVar("template_loop_steps")
+
+
+class _CountedRange:
+    """`range` in templates: the sandbox's size limit, and every step counted against the render's budget."""
+
+    def __init__(self, *args: int) -> None:
+        self._range = safe_range(*args)
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __iter__(self) -> Iterator[int]:
+        budget = _steps.get(None)
+        for i in self._range:
+            if budget is not None:
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise SecurityError(f"the template ran over {MAX_LOOP_STEPS:,} loop steps")
+            yield i
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, plus limits on loops and on what `*` and `**` may build, so a template cannot hang or
+    exhaust memory."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _CountedRange
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError(f"the template raises to the power {right}; the sandbox allows up to 64")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise SecurityError(f"the template builds a sequence over {MAX_REPEAT:,} long")
+        return super().call_binop(context, operator, left, right)
 
 
 class Profile(BaseModel):
@@ -83,7 +130,7 @@ class Prompts:
         self.directory = directory
         self.chain = search_path(directory)
         self.profile = load_profile(directory)
-        self.env = SandboxedEnvironment(
+        self.env = _BoundedEnvironment(
             loader=jinja2.FileSystemLoader([str(d) for d in self.chain]),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -113,6 +160,7 @@ class Prompts:
 
     def render(self, name: str, **variables: Any) -> str:
         path = self.path_of(name)
+        token = _steps.set([MAX_LOOP_STEPS])
         try:
             return self.env.get_template(name).render(**variables).strip()
         except jinja2.TemplateSyntaxError as exc:
@@ -122,8 +170,14 @@ class Prompts:
                                 f"See the variable list at the top of {name}.") from exc
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(f"{path}: template not found.") from exc
-        except jinja2.exceptions.SecurityError as exc:
-            raise TemplateError(f"{path}: blocked by the sandbox: {exc}") from exc
+        except (SecurityError, OverflowError) as exc:  # OverflowError: the sandbox's range() limit
+            raise TemplateError(f"{path}:{_line_of(exc, path)}: blocked by the sandbox: {exc}") from exc
+        except RecursionError as exc:
+            raise TemplateError(f"{path}: a macro calls itself without end") from exc
+        except UnicodeDecodeError as exc:
+            raise TemplateError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from exc
+        finally:
+            _steps.reset(token)
 
     def messages(self, **variables: Any) -> list[dict[str, str]]:
         """The chat messages of a ranking request: static system prompt first, the request last."""

@@ -56,8 +56,17 @@ def _names_used(tree: nodes.Template) -> dict[str, int]:
     return used
 
 
+def _source_line(data: bytes, offset: int) -> int:
+    """The line number of a byte offset."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def _check_template(env: jinja2.Environment, path: Path, name: str, headers: bool = True) -> list[Problem]:
-    source = path.read_text(encoding="utf-8")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return [Problem(path, _source_line(path.read_bytes(), exc.start), f"not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start}); save the file as UTF-8")]
     try:
         tree = env.parse(source, name, str(path))
     except jinja2.TemplateSyntaxError as exc:
