@@ -24,7 +24,7 @@ from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import rank
 from genre_agent.retrieval.candidates import Retriever, Rules
 from genre_agent.retrieval.cf import CFModel, make_cf
-from genre_agent.retrieval.index import VectorIndex, make_client
+from genre_agent.retrieval.index import VectorIndex, make_client, remove_orphans
 from genre_agent.schemas import Candidate, Recommendation, Recommendations, Timings
 from genre_agent.settings import Settings
 
@@ -239,6 +239,8 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
             index = VectorIndex(client, key)
             report = index.sync(catalog.items, catalog.items_fingerprint(),
                                 (lambda d, t: progress("embedding items", d, t)) if progress else None)
+            if report.rebuilt and not settings.chroma.host:
+                remove_orphans(store)
         except ChromaError as exc:
             if not settings.chroma.host and not os.access(store, os.W_OK):
                 raise DataDirError(f"The vector store {store} is not writable ({exc}): make it writable, or set "

@@ -40,8 +40,8 @@ class BackendSettings(_Section):
     timeout_s: float = 120.0
     retries: int = Field(1, ge=0, le=5, description="re-asks after an invalid answer, then fallback")
     reason_max_chars: int = Field(140, ge=40, le=400)
-    n_ctx: int = 8192
-    threads: int = 2
+    n_ctx: int = Field(8192, ge=512, description="llamacpp: context window in tokens")
+    threads: int = Field(2, ge=1, le=512, description="llamacpp: CPU threads")
     seed: int = 0
 
 

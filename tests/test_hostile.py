@@ -101,6 +101,13 @@ def test_rules_where_that_is_not_json(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+@pytest.mark.parametrize("key", ["n_ctx", "threads"])
+def test_negative_context_or_threads(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    monkeypatch.setenv(f"GENRE_AGENT_BACKEND__{key.upper()}", "-4")
+    with pytest.raises(ConfigError, match=key):
+        load_settings()
+
+
 # -- point 6: templates ---------------------------------------------------------------------------------------
 def test_a_non_utf8_template(tmp_path: Path) -> None:
     code, _, _ = _cli("prompts", "init", str(tmp_path / "mine"))

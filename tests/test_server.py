@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,10 +30,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(data: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def _start(data: Path, *args: str, env: dict[str, str] | None = None,
+           catalog: Path = TINY) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--catalog", str(TINY),
+        [sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--catalog", str(catalog),
          "--data-dir", str(data), "--backend", "fake", "--port", str(port), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, "GENRE_AGENT_K": "2", **(env or {})},
@@ -249,3 +251,30 @@ def test_sigterm_stops_the_server(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it shut down
     assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+
+
+def test_a_rebuilt_index_is_picked_up_without_downtime(tmp_path: Path, tiny_dir: Path) -> None:
+    """Issue 13.4: `serve`, edit one title, `genre-agent index` -> every request was a 500 until restart, and
+    each rebuild left an orphan Chroma folder."""
+    from typer.testing import CliRunner
+
+    from genre_agent.interfaces.cli import app
+
+    data = tmp_path / "data"
+    proc, base = _start(data, catalog=tiny_dir)
+    try:
+        asked = {"messages": [{"role": "user", "content": "something funny"}]}
+        assert httpx.post(f"{base}/v1/chat/completions", json=asked, timeout=60).status_code == 200
+        items = tiny_dir / "items.csv"
+        items.write_text(items.read_text().replace("Laugh Riot (1995)", "Laugh Riot Redux (1995)"))
+        rebuilt = CliRunner().invoke(app, ["index", "--catalog", str(tiny_dir), "--data-dir", str(data)])
+        assert rebuilt.exit_code == 0 and "embedded 1, reused 5" in rebuilt.stdout
+        after = httpx.post(f"{base}/v1/chat/completions", json=asked, timeout=60)
+        assert after.status_code == 200 and "Laugh Riot" in after.json()["choices"][0]["message"]["content"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    folders = {p.name for p in (data / "chroma").iterdir() if p.is_dir()}
+    with sqlite3.connect(data / "chroma" / "chroma.sqlite3") as db:
+        live = {row[0] for row in db.execute("SELECT id FROM segments")}
+    assert folders and folders <= live  # no orphan folder

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from genre_agent.retrieval.embedding import MiniLMEmbeddingFunction
 POINTERS = "genre_agent_pointers"
 BATCH = 256
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +52,32 @@ def make_client(path: Path, host: str | None = None, port: int = 8000) -> object
             ) from exc
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def remove_orphans(path: Path) -> list[str]:
+    """Delete the segment folders of an embedded Chroma store that no collection uses any more (Chroma keeps
+    them when a collection is deleted, and a crashed build leaves them). Returns the names removed; does
+    nothing when the store's layout is not the one known (a newer Chroma)."""
+    import shutil
+    import sqlite3
+
+    db = path / "chroma.sqlite3"
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            live = {row[0] for row in conn.execute("SELECT id FROM segments")}
+    except sqlite3.Error:
+        return []
+    removed = []
+    for folder in path.iterdir():
+        if folder.is_dir() and _UUID.fullmatch(folder.name) and folder.name not in live:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _text_hash(text: str) -> str:
@@ -165,19 +192,28 @@ class VectorIndex:
     def embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.embedding(texts), dtype=np.float32)
 
+    def _read(self, query: Callable[[Any], T]) -> T:
+        """Run a read on the active collection. When it fails because a rebuild (another process) swapped
+        collections and dropped the one this reader had open, follow the pointer to the new one and retry."""
+        from chromadb.errors import ChromaError
+
+        try:
+            return query(self.collection)
+        except ChromaError:
+            self._collection = None
+            return query(self.collection)
+
     def vectors(self, item_ids: list[str]) -> np.ndarray:
         """Stored embeddings of the given items, in the given order (zeros for unknown ids)."""
         if not item_ids:
             return np.zeros((0, 384), dtype=np.float32)
-        got = self.collection.get(ids=item_ids, include=["embeddings"])  # type: ignore[attr-defined]
+        got = self._read(lambda c: c.get(ids=item_ids, include=["embeddings"]))
         found = dict(zip(got["ids"], got["embeddings"], strict=False))
         return np.array([found.get(i, np.zeros(384)) for i in item_ids], dtype=np.float32)
 
     def nearest(self, vector: np.ndarray, n: int) -> dict[str, float]:
         """Up to n items most similar to `vector`, as item_id -> cosine similarity."""
-        count = self.collection.count()  # type: ignore[attr-defined]
-        res = self.collection.query(  # type: ignore[attr-defined]
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=min(n, count),
-            include=["distances"],
-        )
+        query = np.asarray(vector, dtype=np.float32)
+        res = self._read(lambda c: c.query(query_embeddings=[query], n_results=min(n, c.count()),
+                                           include=["distances"]))
         return {i: 1.0 - float(d) for i, d in zip(res["ids"][0], res["distances"][0], strict=False)}
