@@ -114,11 +114,11 @@ def test_a_client_that_disconnects_cancels_its_turn(agent: Agent, backend: Gated
         _wait(lambda: not turns.running)
         state = agent.session(session)
         assert state.liked == [] and state.shown == []
-        assert agent.store.for_user(agent.recommender.catalog.name, state.feedback_key) == {}
+        assert agent.store.for_user(agent.catalog_info().name, state.feedback_key) == {}
         finished = _chat(base, "I loved Star Quest", session)  # the same turn, not abandoned, commits
         assert finished.status_code == 200
         assert agent.session(session).liked == ["1"]
-        assert agent.store.for_user(agent.recommender.catalog.name, state.feedback_key) == {"1": "like"}
+        assert agent.store.for_user(agent.catalog_info().name, state.feedback_key) == {"1": "like"}
 
 
 def test_a_turn_past_the_deadline_is_cancelled_with_503(agent: Agent, backend: GatedBackend) -> None:
