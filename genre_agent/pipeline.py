@@ -16,7 +16,7 @@ from pathlib import Path
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import UnknownUserError
-from genre_agent.llm.backends import Backend, make_backend
+from genre_agent.llm.backends import Backend, backend_class, make_backend
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import rank
 from genre_agent.retrieval.candidates import Retriever, Rules
@@ -142,15 +142,7 @@ class Recommender:
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""
-        b = self.settings.backend
-        if b.name == "llamacpp":
-            from genre_agent.llm.backends.llamacpp import count_chat_tokens
-            from genre_agent.llm.models import resolve_model
-
-            name, path = resolve_model(b.model, self.settings.data_dir / "models")
-            return count_chat_tokens(path, messages), f"{name} tokenizer, chat template included"
-        words = sum(len(m["content"].split()) for m in messages)
-        return round(words * 1.3), f"estimate (words x 1.3): the {b.name} backend's tokenizer is not local"
+        return backend_class(self.settings.backend.name).count_tokens(self.settings, messages)
 
     def _prepare(self, user_id: str | None, query: str | None, k: int, rules: Rules | None,
                  liked: list[str] | None, anchors: list[str] | None, allow_popular: bool, prompts: Prompts
@@ -168,7 +160,7 @@ class Recommender:
         if not view.liked and query is None and not anchors and not allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
         n = max(self.settings.retrieval.candidates, k)
-        max_chars = prompts.reason_max_chars(self.settings.backend.reason_max_chars)
+        max_chars = prompts.reason_max_chars(self.settings.ranking.reason_max_chars)
         candidates = self.retriever.candidates(view, query, rules, n, max_chars, anchors)
         t_retrieved = time.perf_counter()
         noun = self.catalog.spec
@@ -192,10 +184,10 @@ class Recommender:
                                                           templates)
         query = (query or "").strip() or None
         t_prompt = time.perf_counter()
-        b = self.settings.backend
-        max_chars = templates.reason_max_chars(b.reason_max_chars)
-        outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
-                       reason_max_chars=max_chars, max_tokens=b.max_tokens)
+        policy = self.settings.ranking
+        max_chars = templates.reason_max_chars(policy.reason_max_chars)
+        outcome = rank(self.backend, messages, candidates, k, retries=policy.retries,
+                       reason_max_chars=max_chars, max_tokens=policy.max_tokens)
         by_id = {c.item_id: c for c in candidates}
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]

@@ -92,7 +92,7 @@ def test_beyond_accuracy_known_answers() -> None:
 def test_llm_method_falls_back_to_exactly_the_hybrid_order_and_counts_hallucinations(
         small_movielens: Path, tmp_path: Path) -> None:
     settings = load_settings(catalog=str(small_movielens), data_dir=tmp_path / "data",
-                             **{"backend.name": "fake", "backend.retries": 1})
+                             **{"backend.name": "fake", "ranking.retries": 1})
     catalog = load_catalog(settings.catalog)
     from genre_agent.pipeline import build
 

@@ -230,7 +230,7 @@ class Agent:
 
     def _why(self, state: SessionState, item_id: str) -> Reply:
         view = self.recommender.retriever.user_view(state.user_id, state.liked)
-        max_chars = self.recommender.prompts.reason_max_chars(self.settings.backend.reason_max_chars)
+        max_chars = self.recommender.prompts.reason_max_chars(self.settings.ranking.reason_max_chars)
         c: Candidate = self.recommender.retriever.describe(view, item_id, state.query, max_chars)
         state.focus = item_id
         genres = ", ".join(c.genres) or "no genre listed"

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError
+from genre_agent.llm.backends.base import Backend, Completion, Message, Wrapper
 from genre_agent.llm.ranking import rank
 from genre_agent.llm.scoring import verbalizer_scores
 from genre_agent.retrieval.candidates import Retriever, UserView, minmax
@@ -33,6 +34,7 @@ from genre_agent.schemas import Candidate, HistoryItem
 from genre_agent.settings import Settings
 
 N_NEG = 19
+SECRETS: dict[str, Any] = {"backend": {"openai": {"api_key"}, "langchain": {"api_key"}}}
 LLM_METHODS = ("llm", "llm-score", "llm-fused")
 METHODS = ("random", "pop", "itemknn", "ease", "als", "vector", "hybrid", *LLM_METHODS)
 
@@ -246,12 +248,12 @@ class LLMStats:
                 "latency_p50_s": float(np.percentile(lat, 50)), "latency_p95_s": float(np.percentile(lat, 95))}
 
 
-class _RecordingBackend:
+class _RecordingBackend(Wrapper):
     """Wraps a backend: caches answers by prompt hash and records every call of the current request."""
 
-    def __init__(self, backend: Any, cache_dir: Path | None) -> None:
-        self.backend, self.cache_dir = backend, cache_dir
-        self.name, self.model = backend.name, backend.model
+    def __init__(self, backend: Backend, cache_dir: Path | None) -> None:
+        super().__init__(backend)
+        self.cache_dir = cache_dir
         self.calls: list[tuple[str, float, int, int]] = []
 
     def _cached(self, key_parts: list[Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -269,20 +271,18 @@ class _RecordingBackend:
             tmp.replace(path)
         return data
 
-    def complete(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, max_tokens: int) -> Any:
-        from genre_agent.llm.backends import Completion
-
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         def ask() -> dict[str, Any]:
-            c = self.backend.complete(messages, schema, max_tokens)
+            c = self.inner.complete(messages, schema, max_tokens)
             return {"text": c.text, "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
 
         data = self._cached([messages, schema], ask)
         self.calls.append((data["text"], data["seconds"], data["prompt_tokens"], data["completion_tokens"]))
         return Completion(data["text"], data["prompt_tokens"], data["completion_tokens"])
 
-    def option_logprobs(self, messages: list[dict[str, str]], options: list[str]) -> list[float]:
-        data = self._cached([messages, options], lambda: {"logprobs": self.backend.option_logprobs(messages,
-                                                                                                   options)})
+    def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
+        data = self._cached([messages, options], lambda: {"logprobs": self.inner.option_logprobs(messages,
+                                                                                                 options)})
         self.calls.append(("", data["seconds"], 0, 0))
         return list(data["logprobs"])
 
@@ -321,7 +321,7 @@ def user_requests(scorer: Scorer, index: Any) -> Iterator[UserRequest]:
         fused = np.zeros(len(items))
         fused[col_of[order]] = hybrid[n, order]
         candidates = retriever._describe(col_of[order], view, fused, None, None,
-                                         retriever._profile(liked), None, settings.backend.reason_max_chars)
+                                         retriever._profile(liked), None, settings.ranking.reason_max_chars)
         yield UserRequest(n, order, history, candidates)
 
 
@@ -339,11 +339,11 @@ def llm_sampled_scores(scorer: Scorer, backend: Any, prompts: Any, index: Any,
     for req in user_requests(scorer, index):
         candidates = req.candidates
         messages = prompts.messages(item_noun=spec.item_noun, item_noun_plural=spec.item_noun_plural, k=k,
-                                    reason_max_chars=settings.backend.reason_max_chars, history=req.history,
+                                    reason_max_chars=settings.ranking.reason_max_chars, history=req.history,
                                     candidates=candidates, query=None, rules=[])
         recorder.calls.clear()
-        outcome = rank(recorder, messages, candidates, k, retries=settings.backend.retries,
-                       reason_max_chars=settings.backend.reason_max_chars, max_tokens=settings.backend.max_tokens)
+        outcome = rank(recorder, messages, candidates, k, retries=settings.ranking.retries,
+                       reason_max_chars=settings.ranking.reason_max_chars, max_tokens=settings.ranking.max_tokens)
         first = recorder.calls[0][0]
         ids = {c.item_id for c in candidates}
         try:
@@ -536,7 +536,7 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
         "catalog": catalog.name, "commit": git_commit(), "seconds": round(time.perf_counter() - started, 1),
         "config": {"methods": list(config.methods), "protocols": list(config.protocols), "users": len(pos),
                    "seed": config.seed, "ks": list(config.ks), "candidates": N_NEG + 1,
-                   "settings": settings.model_dump(mode="json", exclude={"backend": {"api_key"}})},
+                   "settings": settings.model_dump(mode="json", exclude=SECRETS)},
         "split": split.info, "results": results, "tuning": tuning,
         "notes": ["RMSE/MAE: not reported, no method here predicts ratings (all rank implicit positives).",
                   "llm: sampled protocol only (ranking all ~9.7k items with an LLM is not feasible)."],
@@ -560,8 +560,9 @@ def llm_method(method: str, scorer: Scorer, parts: LLMParts, index: Any, config:
         return S, stats.summary()
 
     def score(s: Scorer, step: str = "llm-score users") -> tuple[np.ndarray, LLMStats]:
-        if not hasattr(backend, "option_logprobs"):
-            raise ConfigError(f"{method} reads next-token probabilities: use the llamacpp (or fake) backend.")
+        if not backend.capabilities.logprobs:
+            raise ConfigError(f"{method} reads next-token probabilities, which the {backend.name} backend "
+                              "cannot: use the llamacpp (or fake) backend.")
         return verbalizer_matrix(s, backend, prompts, index, cache_dir, config.permutations, report(step))
 
     if "llm-score" not in scorer.cache:
@@ -580,7 +581,7 @@ def llm_method(method: str, scorer: Scorer, parts: LLMParts, index: Any, config:
     return rank_fusion(scorer.scores("hybrid"), llm, weight), {**extra, "weight_llm": weight}
 
 
-def _backend(settings: Settings) -> Any:
+def _backend(settings: Settings) -> Backend:
     from genre_agent.llm.backends import make_backend
 
     return make_backend(settings)

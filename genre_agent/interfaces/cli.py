@@ -401,7 +401,7 @@ def config_show(
     for column in ("key", "value", "from"):
         table.add_column(column)
     for key, source in where.items():
-        value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
+        value = "(secret)" if key.endswith(".api_key") and values.get(key) else values.get(key)
         table.add_row(key, str(value), source)
     out.print(table)
 

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 
-from genre_agent.llm.backends import Scoring
+from genre_agent.llm.backends import Backend
 from genre_agent.llm.prompts import Prompts
 from genre_agent.schemas import Candidate
 
 LABELS = string.ascii_uppercase
 
 
-def verbalizer_scores(backend: Scoring, prompts: Prompts, candidates: list[Candidate], permutations: int,
+def verbalizer_scores(backend: Backend, prompts: Prompts, candidates: list[Candidate], permutations: int,
                       seed: int, **variables: Any) -> np.ndarray:
     """Mean label log-probability of each candidate (in the given order) over `permutations` orders."""
     if len(candidates) > len(LABELS):
