@@ -18,7 +18,7 @@ from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import UnknownUserError
 from genre_agent.llm.backends import Backend, backend_class, make_backend
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
-from genre_agent.llm.ranking import rank
+from genre_agent.llm.ranking import rank, ranking_context
 from genre_agent.retrieval.candidates import Retriever, Rules
 from genre_agent.retrieval.cf import CFModel, make_cf
 from genre_agent.retrieval.index import VectorIndex, make_client
@@ -163,12 +163,10 @@ class Recommender:
         max_chars = prompts.reason_max_chars(self.settings.ranking.reason_max_chars)
         candidates = self.retriever.candidates(view, query, rules, n, max_chars, anchors)
         t_retrieved = time.perf_counter()
-        noun = self.catalog.spec
-        messages = prompts.messages(
-            item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
-            reason_max_chars=max_chars, history=view.history, candidates=candidates,
+        messages = prompts.messages(ranking_context(
+            self.catalog.spec, k=k, reason_max_chars=max_chars, history=view.history, candidates=candidates,
             query=query, rules=rules.describe(),
-        )
+        ))
         return candidates, messages, t_retrieved
 
     def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
