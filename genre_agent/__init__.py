@@ -10,7 +10,6 @@ from genre_agent.errors import (
     CatalogError,
     ConfigError,
     GenreAgentError,
-    InvalidModelOutputError,
     TemplateError,
     UnknownUserError,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "CatalogError",
     "ConfigError",
     "GenreAgentError",
-    "InvalidModelOutputError",
     "Recommendation",
     "Recommendations",
     "Recommender",
