@@ -70,3 +70,16 @@ def test_no_import_cycle_between_modules() -> None:
     graph = import_graph()
     assert "genre_agent.llm.prompts" in graph and graph["genre_agent.pipeline"]  # the graph was read
     assert cycles(graph) == []
+
+
+def test_no_import_cycle_between_stages() -> None:
+    """data, retrieval, llm, chat, eval, interfaces and the top-level modules depend on each other one way."""
+    def stage(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 2 else module
+
+    graph: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        graph.setdefault(stage(module), set()).update(stage(t) for t in targets if stage(t) != stage(module))
+    assert {"data", "retrieval", "llm", "chat", "eval", "interfaces"} <= set(graph)
+    assert cycles(graph) == []

@@ -16,7 +16,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from genre_agent.errors import BackendUnavailableError, ConfigError
-from genre_agent.llm.backends import BACKENDS, FakeBackend, OutputMode, backend_class, make_backend
+from genre_agent.llm.backends import BACKENDS, Backend, FakeBackend, OutputMode, backend_class, make_backend
 from genre_agent.llm.backends.langchain import LangChainBackend
 from genre_agent.llm.backends.openai_compat import OpenAIBackend
 from genre_agent.llm.models import MODELS, ModelSpec, resolve_model
@@ -52,6 +52,8 @@ def test_registry_covers_every_configurable_backend_and_its_options() -> None:
         assert cls.name == name
         if name in BackendSettings.model_fields:  # a backend with options has its own settings section
             assert BackendSettings.model_fields[name].annotation is cls.Options
+        exact = cls.count_tokens.__func__ is not Backend.count_tokens.__func__  # type: ignore[attr-defined]
+        assert cls.capabilities.local_tokenizer == exact
     with pytest.raises(ConfigError, match="choose one of llamacpp, openai"):
         backend_class("ollama")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from genre_agent.errors import TemplateError
-from genre_agent.llm.contexts import RankingContext
-from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.contexts import CONTEXT_OF, RankingContext, UnderstandingSystemContext
+from genre_agent.llm.prompts import OPTIONAL, REQUIRED, Prompts, header, resolve_prompts_dir
 from genre_agent.schemas import HistoryItem
 
 from helpers import CANDIDATES
@@ -103,3 +103,22 @@ def test_missing_template_or_unknown_set(tmp_path: Path) -> None:
         resolve_prompts_dir(str(tmp_path))
     with pytest.raises(TemplateError, match="default"):
         resolve_prompts_dir("no-such-set")
+
+
+def test_every_template_has_one_context_whose_fields_are_documented_and_sampled() -> None:
+    assert set(CONTEXT_OF) == set(REQUIRED) | set(OPTIONAL)
+    for context in set(CONTEXT_OF.values()):
+        for name, field in context.model_fields.items():
+            assert field.description and field.examples, (context.__name__, name)
+        assert set(context.sample().variables()) == context.names()
+    shipped = Prompts(resolve_prompts_dir("default")).files()
+    for context in set(CONTEXT_OF.values()):  # the shipped headers document every variable the code passes
+        doc = " ".join(header(shipped[name].read_text(encoding="utf-8")) for name in context.templates)
+        assert all(var in doc for var in context.names()), context.__name__
+
+
+def test_a_template_renders_only_with_its_own_context() -> None:
+    prompts = Prompts(resolve_prompts_dir("default"))
+    assert "Sci-Fi" in prompts.render("understand_system.j2", UnderstandingSystemContext(genres=["Sci-Fi"]))
+    with pytest.raises(TypeError, match="rank.j2 receives a RankingContext"):
+        prompts.render("rank.j2", UnderstandingSystemContext(genres=["Sci-Fi"]))

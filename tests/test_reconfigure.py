@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import ConfigError
 from genre_agent.interfaces.cli import app
+from genre_agent.interfaces.template_check import check
 from genre_agent.llm.backends import FakeBackend
-from genre_agent.llm.template_check import check
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
 
