@@ -15,12 +15,14 @@ from genre_agent.errors import (
 )
 
 _LAZY = {
-    "Agent": "agent",
-    "Reply": "agent",
+    "Agent": "chat.agent",
+    "Filters": "filters",
+    "Reply": "chat.agent",
+    "RecommendRequest": "schemas",
     "Recommender": "pipeline",
-    "Rules": "candidates",
     "Recommendation": "schemas",
     "Recommendations": "schemas",
+    "Run": "pipeline",
     "Settings": "settings",
     "load_settings": "settings",
 }
@@ -30,12 +32,14 @@ __all__ = [
     "BackendUnavailableError",
     "CatalogError",
     "ConfigError",
+    "Filters",
     "GenreAgentError",
+    "RecommendRequest",
     "Recommendation",
     "Recommendations",
     "Recommender",
     "Reply",
-    "Rules",
+    "Run",
     "Settings",
     "TemplateError",
     "UnknownUserError",

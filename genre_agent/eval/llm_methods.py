@@ -31,7 +31,7 @@ from genre_agent.llm.backends.base import Backend, Completion, Message, Wrapper
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank, ranking_context
 from genre_agent.llm.scoring import verbalizer_scores
-from genre_agent.retrieval.candidates import HISTORY_ITEMS, Retriever, Rules, UserView
+from genre_agent.retrieval.candidates import HISTORY_ITEMS, Retriever, UserView
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.schemas import Candidate, HistoryItem
 from genre_agent.settings import Settings
@@ -147,7 +147,7 @@ def llm_sampled_scores(scorer: Scorer, backend: Backend, prompts: Prompts, index
     S = np.full((len(scorer.rows), len(split.items)), -np.inf)
     policy = settings.ranking
     max_chars = prompts.reason_max_chars(policy.reason_max_chars)
-    rules = Rules(**settings.rules.model_dump()).describe()  # a served request without filters of its own
+    rules = settings.rules.describe(for_prompt=True)  # as served to a request without filters of its own
     for req in user_requests(scorer, index, max_chars):
         candidates = req.candidates
         context = ranking_context(catalog.spec, k=min(settings.k, N_NEG + 1), reason_max_chars=max_chars,
