@@ -20,7 +20,7 @@ from genre_agent.interfaces.cli import app
 from genre_agent.interfaces.repl import Repl
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.prompts import Prompts
-from genre_agent.llm.template_check import check
+from genre_agent.interfaces.template_check import check
 from genre_agent.settings import load_settings
 
 from conftest import TINY, tiny_settings

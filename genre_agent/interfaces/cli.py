@@ -305,7 +305,7 @@ def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")]
 @prompts_app.command("check")
 def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Validate syntax, variables and the answer form; print file:line: message for each problem."""
-    from genre_agent.llm.template_check import check
+    from genre_agent.interfaces.template_check import check
 
     problems = check(path)
     for problem in problems:
