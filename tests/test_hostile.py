@@ -18,9 +18,9 @@ from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import CatalogError, ConfigError, TemplateError
 from genre_agent.interfaces.cli import app
 from genre_agent.interfaces.repl import Repl
+from genre_agent.interfaces.template_check import check
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.prompts import Prompts
-from genre_agent.interfaces.template_check import check
 from genre_agent.settings import load_settings
 
 from conftest import TINY, tiny_settings

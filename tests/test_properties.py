@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from genre_agent.chat.agent import Agent
 from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import GenreAgentError
-from genre_agent.llm.backends import FakeBackend
 from genre_agent.interfaces.template_check import check
+from genre_agent.llm.backends import FakeBackend
 from genre_agent.settings import known_keys, load_settings
 
 from conftest import TINY, tiny_settings
