@@ -27,7 +27,3 @@ class TemplateError(GenreAgentError):
 
 class BackendUnavailableError(GenreAgentError):
     """The LLM backend cannot be loaded or reached (model file, package, server)."""
-
-
-class InvalidModelOutputError(GenreAgentError):
-    """The model's answer failed validation; the message is what is fed back on a re-ask."""

@@ -17,9 +17,9 @@ from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import UnknownUserError
 from genre_agent.filters import Filters
-from genre_agent.llm.backends import Backend, make_backend
+from genre_agent.llm.backends import Backend, backend_class, make_backend
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
-from genre_agent.llm.ranking import rank
+from genre_agent.llm.ranking import rank, ranking_context
 from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, make_cf
 from genre_agent.retrieval.index import VectorIndex, make_client
@@ -165,15 +165,7 @@ class Recommender:
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""
-        b = self.settings.backend
-        if b.name == "llamacpp":
-            from genre_agent.llm.backends.llamacpp import count_chat_tokens
-            from genre_agent.llm.models import resolve_model
-
-            name, path = resolve_model(b.model, self.settings.data_dir / "models")
-            return count_chat_tokens(path, messages), f"{name} tokenizer, chat template included"
-        words = sum(len(m["content"].split()) for m in messages)
-        return round(words * 1.3), f"estimate (words x 1.3): the {b.name} backend's tokenizer is not local"
+        return backend_class(self.settings.backend.name).count_tokens(self.settings, messages)
 
     # -- what the chat needs to know about the catalog ---------------------------------
     def catalog_info(self) -> CatalogInfo:
@@ -206,7 +198,7 @@ class Recommender:
 
     # -- answering -----------------------------------------------------------------------
     def _reason_max_chars(self, templates: Prompts) -> int:
-        return templates.reason_max_chars(self.settings.backend.reason_max_chars)
+        return templates.reason_max_chars(self.settings.ranking.reason_max_chars)
 
     def _prepare(self, request: RecommendRequest) -> _Prepared:
         """Candidates and the rendered prompt of a request (and when retrieval finished)."""
@@ -228,12 +220,10 @@ class Recommender:
         n = max(self.settings.retrieval.candidates, k)
         candidates = self.retriever.candidates(view, query, filters, n, max_chars, request.anchors)
         retrieved_at = time.perf_counter()
-        noun = self.catalog.spec
-        messages = templates.messages(
-            item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
-            reason_max_chars=max_chars, history=view.history, candidates=candidates,
+        messages = templates.messages(ranking_context(
+            self.catalog.spec, k=k, reason_max_chars=max_chars, history=view.history, candidates=candidates,
             query=query, rules=filters.describe(for_prompt=True),
-        )
+        ))
         return _Prepared(k, max_chars, candidates, messages, retrieved_at)
 
     def run(self, request: RecommendRequest) -> Run:
@@ -242,9 +232,9 @@ class Recommender:
         started = time.perf_counter()
         p = self._prepare(request)
         t_prompt = time.perf_counter()
-        b = self.settings.backend
-        outcome = rank(self.backend, p.messages, p.candidates, p.k, retries=b.retries,
-                       reason_max_chars=p.reason_max_chars, max_tokens=b.max_tokens)
+        policy = self.settings.ranking
+        outcome = rank(self.backend, p.messages, p.candidates, p.k, retries=policy.retries,
+                       reason_max_chars=p.reason_max_chars, max_tokens=policy.max_tokens)
         by_id = {c.item_id: c for c in p.candidates}
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]

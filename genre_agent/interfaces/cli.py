@@ -300,7 +300,7 @@ def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")]
 @prompts_app.command("check")
 def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Validate syntax, variables and the answer form; print file:line: message for each problem."""
-    from genre_agent.llm.template_check import check
+    from genre_agent.interfaces.template_check import check
 
     problems = check(path)
     for problem in problems:
@@ -399,7 +399,7 @@ def config_show(
     for column in ("key", "value", "from"):
         table.add_column(column)
     for key, source in where.items():
-        value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
+        value = "(secret)" if key.endswith(".api_key") and values.get(key) else values.get(key)
         table.add_row(key, str(value), source)
     out.print(table)
 
