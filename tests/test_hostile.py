@@ -103,8 +103,8 @@ def test_rules_where_that_is_not_json(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("key", ["n_ctx", "threads"])
 def test_negative_context_or_threads(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
-    monkeypatch.setenv(f"GENRE_AGENT_BACKEND__{key.upper()}", "-4")
-    with pytest.raises(ConfigError, match=key):
+    monkeypatch.setenv(f"GENRE_AGENT_BACKEND__LLAMACPP__{key.upper()}", "-4")
+    with pytest.raises(ConfigError, match="greater than or equal"):
         load_settings()
 
 
