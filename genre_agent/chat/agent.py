@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import StateUpdate, ask_model, merge, parse_rules
+from genre_agent.chat.understanding import QUERY_WORDS, StateUpdate, ask_model, merge, parse_rules
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.feedback import FeedbackStore
 from genre_agent.llm.backends import Backend
@@ -153,8 +153,8 @@ class Agent:
             return self._why(state, update.why)
         self._record(state, update)
         self._apply(state, update)
-        if update.intent == "other" and not state.last and not self._has_taste(state):
-            return self._clarify(state)
+        if not self._has_taste(state):
+            return self._clarify(state)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ("recommend", "refine", "feedback", "more", "other"):
             return self._recommend(state, update.intent)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
@@ -178,9 +178,11 @@ class Agent:
                 state.focus = item
 
     def _apply(self, state: SessionState, update: StateUpdate) -> None:
+        """Fold a message into the conversation: anchors, named titles and descriptive words accumulate."""
         if update.anchors:
-            state.anchors = update.anchors
+            state.anchors = [*[a for a in state.anchors if a not in update.anchors], *update.anchors]
             state.focus = update.anchors[-1]
+        state.named += [i for i in update.named if i not in state.named]
         for g in update.exclude_genres:
             if g not in state.exclude_genres:
                 state.exclude_genres.append(g)
@@ -196,7 +198,8 @@ class Agent:
         if update.year_max is not None:
             state.year_max = update.year_max
         if update.query:
-            state.query = update.query
+            words = [w for w in (state.query or "").split() if w not in update.query.split()]
+            state.query = " ".join([*words, *update.query.split()][-QUERY_WORDS:])
 
     def _clarify(self, state: SessionState) -> Reply:
         noun = self.recommender.catalog.spec.item_noun

@@ -23,6 +23,7 @@ class SessionState(BaseModel):
     year_max: int | None = None
     query: str | None = Field(None, description="soft preferences in the user's words")
     anchors: list[str] = Field([], description="items the user wants more like")
+    named: list[str] = Field([], description="items the user named; never recommended back")
     shown: list[str] = []
     last: list[str] = Field([], description="the latest list shown, for 'the second one'")
     focus: str | None = Field(None, description="the item last talked about, for 'it' and 'that one'")
@@ -35,7 +36,8 @@ class SessionState(BaseModel):
     def rules(self) -> Rules:
         return Rules(include_genres=list(self.include_genres), exclude_genres=list(self.exclude_genres),
                      year_min=self.year_min, year_max=self.year_max,
-                     exclude_items=set(self.disliked) | set(self.seen) | set(self.shown))
+                     exclude_items=set(self.disliked) | set(self.seen) | set(self.shown) | set(self.liked)
+                     | set(self.anchors) | set(self.named))
 
     def reset(self) -> None:
         """Forget the conversation, keep who the user is."""

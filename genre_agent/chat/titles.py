@@ -70,10 +70,10 @@ def names_of(title: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Mention:
-    """A catalog title found in free text: where it starts and ends (in word positions) and its item."""
+    """A catalog title found in free text: its item and where it is written (character offsets)."""
 
     item_id: str
-    start: int
+    begin: int
     end: int
     text: str
 
@@ -149,8 +149,8 @@ class TitleIndex:
                 last = tokens[stop - 1]
                 close = last[1] + len(last[0])
                 close += 1 if year is not None and text[close:close + 1] == ")" else 0
-                found.append(Mention(item, start, stop, text[tokens[start][1]:close]))
-        return sorted(found, key=lambda m: m.start)
+                found.append(Mention(item, tokens[start][1], close, text[tokens[start][1]:close]))
+        return sorted(found, key=lambda m: m.begin)
 
     def find_in_text(self, text: str) -> list[str]:
         """Item ids of the catalog titles mentioned in free text, in order of appearance, each once."""

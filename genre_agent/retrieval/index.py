@@ -169,7 +169,8 @@ class VectorIndex:
         """Stored embeddings of the given items, in the given order (zeros for unknown ids)."""
         if not item_ids:
             return np.zeros((0, 384), dtype=np.float32)
-        got = self.collection.get(ids=item_ids, include=["embeddings"])  # type: ignore[attr-defined]
+        unique = list(dict.fromkeys(item_ids))  # Chroma refuses a repeated id (DuplicateIDError)
+        got = self.collection.get(ids=unique, include=["embeddings"])  # type: ignore[attr-defined]
         found = dict(zip(got["ids"], got["embeddings"], strict=False))
         return np.array([found.get(i, np.zeros(384)) for i in item_ids], dtype=np.float32)
 
