@@ -7,9 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from genre_agent.chat.agent import Agent
+from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
+from genre_agent.chat.understanding import parse_rules
+from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import CatalogError
-from genre_agent.eval.dialogues import build_cases, evaluate_dialogues, load_dialogues, markdown, split_of
+from genre_agent.eval.dialogues import (
+    build_cases,
+    evaluate_dialogues,
+    load_dialogues,
+    markdown,
+    message_text,
+    split_of,
+)
+from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender
 
 from conftest import tiny_settings
@@ -59,3 +71,37 @@ def test_agent_and_baselines_are_scored_on_the_same_cases(tiny_recommender: Reco
     assert report["agent"]["errors"] == 0 and report["agent"]["named_titles_re_recommended"] == 0
     assert report["agent"]["turn_p95_s"] >= report["agent"]["turn_p50_s"] > 0
     assert "| agent (rules only) |" in markdown(report)
+
+
+REDIAL = Path(__file__).parent / "data" / "redial" / "valid_data.jsonl.gz"
+
+
+def test_every_redial_seeker_message_is_read_without_an_exception() -> None:
+    """All 901 dialogues through the rules reading against the MovieLens titles (the full agent with Chroma
+    would take minutes here; a sample of them goes through it in the next test)."""
+    catalog = load_catalog("movielens")
+    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
+    genres = sorted({g for gs in catalog.items["genres"] for g in gs})
+    dialogues = load_dialogues(REDIAL)
+    assert len(dialogues) == 901
+    read = 0
+    for dialogue in dialogues:
+        state = SessionState(session_id=str(dialogue["conversationId"]))
+        for message in dialogue["messages"]:
+            if message["senderWorkerId"] == dialogue["initiatorWorkerId"]:
+                text = message_text(message["text"], dialogue["movieMentions"])
+                update = parse_rules(text, state, genres, titles)
+                state.liked += update.like
+                read += 1
+    assert read > 8000
+
+
+def test_a_sample_of_redial_conversations_runs_through_the_agent(tmp_path: Path) -> None:
+    agent = Agent.from_config(tiny_settings(tmp_path, k=3), backend=FakeBackend())
+    dialogues = load_dialogues(REDIAL)[::60]
+    for dialogue in dialogues:
+        for message in dialogue["messages"]:
+            if message["senderWorkerId"] == dialogue["initiatorWorkerId"]:
+                reply = agent.chat(str(dialogue["conversationId"]),
+                                   message_text(message["text"], dialogue["movieMentions"]))
+                assert reply.text

@@ -73,14 +73,15 @@ _ANCHOR_BEFORE = re.compile(
     r"(?:\b(?:something|anything|somethin|movies?|films?|ones?|stuff|things?|kind of|kinda|sort of|more|similar|"
     r"comedy|comedies|drama|dramas|thriller|thrillers|horror|shows?|along)(?:\s+\w+){0,2}\s+(?:like|as)"
     r"|\bsimilar to|\blines of|\bvein of|\bstyle of|\bsuch as|\breminds? me of|\blike the)\W*$")
-_LIKE_BEFORE = re.compile(r"\b(?:like|liked|likes|love|loved|loves|enjoy|enjoyed|enjoys|adore|adored|dig|digged|"
-                          r"fan of|favou?rites?(?: \w+)? (?:is|was|are|were|include)|into|recommend)\b(?:\W+\w+){0,2}\W*$")
-_LIKE_AFTER = re.compile(r"^\W*(?:\(?\d{4}\)?\W*)?(?:(?:it|that|this|which)\W+)?(?:is|was|were|are|s)?\W*(?:really |so |very |pretty |"
-                         r"just |also |a )?(?:great|good|amazing|awesome|fantastic|excellent|hilarious|funny|the best|"
-                         r"one of my|my favou?rite|a favou?rite|favou?rite|brilliant|fun|loved|classic)\b")
-_DISLIKE_AFTER = re.compile(r"^\W*(?:\(?\d{4}\)?\W*)?(?:(?:it|that|this|which)\W+)?(?:is|was|were|are|s)?\W*(?:really |so |very |pretty |too |just )?"
-                            r"(?:terrible|awful|boring|bad|horrible|overrated|stupid|dumb|lame|not (?:good|great|"
-                            r"for me|my)|meh|too)\b")
+_LIKE_BEFORE = re.compile(r"\b(?:like|liked|likes|love|loved|loves|enjoy|enjoyed|enjoys|adore|adored|dig|"
+                          r"fan of|favou?rites?(?: \w+)? (?:is|was|are|were|include)|into|recommend)\b"
+                          r"(?:\W+\w+){0,2}\W*$")
+_VERB_AFTER = r"^\W*(?:\(?\d{4}\)?\W*)?(?:(?:it|that|this|which)\W+)?(?:is|was|were|are|s)?\W*"
+_LIKE_AFTER = re.compile(_VERB_AFTER + r"(?:really |so |very |pretty |just |also |a )?(?:great|good|amazing|"
+                         r"awesome|fantastic|excellent|hilarious|funny|the best|one of my|my favou?rite|"
+                         r"a favou?rite|favou?rite|brilliant|fun|loved|classic)\b")
+_DISLIKE_AFTER = re.compile(_VERB_AFTER + r"(?:really |so |very |pretty |too |just )?(?:terrible|awful|boring|"
+                            r"bad|horrible|overrated|stupid|dumb|lame|not (?:good|great|for me|my)|meh|too)\b")
 _NEGATED = re.compile(r"\b(?:not|never|no|didn'?t|did not|don'?t|do not|doesn'?t|wasn'?t|isn'?t|haven'?t|hasn'?t|"
                       r"hate|hated|hates|"
                       r"dislike|disliked|dislikes|can'?t stand|couldn'?t stand|nothing like|other than|except|"

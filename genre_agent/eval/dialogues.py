@@ -14,6 +14,7 @@ item-kNN seeded by the titles the seeker mentioned run on the same cases in the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -67,9 +68,11 @@ def split_of(dialogue_id: str) -> Literal["dev", "test"]:
 
 
 def load_dialogues(path: Path) -> list[dict[str, Any]]:
+    """The dialogues of a ReDial-format JSONL file (gzipped if it ends in .gz)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        lines = raw.decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path}: cannot read the dialogues ({exc}); pass ReDial-format JSONL.") from exc
     out = []
     for n, line in enumerate(lines, 1):
@@ -89,7 +92,7 @@ def _title(mentions: dict[str, Any], movie: str) -> str:
     return " ".join(str(mentions.get(movie) or "").split())
 
 
-def _text(message: str, mentions: dict[str, Any]) -> str:
+def message_text(message: str, mentions: dict[str, Any]) -> str:
     """The message with each @id written as the title the dataset gives for it."""
     return " ".join(_MENTION.sub(lambda m: _title(mentions, m.group(1)), message).split())
 
@@ -116,7 +119,7 @@ def dialogue_cases(dialogue: dict[str, Any], titles: TitleIndex) -> tuple[list[C
         movies = list(dict.fromkeys(_MENTION.findall(raw)))
         sender = message.get("senderWorkerId")
         if sender == seeker:
-            text = _text(raw, mentions)
+            text = message_text(raw, mentions)
             if text:
                 if last_sender == seeker and turns:
                     turns[-1] = f"{turns[-1]} {text}"
