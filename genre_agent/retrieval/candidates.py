@@ -13,6 +13,7 @@ from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
 from genre_agent.retrieval.index import VectorIndex
+from genre_agent.retrieval.needs import NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
 from genre_agent.settings import RetrievalSettings
 
@@ -123,6 +124,14 @@ class Retriever:
         self.settings = settings
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
         self.popularity = np.log1p(self.liked_by.astype(np.float64))
+        self._needs: NeedLexicon | None = None
+
+    @property
+    def needs(self) -> NeedLexicon:
+        """The catalog's genres and tags embedded (built on first use: one embedding call)."""
+        if self._needs is None:
+            self._needs = NeedLexicon(self.items, self.index.embed)
+        return self._needs
 
     def user_view(self, user_id: str | None, extra_liked: list[str] | None = None,
                   extra_seen: list[str] | None = None, history_size: int = 15) -> UserView:
@@ -157,6 +166,8 @@ class Retriever:
         profile_vec = self._profile(user.liked)
         if query_vec is not None:
             fused += s.weight_query * minmax(self._similarity(query_vec), mask)
+        if query and s.weight_needs:
+            fused += s.weight_needs * minmax(self.needs.scores(self.needs.match(query)), mask)
         if profile_vec is not None:
             fused += s.weight_profile * minmax(self._similarity(profile_vec), mask)
         cf = self._cf_scores(user, anchors)
