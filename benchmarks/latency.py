@@ -21,6 +21,7 @@ import numpy as np
 from genre_agent.llm.backends import Backend, Completion, Message, make_backend
 from genre_agent.llm.models import resolve_model
 from genre_agent.pipeline import Recommender
+from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
 
@@ -81,7 +82,7 @@ def main() -> None:
     rows = []
     for user in users:
         timed.calls.clear()
-        run = rec.run(str(user), k=args.k)
+        run = rec.run(RecommendRequest(user_id=str(user), k=args.k))
         first = timed.calls[0]
         raw_s, raw_tokens = raw_seconds(raw, run.messages, first.completion_tokens, stop_ids)
         total = sum(c.seconds for c in timed.calls)

@@ -16,13 +16,21 @@ from pathlib import Path
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import UnknownUserError
+from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend, make_backend
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import rank
-from genre_agent.retrieval.candidates import Retriever, Rules
+from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, make_cf
 from genre_agent.retrieval.index import VectorIndex, make_client
-from genre_agent.schemas import Candidate, Recommendation, Recommendations, Timings
+from genre_agent.schemas import (
+    Candidate,
+    CatalogInfo,
+    Recommendation,
+    Recommendations,
+    RecommendRequest,
+    Timings,
+)
 from genre_agent.settings import Settings
 
 # A build step reports (step name, done, total); the CLI shows it as a progress bar.
@@ -36,6 +44,17 @@ class Run:
     result: Recommendations
     candidates: list[Candidate]
     messages: list[dict[str, str]]
+
+
+@dataclass
+class _Prepared:
+    """A request made ready for the backend."""
+
+    k: int
+    reason_max_chars: int
+    candidates: list[Candidate]
+    messages: list[dict[str, str]]
+    retrieved_at: float
 
 
 @dataclass
@@ -121,11 +140,11 @@ class Recommender:
         return self._backend
 
     def recommend(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
-                  rules: Rules | None = None, *, liked: list[str] | None = None,
+                  filters: Filters | None = None, *, liked: list[str] | None = None,
                   anchors: list[str] | None = None, prompts: str | None = None) -> Recommendations:
-        """Top-k for a catalog user and/or a query. `liked` adds items liked in this session (they shape
-        the profile and CF), `anchors` are items the request should resemble ("more like this one")."""
-        return self.run(user_id, query, k, rules, liked=liked, anchors=anchors, prompts=prompts).result
+        """Top-k for a catalog user and/or a query: `run` with the request's fields as arguments."""
+        return self.run(RecommendRequest(user_id=user_id, query=query, k=k, filters=filters or Filters(),
+                                         liked=liked or [], anchors=anchors or [], prompts=prompts)).result
 
     def prompt_set(self, name_or_path: str | None) -> Prompts:
         """The configured templates, or another set by shipped name or folder (loaded once, then reused)."""
@@ -135,10 +154,14 @@ class Recommender:
             self._prompt_sets[name_or_path] = Prompts(resolve_prompts_dir(name_or_path))
         return self._prompt_sets[name_or_path]
 
-    def render(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
-               rules: Rules | None = None) -> list[dict[str, str]]:
+    def reload_templates(self) -> Prompts:
+        """Re-read the configured prompt folder; the next request uses it."""
+        self.prompts = Prompts(resolve_prompts_dir(self.settings.prompts))
+        return self.prompts
+
+    def render(self, request: RecommendRequest) -> list[dict[str, str]]:
         """The exact ranking prompt of a request, with real candidates; the LLM is not called."""
-        return self._prepare(user_id, query, k or self.settings.k, rules, None, None, False, self.prompts)[1]
+        return self._prepare(request).messages
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""
@@ -152,63 +175,89 @@ class Recommender:
         words = sum(len(m["content"].split()) for m in messages)
         return round(words * 1.3), f"estimate (words x 1.3): the {b.name} backend's tokenizer is not local"
 
-    def _prepare(self, user_id: str | None, query: str | None, k: int, rules: Rules | None,
-                 liked: list[str] | None, anchors: list[str] | None, allow_popular: bool, prompts: Prompts
-                 ) -> tuple[list[Candidate], list[dict[str, str]], float]:
+    # -- what the chat needs to know about the catalog ---------------------------------
+    def catalog_info(self) -> CatalogInfo:
+        c = self.catalog
+        return CatalogInfo(name=c.name, items=len(c.items), interactions=len(c.interactions),
+                           item_noun=c.spec.item_noun, item_noun_plural=c.spec.item_noun_plural,
+                           cleaning=c.report.lines())
+
+    def has_user(self, user_id: str) -> bool:
+        """Whether the catalog has ratings of this user."""
+        return self.catalog.has_user(user_id)
+
+    def genres(self) -> list[str]:
+        """Every genre of the catalog, sorted."""
+        return sorted({g for gs in self.catalog.items["genres"] for g in gs})
+
+    def years(self, item_ids: list[str]) -> list[int]:
+        """The known release years of these items."""
+        return [int(y) for y in self.catalog.items.loc[item_ids, "year"].dropna()]
+
+    def popular(self, n: int) -> list[str]:
+        """The ids of the n items most users liked."""
+        return self.retriever.most_popular(n)
+
+    def describe(self, item_id: str, request: RecommendRequest) -> Candidate:
+        """One item as a candidate for the request's user, with its evidence (to answer "why this one?")."""
+        view = self.retriever.user_view(request.user_id, request.liked)
+        max_chars = self._reason_max_chars(self.prompt_set(request.prompts))
+        return self.retriever.describe(view, item_id, request.query, max_chars)
+
+    # -- answering -----------------------------------------------------------------------
+    def _reason_max_chars(self, templates: Prompts) -> int:
+        return templates.reason_max_chars(self.settings.backend.reason_max_chars)
+
+    def _prepare(self, request: RecommendRequest) -> _Prepared:
         """Candidates and the rendered prompt of a request (and when retrieval finished)."""
-        rules = (rules or Rules()).merged(Rules(**self.settings.rules.model_dump()))
-        query = (query or "").strip() or None
+        filters = self.settings.rules.merge(request.filters)
+        filters.check_columns(self.catalog.items.columns)
+        user_id, query = request.user_id, request.query
         known = user_id is not None and self.catalog.has_user(user_id)
         if user_id is not None and not known and query is None:
             raise UnknownUserError(
                 f"User {user_id!r} has no ratings in catalog '{self.catalog.name}'. "
                 "Pass --query to get recommendations for a new user, or pick a known user id."
             )
-        view = self.retriever.user_view(user_id if known else None, liked)  # unknown + query = cold start
-        if not view.liked and query is None and not anchors and not allow_popular:
+        view = self.retriever.user_view(user_id if known else None, request.liked)  # unknown + query = cold start
+        if not view.liked and query is None and not request.anchors and not request.allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
+        k = request.k or self.settings.k
+        templates = self.prompt_set(request.prompts)
+        max_chars = self._reason_max_chars(templates)
         n = max(self.settings.retrieval.candidates, k)
-        max_chars = prompts.reason_max_chars(self.settings.backend.reason_max_chars)
-        candidates = self.retriever.candidates(view, query, rules, n, max_chars, anchors)
-        t_retrieved = time.perf_counter()
+        candidates = self.retriever.candidates(view, query, filters, n, max_chars, request.anchors)
+        retrieved_at = time.perf_counter()
         noun = self.catalog.spec
-        messages = prompts.messages(
+        messages = templates.messages(
             item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural, k=min(k, len(candidates)),
             reason_max_chars=max_chars, history=view.history, candidates=candidates,
-            query=query, rules=rules.describe(),
+            query=query, rules=filters.describe(for_prompt=True),
         )
-        return candidates, messages, t_retrieved
+        return _Prepared(k, max_chars, candidates, messages, retrieved_at)
 
-    def run(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
-            rules: Rules | None = None, *, liked: list[str] | None = None,
-            anchors: list[str] | None = None, allow_popular: bool = False, prompts: str | None = None) -> Run:
-        """`recommend`, also returning the candidates and the exact prompt. With `allow_popular`, a request
-        with no user, query or likes gets the most popular items instead of an error; `prompts` overrides
-        the configured template set for this request."""
+    def run(self, request: RecommendRequest) -> Run:
+        """Answer one request: candidates, prompt, the backend's validated ranking (or the fallback), and what
+        produced it. The one entry point every front-end and `recommend` go through."""
         started = time.perf_counter()
-        k = k or self.settings.k
-        templates = self.prompt_set(prompts)
-        candidates, messages, t_retrieved = self._prepare(user_id, query, k, rules, liked, anchors, allow_popular,
-                                                          templates)
-        query = (query or "").strip() or None
+        p = self._prepare(request)
         t_prompt = time.perf_counter()
         b = self.settings.backend
-        max_chars = templates.reason_max_chars(b.reason_max_chars)
-        outcome = rank(self.backend, messages, candidates, k, retries=b.retries,
-                       reason_max_chars=max_chars, max_tokens=b.max_tokens)
-        by_id = {c.item_id: c for c in candidates}
+        outcome = rank(self.backend, p.messages, p.candidates, p.k, retries=b.retries,
+                       reason_max_chars=p.reason_max_chars, max_tokens=b.max_tokens)
+        by_id = {c.item_id: c for c in p.candidates}
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]
         ms = lambda a, z: round((z - a) * 1000, 1)  # noqa: E731
         done = time.perf_counter()
         result = Recommendations(
-            user_id=user_id, query=query, k=k, backend=self.backend.name, model=self.backend.model,
-            fallback=outcome.fallback, reasks=outcome.reasks, recommendations=recs,
-            timings_ms=Timings(retrieve=ms(started, t_retrieved), prompt=ms(t_retrieved, t_prompt),
+            user_id=request.user_id, query=request.query, k=p.k, backend=self.backend.name,
+            model=self.backend.model, fallback=outcome.fallback, reasks=outcome.reasks, recommendations=recs,
+            timings_ms=Timings(retrieve=ms(started, p.retrieved_at), prompt=ms(p.retrieved_at, t_prompt),
                                llm=round(outcome.llm_ms, 1), total=ms(started, done)),
             prompt_tokens=outcome.prompt_tokens,
         )
-        return Run(result=result, candidates=candidates, messages=messages)
+        return Run(result=result, candidates=p.candidates, messages=p.messages)
 
 
 def build(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> tuple[Retriever, BuildReport]:

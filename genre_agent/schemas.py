@@ -1,11 +1,47 @@
-"""Pydantic models of the pipeline: candidates and their evidence, the model's answer, the output contract."""
+"""Pydantic models of the pipeline: the request, candidates and their evidence, the model's answer, the output
+contract."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from genre_agent.filters import Filters
+
+
+class RecommendRequest(BaseModel):
+    """One recommendation request: who asks (a catalog user and/or what they liked in this session), what
+    they asked for (a query, items it should resemble, filters) and how to answer (k, template set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, description="a catalog user id; an unknown one needs a query")
+    liked: list[str] = Field([], description="item ids liked in this session (they shape the profile and CF)")
+    anchors: list[str] = Field([], description="item ids the answer should resemble (\"more like this one\")")
+    query: str | None = Field(None, description="what the person asks for, in their words")
+    filters: Filters = Field(default_factory=Filters)
+    k: int | None = Field(None, ge=1, le=50, description="how many recommendations (default: the setting k)")
+    prompts: str | None = Field(None, description="a template set (shipped name or folder) for this request")
+    allow_popular: bool = Field(False, description="with no user, query, likes or anchors, answer with the "
+                                "most popular items instead of an error")
+
+    @field_validator("query")
+    @classmethod
+    def _normalise_query(cls, query: str | None) -> str | None:
+        return (query or "").strip() or None
+
+
+class CatalogInfo(BaseModel):
+    """What the front-ends show about the loaded catalog."""
+
+    name: str
+    items: int
+    interactions: int
+    item_noun: str
+    item_noun_plural: str
+    cleaning: list[str] = Field(description="what loading fixed or dropped, one line each")
 
 
 class Scores(BaseModel):

@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from genre_agent.errors import ConfigError
+from genre_agent.filters import Filters
 
 
 def default_data_dir() -> Path:
@@ -59,17 +60,6 @@ class RetrievalSettings(_Section):
                               "only (default), lower = maximal marginal relevance trades score for variety")
 
 
-class RulesSettings(_Section):
-    """Standing business rules, applied to every request on top of the request's own."""
-
-    exclude_seen: bool = True
-    include_genres: list[str] = []
-    exclude_genres: list[str] = []
-    year_min: int | None = None
-    year_max: int | None = None
-    where: dict[str, str] = Field({}, description="metadata equality, column -> value")
-
-
 class ConversationSettings(_Section):
     understand_with_llm: bool = Field(True, description="also ask the LLM to read each chat message "
                                       "(its proposals are kept only where grounded in the message)")
@@ -91,7 +81,8 @@ class Settings(BaseSettings):
     k: int = Field(10, ge=1, le=50)
     backend: BackendSettings = BackendSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
-    rules: RulesSettings = RulesSettings()
+    rules: Filters = Field(default_factory=Filters,
+                           description="standing filters, applied to every request on top of its own")
     chroma: ChromaSettings = ChromaSettings()
     conversation: ConversationSettings = ConversationSettings()
 

@@ -40,13 +40,17 @@ def tiny_settings(data_dir: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def tiny_recommender(data_dir: Path) -> Recommender:
+def tiny_built(data_dir: Path) -> Recommender:
     """Built once per session with the real embedding model and embedded Chroma."""
     return Recommender.open(tiny_settings(data_dir), backend=FakeBackend())
 
 
 @pytest.fixture
-def fake(tiny_recommender: Recommender) -> FakeBackend:
-    backend = FakeBackend()
-    tiny_recommender._backend = backend
-    return backend
+def fake() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def tiny_recommender(tiny_built: Recommender, fake: FakeBackend) -> Recommender:
+    """The session's built index and CF model, answering through this test's fake backend."""
+    return Recommender(tiny_built.settings, tiny_built.catalog, tiny_built.retriever, backend=fake)

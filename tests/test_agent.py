@@ -74,9 +74,9 @@ def test_catalog_user_and_reset(agent: Agent) -> None:
     reply = agent.chat("s", "something adventurous", user="alice")
     assert set(_ids(reply)).isdisjoint({"1", "5"})  # alice rated 1 and 5
     agent.chat("s", "no sci-fi")
-    assert agent.session("s").exclude_genres == ["Sci-Fi"]
+    assert agent.session("s").filters.exclude_genres == ["Sci-Fi"]
     assert agent.chat("s", "reset").intent == "reset"
-    assert agent.session("s").exclude_genres == [] and agent.session("s").user_id == "alice"
+    assert agent.session("s").filters.exclude_genres == [] and agent.session("s").user_id == "alice"
 
 
 def test_cancelled_turn_leaves_the_session_unchanged(agent: Agent) -> None:
@@ -114,7 +114,7 @@ def test_llm_reading_is_kept_only_where_the_message_grounds_it(tmp_path: Path) -
     reply = agent.chat("s", "I enjoyed laugh riot")
     state = agent.session("s")
     assert state.liked == ["3"]  # 'Titanic' is not in the message nor the catalog
-    assert state.exclude_genres == [] and state.year_min is None  # not said by the person
+    assert state.filters.exclude_genres == [] and state.filters.year_min is None  # not said by the person
     assert reply.recommendations is not None
 
 

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from genre_agent.errors import UnknownUserError
+from genre_agent.errors import ConfigError, UnknownUserError
+from genre_agent.filters import Filters
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender
-from genre_agent.retrieval.candidates import Rules
+from genre_agent.schemas import RecommendRequest
 
 
 def test_known_answer_top1_for_a_star_quest_fan(tiny_recommender: Recommender, fake: FakeBackend) -> None:
@@ -35,7 +36,7 @@ def test_model_answer_is_validated_against_the_candidates(tiny_recommender: Reco
 
 
 def test_prompt_carries_history_candidates_and_rules(tiny_recommender: Recommender, fake: FakeBackend) -> None:
-    tiny_recommender.recommend("alice", query="space", k=2, rules=Rules(exclude_genres=["comedy"]))
+    tiny_recommender.recommend("alice", query="space", k=2, filters=Filters(exclude_genres=["comedy"]))
     system, user = fake.calls[0]
     assert system["role"] == "system" and "movie recommender" in system["content"]
     assert "- Star Quest (1990): 5.0/5" in user["content"]
@@ -46,16 +47,37 @@ def test_prompt_carries_history_candidates_and_rules(tiny_recommender: Recommend
 
 
 @pytest.mark.parametrize("rules, allowed", [
-    (Rules(include_genres=["Comedy"]), {"3", "4", "6"}),
-    (Rules(exclude_genres=["sci-fi", "COMEDY"]), set()),
-    (Rules(year_min=1995, year_max=1999), {"3", "4"}),
-    (Rules(exclude_seen=False, year_max=1990), {"1", "5"}),
-    (Rules(where={"name": "laugh riot"}), {"3"}),
+    (Filters(include_genres=["Comedy"]), {"3", "4", "6"}),
+    (Filters(exclude_genres=["sci-fi", "COMEDY"]), set()),
+    (Filters(year_min=1995, year_max=1999), {"3", "4"}),
+    (Filters(exclude_seen=False, year_max=1990), {"1", "5"}),
+    (Filters(where={"name": "laugh riot"}), {"3"}),
 ])
-def test_business_rules(tiny_recommender: Recommender, fake: FakeBackend, rules: Rules,
+def test_business_rules(tiny_recommender: Recommender, fake: FakeBackend, rules: Filters,
                         allowed: set[str]) -> None:
-    result = tiny_recommender.recommend("alice", k=6, rules=rules)
+    result = tiny_recommender.recommend("alice", k=6, filters=rules)
     assert {r.item_id for r in result.recommendations} == allowed
+
+
+def test_an_unknown_where_column_is_a_config_error(tiny_recommender: Recommender) -> None:
+    with pytest.raises(ConfigError, match="no item column 'director'"):
+        tiny_recommender.recommend("alice", filters=Filters(where={"director": "x"}))
+
+
+def test_run_answers_a_request_with_its_candidates_and_prompt(tiny_recommender: Recommender,
+                                                               fake: FakeBackend) -> None:
+    run = tiny_recommender.run(RecommendRequest(user_id="alice", query="  space ", k=2))
+    assert run.result.query == "space" and run.result.fallback  # nothing queued: retrieval order
+    assert [r.item_id for r in run.result.recommendations] == [c.item_id for c in run.candidates][:2]
+    assert run.messages == fake.calls[0] == tiny_recommender.render(RecommendRequest(user_id="alice",
+                                                                                     query="space", k=2))
+
+
+def test_the_package_exports_resolve() -> None:
+    import genre_agent
+
+    for name in genre_agent.__all__:
+        assert getattr(genre_agent, name).__name__ == name
 
 
 def test_unknown_user_without_query_is_an_error(tiny_recommender: Recommender) -> None:

@@ -256,14 +256,14 @@ def test_a_misspelled_variable_fails_when_the_set_is_loaded(tmp_path: Path) -> N
 
 
 def test_standing_rules_from_config_apply_to_every_request(tmp_path: Path) -> None:
-    from genre_agent.retrieval.candidates import Rules
+    from genre_agent.filters import Filters
 
     config = tmp_path / "genre-agent.toml"
     config.write_text('[rules]\nexclude_genres = ["Comedy"]\nyear_max = 2000\n')
     settings = load_settings(config, catalog=str(TINY), data_dir=tmp_path / "data", **{"backend.name": "fake"})
     fake = FakeBackend()
     rec = Recommender.open(settings, backend=fake)
-    result = rec.recommend(query="anything", k=6, rules=Rules(year_min=1986))
+    result = rec.recommend(query="anything", k=6, filters=Filters(year_min=1986))
     ids = {r.item_id for r in result.recommendations}
     assert ids == {"1", "2"}  # not 3, 4, 6 (comedies), 5 (1985, before the request's year_min)
     assert "no Comedy" in fake.calls[-1][1]["content"] and "up to 2000" in fake.calls[-1][1]["content"]

@@ -8,16 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from genre_agent.chat.session import SessionState
+from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import QUERY_WORDS, StateUpdate, ask_model, merge, parse_rules
+from genre_agent.chat.understanding import ask_model, merge, parse_rules
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.feedback import FeedbackStore
+from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
-from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.prompts import Prompts
 from genre_agent.pipeline import Progress, Recommender, Run, build
-from genre_agent.retrieval.candidates import Rules
-from genre_agent.schemas import Candidate, Recommendations
+from genre_agent.schemas import CatalogInfo, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
 
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
@@ -57,7 +57,7 @@ class Agent:
         self.recommender = recommender
         self.store = store
         catalog = recommender.catalog
-        self.genres = sorted({g for gs in catalog.items["genres"] for g in gs})
+        self.genres = recommender.genres()
         popularity = catalog.interactions.groupby("item_id").size()
         self.titles = TitleIndex(catalog.items, popularity)
         self._sessions: dict[str, SessionState] = {}
@@ -93,21 +93,31 @@ class Agent:
     def _set_user(self, state: SessionState, user: str | None) -> None:
         from genre_agent.errors import UnknownUserError
 
-        if user is not None and not self.recommender.catalog.has_user(user):
-            raise UnknownUserError(f"User {user!r} has no ratings in catalog '{self.recommender.catalog.name}'.")
+        catalog = self.catalog_info().name
+        if user is not None and not self.recommender.has_user(user):
+            raise UnknownUserError(f"User {user!r} has no ratings in catalog '{catalog}'.")
         state.user_id = user
         state.reset()
-        stored = self.store.for_user(self.recommender.catalog.name, state.feedback_key)
+        stored = self.store.for_user(catalog, state.feedback_key)
         state.liked = [i for i, kind in stored.items() if kind == "like"]
         state.disliked = [i for i, kind in stored.items() if kind == "dislike"]
         state.seen = [i for i, kind in stored.items() if kind == "seen"]
 
     # -- the Python API ----------------------------------------------------------------
     def recommend(self, user: str | None = None, query: str | None = None, k: int | None = None,
-                  filters: Rules | None = None, prompts: str | None = None) -> Recommendations:
+                  filters: Filters | None = None, prompts: str | None = None) -> Recommendations:
         """One-shot recommendations, the same schema as `genre-agent recommend --json`. `prompts` picks a
         template set (shipped name or folder) for this request only."""
-        return self.recommender.recommend(user, query, k, filters, prompts=prompts)
+        return self.recommender.run(RecommendRequest(user_id=user, query=query, k=k, prompts=prompts,
+                                                     filters=filters or Filters())).result
+
+    def catalog_info(self) -> CatalogInfo:
+        """The catalog's name, size and item noun (what the front-ends show)."""
+        return self.recommender.catalog_info()
+
+    def title_of(self, item_id: str) -> str:
+        """The catalog title of an item (the id itself if unknown)."""
+        return self.titles.title_of(item_id)
 
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None) -> Reply:
@@ -132,18 +142,17 @@ class Agent:
         """Record like / dislike / seen on an item (what `/like N` does)."""
         state = self.session(session_id)
         with self._locks[session_id]:
-            self._record(state, StateUpdate(**{kind: [item_id]}))
+            self._apply(state, StateUpdate(**{kind: [item_id]}))
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
-                         filters=state.describe_filters())
+                         filters=state.describe())
 
     # -- one turn --------------------------------------------------------------------
     def _turn(self, state: SessionState, message: str) -> Reply:
-        last_years = [int(y) for y in self.recommender.catalog.items.loc[state.last, "year"].dropna()]
-        update = parse_rules(message, state, self.genres, self.titles, last_years)
+        update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last))
         if self.settings.conversation.understand_with_llm and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
-                                     state.describe_filters(), [self.titles.title_of(i) for i in state.last],
+                                     state.describe(), [self.titles.title_of(i) for i in state.last],
                                      self.genres)
             update = merge(update, model_update, message, self.titles, self.genres)
         if update.intent == "reset":
@@ -151,73 +160,38 @@ class Agent:
             return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")
         if update.intent == "why" and update.why:
             return self._why(state, update.why)
-        self._record(state, update)
         self._apply(state, update)
         if not self._has_taste(state):
             return self._clarify(state)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ("recommend", "refine", "feedback", "more", "other"):
             return self._recommend(state, update.intent)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
-                     filters=state.describe_filters())
+                     filters=state.describe())
 
     def _has_taste(self, state: SessionState) -> bool:
-        return bool(state.user_id or state.liked or state.query or state.anchors or state.include_genres)
-
-    def _record(self, state: SessionState, update: StateUpdate) -> None:
-        catalog = self.recommender.catalog.name
-        for kind, items, bucket in (("like", update.like, state.liked),
-                                    ("dislike", update.dislike, state.disliked),
-                                    ("seen", update.seen, state.seen)):
-            for item in items:
-                self.store.record(catalog, state.feedback_key, item, kind)  # type: ignore[arg-type]
-                for other in (state.liked, state.disliked, state.seen):
-                    if item in other and other is not bucket:
-                        other.remove(item)
-                if item not in bucket:
-                    bucket.append(item)
-                state.focus = item
+        return bool(state.user_id or state.liked or state.query or state.anchors or state.filters.include_genres)
 
     def _apply(self, state: SessionState, update: StateUpdate) -> None:
-        """Fold a message into the conversation: anchors, named titles and descriptive words accumulate."""
-        if update.anchors:
-            state.anchors = [*[a for a in state.anchors if a not in update.anchors], *update.anchors]
-            state.focus = update.anchors[-1]
-        state.named += [i for i in update.named if i not in state.named]
-        for g in update.exclude_genres:
-            if g not in state.exclude_genres:
-                state.exclude_genres.append(g)
-            if g in state.include_genres:
-                state.include_genres.remove(g)
-        for g in update.include_genres:
-            if g not in state.include_genres:
-                state.include_genres.append(g)
-            if g in state.exclude_genres:
-                state.exclude_genres.remove(g)
-        if update.year_min is not None:
-            state.year_min = update.year_min
-        if update.year_max is not None:
-            state.year_max = update.year_max
-        if update.query:
-            words = [w for w in (state.query or "").split() if w not in update.query.split()]
-            state.query = " ".join([*words, *update.query.split()][-QUERY_WORDS:])
+        """Store the message's feedback, then let the session take in the update."""
+        catalog = self.catalog_info().name
+        for kind, item in update.feedback():
+            self.store.record(catalog, state.feedback_key, item, kind)
+        state.apply(update)
 
     def _clarify(self, state: SessionState) -> Reply:
-        noun = self.recommender.catalog.spec.item_noun
+        info = self.catalog_info()
         if not state.asked_clarification:
             state.asked_clarification = True
-            popular = self.titles.title_of(self.recommender.retriever.most_popular(1)[0])
+            popular = self.titles.title_of(self.recommender.popular(1)[0])
             return Reply(session_id=state.session_id, intent="clarify",
-                         text=CLARIFY.format(noun=noun, example=popular))
+                         text=CLARIFY.format(noun=info.item_noun, example=popular))
         reply = self._recommend(state, "recommend", popular=True)
-        reply.text = (f"Here are popular {self.recommender.catalog.spec.item_noun_plural} to start from; "
+        reply.text = (f"Here are popular {info.item_noun_plural} to start from; "
                       "tell me which you like.\n" + reply.text)
         return reply
 
     def _recommend(self, state: SessionState, intent: str, popular: bool = False) -> Reply:
-        run: Run = self.recommender.run(
-            state.user_id, state.query, self.settings.k, state.rules(), liked=state.liked,
-            anchors=state.anchors, allow_popular=popular,
-        )
+        run: Run = self.recommender.run(state.request(self.settings.k, allow_popular=popular))
         result = run.result
         ids = [r.item_id for r in result.recommendations]
         state.shown += [i for i in ids if i not in state.shown]
@@ -229,18 +203,16 @@ class Agent:
         else:
             text = "Nothing left that fits these filters: try /filters and /reset, or loosen a filter."
         return Reply(session_id=state.session_id, intent=intent, text=text, recommendations=result,
-                     filters=state.describe_filters(), debug=self._debug(run) if self.debug else None)
+                     filters=state.describe(), debug=self._debug(run) if self.debug else None)
 
     def _why(self, state: SessionState, item_id: str) -> Reply:
-        view = self.recommender.retriever.user_view(state.user_id, state.liked)
-        max_chars = self.recommender.prompts.reason_max_chars(self.settings.backend.reason_max_chars)
-        c: Candidate = self.recommender.retriever.describe(view, item_id, state.query, max_chars)
+        c = self.recommender.describe(item_id, state.request())
         state.focus = item_id
         genres = ", ".join(c.genres) or "no genre listed"
         facts = "; ".join(c.facts) if c.facts else "no facts tie it to your history yet"
         text = f"{c.title} ({genres}): {c.why} Evidence: {facts}."
         return Reply(session_id=state.session_id, intent="why", text=text, explained_item=item_id,
-                     filters=state.describe_filters())
+                     filters=state.describe())
 
     @staticmethod
     def _debug(run: Run) -> dict[str, Any]:
@@ -251,6 +223,4 @@ class Agent:
 
     def reload_templates(self) -> Prompts:
         """Re-read the prompt folder (the REPL's /template reload)."""
-        prompts = Prompts(resolve_prompts_dir(self.settings.prompts))
-        self.recommender.prompts = prompts
-        return prompts
+        return self.recommender.reload_templates()

@@ -1,12 +1,37 @@
-"""What a conversation remembers: who the user is, what they liked, their filters, what was shown."""
+"""What a conversation remembers (who the user is, what they liked, their filters, what was shown) and how
+one message's update changes it."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from genre_agent.retrieval.candidates import Rules
+from genre_agent.filters import Filters
+from genre_agent.schemas import RecommendRequest
+
+QUERY_WORDS = 12  # the soft preferences a conversation keeps: its latest descriptive words
+Intent = Literal["recommend", "refine", "why", "feedback", "more", "reset", "other"]
+
+
+class StateUpdate(BaseModel):
+    """What one chat message changes in the session."""
+
+    intent: Intent = "other"
+    like: list[str] = Field([], description="item ids")
+    dislike: list[str] = []
+    seen: list[str] = []
+    anchors: list[str] = Field([], description="item ids the user wants more like")
+    why: str | None = Field(None, description="item id to explain")
+    filters: Filters = Field(default_factory=Filters)
+    query: str | None = None
+    named: list[str] = Field([], description="item ids of every title written in the message")
+
+    def feedback(self) -> list[tuple[Literal["like", "dislike", "seen"], str]]:
+        """(kind, item id) of every like, dislike and seen in the message."""
+        return [*(("like", i) for i in self.like), *(("dislike", i) for i in self.dislike),
+                *(("seen", i) for i in self.seen)]
 
 
 class SessionState(BaseModel):
@@ -17,10 +42,7 @@ class SessionState(BaseModel):
     liked: list[str] = []
     disliked: list[str] = []
     seen: list[str] = []
-    include_genres: list[str] = []
-    exclude_genres: list[str] = []
-    year_min: int | None = None
-    year_max: int | None = None
+    filters: Filters = Field(default_factory=Filters)
     query: str | None = Field(None, description="soft preferences in the user's words")
     anchors: list[str] = Field([], description="items the user wants more like")
     named: list[str] = Field([], description="items the user named; never recommended back")
@@ -33,11 +55,37 @@ class SessionState(BaseModel):
     def feedback_key(self) -> str:
         return self.user_id or self.pseudonym
 
-    def rules(self) -> Rules:
-        return Rules(include_genres=list(self.include_genres), exclude_genres=list(self.exclude_genres),
-                     year_min=self.year_min, year_max=self.year_max,
-                     exclude_items=set(self.disliked) | set(self.seen) | set(self.shown) | set(self.liked)
-                     | set(self.anchors) | set(self.named))
+    def apply(self, update: StateUpdate) -> None:
+        """Take in a message's update: feedback moves an item to its list (the item is now in focus), anchors
+        and named titles accumulate, a newer filter statement revises the filters, and the descriptive words
+        accumulate (the latest QUERY_WORDS of them)."""
+        buckets = {"like": self.liked, "dislike": self.disliked, "seen": self.seen}
+        for kind, item in update.feedback():
+            for other in buckets.values():
+                if item in other and other is not buckets[kind]:
+                    other.remove(item)
+            if item not in buckets[kind]:
+                buckets[kind].append(item)
+            self.focus = item
+        if update.anchors:
+            self.anchors = [*[a for a in self.anchors if a not in update.anchors], *update.anchors]
+            self.focus = update.anchors[-1]
+        self.named += [i for i in update.named if i not in self.named]
+        self.filters = self.filters.revised(update.filters)
+        if update.query:
+            words = [w for w in (self.query or "").split() if w not in update.query.split()]
+            self.query = " ".join([*words, *update.query.split()][-QUERY_WORDS:])
+
+    def request(self, k: int | None = None, allow_popular: bool = False) -> RecommendRequest:
+        """What the conversation asks for now; items disliked, seen, already shown or named by the user (liked,
+        anchors, any title they wrote) never come back."""
+        never = [*self.filters.exclude_items, *self.disliked, *self.seen, *self.shown, *self.liked, *self.anchors,
+                 *self.named]
+        return RecommendRequest(
+            user_id=self.user_id, liked=list(self.liked), anchors=list(self.anchors), query=self.query,
+            filters=self.filters.model_copy(deep=True, update={"exclude_items": list(dict.fromkeys(never))}),
+            k=k, allow_popular=allow_popular,
+        )
 
     def reset(self) -> None:
         """Forget the conversation, keep who the user is."""
@@ -45,16 +93,6 @@ class SessionState(BaseModel):
         for name in type(self).model_fields:
             setattr(self, name, getattr(fresh, name))
 
-    def describe_filters(self) -> list[str]:
-        out = []
-        if self.include_genres:
-            out.append(f"only {', '.join(self.include_genres)}")
-        if self.exclude_genres:
-            out.append(f"no {', '.join(self.exclude_genres)}")
-        if self.year_min is not None:
-            out.append(f"from {self.year_min}")
-        if self.year_max is not None:
-            out.append(f"up to {self.year_max}")
-        if self.query:
-            out.append(f'wants: "{self.query}"')
-        return out
+    def describe(self) -> list[str]:
+        """The session's filters and wishes in words (the chat's `filters`)."""
+        return self.filters.describe() + ([f'wants: "{self.query}"'] if self.query else [])

@@ -12,30 +12,12 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from genre_agent.chat.session import SessionState
+from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.prompts import Prompts
-
-Intent = Literal["recommend", "refine", "why", "feedback", "more", "reset", "other"]
-
-
-class StateUpdate(BaseModel):
-    intent: Intent = "other"
-    like: list[str] = Field([], description="item ids")
-    dislike: list[str] = []
-    seen: list[str] = []
-    anchors: list[str] = Field([], description="item ids the user wants more like")
-    why: str | None = Field(None, description="item id to explain")
-    include_genres: list[str] = []
-    exclude_genres: list[str] = []
-    year_min: int | None = None
-    year_max: int | None = None
-    query: str | None = None
-    named: list[str] = Field([], description="item ids of every title written in the message")
-    clear_filters: bool = False
 
 
 class ModelUpdate(BaseModel):
@@ -60,7 +42,6 @@ GENRE_ALIASES = {"scifi": "sci-fi", "sci fi": "sci-fi", "science fiction": "sci-
                  "documentaries": "documentary", "thrillers": "thriller", "westerns": "western",
                  "musicals": "musical", "scary": "horror", "kids": "children", "war films": "war"}
 VIOLENT = ("Horror", "War", "Crime")
-QUERY_WORDS = 12  # the soft preferences a conversation keeps: its latest descriptive words
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of)"
 _LIKE = re.compile(r"\b(lov(?:e|ed)|lik(?:e|ed) it|enjoy(?:ed)?|adored?|great|favou?rite|amazing)\b")
 _DISLIKE = re.compile(r"\b(hated?|dislik(?:e|ed)|didn'?t like|did not like|boring|awful|terrible|not for me)\b")
@@ -211,12 +192,13 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
     joined = " ".join(message.split())
     text = "".join(c.lower()[:1] for c in joined)  # lower case with the offsets of `joined`
     if re.fullmatch(r"\W*(reset|start over|forget (it|everything))\W*", text):
-        return StateUpdate(intent="reset", clear_filters=True)
+        return StateUpdate(intent="reset")
     found = titles.mentions(joined)
     mentioned = list(dict.fromkeys(m.item_id for m in found))
     rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
     flat = normalise(rest)
     update = StateUpdate(named=mentioned)
+    filters = update.filters
     refs = _refs(rest, state)
     if not refs and not mentioned and re.search(r"\b(it|that one|this one|that)\b", rest):
         pointed = state.focus or (state.last[0] if state.last else None)
@@ -243,24 +225,24 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
     for genre, pos in mentions.items():
         before = flat[max(0, pos - 30) : pos]
         if re.search(rf"\b{_NEGATION}\b(?:\s+\w+)?\s*$", before):
-            update.exclude_genres.append(genre)
+            filters.exclude_genres.append(genre)
         elif re.search(r"\b(only|just)\s*$", before):
-            update.include_genres.append(genre)
+            filters.include_genres.append(genre)
     if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
-        update.exclude_genres += [g for g in VIOLENT if g in genres and g not in update.exclude_genres]
+        filters.exclude_genres += [g for g in VIOLENT if g in genres and g not in filters.exclude_genres]
     if m := re.search(r"\b(?:after|since|from|newer than|released after)\s+((?:19|20)\d\d)\b", rest):
-        update.year_min = int(m.group(1)) + (1 if "after" in m.group(0) else 0)
+        filters.year_min = int(m.group(1)) + (1 if "after" in m.group(0) else 0)
     if m := re.search(r"\b(?:before|until|older than|up to|prior to)\s+((?:19|20)\d\d)\b", rest):
-        update.year_max = int(m.group(1)) - (1 if "before" in m.group(0) or "older" in m.group(0) else 0)
+        filters.year_max = int(m.group(1)) - (1 if "before" in m.group(0) or "older" in m.group(0) else 0)
     if m := re.search(r"\b((?:19|20)?\d0)'?s\b", rest):
         decade = int(m.group(1))
         decade += 1900 if decade < 100 and decade >= 20 else (2000 if decade < 100 else 0)
-        update.year_min, update.year_max = decade, decade + 9
-    if years and re.search(r"\b(older|old)\b", rest) and update.year_max is None:
-        update.year_max = sorted(years)[len(years) // 2] - 1
-    if years and re.search(r"\b(newer|recent|modern)\b", rest) and update.year_min is None:
-        update.year_min = sorted(years)[len(years) // 2] + 1
-    filtered = {g.lower() for g in update.exclude_genres} | {g.lower() for g in update.include_genres}
+        filters.year_min, filters.year_max = decade, decade + 9
+    if years and re.search(r"\b(older|old)\b", rest) and filters.year_max is None:
+        filters.year_max = sorted(years)[len(years) // 2] - 1
+    if years and re.search(r"\b(newer|recent|modern)\b", rest) and filters.year_min is None:
+        filters.year_min = sorted(years)[len(years) // 2] + 1
+    filtered = {g.lower() for g in filters.exclude_genres} | {g.lower() for g in filters.include_genres}
     genre_words = {w for g in filtered for w in normalise(g).split()} | {
         w for a, g in GENRE_ALIASES.items() if g in filtered for w in a.split()}
     content = [w for w in descriptive_words(rest) if w not in genre_words and not re.fullmatch(
@@ -269,8 +251,8 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
         update.query = " ".join(content)
     if re.fullmatch(r"\W*(/?more|more please|show me more|next|others?)\W*", text):
         update.intent = "more"
-    elif (update.anchors and not mentioned) or update.exclude_genres or update.include_genres or \
-            update.year_min is not None or update.year_max is not None:
+    elif (update.anchors and not mentioned) or filters.exclude_genres or filters.include_genres or \
+            filters.year_min is not None or filters.year_max is not None:
         update.intent = "refine"
     elif (update.like or update.dislike or update.seen) and refs and not update.query:
         update.intent = "feedback"
@@ -316,13 +298,13 @@ def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: T
             current += [i for i in grounded(names) if i not in current]
     in_message = _genre_mentions(flat, genres)
     for field, proposed in (("exclude_genres", model.exclude_genres), ("include_genres", model.include_genres)):
-        if not getattr(merged, field):
-            setattr(merged, field, [g for g in genres if g in in_message and
-                                    g.lower() in {p.lower() for p in proposed}])
+        if not getattr(merged.filters, field):
+            setattr(merged.filters, field, [g for g in genres if g in in_message and
+                                            g.lower() in {p.lower() for p in proposed}])
     joined = " ".join(message.split())
     rest = _blank(joined, titles.mentions(joined))  # "Deadpool (2016)" is a title, not a year filter
     for field in ("year_min", "year_max"):
         value = getattr(model, field)
-        if getattr(merged, field) is None and value is not None and re.search(rf"\b{value}\b", rest):
-            setattr(merged, field, value)
+        if getattr(merged.filters, field) is None and value is not None and re.search(rf"\b{value}\b", rest):
+            setattr(merged.filters, field, value)
     return merged

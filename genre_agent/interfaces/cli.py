@@ -75,30 +75,27 @@ def recommend(
     config: ConfigOpt = None,
 ) -> None:
     """Top-k recommendations for a user (and/or a query), each with a reason."""
+    from genre_agent.filters import Filters
     from genre_agent.pipeline import Recommender
-    from genre_agent.retrieval.candidates import Rules
+    from genre_agent.schemas import RecommendRequest
     from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
                                  **{"backend.name": backend, "backend.model": model})
-        rules = Rules(exclude_seen=not include_seen, include_genres=include_genre or [],
-                      exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
-                      where=_parse_where(where or []))
+        filters = Filters(exclude_seen=not include_seen, include_genres=include_genre or [],
+                          exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
+                          where=_parse_where(where or []))
         with _progress() as report:
             rec = Recommender.open(settings, progress=report)
-        for line in rec.catalog.report.lines():
+        info = rec.catalog_info()
+        for line in info.cleaning:
             err.print(f"[dim]catalog cleaning: {line}[/]")
-        if rec.catalog.interactions.empty:
+        if not info.interactions:
             err.print("[dim]note: this catalog has no interactions, so CF is skipped; candidates come from "
                       "text similarity to the query.[/]")
-        if rules.where:
-            missing = [c for c in rules.where if c not in rec.catalog.items.columns]
-            if missing:
-                raise typer.BadParameter(f"--where: no item column {missing[0]!r}; "
-                                         f"columns: {', '.join(rec.catalog.items.columns)}")
         with err.status("thinking…"):
-            result = rec.recommend(user_id=user, query=query, k=settings.k, rules=rules)
+            result = rec.run(RecommendRequest(user_id=user, query=query, k=settings.k, filters=filters)).result
     except GenreAgentError as exc:
         _fail(exc)
         return
@@ -178,7 +175,7 @@ def serve(
         return
     import uvicorn
 
-    err.print(f"serving {agent.recommender.catalog.name} on http://{host}:{port}/v1 (model id 'genre-agent')")
+    err.print(f"serving {agent.catalog_info().name} on http://{host}:{port}/v1 (model id 'genre-agent')")
     uvicorn.run(create_app(agent, api_key), host=host, port=port, log_level="warning")
 
 
@@ -361,13 +358,14 @@ def prompts_render(
 ) -> None:
     """Print the exact ranking prompt for a request, with real candidates, without calling the LLM."""
     from genre_agent.pipeline import Recommender
+    from genre_agent.schemas import RecommendRequest
     from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts or name)
         with _progress() as report:
             rec = Recommender.open(settings, progress=report)
-        messages = rec.render(user, query)
+        messages = rec.render(RecommendRequest(user_id=user, query=query))
         for m in messages:
             typer.echo(f"--- {m['role']} ---\n{m['content']}")
         tokens, counted_by = rec.count_prompt_tokens(messages)

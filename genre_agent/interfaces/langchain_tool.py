@@ -6,31 +6,28 @@ from typing import Any
 
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import StructuredTool
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from genre_agent.chat.agent import Agent
-from genre_agent.retrieval.candidates import Rules
+from genre_agent.filters import Filters
 
 
-class RecommendArgs(BaseModel):
+class RecommendArgs(Filters):
+    """The tool's arguments: the filters (the same model as the config's [rules]), who asks and what for."""
+
     query: str | None = Field(None, description="what the person asks for, in their words")
     user: str | None = Field(None, description="a catalog user id, if known")
     k: int = Field(5, ge=1, le=20, description="how many recommendations")
-    exclude_genres: list[str] = Field([], description="genres to avoid")
-    include_genres: list[str] = Field([], description="only these genres")
-    year_min: int | None = None
-    year_max: int | None = None
 
 
 def recommend_tool(agent: Agent) -> StructuredTool:
     """A `recommend` tool returning the JSON output contract (ids, titles, reasons, scores)."""
-    noun = agent.recommender.catalog.spec.item_noun_plural
+    noun = agent.catalog_info().item_noun_plural
 
     def run(**kwargs: Any) -> str:
         args = RecommendArgs(**kwargs)
-        rules = Rules(include_genres=args.include_genres, exclude_genres=args.exclude_genres,
-                      year_min=args.year_min, year_max=args.year_max)
-        return agent.recommend(args.user, args.query, args.k, rules).model_dump_json()
+        filters = Filters(**args.model_dump(include=set(Filters.model_fields)))
+        return agent.recommend(args.user, args.query, args.k, filters).model_dump_json()
 
     return StructuredTool.from_function(
         func=run, name="recommend", args_schema=RecommendArgs,

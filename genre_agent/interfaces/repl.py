@@ -44,9 +44,9 @@ class Repl:
         history = FileHistory(str(self.history_file)) if self.history_file else InMemoryHistory()
         prompt: PromptSession[str] = PromptSession(history=history)
         self.agent.session(self.session_id, user)
-        catalog = self.agent.recommender.catalog
+        catalog = self.agent.catalog_info()
         who = f"user {user}" if user else "a new user"
-        self.console.print(f"genre-agent — {catalog.name} ({len(catalog.items)} {catalog.spec.item_noun_plural}), "
+        self.console.print(f"genre-agent — {catalog.name} ({catalog.items} {catalog.item_noun_plural}), "
                            f"chatting as {who}. /help for commands, Ctrl-D to quit.")
         while True:
             try:
@@ -141,9 +141,9 @@ class Repl:
             self.turn(lambda cancel: self.agent.chat(sid, name, cancel=cancel))
         elif name == "filters":
             state = self.agent.session(sid)
-            titles = self.agent.titles.title_of
+            titles = self.agent.title_of
             self.console.print(f"user: {state.user_id or 'new (' + state.pseudonym + ')'}\n"
-                               f"filters: {'; '.join(state.describe_filters()) or 'none'}\n"
+                               f"filters: {'; '.join(state.describe()) or 'none'}\n"
                                f"liked: {', '.join(map(titles, state.liked)) or '-'}\n"
                                f"disliked: {', '.join(map(titles, state.disliked)) or '-'}\n"
                                f"seen: {', '.join(map(titles, state.seen)) or '-'}\n"

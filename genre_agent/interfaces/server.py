@@ -65,7 +65,7 @@ def create_app(agent: Agent, api_key: str | None = None, max_body: int = 64 * 10
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         s = agent.settings
-        return {"status": "ok", "catalog": agent.recommender.catalog.name, "backend": s.backend.name,
+        return {"status": "ok", "catalog": agent.catalog_info().name, "backend": s.backend.name,
                 "model": s.backend.model}
 
     @app.get("/v1/models")

@@ -1,8 +1,7 @@
-"""Candidate generation: fuse vector similarity (query, liked items) with CF scores, then apply business rules."""
+"""Candidate generation: fuse vector similarity (query, liked items) with CF scores, then apply the filters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
+from genre_agent.filters import Filters
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
 from genre_agent.retrieval.index import VectorIndex
@@ -22,72 +22,28 @@ ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
 
 
-@dataclass
-class Rules:
-    """Business rules. Genre matching is case-insensitive; `where` is metadata equality (column -> value)."""
-
-    exclude_seen: bool = True
-    include_genres: list[str] = field(default_factory=list)
-    exclude_genres: list[str] = field(default_factory=list)
-    year_min: int | None = None
-    year_max: int | None = None
-    where: dict[str, str] = field(default_factory=dict)
-    exclude_items: set[str] = field(default_factory=set)
-
-    def mask(self, items: pd.DataFrame, seen: set[str]) -> np.ndarray:
-        """True where an item passes every rule."""
-        ok = np.ones(len(items), dtype=bool)
-        lower = items["genres"].map(lambda gs: {g.lower() for g in gs})
-        if self.include_genres:
-            want = {g.lower() for g in self.include_genres}
-            ok &= lower.map(lambda gs: bool(gs & want)).to_numpy()
-        if self.exclude_genres:
-            avoid = {g.lower() for g in self.exclude_genres}
-            ok &= lower.map(lambda gs: not (gs & avoid)).to_numpy()
-        year = items["year"]
-        if self.year_min is not None:
-            ok &= (year >= self.year_min).fillna(False).to_numpy(dtype=bool)
-        if self.year_max is not None:
-            ok &= (year <= self.year_max).fillna(False).to_numpy(dtype=bool)
-        for column, value in self.where.items():
-            ok &= (items[column].astype(str).str.lower() == str(value).lower()).to_numpy()
-        blocked = set(self.exclude_items) | (seen if self.exclude_seen else set())
-        if blocked:  # by title too: the catalog may list the same film under two ids
-            titles = items.loc[items.index.intersection(list(blocked)), "title"]
-            ok &= ~(items.index.isin(list(blocked)) | items["title"].isin(titles).to_numpy())
-        return ok
-
-    def merged(self, base: Rules) -> Rules:
-        """These rules on top of standing ones (from config): genre lists and metadata conditions add up,
-        year bounds take the stricter value, and seen items are excluded unless either allows them."""
-        def stricter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
-            return b if a is None else a if b is None else pick(a, b)
-
-        return Rules(
-            exclude_seen=self.exclude_seen and base.exclude_seen,
-            include_genres=list(dict.fromkeys([*base.include_genres, *self.include_genres])),
-            exclude_genres=list(dict.fromkeys([*base.exclude_genres, *self.exclude_genres])),
-            year_min=stricter(self.year_min, base.year_min, max),
-            year_max=stricter(self.year_max, base.year_max, min),
-            where={**base.where, **self.where},
-            exclude_items=set(base.exclude_items) | set(self.exclude_items),
-        )
-
-    def describe(self) -> list[str]:
-        """The active rules in words, for the prompt and the table."""
-        out = []
-        if self.exclude_seen:
-            out.append("already-rated items are excluded")
-        if self.include_genres:
-            out.append(f"only genres: {', '.join(self.include_genres)}")
-        if self.exclude_genres:
-            out.append(f"no {', '.join(self.exclude_genres)}")
-        if self.year_min is not None:
-            out.append(f"from {self.year_min} on")
-        if self.year_max is not None:
-            out.append(f"up to {self.year_max}")
-        out += [f"{k} = {v}" for k, v in self.where.items()]
-        return out
+def allowed(filters: Filters, items: pd.DataFrame, seen: set[str]) -> np.ndarray:
+    """True where an item passes every filter."""
+    ok = np.ones(len(items), dtype=bool)
+    lower = items["genres"].map(lambda gs: {g.lower() for g in gs})
+    if filters.include_genres:
+        want = {g.lower() for g in filters.include_genres}
+        ok &= lower.map(lambda gs: bool(gs & want)).to_numpy()
+    if filters.exclude_genres:
+        avoid = {g.lower() for g in filters.exclude_genres}
+        ok &= lower.map(lambda gs: not (gs & avoid)).to_numpy()
+    year = items["year"]
+    if filters.year_min is not None:
+        ok &= (year >= filters.year_min).fillna(False).to_numpy(dtype=bool)
+    if filters.year_max is not None:
+        ok &= (year <= filters.year_max).fillna(False).to_numpy(dtype=bool)
+    for column, value in filters.where.items():
+        ok &= (items[column].astype(str).str.lower() == str(value).lower()).to_numpy()
+    blocked = set(filters.exclude_items) | (seen if filters.exclude_seen else set())
+    if blocked:  # by title too: the catalog may list the same film under two ids
+        titles = items.loc[items.index.intersection(list(blocked)), "title"]
+        ok &= ~(items.index.isin(list(blocked)) | items["title"].isin(titles).to_numpy())
+    return ok
 
 
 @dataclass
@@ -112,7 +68,7 @@ def minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class Retriever:
-    """Turns (user, query, rules) into N scored candidates with evidence."""
+    """Turns (user, query, filters) into N scored candidates with evidence."""
 
     def __init__(self, catalog: Catalog, index: VectorIndex, cf: CFModel | None,
                  matrix: InteractionMatrix, settings: RetrievalSettings) -> None:
@@ -153,11 +109,11 @@ class Retriever:
         seen = set(rated.item_id) | set(extra_seen or [])
         return UserView(user_id, row, seen, liked, history, session_liked=extra_liked)
 
-    def candidates(self, user: UserView, query: str | None, rules: Rules, n: int,
+    def candidates(self, user: UserView, query: str | None, filters: Filters, n: int,
                    reason_max_chars: int = 140, anchors: list[str] | None = None) -> list[Candidate]:
         """N candidates; `anchors` are items the request is "like" (their embeddings join the query)."""
         s = self.settings
-        mask = rules.mask(self.items, user.seen)
+        mask = allowed(filters, self.items, user.seen)
         if not mask.any():
             return []
         ids = self.items.index

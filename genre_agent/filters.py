@@ -1,0 +1,81 @@
+"""The filters a person (or the config's standing rules) can set: one model for settings, session, CLI, HTTP
+and LangChain. A leaf module: it imports nothing from the package but the error family."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genre_agent.errors import ConfigError
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _stricter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
+    return b if a is None else a if b is None else pick(a, b)
+
+
+class Filters(BaseModel):
+    """Which items may be recommended. Genre matching is case-insensitive; `where` is metadata equality."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude_seen: bool = Field(True, description="never recommend items the user already rated")
+    include_genres: list[str] = Field([], description="only items with one of these genres")
+    exclude_genres: list[str] = Field([], description="never items with one of these genres")
+    year_min: int | None = Field(None, description="only items from this year on")
+    year_max: int | None = Field(None, description="only items up to this year")
+    where: dict[str, str] = Field({}, description="metadata equality, column -> value")
+    exclude_items: list[str] = Field([], description="item ids never to recommend")
+
+    def merge(self, other: Filters) -> Filters:
+        """Both at once (standing rules and a request's own): genre lists, metadata conditions and excluded
+        items add up (`other` wins a `where` column both set), year bounds take the stricter value, and seen
+        items are excluded unless either allows them."""
+        return Filters(
+            exclude_seen=self.exclude_seen and other.exclude_seen,
+            include_genres=_union(self.include_genres, other.include_genres),
+            exclude_genres=_union(self.exclude_genres, other.exclude_genres),
+            year_min=_stricter(self.year_min, other.year_min, max),
+            year_max=_stricter(self.year_max, other.year_max, min),
+            where={**self.where, **other.where},
+            exclude_items=_union(self.exclude_items, other.exclude_items),
+        )
+
+    def revised(self, newer: Filters) -> Filters:
+        """These filters after a person's newer statement: what it contradicts is dropped first (a genre
+        it names moves between "only" and "no", a year bound it sets replaces the old one), then both
+        apply (`merge`). A genre the statement both includes and excludes ends up included."""
+        kept = self.model_copy(update={
+            "include_genres": [g for g in self.include_genres if g not in newer.exclude_genres],
+            "exclude_genres": [g for g in self.exclude_genres if g not in newer.include_genres],
+            "year_min": self.year_min if newer.year_min is None else None,
+            "year_max": self.year_max if newer.year_max is None else None,
+        })
+        newer = newer.model_copy(update={
+            "exclude_genres": [g for g in newer.exclude_genres if g not in newer.include_genres]})
+        return kept.merge(newer)
+
+    def describe(self, for_prompt: bool = False) -> list[str]:
+        """The active filters in words: short for the chat, fuller for the ranking prompt (which is also
+        told that already-rated items are excluded)."""
+        only = "only genres: " if for_prompt else "only "
+        said = [
+            (for_prompt and self.exclude_seen, "already-rated items are excluded"),
+            (bool(self.include_genres), f"{only}{', '.join(self.include_genres)}"),
+            (bool(self.exclude_genres), f"no {', '.join(self.exclude_genres)}"),
+            (self.year_min is not None, f"from {self.year_min}{' on' if for_prompt else ''}"),
+            (self.year_max is not None, f"up to {self.year_max}"),
+        ]
+        return [text for active, text in said if active] + [f"{k} = {v}" for k, v in self.where.items()]
+
+    def check_columns(self, columns: Iterable[str]) -> None:
+        """Raise ConfigError if `where` names a column the items do not have."""
+        known = list(columns)
+        missing = [c for c in self.where if c not in known]
+        if missing:
+            raise ConfigError(f"where: no item column {missing[0]!r}; use one of the catalog's columns: "
+                              f"{', '.join(known)}.")

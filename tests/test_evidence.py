@@ -1,0 +1,83 @@
+"""Evidence that ties a candidate to a user, on hand-made numbers: what is claimed, what is not, and the
+fallback sentence built from it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from genre_agent.retrieval import evidence as ev
+from genre_agent.schemas import Evidence
+
+LIKED = ["Star Quest (1990)", "Star Quest II (1992)", "Night Terror (1985)"]
+
+
+@pytest.fixture
+def evidence() -> Evidence:
+    return ev.gather(("Sci-Fi", "Comedy"), ("space", "funny", "spoof", "cult"),
+                     Counter({"Sci-Fi": 3, "Adventure": 2}), LIKED, np.array([0.9, 0.5, 0.2]),
+                     np.array([0.1, 0.3, 0.0]), 0.12345, 3, year=2001, liked_years=[1990, 1992, 1985],
+                     noun_plural="movies")
+
+
+def test_favourite_genres_count_every_liked_item() -> None:
+    assert ev.favourite_genres([("Sci-Fi", "Adventure"), ("Sci-Fi",)]) == Counter({"Sci-Fi": 2, "Adventure": 1})
+
+
+def test_gather_claims_only_what_clears_the_floors(evidence: Evidence) -> None:
+    assert evidence == Evidence(
+        shared_genres=["Sci-Fi"],
+        similar_liked=["Star Quest (1990)", "Star Quest II (1992)"],  # 0.9 and 0.5 >= 0.45; 0.2 is not
+        fans_also_liked=["Star Quest II (1992)"],  # 0.3 >= 0.15; 0.1 is not
+        tags=["space", "funny", "spoof"],
+        query_similarity=0.123,
+        liked_by=3,
+        drawbacks=["Comedy: rare among the movies you liked", "few ratings to go on: 3 users rated it highly"],
+    )
+
+
+def test_drawbacks_of_era_and_fans() -> None:
+    old = ev.drawbacks(("Sci-Fi",), Counter({"Sci-Fi": 1}), 1960, [1990, 1992, 1985], 1, "movies")
+    assert old == ["older (1960) than most movies you liked (around 1990)",
+                   "few ratings to go on: 1 user rated it highly"]
+    new = ev.drawbacks(("Sci-Fi",), Counter({"Sci-Fi": 1}), 2010, [1990], 50, "movies")
+    assert new == ["newer (2010) than most movies you liked (around 1990)"]
+    assert ev.drawbacks(("Drama",), Counter(), None, [], 50, "books") == []
+
+
+def test_facts_in_prompt_order(evidence: Evidence) -> None:
+    assert ev.facts(evidence, 2001, "movies") == [
+        "like Star Quest (1990) (user liked)", "fans of Star Quest II (1992) liked it",
+        "shares Sci-Fi with the user's favourite movies", "tags: space, funny, spoof", "request match 0.12",
+        "from 2001"]
+
+
+def test_plain_reason_adds_parts_while_they_fit(evidence: Evidence) -> None:
+    assert ev.plain_reason(evidence, 2001, "space comedy", 60) == \
+        "Close to Star Quest (1990), which you rated highly."
+    assert ev.plain_reason(evidence, 2001, "space comedy", 120) == (
+        "Close to Star Quest (1990), which you rated highly; fans of Star Quest II (1992) loved it; "
+        "Sci-Fi like your favourites.")
+    said = ev.plain_reason(evidence, 2001, None, 60, said_liked=frozenset({"Star Quest (1990)"}))
+    assert said == "Close to Star Quest (1990), which you liked."
+
+
+def test_plain_reason_is_cut_to_the_limit(evidence: Evidence) -> None:
+    assert ev.plain_reason(evidence, 2001, None, 40) == "Close to Star Quest (1990), which you r\u2026"
+
+
+def test_plain_reason_without_evidence() -> None:
+    assert ev.plain_reason(Evidence(), None, None, 140) == "In the catalog."
+    assert ev.plain_reason(Evidence(), 1999, None, 140) == "From 1999."
+    assert ev.plain_reason(Evidence(liked_by=1), 1999, None, 140) == "Rated highly by 1 user."
+
+
+def test_colike_cosine() -> None:
+    # users x items: item 0 liked by all three users, item 1 by the first two, item 2 by the third, item 3 by none
+    positives = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0]], dtype=np.float32))
+    sims = ev.colike_cosine(positives, np.array([1]), np.array([0, 2, 3]))
+    assert sims.shape == (3, 1)
+    assert sims[:, 0] == pytest.approx([2 / np.sqrt(6), 0.0, 0.0])

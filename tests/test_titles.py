@@ -1,0 +1,55 @@
+"""Catalog titles as people write them: normalising, exact and fuzzy lookup, titles found in free text."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from genre_agent.chat.titles import TitleIndex, normalise
+
+TITLES = {"1": "Matrix, The (1999)", "2": "Alien (1979)", "3": "Aliens (1986)", "4": "Star Quest (1990)",
+          "5": "Star Quest II (1992)", "6": "Up (2009)", "7": "Matrix, The (2021)"}
+ITEMS = pd.DataFrame({"title": list(TITLES.values())}, index=pd.Index(list(TITLES), name="item_id"))
+
+
+@pytest.fixture
+def titles() -> TitleIndex:
+    return TitleIndex(ITEMS, pd.Series({"1": 10, "7": 2, "2": 5}))
+
+
+@pytest.mark.parametrize("written, normalised", [
+    ("Matrix, The (1999)", "the matrix"),
+    ("Seven (a.k.a. Se7en) (1995)", "seven"),
+    ("Dr. Strangelove (1964)", "dr strangelove"),
+    ("  STAR   Quest!  ", "star quest"),
+    ("Pianist, Le (2002)", "le pianist"),
+    ("(1999)", ""),
+])
+def test_normalise(written: str, normalised: str) -> None:
+    assert normalise(written) == normalised
+
+
+def test_resolve_exact_fuzzy_and_unknown(titles: TitleIndex) -> None:
+    assert titles.resolve("the Matrix") == "1"
+    assert titles.resolve("The Matrx") == "1"  # one letter off: fuzzy
+    assert titles.resolve("Aliens") == "3" and titles.resolve("alien") == "2"
+    assert titles.resolve("Titanic") is None
+    assert titles.resolve("matrix") == "1"  # people drop the article
+    assert titles.resolve("(1999)") is None
+
+
+def test_the_more_popular_item_keeps_a_shared_name() -> None:
+    assert TitleIndex(ITEMS, pd.Series({"1": 10, "7": 2})).resolve("The Matrix") == "1"
+    assert TitleIndex(ITEMS, pd.Series({"1": 2, "7": 10})).resolve("The Matrix") == "7"
+
+
+def test_find_in_text_takes_longest_mentions_in_order_of_appearance(titles: TitleIndex) -> None:
+    assert titles.find_in_text("Star Quest II was better than Star Quest") == ["5", "4"]
+    assert titles.find_in_text("I loved The Matrix and Alien, then Aliens") == ["1", "2", "3"]
+    assert titles.find_in_text("then we looked it up") == []  # single short words are not titles
+    assert titles.find_in_text("nothing here") == []
+
+
+def test_title_of(titles: TitleIndex) -> None:
+    assert titles.title_of("3") == "Aliens (1986)"
+    assert titles.title_of("99") == "99"
