@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from genre_agent.llm.backends import Backend, Completion, Message, make_backend
+from genre_agent.llm.backends import Backend, Completion, Message, Wrapper, make_backend
 from genre_agent.llm.models import resolve_model
 from genre_agent.pipeline import Recommender
 from genre_agent.schemas import RecommendRequest
@@ -32,16 +32,16 @@ class Call:
     completion_tokens: int
 
 
-class Timed:
+class Timed(Wrapper):
     """Wraps the configured backend and records every call."""
 
     def __init__(self, backend: Backend) -> None:
-        self.backend, self.name, self.model = backend, backend.name, backend.model
+        super().__init__(backend)
         self.calls: list[Call] = []
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         started = time.perf_counter()
-        out = self.backend.complete(messages, schema, max_tokens)
+        out = self.inner.complete(messages, schema, max_tokens)
         self.calls.append(Call(time.perf_counter() - started, out.prompt_tokens, out.completion_tokens))
         return out
 
@@ -69,8 +69,8 @@ def main() -> None:
     settings = load_settings(catalog=args.catalog, **overrides)
     timed = Timed(make_backend(settings))
     rec = Recommender.open(settings, backend=timed)
-    b = settings.backend
-    _, path = resolve_model(b.model, settings.data_dir / "models")
+    b = settings.backend.llamacpp
+    _, path = resolve_model(settings.backend.model, settings.data_dir / "models")
     raw = Llama(model_path=str(path), n_ctx=b.n_ctx, n_threads=b.threads,
                 n_threads_batch=b.threads, seed=0, verbose=False)
     stop_ids = sorted({raw.token_eos(), *raw.tokenize(b"<|im_end|>", add_bos=False, special=True)})
@@ -94,7 +94,7 @@ def main() -> None:
     head = (f"{'user':>6} {'retr ms':>8} {'prompt tok':>10} {'out tok':>7} {'calls':>5} {'1st call s':>10} "
             f"{'LLM s':>7} {'raw s':>7} {'1st/raw':>7} {'LLM/raw':>7} {'fallback':>8}")
     print(f"model {timed.model} via {timed.name}, catalog {rec.catalog.name}, k={args.k}, "
-          f"{settings.retrieval.candidates} candidates, retries={b.retries}, threads={b.threads}")
+          f"{settings.retrieval.candidates} candidates, retries={settings.ranking.retries}, threads={b.threads}")
     print(head)
     print("-" * len(head))
     for r in rows:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise
 from genre_agent.llm.backends import Backend
+from genre_agent.llm.contexts import UnderstandingContext, UnderstandingSystemContext
 from genre_agent.llm.prompts import Prompts
 
 
@@ -265,9 +266,10 @@ def ask_model(backend: Backend, prompts: Prompts, message: str, state_lines: lis
               last_titles: list[str], genres: list[str], max_tokens: int = 200) -> ModelUpdate | None:
     """The LLM's reading of the message (schema-constrained), or None if its answer is invalid."""
     messages = [
-        {"role": "system", "content": prompts.render("understand_system.j2", genres=genres)},
-        {"role": "user", "content": prompts.render("understand.j2", message=message, state=state_lines,
-                                                   last=last_titles, genres=genres)},
+        {"role": "system", "content": prompts.render("understand_system.j2",
+                                                     UnderstandingSystemContext(genres=genres))},
+        {"role": "user", "content": prompts.render("understand.j2", UnderstandingContext(
+            message=message, state=state_lines, last=last_titles, genres=genres))},
     ]
     completion = backend.complete(messages, ModelUpdate.model_json_schema(), max_tokens)
     try:

@@ -31,7 +31,8 @@ from genre_agent.chat.agent import Agent
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.data.feedback import FeedbackStore
 from genre_agent.errors import CatalogError
-from genre_agent.eval.evaluate import bootstrap_ci, git_commit
+from genre_agent.eval.evaluate import git_commit
+from genre_agent.eval.metrics import bootstrap_ci
 from genre_agent.pipeline import Recommender
 from genre_agent.retrieval.cf import ItemKNN
 from genre_agent.settings import Settings
@@ -271,7 +272,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
         "commit": git_commit(),
         "config": {"split": split, "cases": cases, "seed": seed, "k": k, "test_percent": TEST_PERCENT,
                    "understand_with_llm": settings.conversation.understand_with_llm,
-                   "backend": backend.name, "model": backend.model, "retries": settings.backend.retries},
+                   "backend": backend.name, "model": backend.model, "retries": settings.ranking.retries},
         "counts": {"dialogues": case_set.dialogues, "cases": len(case_set.cases), "conversations": len(groups),
                    "turns": len(turn_seconds), "unmapped_targets_dropped": case_set.unmapped_targets,
                    "targets_without_seeker_text": case_set.without_conversation},

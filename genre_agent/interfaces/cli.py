@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from genre_agent.errors import GenreAgentError
 
@@ -41,7 +43,7 @@ def _progress() -> Iterator[Any]:
 
 
 def _fail(exc: GenreAgentError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -90,7 +92,7 @@ def recommend(
             rec = Recommender.open(settings, progress=report)
         info = rec.catalog_info()
         for line in info.cleaning:
-            err.print(f"[dim]catalog cleaning: {line}[/]")
+            err.print(f"[dim]catalog cleaning: {escape(line)}[/]")
         if not info.interactions:
             err.print("[dim]note: this catalog has no interactions, so CF is skipped; candidates come from "
                       "text similarity to the query.[/]")
@@ -102,14 +104,14 @@ def recommend(
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         return
-    table = Table(title=f"{len(result.recommendations)} for user {user or '(new)'}"
-                        + (f' — "{query}"' if query else ""), show_lines=False)
+    table = Table(title=escape(f"{len(result.recommendations)} for user {user or '(new)'}"
+                               + (f' — "{query}"' if query else "")), show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("title")
     table.add_column("reason")
     table.add_column("fused", justify="right")
     for r in result.recommendations:
-        table.add_row(str(r.rank), r.title, r.reason, f"{r.scores.fused:.2f}")
+        table.add_row(str(r.rank), Text(r.title), Text(r.reason), f"{r.scores.fused:.2f}")
     out.print(table)
     t = result.timings_ms
     note = " (fallback: retrieval order, reasons from evidence)" if result.fallback else ""
@@ -158,16 +160,17 @@ def serve(
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
     from genre_agent.chat.agent import Agent
-    from genre_agent.interfaces.server import create_app, is_local
+    from genre_agent.interfaces.server import create_app, is_local, key_table
     from genre_agent.settings import load_settings
 
-    if not is_local(host) and not api_key:
-        err.print(f"[bold red]error:[/] refusing to bind {host} without an API key: pass --api-key or set "
-                  "GENRE_AGENT_API_KEY (or bind 127.0.0.1).")
-        raise typer.Exit(2)
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"backend.name": backend, "backend.model": model})
+        keys = key_table(settings.server, api_key)
+        if not is_local(host) and not keys:
+            err.print(f"[bold red]error:[/] refusing to bind {escape(host)} without an API key: pass --api-key, "
+                      "set GENRE_AGENT_API_KEY or server.api_keys (or bind 127.0.0.1).")
+            raise typer.Exit(2)
         with _progress() as report:
             agent = Agent.from_config(settings, progress=report)
     except GenreAgentError as exc:
@@ -175,8 +178,10 @@ def serve(
         return
     import uvicorn
 
-    err.print(f"serving {agent.catalog_info().name} on http://{host}:{port}/v1 (model id 'genre-agent')")
-    uvicorn.run(create_app(agent, api_key), host=host, port=port, log_level="warning")
+    err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
+              "(model id 'genre-agent')")
+    uvicorn.run(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=settings.server.shutdown_s)
 
 
 @app.command()
@@ -199,10 +204,10 @@ def index(
         _fail(exc)
         return
     for line in cat.report.lines():
-        err.print(f"catalog cleaning: {line}")
+        err.print(f"catalog cleaning: {line}", markup=False)
     cf = (f"CF {'trained' if built.cf_trained else 'reused'} ({settings.retrieval.cf_model})"
           if len(cat.interactions) else "no interactions: CF and popularity skipped, retrieval is by text only")
-    out.print(f"{cat.name}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
+    out.print(f"{escape(cat.name)}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
               f"{cat.interactions.user_id.nunique()} users; embedded {built.embedded}, reused {built.reused}; "
               f"{cf}; {built.seconds:.1f} s")
 
@@ -329,20 +334,20 @@ def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")]
         return
     for path in prompts.files().values():
         out.rule(str(path))
-        out.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+        out.print(path.read_text(encoding="utf-8", errors="replace"), markup=False, highlight=False)
 
 
 @prompts_app.command("check")
 def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Validate syntax, variables and the answer form; print file:line: message for each problem."""
-    from genre_agent.llm.template_check import check
+    from genre_agent.interfaces.template_check import check
 
     problems = check(path)
     for problem in problems:
         typer.echo(str(problem))
     if problems:
         raise typer.Exit(1)
-    err.print(f"{path}: ok")
+    err.print(f"{path}: ok", markup=False)
 
 
 @prompts_app.command("render")
@@ -386,7 +391,7 @@ def prompts_init(
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
     if directory.exists() and any(directory.iterdir()):
-        err.print(f"[bold red]error:[/] {directory} exists and is not empty; choose a new folder.")
+        err.print(f"[bold red]error:[/] {escape(str(directory))} exists and is not empty; choose a new folder.")
         raise typer.Exit(2)
     try:
         source = Prompts(resolve_prompts_dir(name))
@@ -434,8 +439,8 @@ def config_show(
     for column in ("key", "value", "from"):
         table.add_column(column)
     for key, source in where.items():
-        value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
-        table.add_row(key, str(value), source)
+        value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
+        table.add_row(key, Text(str(value)), Text(source))
     out.print(table)
 
 
