@@ -35,10 +35,10 @@ def read(movielens: tuple[TitleIndex, list[str]], message: str) -> tuple[StateUp
 
 def test_years_written_after_titles_are_not_filters(movielens: tuple[TitleIndex, list[str]]) -> None:
     update, named = read(movielens, "something like Deadpool (2016) or Drive (2011) \u2026 Predator (1987)")
-    assert update.year_min is None and update.year_max is None
+    assert update.filters.year_min is None and update.filters.year_max is None
     assert named["anchors"] == ["Deadpool (2016)", "Drive (2011)", "Predator (1987)"]
     explicit, _ = read(movielens, "something like Deadpool (2016) but from after 2000")
-    assert explicit.year_min == 2001 and explicit.year_max is None
+    assert explicit.filters.year_min == 2001 and explicit.filters.year_max is None
 
 
 def test_the_query_keeps_only_descriptive_words(movielens: tuple[TitleIndex, list[str]]) -> None:
