@@ -201,8 +201,8 @@ class Agent:
         if update.intent == "why" and update.why:
             return self._why(state, update.why)
         self._apply(state, update, writes)
-        if update.intent == "other" and not state.last and not self._has_taste(state):
-            return self._clarify(state)
+        if not self._has_taste(state):
+            return self._clarify(state)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ("recommend", "refine", "feedback", "more", "other"):
             return self._recommend(state, update.intent)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",

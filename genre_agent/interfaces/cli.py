@@ -233,10 +233,23 @@ def evaluate(
                                                                         "llm-fused weight")] = 100,
     backend: Annotated[str | None, typer.Option("--backend")] = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
+    dialogues: Annotated[Path | None, typer.Option("--dialogues", help="ReDial-format JSONL: evaluate the chat "
+                                                   "agent on real conversations instead")] = None,
+    cases: Annotated[int | None, typer.Option("--cases", min=1, help="--dialogues: draw this many cases "
+                                              "(default: all)")] = None,
+    split: Annotated[str, typer.Option("--split", help="--dialogues: dev, test (held out) or all")] = "test",
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="--dialogues: rules only, the fake backend")] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Offline metrics of every method against the classical baselines, on the reference protocol."""
+    """Offline metrics of every method against the classical baselines, on the reference protocol; with
+    --dialogues, Recall@k of the chat agent on real dialogues next to popularity and item-kNN."""
+    if dialogues is not None:
+        _eval_dialogues(dialogues, cases, split, seed, out_dir,
+                        {"catalog": catalog, "data_dir": data_dir, "backend.name": "fake" if no_llm else backend,
+                         "backend.model": model, "conversation.understand_with_llm": False if no_llm else None},
+                        config)
+        return
     from genre_agent.data.catalog import load_catalog
     from genre_agent.eval import report as report_files
     from genre_agent.eval.evaluate import METHODS, N_NEG, EvalConfig, run
@@ -264,6 +277,28 @@ def evaluate(
     report_files.write(result, out_dir)
     out.print(report_files.markdown(result))
     err.print(f"wrote {out_dir}/report.json, report.md, report.png in {result['seconds']} s")
+
+
+def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_dir: Path,
+                    overrides: dict[str, Any], config: Path | None) -> None:
+    from genre_agent.eval import dialogues as conversations
+    from genre_agent.pipeline import Recommender
+    from genre_agent.settings import load_settings
+
+    if split not in ("dev", "test", "all"):
+        raise typer.BadParameter("--split is dev, test or all")
+    try:
+        settings = load_settings(config, **overrides)
+        with _progress() as report:
+            rec = Recommender.open(settings, progress=report)
+            result = conversations.evaluate_dialogues(settings, path, split, cases, seed,  # type: ignore[arg-type]
+                                                      report, rec)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    conversations.write(result, out_dir)
+    typer.echo(conversations.markdown(result))
+    err.print(f"wrote {out_dir}/report.json, report.md in {result['seconds']} s")
 
 
 prompts_app = typer.Typer(help="Template sets: list, show, check, render, and copy for editing.",

@@ -14,6 +14,7 @@ from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
 from genre_agent.retrieval.fusion import fuse, minmax, popularity, taste_vector, unit_mean
 from genre_agent.retrieval.index import VectorIndex
+from genre_agent.retrieval.needs import NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
 from genre_agent.settings import RetrievalSettings
 
@@ -71,6 +72,14 @@ class Retriever:
         self.settings = settings
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
         self.popularity = popularity(self.liked_by)
+        self._needs: NeedLexicon | None = None
+
+    @property
+    def needs(self) -> NeedLexicon:
+        """The catalog's genres and tags embedded (built on first use: one embedding call)."""
+        if self._needs is None:
+            self._needs = NeedLexicon(self.items, self.index.embed)
+        return self._needs
 
     def user_view(self, user_id: str | None, extra_liked: list[str] | None = None,
                   extra_seen: list[str] | None = None, history_size: int = HISTORY_ITEMS) -> UserView:
@@ -107,6 +116,8 @@ class Retriever:
         fused = fuse(s, mask, self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf)
+        if query and s.weight_needs:
+            fused += s.weight_needs * minmax(self.needs.scores(self.needs.match(query)), mask)
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
         if s.mmr_lambda < 1.0:

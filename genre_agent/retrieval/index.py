@@ -220,7 +220,8 @@ class VectorIndex:
         """Stored embeddings of the given items, in the given order (zeros for unknown ids)."""
         if not item_ids:
             return np.zeros((0, 384), dtype=np.float32)
-        found = _vectors_by_id(self._read(lambda c: c.get(ids=item_ids, include=["embeddings"])))
+        unique = list(dict.fromkeys(item_ids))  # Chroma refuses a repeated id (DuplicateIDError)
+        found = _vectors_by_id(self._read(lambda c: c.get(ids=unique, include=["embeddings"])))
         return np.array([found.get(i, np.zeros(384)) for i in item_ids], dtype=np.float32)
 
     def nearest(self, vector: np.ndarray, n: int) -> dict[str, float]:
