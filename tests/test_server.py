@@ -129,7 +129,7 @@ def test_callers_without_a_session_share_nothing(server: str) -> None:
 
 def test_identity_comes_from_the_key_not_a_header(server: str) -> None:
     """Issue 13.2: `X-Catalog-User: 42` let any caller read user 42's history."""
-    asked = {"model": "genre-agent", "messages": [{"role": "user", "content": "something to watch"}]}
+    asked = {"model": "genre-agent", "messages": [{"role": "user", "content": "a space adventure to watch"}]}
     spoofed = httpx.post(f"{server}/v1/chat/completions", json=asked,
                          headers={"Authorization": f"Bearer {KEY}", "X-Catalog-User": "a"}).json()
     assert spoofed["genre_agent"]["recommendations"]["user_id"] is None  # a new user, not "a"
