@@ -33,6 +33,7 @@ from genre_agent.data.feedback import FeedbackStore
 from genre_agent.errors import CatalogError
 from genre_agent.eval.evaluate import git_commit
 from genre_agent.eval.metrics import bootstrap_ci
+from genre_agent.eval.report import write_texts
 from genre_agent.pipeline import Recommender
 from genre_agent.retrieval.cf import ItemKNN
 from genre_agent.settings import Settings
@@ -315,8 +316,4 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write(report: dict[str, Any], out: Path) -> None:
     """report.json and report.md, each written aside and renamed when complete."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
+    write_texts(out, {"report.json": json.dumps(report, indent=2), "report.md": markdown(report)})
