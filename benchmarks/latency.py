@@ -72,7 +72,7 @@ def main() -> None:
 
     print(f"model {settings.backend.model} via {settings.backend.name}, catalog {rec.catalog.name}, "
           f"prompts {settings.prompts}, k={args.k}, {settings.retrieval.candidates} candidates, "
-          f"threads={settings.backend.threads}")
+          f"threads={settings.backend.llamacpp.threads}")
     print(f"routing: {routes.describe()}\ncalibration: {routes.calibration}")
     head = (f"{'answer':<10} {'user':>6} {'retrieve ms':>11} {'LLM ms':>8} {'total ms':>9} {'total/retr':>10}"
             "  roles")

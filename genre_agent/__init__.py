@@ -10,7 +10,6 @@ from genre_agent.errors import (
     CatalogError,
     ConfigError,
     GenreAgentError,
-    InvalidModelOutputError,
     TemplateError,
     UnknownUserError,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "ConfigError",
     "Filters",
     "GenreAgentError",
-    "InvalidModelOutputError",
     "RecommendRequest",
     "Recommendation",
     "Recommendations",

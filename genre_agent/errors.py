@@ -29,5 +29,10 @@ class BackendUnavailableError(GenreAgentError):
     """The LLM backend cannot be loaded or reached (model file, package, server)."""
 
 
-class InvalidModelOutputError(GenreAgentError):
-    """The model's answer failed validation; the message is what is fed back on a re-ask."""
+
+class ContextLengthError(GenreAgentError):
+    """A prompt does not fit the model's context window even after trimming."""
+
+
+class DataDirError(GenreAgentError):
+    """A file in the data directory is corrupted, or the directory cannot be written."""

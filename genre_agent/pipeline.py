@@ -6,26 +6,30 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
-from genre_agent.errors import UnknownUserError
+from genre_agent.errors import DataDirError, UnknownUserError
 from genre_agent.filters import Filters
-from genre_agent.llm.backends import Backend, make_backend
+from genre_agent.llm.backends import Backend, backend_class, make_backend
 from genre_agent.llm.calibration import InForce, Key, find, model_id, template_hash
+from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Routes, answer, routes_for
 from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
-from genre_agent.retrieval.index import VectorIndex, make_client
+from genre_agent.retrieval.index import VectorIndex, make_client, remove_orphans
 from genre_agent.schemas import (
     Candidate,
     CatalogInfo,
@@ -57,7 +61,7 @@ class _Prepared:
     reason_max_chars: int
     candidates: list[Candidate]
     messages: list[dict[str, str]]
-    variables: dict[str, Any]  # of the ranking templates, except candidates and k
+    context: RankingContext  # the ranking prompt's variables, every candidate shown
     retrieved_at: float
 
 
@@ -72,8 +76,13 @@ class BuildReport:
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock between processes building into the same data directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = path.open("w")
+    except OSError as exc:
+        raise DataDirError(f"cannot write the data directory ({exc}): make it writable, or set "
+                           "GENRE_AGENT_DATA_DIR (or --data-dir) to a writable folder.") from exc
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -83,7 +92,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 def catalog_key(catalog: Catalog) -> str:
     """Stable per catalog folder, so two folders with the same name do not share artifacts."""
-    return f"{catalog.name}-{hashlib.sha256(str(catalog.root).encode()).hexdigest()[:6]}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", catalog.name).lstrip(".")  # a file name, never a path
+    return f"{name}-{hashlib.sha256(str(catalog.root).encode()).hexdigest()[:6]}"
 
 
 def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: str, root: Path,
@@ -95,8 +105,13 @@ def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: s
     target = root / key
     model = make_cf(model_name)
     if (target / "done.json").is_file():
-        model.load(target)
-        return model, False
+        try:
+            model.load(target)
+            return model, False
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated or tampered
+            warnings.warn(f"{target}: the saved {model_name} model is unreadable ({exc}); training it again.",
+                          stacklevel=2)
+            model = make_cf(model_name)
     if progress:
         progress(f"training {model_name}", 0, 1)
     model.fit(matrix.matrix)
@@ -197,15 +212,7 @@ class Recommender:
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""
-        b = self.settings.backend
-        if b.name == "llamacpp":
-            from genre_agent.llm.backends.llamacpp import count_chat_tokens
-            from genre_agent.llm.models import resolve_model
-
-            name, path = resolve_model(b.model, self.settings.data_dir / "models")
-            return count_chat_tokens(path, messages), f"{name} tokenizer, chat template included"
-        words = sum(len(m["content"].split()) for m in messages)
-        return round(words * 1.3), f"estimate (words x 1.3): the {b.name} backend's tokenizer is not local"
+        return backend_class(self.settings.backend.name).count_tokens(self.settings, messages)
 
     # -- what the chat needs to know about the catalog ---------------------------------
     def catalog_info(self) -> CatalogInfo:
@@ -237,7 +244,7 @@ class Recommender:
 
     # -- answering -----------------------------------------------------------------------
     def _reason_max_chars(self, templates: Prompts) -> int:
-        return templates.reason_max_chars(self.settings.backend.reason_max_chars)
+        return templates.reason_max_chars(self.settings.ranking.reason_max_chars)
 
     def _prepare(self, request: RecommendRequest) -> _Prepared:
         """Candidates and the rendered prompt of a request (and when retrieval finished)."""
@@ -261,11 +268,9 @@ class Recommender:
         reason = templates.reason_writer(max_chars, noun.item_noun, noun.item_noun_plural)
         candidates = self.retriever.candidates(view, query, filters, n, reason, request.anchors)
         retrieved_at = time.perf_counter()
-        variables = dict(item_noun=noun.item_noun, item_noun_plural=noun.item_noun_plural,
-                         reason_max_chars=max_chars, history=view.history, query=query,
-                         rules=filters.describe(for_prompt=True))
-        messages = templates.messages(**variables, k=min(k, len(candidates)), candidates=candidates)
-        return _Prepared(k, max_chars, candidates, messages, variables, retrieved_at)
+        context = ranking_context(noun, k=k, reason_max_chars=max_chars, history=view.history,
+                                  candidates=candidates, query=query, rules=filters.describe(for_prompt=True))
+        return _Prepared(k, max_chars, candidates, templates.messages(context), context, retrieved_at)
 
     def run(self, request: RecommendRequest) -> Run:
         """Answer one request: candidates, prompt, the backend's validated ranking (or the fallback), and what
@@ -273,11 +278,10 @@ class Recommender:
         started = time.perf_counter()
         p = self._prepare(request)
         t_prompt = time.perf_counter()
-        b = self.settings.backend
+        policy = self.settings.ranking
         routes = self.routes(request.prompts)
-        outcome = answer(lambda: self.backend, routes, self.prompt_set(request.prompts), p.candidates, p.k,
-                         p.variables, retries=b.retries, reason_max_chars=p.reason_max_chars,
-                         max_tokens=b.max_tokens)
+        outcome = answer(lambda: self.backend, routes, self.prompt_set(request.prompts), p.context, p.k,
+                         retries=policy.retries, reason_max_chars=p.reason_max_chars, max_tokens=policy.max_tokens)
         by_id = {c.item_id: c for c in p.candidates}
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                reason_from="llm" if i.item_id in outcome.model_reasons else "evidence",
@@ -301,11 +305,25 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
     started = time.perf_counter()
     key = catalog_key(catalog)
     data = settings.data_dir
+    from chromadb.errors import ChromaError
+
     with _locked(data / "locks" / f"{key}.lock"):
-        client = make_client(data / "chroma", settings.chroma.host, settings.chroma.port)
-        index = VectorIndex(client, key)
-        report = index.sync(catalog.items, catalog.items_fingerprint(),
-                            (lambda d, t: progress("embedding items", d, t)) if progress else None)
+        store = data / "chroma"
+        try:
+            client = make_client(store, settings.chroma.host, settings.chroma.port)
+            index = VectorIndex(client, key)
+            report = index.sync(catalog.items, catalog.items_fingerprint(),
+                                (lambda d, t: progress("embedding items", d, t)) if progress else None)
+            if report.rebuilt and not settings.chroma.host:
+                remove_orphans(store)
+        except ChromaError as exc:
+            if not settings.chroma.host and not os.access(store, os.W_OK):
+                raise DataDirError(f"The vector store {store} is not writable ({exc}): make it writable, or set "
+                                   "GENRE_AGENT_DATA_DIR (or --data-dir) to a writable copy.") from exc
+            where = f"the folder {store} (`rm -r {store}`)" if not settings.chroma.host else \
+                f"this catalog's collections on the Chroma server {settings.chroma.host}"
+            raise DataDirError(f"The vector store cannot be read ({type(exc).__name__}: {exc}). Delete {where}; "
+                               "the next run rebuilds it (every catalog is embedded again).") from exc
         matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
         cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
                                         progress)

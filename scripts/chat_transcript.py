@@ -1,6 +1,8 @@
 """Drive a real `genre-agent chat` session through a pseudo-terminal and print it with the wall time per turn.
 
-    python scripts/chat_transcript.py [extra chat options, e.g. --catalog goodbooks]
+    python scripts/chat_transcript.py [--turns FILE] [extra chat options, e.g. --catalog goodbooks]
+
+--turns FILE sends the lines of FILE instead of the built-in turns.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ TURNS = ["I loved The Matrix and Alien, no horror please", "more like the second
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    turns = TURNS
+    if args[:1] == ["--turns"]:
+        with open(args[1], encoding="utf-8") as fh:
+            turns = [line.rstrip("\n") for line in fh if line.strip()]
+        args = args[2:]
     env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "COLUMNS": "150"}
-    child = pexpect.spawn("genre-agent", ["chat", "-k", "5", *sys.argv[1:]], env=env, encoding="utf-8",
+    child = pexpect.spawn("genre-agent", ["chat", "-k", "5", *args], env=env, encoding="utf-8",
                           timeout=600, dimensions=(60, 150))
     started = time.perf_counter()
     child.expect_exact(PROMPT_ON)
     print(ANSI.sub("", child.before))
     print(f"[startup {time.perf_counter() - started:.1f} s]")
-    for line in TURNS:
+    for line in turns:
         started = time.perf_counter()
         child.sendline(line)
         child.expect_exact(PROMPT_OFF)

@@ -7,18 +7,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from genre_agent.errors import BackendUnavailableError, ConfigError
-from genre_agent.llm.backends import make_backend
+from genre_agent.llm.backends import BACKENDS, Backend, FakeBackend, OutputMode, backend_class, make_backend
 from genre_agent.llm.backends.langchain import LangChainBackend
 from genre_agent.llm.backends.openai_compat import OpenAIBackend
 from genre_agent.llm.models import MODELS, ModelSpec, resolve_model
 from genre_agent.llm.ranking import rank
-from genre_agent.settings import load_settings
+from genre_agent.settings import BackendSettings, load_settings
 
 from helpers import CANDIDATES
 
@@ -40,6 +43,93 @@ def test_langchain_chat_model_goes_through_the_same_validation() -> None:
 def test_openai_backend_needs_a_server_or_a_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="base_url"):
         make_backend(load_settings(data_dir=tmp_path, **{"backend.name": "openai"}))
+
+
+def test_registry_covers_every_configurable_backend_and_its_options() -> None:
+    configurable = set(BackendSettings.model_fields["name"].annotation.__args__)  # type: ignore[union-attr]
+    assert set(BACKENDS) == configurable
+    for name, cls in BACKENDS.items():
+        assert cls.name == name
+        if name in BackendSettings.model_fields:  # a backend with options has its own settings section
+            assert BackendSettings.model_fields[name].annotation is cls.Options
+        exact = cls.count_tokens.__func__ is not Backend.count_tokens.__func__  # type: ignore[attr-defined]
+        assert cls.capabilities.local_tokenizer == exact
+    with pytest.raises(ConfigError, match="choose one of llamacpp, openai"):
+        backend_class("ollama")
+
+
+def test_capabilities_are_declared_not_guessed(tmp_path: Path) -> None:
+    assert backend_class("llamacpp").capabilities.logprobs and backend_class("fake").capabilities.logprobs
+    assert not backend_class("openai").capabilities.logprobs
+    plain_chat = LangChainBackend(FakeListChatModel(responses=[]))
+    assert plain_chat.capabilities.output_mode is OutputMode.PROMPT  # not an OpenAI chat model
+    with pytest.raises(ConfigError, match="cannot read next-token probabilities"):
+        plain_chat.option_logprobs(MESSAGES, ["A", "B"])
+    settings = load_settings(data_dir=tmp_path, **{"backend.name": "fake"})
+    assert isinstance(make_backend(settings), FakeBackend)
+    tokens, counted_by = backend_class("openai").count_tokens(settings, MESSAGES)
+    assert tokens == round(5 * 1.3) and "estimate" in counted_by and "openai" in counted_by
+
+
+def test_moved_settings_name_their_new_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "genre-agent.toml"
+    config.write_text("[backend]\nretries = 2\n")
+    with pytest.raises(ConfigError, match="'backend.retries' is now 'ranking.retries'"):
+        load_settings(config)
+    monkeypatch.setenv("GENRE_AGENT_BACKEND__THREADS", "4")
+    with pytest.raises(ConfigError, match="'backend.threads' is now 'backend.llamacpp.threads'"):
+        load_settings()
+    monkeypatch.delenv("GENRE_AGENT_BACKEND__THREADS")
+    monkeypatch.setenv("GENRE_AGENT_BACKEND__LLAMACPP__THREADS", "4")
+    assert load_settings().backend.llamacpp.threads == 4
+
+
+def _openai_with(handler: Callable[[dict[str, object]], httpx.Response], mode: OutputMode) -> OpenAIBackend:
+    """An OpenAIBackend whose HTTP goes to `handler` (the request body in, a response out)."""
+    backend = OpenAIBackend("m", "http://server.test/v1", None, output_mode=mode)
+    transport = httpx.MockTransport(lambda request: handler(json.loads(request.content)))
+    backend.client = openai.OpenAI(base_url="http://server.test/v1", api_key="k", max_retries=0,
+                                   http_client=httpx.Client(transport=transport))
+    return backend
+
+
+def _answer(text: str) -> httpx.Response:
+    return httpx.Response(200, json={"id": "1", "object": "chat.completion", "created": 0, "model": "m",
+                                     "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": text}}],
+                                     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+
+
+def test_openai_output_mode_auto_keeps_the_first_form_the_server_takes() -> None:
+    sent: list[object] = []
+
+    def llama_server(body: dict[str, object]) -> httpx.Response:  # takes only llama.cpp's own form
+        fmt = body.get("response_format")
+        sent.append(fmt)
+        if isinstance(fmt, dict) and fmt.get("type") == "json_object" and "schema" in fmt:
+            return _answer("{}")
+        return httpx.Response(400, json={"error": {"message": "unsupported response_format"}})
+
+    backend = _openai_with(llama_server, OutputMode.AUTO)
+    assert backend.complete(MESSAGES, {"type": "object"}, 10).text == "{}"
+    assert [f["type"] for f in sent] == ["json_schema", "json_object"]  # type: ignore[index]
+    assert backend.capabilities.output_mode is OutputMode.JSON_OBJECT_SCHEMA
+    sent.clear()
+    backend.complete(MESSAGES, {"type": "object"}, 10)
+    assert sent == [{"type": "json_object", "schema": {"type": "object"}}]  # remembered: one request
+
+
+def test_openai_explicit_output_mode_sends_only_that_form() -> None:
+    sent: list[object] = []
+
+    def strict(body: dict[str, object]) -> httpx.Response:
+        sent.append(body.get("response_format"))
+        return httpx.Response(400, json={"error": {"message": "no"}})
+
+    backend = _openai_with(strict, OutputMode.JSON_SCHEMA)
+    with pytest.raises(BackendUnavailableError, match="set backend.openai.output_mode"):
+        backend.complete(MESSAGES, {"type": "object"}, 10)
+    assert len(sent) == 1 and sent[0]["type"] == "json_schema"  # type: ignore[index]
 
 
 def test_openai_backend_reports_an_unreachable_server() -> None:

@@ -14,10 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.data.catalog import load_catalog
-from genre_agent.eval import evaluate as ev
+from genre_agent.eval.llm_methods import FUSION_GRID, llm_sampled_scores, tune_llm_fusion
+from genre_agent.eval.methods import Scorer
+from genre_agent.eval.metrics import beyond_accuracy, expected_ranks, rank_metrics
+from genre_agent.eval.protocol import make_split, validation_split
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.scoring import rank_fusion
 from genre_agent.settings import load_settings
 
 ROOT = Path(__file__).parents[1]
@@ -52,24 +56,24 @@ def test_baselines_match_the_reference_implementation(small_movielens: Path) -> 
     df = ref.load(str(small_movielens))
     X, eval_users, test_item, seen, cands, info = ref.split(df, "pos4")
     catalog = load_catalog(str(small_movielens))
-    split = ev.make_split(catalog.interactions, catalog.positive_min)
+    split = make_split(catalog.interactions, catalog.positive_min)
     assert split.info["eval_users"] == info["eval_users"] > 50
     assert (split.rows == eval_users).all() and (split.cands == cands).all()
     settings = load_settings(catalog=str(small_movielens))
     pos = np.arange(len(split.rows))
-    scorer = ev.Scorer(split, catalog, lambda ids: np.zeros((0, 0)), settings, pos)
+    scorer = Scorer(split, catalog, lambda ids: np.zeros((0, 0)), settings, pos)
     pairs = {"random": ref.m_random, "pop": ref.m_pop, "itemknn": ref.m_itemknn, "ease": ref.make_ease(500.0),
              "als": ref.m_als}
     for method, reference in pairs.items():
         ref_full, ref_sampled = ref.evaluate(reference(X, eval_users), test_item, seen, cands)
-        full, sampled = ev.rank_metrics(scorer.scores(method), split, pos, (10,))
+        full, sampled = rank_metrics(scorer.scores(method), split, pos, (10,))
         for ours, theirs in ((full, ref_full), (sampled, ref_sampled)):
             got = (ours["HR@10"].mean(), ours["NDCG@10"].mean(), ours["MRR"].mean())
             assert np.allclose(got, theirs, atol=0.002), (method, got, theirs)
 
 
 def test_expected_rank_metrics_known_answers() -> None:
-    m = ev.expected_ranks(np.array([0, 1]), np.array([0, 1]), (1, 5))
+    m = expected_ranks(np.array([0, 1]), np.array([0, 1]), (1, 5))
     # user 0: the test item is first. user 1: it is 2nd or 3rd with equal chance.
     assert m["HR@1"].tolist() == [1.0, 0.0]
     assert m["HR@5"].tolist() == [1.0, 1.0]
@@ -82,7 +86,7 @@ def test_expected_rank_metrics_known_answers() -> None:
 def test_beyond_accuracy_known_answers() -> None:
     genres = [{"A"}, {"A"}, {"B"}, {"A", "B"}]
     top = np.array([[0, 1], [0, 2]])
-    got = ev.beyond_accuracy(top, genres, pop=np.array([3.0, 0.0, 0.0, 0.0]))
+    got = beyond_accuracy(top, genres, pop=np.array([3.0, 0.0, 0.0, 0.0]))
     assert got["coverage"] == 3 / 4
     assert got["diversity"] == pytest.approx((0.0 + 1.0) / 2)
     share = np.array([4, 1, 1, 1]) / 7
@@ -92,29 +96,29 @@ def test_beyond_accuracy_known_answers() -> None:
 def test_llm_method_falls_back_to_exactly_the_hybrid_order_and_counts_hallucinations(
         small_movielens: Path, tmp_path: Path) -> None:
     settings = load_settings(catalog=str(small_movielens), data_dir=tmp_path / "data",
-                             **{"backend.name": "fake", "backend.retries": 1})
+                             **{"backend.name": "fake", "ranking.retries": 1})
     catalog = load_catalog(settings.catalog)
     from genre_agent.pipeline import build
 
     retriever = build(settings, catalog)[0]
-    split = ev.make_split(catalog.interactions, catalog.positive_min)
+    split = make_split(catalog.interactions, catalog.positive_min)
     pos = split.subsample(8, seed=0)
-    scorer = ev.Scorer(split, catalog, retriever.index.vectors, settings, pos)
+    scorer = Scorer(split, catalog, retriever.index.vectors, settings, pos)
     invented = json.dumps({"recommendations": [{"item_id": "999999", "reason": "x"}]})
     backend = FakeBackend([invented] * 100)
     prompts = Prompts(resolve_prompts_dir(settings.prompts))
-    S, stats = ev.llm_sampled_scores(scorer, backend, prompts, retriever.index, tmp_path / "cache")
+    S, stats = llm_sampled_scores(scorer, backend, prompts, retriever.index, tmp_path / "cache")
     summary = stats.summary()
     assert summary["json_valid_pct"] == 100.0
     assert summary["hallucinated_id_pct"] == 100.0
     assert summary["fallback_pct"] == 100.0 and summary["reask_pct"] == 100.0
     assert len(backend.calls) == 16  # one ask and one re-ask per user
-    _, llm = ev.rank_metrics(S, split, pos, (10,))
-    _, hybrid = ev.rank_metrics(scorer.scores("hybrid"), split, pos, (10,))
+    _, llm = rank_metrics(S, split, pos, (10,))
+    _, hybrid = rank_metrics(scorer.scores("hybrid"), split, pos, (10,))
     assert llm["NDCG@10"].tolist() == pytest.approx(hybrid["NDCG@10"].tolist())
     # a rerun answers from the cache by prompt hash: the backend is not called again
     again = FakeBackend()
-    S2, _ = ev.llm_sampled_scores(scorer, again, prompts, retriever.index, tmp_path / "cache")
+    S2, _ = llm_sampled_scores(scorer, again, prompts, retriever.index, tmp_path / "cache")
     assert again.calls == [] and np.array_equal(S, S2)
 
 
@@ -164,10 +168,10 @@ def test_rank_fusion_weights_interpolate_between_the_two_orders() -> None:
     hybrid = np.array([[3.0, 2.0, 1.0, 0.0]])
     llm = np.array([[-3.0, -2.0, -1.0, inf]])  # item 3 is not a candidate
     order = lambda S: [int(i) for i in np.argsort(-S[0], kind="stable") if np.isfinite(S[0, i])]  # noqa: E731
-    assert order(ev.rank_fusion(hybrid, llm, 0.0)) == [0, 1, 2]
-    assert order(ev.rank_fusion(hybrid, llm, 1.0)) == [2, 1, 0]
-    assert order(ev.rank_fusion(hybrid, llm, 0.5)) == [0, 1, 2]  # a tie in mean rank goes to the hybrid order
-    assert not np.isfinite(ev.rank_fusion(hybrid, llm, 0.5)[0, 3])
+    assert order(rank_fusion(hybrid, llm, 0.0)) == [0, 1, 2]
+    assert order(rank_fusion(hybrid, llm, 1.0)) == [2, 1, 0]
+    assert order(rank_fusion(hybrid, llm, 0.5)) == [0, 1, 2]  # a tie in mean rank goes to the hybrid order
+    assert not np.isfinite(rank_fusion(hybrid, llm, 0.5)[0, 3])
 
 
 def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
@@ -179,7 +183,7 @@ def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
 
     index = build(settings, catalog)[0].index
 
-    def contrarian(scorer: ev.Scorer) -> np.ndarray:
+    def contrarian(scorer: Scorer) -> np.ndarray:
         hybrid = scorer.scores("hybrid")
         S = np.full_like(hybrid, -np.inf)
         for n, p in enumerate(scorer.pos):
@@ -187,8 +191,8 @@ def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
             S[n, cols] = -hybrid[n, cols]
         return S
 
-    val = ev.validation_split(ev.make_split(catalog.interactions, catalog.positive_min), catalog.positive_min)
-    weight, table = ev.tune_llm_fusion(val, catalog, settings, index, contrarian, users=40)
+    val = validation_split(make_split(catalog.interactions, catalog.positive_min), catalog.positive_min)
+    weight, table = tune_llm_fusion(val, catalog, settings, index, contrarian, users=40)
     assert weight == 0.0
-    assert [row["weight_llm"] for row in table] == list(ev.FUSION_GRID)
+    assert [row["weight_llm"] for row in table] == list(FUSION_GRID)
     assert table[0]["val_NDCG@10"] > table[-1]["val_NDCG@10"]

@@ -15,6 +15,7 @@ import pytest
 from chromadb.api.types import Documents, Embeddings
 
 from genre_agent.data.catalog import load_catalog
+from genre_agent.pipeline import Recommender
 from genre_agent.retrieval.embedding import MiniLMEmbeddingFunction
 from genre_agent.retrieval.index import VectorIndex, make_client
 
@@ -101,3 +102,14 @@ def test_http_client_against_a_real_chroma_server(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_needs_are_matched_to_the_catalogs_genres_and_tags_by_meaning(tiny_recommender: Recommender) -> None:
+    needs = tiny_recommender.retriever.needs
+    matched = {n.name for n in needs.match("outer space adventure")}
+    assert {"space", "Adventure"} <= matched  # "space" is a tag of two items, Adventure a genre
+    scores = needs.scores(needs.match("outer space adventure"))
+    ids = list(tiny_recommender.catalog.items.index)
+    best = {ids[i] for i in np.argsort(-scores)[:2]}
+    assert best == {"1", "2"}  # the two Star Quest films carry both needs
+    assert needs.match("hello there") == [] and not needs.scores([]).any()

@@ -28,7 +28,7 @@ def _read(message: str, last: list[str] | None = None, focus: str | None = None,
 
 def test_a_liked_title_and_a_genre_to_avoid() -> None:
     assert _read("I loved Star Quest, no comedy please") == StateUpdate(
-        intent="refine", like=["1"], filters=Filters(exclude_genres=["Comedy"]))
+        intent="refine", like=["1"], named=["1"], filters=Filters(exclude_genres=["Comedy"]))
 
 
 def test_more_like_an_item_of_the_last_list() -> None:
@@ -77,7 +77,7 @@ def test_the_llm_reading_is_kept_only_where_the_message_grounds_it() -> None:
     model = ModelUpdate(intent="feedback", liked_titles=["Laugh Riot", "Titanic"], exclude_genres=["Horror"],
                         year_min=1990)
     merged = merge(rules, model, message, TITLES, GENRES)
-    assert merged.like == ["3"]  # Titanic is not in the catalog
+    assert merged.like + merged.anchors == ["3"]  # Titanic is not in the catalog
     assert merged.filters == Filters()  # neither Horror nor 1990 is in the message
     assert merged.intent == rules.intent  # the rules read an intent: it stays
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from genre_agent.errors import TemplateError
-from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+from genre_agent.llm.contexts import CONTEXT_OF, RankingContext, UnderstandingSystemContext
+from genre_agent.llm.prompts import OPTIONAL, REQUIRED, Prompts, header, resolve_prompts_dir
 from genre_agent.schemas import HistoryItem
 
 from helpers import CANDIDATES
 
-VARIABLES = dict(
+VARIABLES = RankingContext(
     item_noun="movie", item_noun_plural="movies", k=2, reason_max_chars=140,
     history=[HistoryItem(item_id="1", title="Alien (1979)", genres=["Horror", "Sci-Fi"], year=1979, rating=5.0)],
     candidates=CANDIDATES[:2], query="space action", rules=["already-rated items are excluded", "no Horror"],
@@ -45,13 +46,13 @@ Pick the 2 best movies for this user from the candidates, best first. For each, 
 
 def test_default_templates_render_exactly() -> None:
     prompts = Prompts(resolve_prompts_dir("default"))
-    messages = prompts.messages(**VARIABLES)
+    messages = prompts.messages(VARIABLES)
     assert messages == [{"role": "system", "content": EXPECTED_SYSTEM}, {"role": "user", "content": EXPECTED_RANK}]
 
 
 def test_new_user_without_query() -> None:
     prompts = Prompts(resolve_prompts_dir("default"))
-    text = prompts.render("rank.j2", **{**VARIABLES, "history": [], "query": None, "rules": []})
+    text = prompts.render("rank.j2", VARIABLES.model_copy(update={"history": [], "query": None, "rules": []}))
     assert text.startswith("The user is new: no ratings yet.")
     assert "asks for" not in text and "Already applied" not in text
 
@@ -67,7 +68,7 @@ def test_misspelled_variable_is_an_error_with_file_and_line(tmp_path: Path) -> N
     folder = _copy(tmp_path)
     (folder / "rank.j2").write_text("line one\n{{ querry }}\n")
     with pytest.raises(TemplateError) as info:
-        Prompts(folder).render("rank.j2", **VARIABLES)
+        Prompts(folder).render("rank.j2", VARIABLES)
     assert f"{folder / 'rank.j2'}:2:" in str(info.value) and "querry" in str(info.value)
 
 
@@ -75,24 +76,24 @@ def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     folder = _copy(tmp_path)
     (folder / "system.j2").write_text("ok\n\n{% for x in %}\n")
     with pytest.raises(TemplateError, match=r"system.j2:3:"):
-        Prompts(folder).render("system.j2", **VARIABLES)
+        Prompts(folder).render("system.j2", VARIABLES)
 
 
 def test_sandbox_blocks_python_internals(tmp_path: Path) -> None:
     folder = _copy(tmp_path)
     (folder / "rank.j2").write_text("{{ candidates[0].__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(TemplateError):
-        Prompts(folder).render("rank.j2", **VARIABLES)
+        Prompts(folder).render("rank.j2", VARIABLES)
 
 
 def test_edits_take_effect_on_the_next_render(tmp_path: Path) -> None:
     folder = _copy(tmp_path)
     prompts = Prompts(folder)
-    before = prompts.render("rank.j2", **VARIABLES)
+    before = prompts.render("rank.j2", VARIABLES)
     rank = folder / "rank.j2"
     rank.write_text(rank.read_text() + "\nAnswer in French.")
     os.utime(rank, (rank.stat().st_atime, rank.stat().st_mtime + 5))
-    after = prompts.render("rank.j2", **VARIABLES)
+    after = prompts.render("rank.j2", VARIABLES)
     assert after == before + "\n\nAnswer in French."
 
 
@@ -102,3 +103,22 @@ def test_missing_template_or_unknown_set(tmp_path: Path) -> None:
         resolve_prompts_dir(str(tmp_path))
     with pytest.raises(TemplateError, match="default"):
         resolve_prompts_dir("no-such-set")
+
+
+def test_every_template_has_one_context_whose_fields_are_documented_and_sampled() -> None:
+    assert set(CONTEXT_OF) == set(REQUIRED) | set(OPTIONAL)
+    for context in set(CONTEXT_OF.values()):
+        for name, field in context.model_fields.items():
+            assert field.description and field.examples, (context.__name__, name)
+        assert set(context.sample().variables()) == context.names()
+    shipped = Prompts(resolve_prompts_dir("default")).files()
+    for context in set(CONTEXT_OF.values()):  # the shipped headers document every variable the code passes
+        doc = " ".join(header(shipped[name].read_text(encoding="utf-8")) for name in context.templates)
+        assert all(var in doc for var in context.names()), context.__name__
+
+
+def test_a_template_renders_only_with_its_own_context() -> None:
+    prompts = Prompts(resolve_prompts_dir("default"))
+    assert "Sci-Fi" in prompts.render("understand_system.j2", UnderstandingSystemContext(genres=["Sci-Fi"]))
+    with pytest.raises(TypeError, match="rank.j2 receives a RankingContext"):
+        prompts.render("rank.j2", UnderstandingSystemContext(genres=["Sci-Fi"]))

@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from genre_agent.data.catalog import load_catalog
+from genre_agent.llm.backends import Completion, Message, Wrapper
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
 
@@ -56,9 +58,9 @@ def test_real_model_scores_labels_in_one_pass_and_reuses_the_cache_correctly(dat
     backend = make_backend(load_settings(catalog=str(TINY), data_dir=data_dir / "real"))
     ask = lambda q: [{"role": "user", "content": f"{q}\nA. a car\nB. an apple\nC. a chair\n"  # noqa: E731
                                                  "Answer with one letter."}]
-    first = backend.option_logprobs(ask("Which one is a fruit?"), ["A", "B", "C"])  # type: ignore[attr-defined]
-    other = backend.option_logprobs(ask("Which one do you sit on?"), ["A", "B", "C"])  # type: ignore[attr-defined]
-    again = backend.option_logprobs(ask("Which one is a fruit?"), ["A", "B", "C"])  # type: ignore[attr-defined]
+    first = backend.option_logprobs(ask("Which one is a fruit?"), ["A", "B", "C"])
+    other = backend.option_logprobs(ask("Which one do you sit on?"), ["A", "B", "C"])
+    again = backend.option_logprobs(ask("Which one is a fruit?"), ["A", "B", "C"])
     assert all(x < 0 for x in first) and sum(2.718281828 ** x for x in first) <= 1.0
     assert first != other
     assert again == pytest.approx(first, abs=1e-4)
@@ -78,15 +80,13 @@ def test_real_model_output_follows_an_edited_template(data_dir: Path, tmp_path: 
     real = make_backend(settings)
     answers: list[str] = []
 
-    class Recording:
-        name, model = real.name, real.model
-
-        def complete(self, messages, schema, max_tokens):  # type: ignore[no-untyped-def]
-            out = real.complete(messages, schema, max_tokens)
+    class Recording(Wrapper):
+        def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+            out = super().complete(messages, schema, max_tokens)
             answers.append(out.text)
             return out
 
-    rec = Recommender.open(settings, backend=Recording())  # type: ignore[arg-type]
+    rec = Recommender.open(settings, backend=Recording(real))
     before = rec.recommend("alice", k=2)
     first_answer = answers[0]
     rank = mine / "rank.j2"

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import ConfigError
 from genre_agent.interfaces.cli import app
+from genre_agent.interfaces.template_check import check
 from genre_agent.llm.backends import FakeBackend
-from genre_agent.llm.template_check import check
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
 
@@ -134,14 +134,14 @@ def test_profiles_change_wording_and_reason_length(tmp_path: Path) -> None:
 def test_config_show_names_the_source_of_each_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "genre-agent.toml"
     config.write_text('k = 7\n[retrieval]\ncandidates = 30\n')
-    monkeypatch.setenv("GENRE_AGENT_BACKEND__RETRIES", "3")
+    monkeypatch.setenv("GENRE_AGENT_RANKING__RETRIES", "3")
     result = runner.invoke(app, ["config", "show", "--config", str(config), "--prompts", "critic"])
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
             for line in result.stdout.splitlines() if line.count("│") >= 4}
     assert rows["k"][0] == "7" and rows["k"][1].startswith("file")
     assert rows["retrieval.candidates"][0] == "30"
-    assert rows["backend.retries"] == ["3", "env"]
+    assert rows["ranking.retries"] == ["3", "env"]
     assert rows["prompts"] == ["critic", "flag"]
     assert rows["backend.model"] == ["smollm2-135m", "default"]
 

@@ -149,7 +149,8 @@ def _synthetic_catalog(root: Path) -> Path:
 def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
     """A model whose scores carry no signal and that writes nothing: calibration measures weight 0 and no
     grounded reasons, saves it, and the next answers never call the model."""
-    from genre_agent.llm.calibration import calibrate, find
+    from genre_agent.eval.calibrate import calibrate
+    from genre_agent.llm.calibration import find
     from genre_agent.pipeline import build
 
     settings = load_settings(catalog=str(_synthetic_catalog(tmp_path / "ml")), data_dir=tmp_path / "data", k=3,

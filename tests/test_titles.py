@@ -34,7 +34,7 @@ def test_resolve_exact_fuzzy_and_unknown(titles: TitleIndex) -> None:
     assert titles.resolve("The Matrx") == "1"  # one letter off: fuzzy
     assert titles.resolve("Aliens") == "3" and titles.resolve("alien") == "2"
     assert titles.resolve("Titanic") is None
-    assert titles.resolve("matrix") is None  # too far from "the matrix"
+    assert titles.resolve("matrix") == "1"  # people drop the article
     assert titles.resolve("(1999)") is None
 
 

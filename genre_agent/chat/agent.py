@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from genre_agent.pipeline import Progress, Recommender, Run, build
 from genre_agent.schemas import CatalogInfo, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
 
+_LISTED = re.compile(r"^\s*\d+\. (.+?) \u2014 ", re.M)  # "1. Title (1999) — reason", as _recommend writes it
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
 
@@ -63,6 +65,7 @@ class Agent:
         self._sessions: dict[str, SessionState] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._title_ids: dict[str, str] | None = None
         self.debug = False
 
     @classmethod
@@ -89,6 +92,39 @@ class Agent:
             if user is not None and user != state.user_id:
                 self._set_user(state, user)
             return state
+
+    def forget(self, session_id: str) -> None:
+        """Drop a session and everything it remembers (the server's expiry and its one-request sessions)."""
+        with self._guard:
+            self._sessions.pop(session_id, None)
+            self._locks.pop(session_id, None)
+
+    def restore(self, session_id: str, history: list[tuple[str, str]], user: str | None = None) -> None:
+        """Rebuild a session from an earlier conversation of (role, text) pairs, as a stateless HTTP request
+        carries it: user turns are read by the rules alone (no model call, no feedback stored again) and the
+        numbered list in an assistant turn becomes what was shown."""
+        state = self.session(session_id, user)
+        with self._locks[session_id]:
+            for role, text in history:
+                if role == "assistant":
+                    listed = [self._listed_item(m.group(1)) for m in _LISTED.finditer(text)]
+                    ids = [i for i in listed if i is not None]
+                    if ids:
+                        state.last = ids
+                        state.shown += [i for i in ids if i not in state.shown]
+                elif role == "user":
+                    update = parse_rules(text.strip(), state, self.genres, self.titles,
+                                         self.recommender.years(state.last))
+                    if update.intent == "reset":
+                        state.reset()
+                        continue
+                    self._apply(state, update, [])
+
+    def _listed_item(self, title: str) -> str | None:
+        if self._title_ids is None:
+            items = self.recommender.catalog.items
+            self._title_ids = {str(t): str(i) for i, t in reversed(list(items["title"].items()))}
+        return self._title_ids.get(title.strip()) or self.titles.resolve(title)
 
     def _set_user(self, state: SessionState, user: str | None) -> None:
         from genre_agent.errors import UnknownUserError
@@ -122,12 +158,14 @@ class Agent:
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
-        The session changes only when the turn finishes and was not cancelled."""
+        The session and the feedback store change only when the turn finishes and was not cancelled."""
         state = self.session(session_id, user)
         with self._locks[session_id]:
             working = state.model_copy(deep=True)
-            reply = self._turn(working, message.strip())
+            writes: list[tuple[str, str]] = []
+            reply = self._turn(working, message.strip(), writes)
             if cancel is None or not cancel.is_set():
+                self._store(working, writes)
                 for name in type(state).model_fields:
                     setattr(state, name, getattr(working, name))
             return reply
@@ -142,13 +180,15 @@ class Agent:
         """Record like / dislike / seen on an item (what `/like N` does)."""
         state = self.session(session_id)
         with self._locks[session_id]:
-            self._apply(state, StateUpdate(**{kind: [item_id]}))
+            writes: list[tuple[str, str]] = []
+            self._apply(state, StateUpdate(**{kind: [item_id]}), writes)
+            self._store(state, writes)
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
                          filters=state.describe())
 
     # -- one turn --------------------------------------------------------------------
-    def _turn(self, state: SessionState, message: str) -> Reply:
+    def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]]) -> Reply:
         update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last))
         if self.recommender.routes().reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
@@ -160,9 +200,9 @@ class Agent:
             return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")
         if update.intent == "why" and update.why:
             return self._why(state, update.why)
-        self._apply(state, update)
-        if update.intent == "other" and not state.last and not self._has_taste(state):
-            return self._clarify(state)
+        self._apply(state, update, writes)
+        if not self._has_taste(state):
+            return self._clarify(state)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ("recommend", "refine", "feedback", "more", "other"):
             return self._recommend(state, update.intent)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
@@ -171,12 +211,16 @@ class Agent:
     def _has_taste(self, state: SessionState) -> bool:
         return bool(state.user_id or state.liked or state.query or state.anchors or state.filters.include_genres)
 
-    def _apply(self, state: SessionState, update: StateUpdate) -> None:
-        """Store the message's feedback, then let the session take in the update."""
-        catalog = self.catalog_info().name
-        for kind, item in update.feedback():
-            self.store.record(catalog, state.feedback_key, item, kind)
+    def _apply(self, state: SessionState, update: StateUpdate, writes: list[tuple[str, str]]) -> None:
+        """Let the session take in the update; its feedback rows (item, kind) go to `writes`, stored by the
+        caller once the turn is not cancelled."""
+        writes.extend((item, kind) for kind, item in update.feedback())
         state.apply(update)
+
+    def _store(self, state: SessionState, writes: list[tuple[str, str]]) -> None:
+        catalog = self.catalog_info().name
+        for item, kind in writes:
+            self.store.record(catalog, state.feedback_key, item, kind)  # type: ignore[arg-type]
 
     def _clarify(self, state: SessionState) -> Reply:
         info = self.catalog_info()

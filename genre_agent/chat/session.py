@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from genre_agent.filters import Filters
 from genre_agent.schemas import RecommendRequest
 
+QUERY_WORDS = 12  # the soft preferences a conversation keeps: its latest descriptive words
 Intent = Literal["recommend", "refine", "why", "feedback", "more", "reset", "other"]
 
 
@@ -25,6 +26,7 @@ class StateUpdate(BaseModel):
     why: str | None = Field(None, description="item id to explain")
     filters: Filters = Field(default_factory=Filters)
     query: str | None = None
+    named: list[str] = Field([], description="item ids of every title written in the message")
 
     def feedback(self) -> list[tuple[Literal["like", "dislike", "seen"], str]]:
         """(kind, item id) of every like, dislike and seen in the message."""
@@ -43,6 +45,7 @@ class SessionState(BaseModel):
     filters: Filters = Field(default_factory=Filters)
     query: str | None = Field(None, description="soft preferences in the user's words")
     anchors: list[str] = Field([], description="items the user wants more like")
+    named: list[str] = Field([], description="items the user named; never recommended back")
     shown: list[str] = []
     last: list[str] = Field([], description="the latest list shown, for 'the second one'")
     focus: str | None = Field(None, description="the item last talked about, for 'it' and 'that one'")
@@ -53,8 +56,9 @@ class SessionState(BaseModel):
         return self.user_id or self.pseudonym
 
     def apply(self, update: StateUpdate) -> None:
-        """Take in a message's update: feedback moves an item to its list (the item is now in focus), new
-        anchors replace the old, a newer filter statement revises the filters, a new query replaces the old."""
+        """Take in a message's update: feedback moves an item to its list (the item is now in focus), anchors
+        and named titles accumulate, a newer filter statement revises the filters, and the descriptive words
+        accumulate (the latest QUERY_WORDS of them)."""
         buckets = {"like": self.liked, "dislike": self.disliked, "seen": self.seen}
         for kind, item in update.feedback():
             for other in buckets.values():
@@ -64,15 +68,19 @@ class SessionState(BaseModel):
                 buckets[kind].append(item)
             self.focus = item
         if update.anchors:
-            self.anchors = update.anchors
+            self.anchors = [*[a for a in self.anchors if a not in update.anchors], *update.anchors]
             self.focus = update.anchors[-1]
+        self.named += [i for i in update.named if i not in self.named]
         self.filters = self.filters.revised(update.filters)
         if update.query:
-            self.query = update.query
+            words = [w for w in (self.query or "").split() if w not in update.query.split()]
+            self.query = " ".join([*words, *update.query.split()][-QUERY_WORDS:])
 
     def request(self, k: int | None = None, allow_popular: bool = False) -> RecommendRequest:
-        """What the conversation asks for now; items disliked, seen or already shown never come back."""
-        never = [*self.filters.exclude_items, *self.disliked, *self.seen, *self.shown]
+        """What the conversation asks for now; items disliked, seen, already shown or named by the user (liked,
+        anchors, any title they wrote) never come back."""
+        never = [*self.filters.exclude_items, *self.disliked, *self.seen, *self.shown, *self.liked, *self.anchors,
+                 *self.named]
         return RecommendRequest(
             user_id=self.user_id, liked=list(self.liked), anchors=list(self.anchors), query=self.query,
             filters=self.filters.model_copy(deep=True, update={"exclude_items": list(dict.fromkeys(never))}),

@@ -1,71 +1,157 @@
-"""Resolve titles written by a person (or proposed by a model) to catalog item ids, by fuzzy match.
+"""Resolve titles written by a person (or proposed by a model) to catalog item ids.
 
-A title is accepted only if it matches a catalog name closely; titles a model invents do not match and are
-dropped, so nothing downstream ever trusts a made-up title.
+People write "The Matrix", "Matrix (1999)", "Dumb and Dumber", "dumb & dumber"; the catalog says
+"Matrix, The (1999)" and "Dumb & Dumber (Dumb and Dumber) (1994)". Every catalog title is indexed under each
+of its names (the main one and every a.k.a. form in parentheses), normalised the same way as free text:
+article first, "&" read as "and", punctuation dropped. A year written next to a title picks among items of the
+same name and must be within one year of the catalog's. A title is accepted only if it matches a catalog name
+closely; titles a model invents do not match and are dropped, so nothing downstream trusts a made-up title.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import pandas as pd
 from rapidfuzz import fuzz, process
 
-_ARTICLE_LAST = re.compile(r"^(.*), (the|a|an|les|la|le|il|el|die|der|das)$", re.I)
-_AKA = re.compile(r"\s*\((?:a\.k\.a\.|aka)[^)]*\)|\s*\([^)]*\)$", re.I)
-_NON_WORD = re.compile(r"[^a-z0-9 ]+")
+_ARTICLES = "the|a|an|les|la|le|il|el|die|der|das|l'"
+_ARTICLE_LAST = re.compile(rf"^(.*), ({_ARTICLES})$", re.I)
+_PAREN = re.compile(r"\(([^()]*)\)")
+_YEAR_AT_END = re.compile(r"\s*\(\s*(\d{4})\s*\)?\s*$")
+_AKA_PREFIX = re.compile(r"^(?:a\.k\.a\.|aka)\s*", re.I)
+_WORD = re.compile(r"[a-z0-9]+")
+# Common words that are also one-word titles ("It", "Her", "Up", "Heat"): a one-word mention counts only when
+# written with a capital letter or followed by its year.
+_STOPWORDS = frozenset("""a an the and or of to in on for with at by from is are was i im me my you your it its
+this that these those he she they we us her him them one up out so not no yes all any some what who how why
+when where there here good great love like more new old big little last first next other""".split())
+
+
+def _words(text: str) -> list[str]:
+    text = text.lower().replace("&", " and ").replace("'", "").replace("\u2019", "")
+    return _WORD.findall(text)
+
+
+def _article_first(name: str) -> str:
+    match = _ARTICLE_LAST.match(name.strip())
+    return f"{match.group(2)} {match.group(1)}" if match else name
 
 
 def normalise(title: str) -> str:
-    """'Matrix, The (1999)' -> 'the matrix'; lower case, no year, no a.k.a., article first."""
-    text = _AKA.sub("", title.strip())
-    text = re.sub(r"\s*\(\d{4}\)\s*$", "", text)
-    match = _ARTICLE_LAST.match(text)
-    if match:
-        text = f"{match.group(2)} {match.group(1)}"
-    return " ".join(_NON_WORD.sub(" ", text.lower()).split())
+    """'Matrix, The (1999)' -> 'the matrix'; lower case, no year, no a.k.a., article first, '&' -> 'and'."""
+    name, _ = split_year(title)
+    name = _PAREN.sub(" ", name)
+    return " ".join(_words(_article_first(" ".join(name.split()))))
+
+
+def split_year(title: str) -> tuple[str, int | None]:
+    """('Heat', 1995) from 'Heat (1995)'; the year is None when the title has none."""
+    match = _YEAR_AT_END.search(title)
+    if not match:
+        return title.strip(), None
+    return title[: match.start()].strip(), int(match.group(1))
+
+
+def names_of(title: str) -> list[str]:
+    """Every normalised name of a catalog title: the main one and each form in parentheses."""
+    name, _ = split_year(title)
+    main = _PAREN.sub(" ", name)
+    out = [" ".join(_words(_article_first(" ".join(main.split()))))]
+    for alt in _PAREN.findall(name):
+        alt = _AKA_PREFIX.sub("", alt.strip())
+        words = " ".join(_words(_article_first(alt)))
+        if words and not words.isdigit():
+            out.append(words)
+    bare = [n.split(" ", 1)[1] for n in out if " " in n and n.split(" ", 1)[0] in ("the", "a", "an")]
+    return [n for n in dict.fromkeys(out + bare) if n]
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A catalog title found in free text: its item and where it is written (character offsets)."""
+
+    item_id: str
+    begin: int
+    end: int
+    text: str
 
 
 class TitleIndex:
-    """Normalised catalog names for exact and fuzzy lookup; popular items win ties."""
+    """Catalog names for exact and fuzzy lookup; popular items win ties between items of the same name."""
 
     def __init__(self, items: pd.DataFrame, popularity: pd.Series | None = None) -> None:
-        names = items["title"].map(normalise)
         order = (popularity.reindex(items.index).fillna(0) if popularity is not None
                  else pd.Series(0, index=items.index)).sort_values(ascending=False, kind="mergesort")
-        self.by_name: dict[str, str] = {}
-        for item_id in order.index:  # most popular first: it keeps the name when titles collide
-            self.by_name.setdefault(names[item_id], str(item_id))
+        self.by_name: dict[str, list[str]] = {}
+        for item_id in order.index:  # most popular first within each name
+            for name in names_of(str(items.at[item_id, "title"])):
+                self.by_name.setdefault(name, []).append(str(item_id))
         self.names = list(self.by_name)
         self._titles: dict[str, str] = {str(k): str(v) for k, v in items["title"].items()}
+        years = items["year"] if "year" in items.columns else pd.Series(pd.NA, index=items.index)
+        self._years: dict[str, int] = {str(k): int(v) for k, v in years.items() if not pd.isna(v)}
+        self.max_words = max((len(n.split()) for n in self.names), default=1)
 
     def title_of(self, item_id: str) -> str:
         return self._titles.get(item_id, item_id)
 
+    def _pick(self, ids: list[str], year: int | None) -> str | None:
+        """The item among same-named ones whose year fits (exact first, then ±1); the most popular if no year."""
+        if year is None:
+            return ids[0]
+        for slack in (0, 1):
+            for item in ids:
+                known = self._years.get(item)
+                if known is None or abs(known - year) <= slack:
+                    return item
+        return None
+
     def resolve(self, title: str, cutoff: float = 88.0) -> str | None:
-        """The item id of the closest catalog title, or None if nothing is close enough."""
-        key = normalise(title)
+        """The item id of the closest catalog title, or None if nothing is close enough. A year written with
+        the title ("Heat (1995)") must be within one year of the catalog's."""
+        name, year = split_year(title)
+        key = normalise(name)
         if not key:
             return None
         if key in self.by_name:
-            return self.by_name[key]
+            return self._pick(self.by_name[key], year)
         best = process.extractOne(key, self.names, scorer=fuzz.ratio, score_cutoff=cutoff)
-        return self.by_name[best[0]] if best else None
+        return self._pick(self.by_name[best[0]], year) if best else None
 
-    def find_in_text(self, text: str, max_words: int = 8) -> list[str]:
-        """Item ids of catalog titles mentioned in free text, longest mentions first, in order of appearance."""
-        words = normalise(text).split()
-        found: list[tuple[int, str]] = []
+    def mentions(self, text: str) -> list[Mention]:
+        """Catalog titles written in free text, longest first, in order of appearance. A year right after a
+        title ("Drive (2011)") picks among same-named items and is part of the mention."""
+        tokens = [(m.group(0), m.start()) for m in re.finditer(r"[A-Za-z0-9&'\u2019]+", text)]
+        words = [" ".join(_words(t)) for t, _ in tokens]
+        found: list[Mention] = []
         used = [False] * len(words)
-        for size in range(min(max_words, len(words)), 0, -1):
+        for size in range(min(self.max_words, len(words)), 0, -1):
             for start in range(len(words) - size + 1):
-                if any(used[start : start + size]):
+                end = start + size
+                if any(used[start:end]) or not all(words[start:end]):
                     continue
-                phrase = " ".join(words[start : start + size])
-                if size == 1 and len(phrase) < 5:
-                    continue  # single short words ("it", "up") are names of obscure films
-                item = self.by_name.get(phrase)
-                if item is not None:
-                    found.append((start, item))
-                    used[start : start + size] = [True] * size
-        return [item for _, item in sorted(found)]
+                ids = self.by_name.get(" ".join(words[start:end]))
+                if ids is None:
+                    continue
+                year = int(words[end]) if end < len(words) and re.fullmatch(r"(?:19|20)\d\d", words[end]) else None
+                if size == 1 and year is None and (words[start] in _STOPWORDS or len(words[start]) < 4
+                                                   or not tokens[start][0][0].isupper()):
+                    continue  # "it", "up", "drive" in a sentence are words, not films
+                if size > 1 and year is None and all(w in _STOPWORDS for w in words[start:end]):
+                    continue  # "the one", "how about"
+                item = self._pick(ids, year)
+                if item is None:
+                    continue
+                stop = end + 1 if year is not None else end
+                used[start:stop] = [True] * (stop - start)
+                last = tokens[stop - 1]
+                close = last[1] + len(last[0])
+                close += 1 if year is not None and text[close:close + 1] == ")" else 0
+                found.append(Mention(item, tokens[start][1], close, text[tokens[start][1]:close]))
+        return sorted(found, key=lambda m: m.begin)
+
+    def find_in_text(self, text: str) -> list[str]:
+        """Item ids of the catalog titles mentioned in free text, in order of appearance, each once."""
+        return list(dict.fromkeys(m.item_id for m in self.mentions(text)))

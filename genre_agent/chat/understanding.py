@@ -10,12 +10,14 @@ years must appear in the message. So a title or filter the model made up never r
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
-from genre_agent.chat.titles import TitleIndex, normalise
+from genre_agent.chat.titles import Mention, TitleIndex, normalise
 from genre_agent.llm.backends import Backend
+from genre_agent.llm.contexts import UnderstandingContext, UnderstandingSystemContext
 from genre_agent.llm.prompts import Prompts
 
 
@@ -46,13 +48,42 @@ _LIKE = re.compile(r"\b(lov(?:e|ed)|lik(?:e|ed) it|enjoy(?:ed)?|adored?|great|fa
 _DISLIKE = re.compile(r"\b(hated?|dislik(?:e|ed)|didn'?t like|did not like|boring|awful|terrible|not for me)\b")
 _SEEN = re.compile(r"\b(seen|watched|already saw|saw it)\b")
 _MORE_LIKE = re.compile(r"\b(more like|something like|similar to|like the|in the vein of)\b")
-_STOP = set("""i i'm im me my we you your it its it's this that these those a an the and or but of to in on for
-with at by from as is are was were be been am do does did have has had please some something anything any
-movie movies film films book books show give want wanna would like love loved liked enjoy enjoyed recommend
-recommendation recommendations suggest can could should one ones more less no not without also just really
-very so what which who how about maybe kind sort good great only just after before since until than
-there here hello hi hey thanks thank ok okay yes now then again hmm hm um uh sure whatever dunno idk
-surprise anyway well""".split())
+# Stance of one title mention, read from the words between it and the previous mention (or clause start).
+_CLAUSE_BREAK = re.compile(r"[.!?;]+|\b(?:but|however|though|although|whereas)\b")
+_JOINED = re.compile(r"^\W*(?:and|or|plus|as well as|and also|also|nor)?\W*$")
+_ANCHOR_BEFORE = re.compile(
+    r"(?:\b(?:something|anything|somethin|movies?|films?|ones?|stuff|things?|kind of|kinda|sort of|more|similar|"
+    r"comedy|comedies|drama|dramas|thriller|thrillers|horror|shows?|along)(?:\s+\w+){0,2}\s+(?:like|as)"
+    r"|\bsimilar to|\blines of|\bvein of|\bstyle of|\bsuch as|\breminds? me of|\blike the)\W*$")
+_LIKE_BEFORE = re.compile(r"\b(?:like|liked|likes|love|loved|loves|enjoy|enjoyed|enjoys|adore|adored|dig|"
+                          r"fan of|favou?rites?(?: \w+)? (?:is|was|are|were|include)|into|recommend)\b"
+                          r"(?:\W+\w+){0,2}\W*$")
+_VERB_AFTER = r"^\W*(?:\(?\d{4}\)?\W*)?(?:(?:it|that|this|which)\W+)?(?:is|was|were|are|s)?\W*"
+_LIKE_AFTER = re.compile(_VERB_AFTER + r"(?:really |so |very |pretty |just |also |a )?(?:great|good|amazing|"
+                         r"awesome|fantastic|excellent|hilarious|funny|the best|one of my|my favou?rite|"
+                         r"a favou?rite|favou?rite|brilliant|fun|loved|classic)\b")
+_DISLIKE_AFTER = re.compile(_VERB_AFTER + r"(?:really |so |very |pretty |too |just )?(?:terrible|awful|boring|"
+                            r"bad|horrible|overrated|stupid|dumb|lame|not (?:good|great|for me|my)|meh|too)\b")
+_NEGATED = re.compile(r"\b(?:not|never|no|didn'?t|did not|don'?t|do not|doesn'?t|wasn'?t|isn'?t|haven'?t|hasn'?t|"
+                      r"hate|hated|hates|"
+                      r"dislike|disliked|dislikes|can'?t stand|couldn'?t stand|nothing like|other than|except|"
+                      r"instead of|rather than|tired of|sick of)\b")
+_SEEN_BEFORE = re.compile(r"\b(?:seen|watched|saw|watch)\b(?:\W+\w+){0,2}\W*$")
+_FILLER = set("""i i'm im me my mine we you your it its it's this that these those a an the and or but of to in
+on for with at by from as is are was were be been am do does did have has had please some something anything any
+movie movies film films show shows give want wanna would like love loved liked likes enjoy enjoyed recommend
+recommendation recommendations suggest suggestion suggestions can could should one ones more less no not without
+also just really very so what which who how about maybe kind sort good great only after before since until
+than there here hello hi hey thanks thank ok okay yes now then again hmm hm um uh sure whatever dunno idk surprise
+anyway well looking look find watch watching watched see seen saw mood think thinking know knew heard hear
+tell lot lots thing things stuff type types been being get got go going gonna let lets im ive id ill youre
+dont didnt doesnt isnt wasnt havent hasnt cant couldnt wouldnt shouldnt thats whats theres heres those
+them they their he she his her him us our ours lately today tonight night day something somethin someone
+alright great nice cool awesome fun sounds sound seems seem bit little pretty quite much many most
+some other another same any every all both either neither enough too very right yeah yep nope im
+time times year years old new favorite favourite fan fans big ones one two first last next like hate hated
+hates dislike disliked dislikes even best worst why because actually probably definitely though although
+absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said""".split())
 
 
 def _genre_mentions(text: str, genres: list[str]) -> dict[str, int]:
@@ -71,47 +102,126 @@ def _genre_mentions(text: str, genres: list[str]) -> dict[str, int]:
 
 
 def _refs(text: str, state: SessionState) -> list[str]:
+    """Items of the latest list the text points at ("the second one", "#3", "the last one")."""
     out = []
     for word, n in ORDINALS.items():
-        if re.search(rf"\b{word}\b", text) and n <= len(state.last):
-            out.append((text.index(word), state.last[n - 1]))
+        if (m := re.search(rf"\b{word}\b", text)) and n <= len(state.last):
+            out.append((m.start(), state.last[n - 1]))
     for m in re.finditer(r"(?:#|number |no\. ?)(\d{1,2})\b", text):
         n = int(m.group(1))
         if 1 <= n <= len(state.last):
             out.append((m.start(), state.last[n - 1]))
-    if re.search(r"\b(last one|the last)\b", text) and state.last:
-        out.append((text.index("last"), state.last[-1]))
+    if (m := re.search(r"\b(last one|the last)\b", text)) and state.last:
+        out.append((m.start(), state.last[-1]))
     return [item for _, item in sorted(out)]
+
+
+def _blank(text: str, mentions: list[Mention]) -> str:
+    """The text with every title mention replaced by spaces (offsets stay valid)."""
+    for m in mentions:
+        text = text[: m.begin] + " " * (m.end - m.begin) + text[m.end :]
+    return text
+
+
+Stance = Literal["like", "dislike", "seen", "anchor"]
+
+
+def stances(message: str, mentions: list[Mention]) -> list[tuple[str, Stance]]:
+    """Each mentioned item with the stance its own words give it. A mention's words are those between it and
+    the previous mention of the same clause (clauses end at sentence ends and at "but"/"though"), and the words
+    after it up to the next mention. "kind of like X" is an anchor, "I like X and Y" likes both, "not X" and
+    "didn't like X" dislike X, "seen X" is seen; a title named with no stance is an anchor (what the person
+    talks about is what they want more of)."""
+    text = message.lower()
+    out: list[tuple[str, Stance]] = []
+    previous: Stance | None = None
+    for n, m in enumerate(mentions):
+        left = mentions[n - 1].end if n else 0
+        before = text[left : m.begin]
+        breaks = list(_CLAUSE_BREAK.finditer(before))
+        same_clause = n > 0 and not breaks
+        if breaks:
+            before = before[breaks[-1].end() :]
+        right = mentions[n + 1].begin if n + 1 < len(mentions) else len(text)
+        after = text[m.end : right]
+        if cut := _CLAUSE_BREAK.search(after):
+            after = after[: cut.start()]
+        near = " ".join(before.split()[-6:])
+        negated = bool(_NEGATED.search(near))
+        stance: Stance
+        if same_clause and previous is not None and _JOINED.match(before):
+            stance = previous
+        elif _ANCHOR_BEFORE.search(near):
+            stance = "dislike" if negated else "anchor"
+        elif _LIKE_BEFORE.search(near):
+            stance = "dislike" if negated else "like"
+        elif negated:
+            stance = "anchor" if _SEEN_BEFORE.search(near) else "dislike"
+        elif _DISLIKE_AFTER.search(after):
+            stance = "dislike"
+        elif _LIKE_AFTER.search(after):
+            stance = "like"
+        elif _SEEN_BEFORE.search(near):
+            stance = "seen"
+        else:
+            stance = "anchor"
+        out.append((m.item_id, stance))
+        previous = stance
+    return out
+
+
+def asks_why(text: str) -> bool:
+    """A sentence that opens with "why" ("why Fargo?", "but why that one", "why did you pick it"): a question
+    about an item. "Don't know why I'm afraid of heights!" is not one."""
+    return any(re.match(r"\W*(?:(?:but|and|so|ok|okay|hmm)\W+)?why\b", s) for s in re.split(r"[.!?;\n]+", text))
+
+
+def descriptive_words(text: str) -> list[str]:
+    """The words of a message that describe what the person wants: no filler, no contraction pieces, no numbers."""
+    words = re.findall(r"[a-z][a-z'-]*[a-z]|[a-z]", text.lower().replace("\u2019", "'"))
+    out = []
+    for w in words:
+        w = w.replace("'", "")
+        if len(w) > 2 and w not in _FILLER and w not in ORDINALS:
+            out.append(w)
+    return out
 
 
 def parse_rules(message: str, state: SessionState, genres: list[str], titles: TitleIndex,
                 years: list[int] | None = None) -> StateUpdate:
     """The unambiguous part of a message, read without the LLM. `years` are those of the last list."""
-    text = " ".join(message.lower().split())
-    flat = normalise(message)
-    update = StateUpdate()
-    filters = update.filters
+    joined = " ".join(message.split())
+    text = "".join(c.lower()[:1] for c in joined)  # lower case with the offsets of `joined`
     if re.fullmatch(r"\W*(reset|start over|forget (it|everything))\W*", text):
         return StateUpdate(intent="reset")
-    mentioned = titles.find_in_text(message)
-    refs = _refs(text, state)
-    if not refs and not mentioned and re.search(r"\b(it|that one|this one|that)\b", text):
+    found = titles.mentions(joined)
+    mentioned = list(dict.fromkeys(m.item_id for m in found))
+    rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
+    flat = normalise(rest)
+    update = StateUpdate(named=mentioned)
+    filters = update.filters
+    refs = _refs(rest, state)
+    if not refs and not mentioned and re.search(r"\b(it|that one|this one|that)\b", rest):
         pointed = state.focus or (state.last[0] if state.last else None)
         refs = [pointed] if pointed else []
-    focus = refs or mentioned
-    if re.search(r"\bwhy\b", text):
+    if asks_why(rest) and (mentioned or refs or state.last):
         update.intent = "why"
-        update.why = (focus or state.last or [None])[0]  # type: ignore[list-item]
+        update.why = (mentioned or refs or state.last)[0]
         return update
-    like_more = bool(_MORE_LIKE.search(text))
-    if like_more:
-        update.anchors = focus
-    elif _DISLIKE.search(text):
-        update.dislike = focus
-    elif _SEEN.search(text):
-        update.seen = focus
-    elif _LIKE.search(text):
-        update.like = focus
+    for item, stance in stances(text, found):
+        bucket = {"like": update.like, "dislike": update.dislike, "seen": update.seen,
+                  "anchor": update.anchors}[stance]
+        if item not in bucket:
+            bucket.append(item)
+    if refs:
+        if _MORE_LIKE.search(rest):
+            update.anchors += [i for i in refs if i not in update.anchors]
+        elif _DISLIKE.search(rest):
+            update.dislike += refs
+        elif _SEEN.search(rest):
+            update.seen += refs
+        elif _LIKE.search(rest):
+            update.like += refs
     mentions = _genre_mentions(flat, genres)
     for genre, pos in mentions.items():
         before = flat[max(0, pos - 30) : pos]
@@ -119,37 +229,35 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
             filters.exclude_genres.append(genre)
         elif re.search(r"\b(only|just)\s*$", before):
             filters.include_genres.append(genre)
-    if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", text):
+    if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
         filters.exclude_genres += [g for g in VIOLENT if g in genres and g not in filters.exclude_genres]
-    if m := re.search(r"\b(?:after|since|from|newer than|released after)\s+((?:19|20)\d\d)\b", text):
+    if m := re.search(r"\b(?:after|since|from|newer than|released after)\s+((?:19|20)\d\d)\b", rest):
         filters.year_min = int(m.group(1)) + (1 if "after" in m.group(0) else 0)
-    if m := re.search(r"\b(?:before|until|older than|up to|prior to)\s+((?:19|20)\d\d)\b", text):
+    if m := re.search(r"\b(?:before|until|older than|up to|prior to)\s+((?:19|20)\d\d)\b", rest):
         filters.year_max = int(m.group(1)) - (1 if "before" in m.group(0) or "older" in m.group(0) else 0)
-    if m := re.search(r"\b((?:19|20)?\d0)'?s\b", text):
+    if m := re.search(r"\b((?:19|20)?\d0)'?s\b", rest):
         decade = int(m.group(1))
         decade += 1900 if decade < 100 and decade >= 20 else (2000 if decade < 100 else 0)
         filters.year_min, filters.year_max = decade, decade + 9
-    if years and re.search(r"\b(older|classic|old)\b", text) and filters.year_max is None:
+    if years and re.search(r"\b(older|old)\b", rest) and filters.year_max is None:
         filters.year_max = sorted(years)[len(years) // 2] - 1
-    if years and re.search(r"\b(newer|recent|modern)\b", text) and filters.year_min is None:
+    if years and re.search(r"\b(newer|recent|modern)\b", rest) and filters.year_min is None:
         filters.year_min = sorted(years)[len(years) // 2] + 1
-    words = [w for w in flat.split() if w not in _STOP and not w.isdigit()]
-    title_words = {w for item in mentioned for w in normalise(titles.title_of(item)).split()}
-    filtered = set(filters.exclude_genres) | set(filters.include_genres)
+    filtered = {g.lower() for g in filters.exclude_genres} | {g.lower() for g in filters.include_genres}
     genre_words = {w for g in filtered for w in normalise(g).split()} | {
-        w for a, g in GENRE_ALIASES.items() if a in flat and g in {f.lower() for f in filtered} for w in a.split()}
-    content = [w for w in words if w not in title_words and w not in genre_words
-               and w not in ORDINALS and not re.fullmatch(r"\d0s|violent|violence|gory|older|newer|recent", w)]
-    if content and not filters.exclude_genres and not refs:
+        w for a, g in GENRE_ALIASES.items() if g in filtered for w in a.split()}
+    content = [w for w in descriptive_words(rest) if w not in genre_words and not re.fullmatch(
+        r"\d0s|violent|violence|gory|gore|brutal|older|newer|recent|modern", w)]
+    if content and not refs:
         update.query = " ".join(content)
     if re.fullmatch(r"\W*(/?more|more please|show me more|next|others?)\W*", text):
         update.intent = "more"
-    elif update.anchors or filters.exclude_genres or filters.include_genres or \
+    elif (update.anchors and not mentioned) or filters.exclude_genres or filters.include_genres or \
             filters.year_min is not None or filters.year_max is not None:
         update.intent = "refine"
     elif (update.like or update.dislike or update.seen) and refs and not update.query:
         update.intent = "feedback"
-    elif update.like or update.query or mentioned:
+    elif mentioned or update.like or update.query:
         update.intent = "recommend"
     return update
 
@@ -158,9 +266,10 @@ def ask_model(backend: Backend, prompts: Prompts, message: str, state_lines: lis
               last_titles: list[str], genres: list[str], max_tokens: int = 200) -> ModelUpdate | None:
     """The LLM's reading of the message (schema-constrained), or None if its answer is invalid."""
     messages = [
-        {"role": "system", "content": prompts.render("understand_system.j2", genres=genres)},
-        {"role": "user", "content": prompts.render("understand.j2", message=message, state=state_lines,
-                                                   last=last_titles, genres=genres)},
+        {"role": "system", "content": prompts.render("understand_system.j2",
+                                                     UnderstandingSystemContext(genres=genres))},
+        {"role": "user", "content": prompts.render("understand.j2", UnderstandingContext(
+            message=message, state=state_lines, last=last_titles, genres=genres))},
     ]
     completion = backend.complete(messages, ModelUpdate.model_json_schema(), max_tokens)
     try:
@@ -182,7 +291,7 @@ def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: T
         ids = [titles.resolve(n) for n in names]
         return [i for i in ids if i is not None and i in mentioned]
 
-    if merged.intent == "other" and model.intent != "other":
+    if merged.intent == "other" and model.intent in ("recommend", "refine"):  # never a reset or a why
         merged.intent = model.intent
     for field, names in (("like", model.liked_titles), ("dislike", model.disliked_titles),
                          ("seen", model.seen_titles), ("anchors", model.more_like_titles)):
@@ -194,8 +303,10 @@ def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: T
         if not getattr(merged.filters, field):
             setattr(merged.filters, field, [g for g in genres if g in in_message and
                                             g.lower() in {p.lower() for p in proposed}])
+    joined = " ".join(message.split())
+    rest = _blank(joined, titles.mentions(joined))  # "Deadpool (2016)" is a title, not a year filter
     for field in ("year_min", "year_max"):
         value = getattr(model, field)
-        if getattr(merged.filters, field) is None and value is not None and str(value) in message:
+        if getattr(merged.filters, field) is None and value is not None and re.search(rf"\b{value}\b", rest):
             setattr(merged.filters, field, value)
     return merged

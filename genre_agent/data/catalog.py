@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import CatalogError
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+MAX_TITLE_CHARS = 300  # longer titles are cut (and counted in the cleaning report): they go into every prompt
 
 
 class _Strict(BaseModel):
@@ -75,7 +76,8 @@ class TextSpec(_Strict):
 
 
 class CatalogSpec(_Strict):
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, '_', '.', "
+                      "'-' (it names files in the data directory)")
     item_noun: str = "item"
     item_noun_plural: str = "items"
     items: ItemsSpec
@@ -102,6 +104,7 @@ class CleaningReport:
     duplicate_interactions_dropped: int = 0
     unknown_item_interactions_dropped: int = 0
     unknown_item_tags_dropped: int = 0
+    long_titles_cut: int = 0
 
     def lines(self) -> list[str]:
         return [f"{k.replace('_', ' ')}: {v}" for k, v in self.__dict__.items() if v]
@@ -161,6 +164,11 @@ def resolve_catalog_dir(name_or_path: str) -> Path:
     )
 
 
+def _safe_name(folder: str) -> str:
+    """A catalog name from a folder name: only the characters a name may have."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", folder).strip("-.")[:64] or "catalog"
+
+
 def load_spec(root: Path) -> CatalogSpec:
     toml_path = root / "catalog.toml"
     if toml_path.is_file():
@@ -168,9 +176,9 @@ def load_spec(root: Path) -> CatalogSpec:
             raw = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise CatalogError(f"{toml_path}: cannot parse: {exc}") from exc
-        raw.setdefault("name", root.name)
+        raw.setdefault("name", _safe_name(root.name))
     elif (root / "movies.csv").is_file() and (root / "ratings.csv").is_file():
-        raw = {"name": root.name, **MOVIELENS_LAYOUT}
+        raw = {"name": _safe_name(root.name), **MOVIELENS_LAYOUT}
         if (root / "tags.csv").is_file():
             raw["tags"] = {"path": "tags.csv", "item": "movieId", "tag": "tag"}
     else:
@@ -196,7 +204,7 @@ def load_catalog(name_or_path: str) -> Catalog:
     if spec.tags and spec.tags.genres:
         items["genres"] = _genres_from_tags(items, spec.tags.genres)
     _check_template(root, spec, items)
-    items["text"] = [_compose_text(spec.text.template, row) for row in items.itertuples()]
+    items["text"] = [_compose_text(spec.text.template, row) for row in items.to_dict("records")]
     return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report)
 
 
@@ -211,9 +219,9 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix in (".csv", ".tsv"):
             df = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",")
         elif suffix in (".jsonl", ".ndjson", ".json"):
-            df = pd.read_json(path, lines=suffix != ".json", dtype=False).astype(str)
+            df = _as_text(pd.read_json(path, lines=suffix != ".json", dtype=False))
         elif suffix in (".parquet", ".pq"):
-            df = pd.read_parquet(path).astype(str)
+            df = _as_text(pd.read_parquet(path))
         else:
             raise CatalogError(f"{path}: unsupported file type '{suffix}'. Use .csv, .jsonl or .parquet.")
     except CatalogError:
@@ -224,6 +232,11 @@ def read_table(path: Path) -> pd.DataFrame:
         raise CatalogError(f"{path}: no rows. It needs at least one row below the header.")
     df.columns = [str(c).strip() for c in df.columns]
     return df.apply(lambda col: col.str.strip())
+
+
+def _as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as a string, nulls as "" (as CSV reads them), so the empty-value checks see them."""
+    return df.astype(object).where(df.notna(), "").astype(str)
 
 
 def _where(path: Path, index: int) -> str:
@@ -249,7 +262,7 @@ def _require(df: pd.DataFrame, path: Path, section: str, key: str, column: str) 
 def _numeric(df: pd.DataFrame, path: Path, section: str, key: str, column: str) -> pd.Series:
     values = _require(df, path, section, key, column)
     numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna()
+    bad = numbers.isna() | ~np.isfinite(numbers.astype(float))
     if bad.any():
         at = int(np.flatnonzero(bad.to_numpy())[0])
         raise CatalogError(
@@ -264,6 +277,9 @@ def _load_items(root: Path, spec: CatalogSpec, report: CleaningReport) -> pd.Dat
     df = read_table(path)
     ids = _require(df, path, "items", "id", s.id)
     titles = _require(df, path, "items", "title", s.title)
+    long = titles.str.len() > MAX_TITLE_CHARS
+    report.long_titles_cut = int(long.sum())
+    titles = titles.where(~long, titles.str.slice(0, MAX_TITLE_CHARS - 1).str.rstrip() + "\u2026")
     out = pd.DataFrame({"item_id": ids, "title": titles})
     dup = out.duplicated("item_id", keep=False)
     if dup.any():
@@ -394,9 +410,9 @@ def _check_template(root: Path, spec: CatalogSpec, items: pd.DataFrame) -> None:
             )
 
 
-def _compose_text(template: str, row: object) -> str:
+def _compose_text(template: str, row: dict[str, object]) -> str:
     def value(match: re.Match[str]) -> str:
-        v = getattr(row, match.group(1))
+        v = row[match.group(1)]
         if isinstance(v, tuple):
             return ", ".join(v) if v else "none"
         return "unknown" if v is None or v is pd.NA else str(v)

@@ -14,6 +14,8 @@ from typing import Literal
 
 import pandas as pd
 
+from genre_agent.errors import DataDirError
+
 Kind = Literal["like", "dislike", "seen"]
 RATING: dict[str, float] = {"like": 5.0, "dislike": 1.0, "seen": 3.0}
 
@@ -22,14 +24,30 @@ class FeedbackStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, "
-                "item_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like','dislike','seen')), "
-                "created REAL NOT NULL, PRIMARY KEY (catalog, user_key, item_id))"
-            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, "
+                    "item_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like','dislike','seen')), "
+                    "created REAL NOT NULL, PRIMARY KEY (catalog, user_key, item_id))"
+                )
+                db.execute("SELECT count(*) FROM feedback").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+            raise DataDirError(f"cannot write {path} ({exc}): make its folder writable or set "
+                               "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise DataDirError(
+                f"{path} is not a readable SQLite database ({exc}). It holds the likes and dislikes given in "
+                f"chats: restore it from a backup, or move it aside (`mv {path} {path}.bad`) to start with no "
+                "stored feedback."
+            ) from exc
+        except OSError as exc:
+            raise DataDirError(f"cannot create {path} ({exc}): make its folder writable or set "
+                               "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)

@@ -66,13 +66,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_texts(out: Path, files: dict[str, str]) -> None:
+    """Write text files into `out`, each appearing only when complete (written aside, then renamed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+
+
 def write(report: dict[str, Any], out: Path) -> None:
     """Write all three files; each appears only when complete (written aside, then renamed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    write_texts(out, {"report.json": json.dumps(report, indent=2), "report.md": markdown(report)})
     tmp_png = out / ".report.tmp.png"
     plot(report, tmp_png)
     tmp_png.replace(out / "report.png")

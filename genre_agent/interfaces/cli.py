@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from genre_agent.errors import ConfigError, GenreAgentError
 
@@ -41,7 +43,7 @@ def _progress() -> Iterator[Any]:
 
 
 def _fail(exc: GenreAgentError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -90,7 +92,7 @@ def recommend(
             rec = Recommender.open(settings, progress=report)
         info = rec.catalog_info()
         for line in info.cleaning:
-            err.print(f"[dim]catalog cleaning: {line}[/]")
+            err.print(f"[dim]catalog cleaning: {escape(line)}[/]")
         if not info.interactions:
             err.print("[dim]note: this catalog has no interactions, so CF is skipped; candidates come from "
                       "text similarity to the query.[/]")
@@ -102,20 +104,19 @@ def recommend(
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         return
-    table = Table(title=f"{len(result.recommendations)} for user {user or '(new)'}"
-                        + (f' — "{query}"' if query else ""), show_lines=False)
+    table = Table(title=escape(f"{len(result.recommendations)} for user {user or '(new)'}"
+                               + (f' — "{query}"' if query else "")), show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("title")
     table.add_column("reason")
     table.add_column("fused", justify="right")
     for r in result.recommendations:
-        table.add_row(str(r.rank), r.title, r.reason, f"{r.scores.fused:.2f}")
+        table.add_row(str(r.rank), Text(r.title), Text(r.reason), f"{r.scores.fused:.2f}")
     out.print(table)
     t = result.timings_ms
-    err.print(f"[dim]{result.backend}:{result.model}; {result.what_the_llm_did()}; re-asks {result.reasks}; "
+    err.print(f"{result.backend}:{result.model}; {result.what_the_llm_did()}; re-asks {result.reasks}; "
               f"retrieve {t.retrieve:.0f} ms, LLM {t.llm / 1000:.1f} s, {result.prompt_tokens} prompt tokens\n"
-              f"{result.calibration}[/]")
-
+              f"{result.calibration}", style="dim", markup=False, highlight=False)
 
 
 @app.command()
@@ -159,16 +160,17 @@ def serve(
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
     from genre_agent.chat.agent import Agent
-    from genre_agent.interfaces.server import create_app, is_local
+    from genre_agent.interfaces.server import create_app, is_local, key_table
     from genre_agent.settings import load_settings
 
-    if not is_local(host) and not api_key:
-        err.print(f"[bold red]error:[/] refusing to bind {host} without an API key: pass --api-key or set "
-                  "GENRE_AGENT_API_KEY (or bind 127.0.0.1).")
-        raise typer.Exit(2)
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"backend.name": backend, "backend.model": model})
+        keys = key_table(settings.server, api_key)
+        if not is_local(host) and not keys:
+            err.print(f"[bold red]error:[/] refusing to bind {escape(host)} without an API key: pass --api-key, "
+                      "set GENRE_AGENT_API_KEY or server.api_keys (or bind 127.0.0.1).")
+            raise typer.Exit(2)
         with _progress() as report:
             agent = Agent.from_config(settings, progress=report)
     except GenreAgentError as exc:
@@ -176,8 +178,10 @@ def serve(
         return
     import uvicorn
 
-    err.print(f"serving {agent.catalog_info().name} on http://{host}:{port}/v1 (model id 'genre-agent')")
-    uvicorn.run(create_app(agent, api_key), host=host, port=port, log_level="warning")
+    err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
+              "(model id 'genre-agent')")
+    uvicorn.run(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=settings.server.shutdown_s)
 
 
 @app.command()
@@ -200,10 +204,10 @@ def index(
         _fail(exc)
         return
     for line in cat.report.lines():
-        err.print(f"catalog cleaning: {line}")
+        err.print(f"catalog cleaning: {line}", markup=False)
     cf = (f"CF {'trained' if built.cf_trained else 'reused'} ({settings.retrieval.cf_model})"
           if len(cat.interactions) else "no interactions: CF and popularity skipped, retrieval is by text only")
-    out.print(f"{cat.name}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
+    out.print(f"{escape(cat.name)}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
               f"{cat.interactions.user_id.nunique()} users; embedded {built.embedded}, reused {built.reused}; "
               f"{cf}; {built.seconds:.1f} s")
 
@@ -229,10 +233,23 @@ def evaluate(
                                                                         "llm-fused weight")] = 100,
     backend: Annotated[str | None, typer.Option("--backend")] = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
+    dialogues: Annotated[Path | None, typer.Option("--dialogues", help="ReDial-format JSONL: evaluate the chat "
+                                                   "agent on real conversations instead")] = None,
+    cases: Annotated[int | None, typer.Option("--cases", min=1, help="--dialogues: draw this many cases "
+                                              "(default: all)")] = None,
+    split: Annotated[str, typer.Option("--split", help="--dialogues: dev, test (held out) or all")] = "test",
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="--dialogues: rules only, the fake backend")] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Offline metrics of every method against the classical baselines, on the reference protocol."""
+    """Offline metrics of every method against the classical baselines, on the reference protocol; with
+    --dialogues, Recall@k of the chat agent on real dialogues next to popularity and item-kNN."""
+    if dialogues is not None:
+        _eval_dialogues(dialogues, cases, split, seed, out_dir,
+                        {"catalog": catalog, "data_dir": data_dir, "backend.name": "fake" if no_llm else backend,
+                         "backend.model": model, "conversation.understand_with_llm": False if no_llm else None},
+                        config)
+        return
     from genre_agent.data.catalog import load_catalog
     from genre_agent.eval import report as report_files
     from genre_agent.eval.evaluate import METHODS, N_NEG, EvalConfig, run
@@ -262,6 +279,28 @@ def evaluate(
     err.print(f"wrote {out_dir}/report.json, report.md, report.png in {result['seconds']} s")
 
 
+def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_dir: Path,
+                    overrides: dict[str, Any], config: Path | None) -> None:
+    from genre_agent.eval import dialogues as conversations
+    from genre_agent.pipeline import Recommender
+    from genre_agent.settings import load_settings
+
+    if split not in ("dev", "test", "all"):
+        raise typer.BadParameter("--split is dev, test or all")
+    try:
+        settings = load_settings(config, **overrides)
+        with _progress() as report:
+            rec = Recommender.open(settings, progress=report)
+            result = conversations.evaluate_dialogues(settings, path, split, cases, seed,  # type: ignore[arg-type]
+                                                      report, rec)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    conversations.write(result, out_dir)
+    typer.echo(conversations.markdown(result))
+    err.print(f"wrote {out_dir}/report.json, report.md in {result['seconds']} s")
+
+
 @app.command("calibrate")
 def calibrate_command(
     users: Annotated[int, typer.Option("--users", min=1, help="validation users that tune the ranking weight")]
@@ -283,8 +322,9 @@ def calibrate_command(
     import time
 
     from genre_agent.data.catalog import load_catalog
+    from genre_agent.eval.calibrate import calibrate
     from genre_agent.llm.backends import make_backend
-    from genre_agent.llm.calibration import calibrate, save
+    from genre_agent.llm.calibration import save
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
     from genre_agent.pipeline import build
     from genre_agent.settings import load_settings
@@ -351,20 +391,20 @@ def prompts_show(name: Annotated[str, typer.Argument(help="set name or folder")]
         return
     for path in prompts.files().values():
         out.rule(str(path))
-        out.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+        out.print(path.read_text(encoding="utf-8", errors="replace"), markup=False, highlight=False)
 
 
 @prompts_app.command("check")
 def prompts_check(path: Annotated[str, typer.Argument(help="set name or folder")] = "default") -> None:
     """Validate syntax, variables and the answer form; print file:line: message for each problem."""
-    from genre_agent.llm.template_check import check
+    from genre_agent.interfaces.template_check import check
 
     problems = check(path)
     for problem in problems:
         typer.echo(str(problem))
     if problems:
         raise typer.Exit(1)
-    err.print(f"{path}: ok")
+    err.print(f"{path}: ok", markup=False)
 
 
 @prompts_app.command("render")
@@ -408,7 +448,7 @@ def prompts_init(
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 
     if directory.exists() and any(directory.iterdir()):
-        err.print(f"[bold red]error:[/] {directory} exists and is not empty; choose a new folder.")
+        err.print(f"[bold red]error:[/] {escape(str(directory))} exists and is not empty; choose a new folder.")
         raise typer.Exit(2)
     try:
         source = Prompts(resolve_prompts_dir(name))
@@ -456,9 +496,9 @@ def config_show(
     for column in ("key", "value", "from"):
         table.add_column(column)
     for key, source in where.items():
-        value = "(secret)" if key == "backend.api_key" and values.get(key) else values.get(key)
-        table.add_row(key, str(value), source)
-    table.add_row("(calibration)", *_calibration_in_force(settings))
+        value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
+        table.add_row(key, Text(str(value)), Text(source))
+    table.add_row("(calibration)", *(Text(v) for v in _calibration_in_force(settings)))
     out.print(table)
 
 

@@ -9,7 +9,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from genre_agent.chat.agent import Agent, Reply
 from genre_agent.errors import GenreAgentError
@@ -46,7 +48,8 @@ class Repl:
         self.agent.session(self.session_id, user)
         catalog = self.agent.catalog_info()
         who = f"user {user}" if user else "a new user"
-        self.console.print(f"genre-agent — {catalog.name} ({catalog.items} {catalog.item_noun_plural}), "
+        self.console.print(f"genre-agent — {escape(catalog.name)} ({catalog.items} "
+                           f"{escape(catalog.item_noun_plural)}), "
                            f"chatting as {who}. /help for commands, Ctrl-D to quit.")
         while True:
             try:
@@ -82,7 +85,7 @@ class Repl:
             self.console.print("[yellow]cancelled[/] (the session is unchanged)")
             return
         except GenreAgentError as exc:
-            self.console.print(f"[red]{exc}[/]")
+            self.console.print(f"[red]{escape(str(exc))}[/]")
             return
         self.show(reply)
 
@@ -94,16 +97,16 @@ class Repl:
             table.add_column("title")
             table.add_column("why")
             for r in rec.recommendations:
-                table.add_row(str(r.rank), r.title, r.reason)
+                table.add_row(str(r.rank), Text(r.title), Text(r.reason))
             self.console.print(table)
-            self.console.print(f"[dim]{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s · "
-                               f"{rec.what_the_llm_did()}"
-                               + (f" · filters: {'; '.join(reply.filters)}" if reply.filters else "") + "[/]",
-                               highlight=False)
+            self.console.print(f"{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s · "
+                               f"{rec.what_the_llm_did()}" + (f" · filters: {'; '.join(reply.filters)}"
+                                                               if reply.filters else ""),
+                               style="dim", markup=False, highlight=False)
             if len(reply.text.splitlines()) > len(rec.recommendations):  # a note above the list
-                self.console.print(reply.text.splitlines()[0])
+                self.console.print(reply.text.splitlines()[0], markup=False)
         else:
-            self.console.print(reply.text)
+            self.console.print(reply.text, markup=False)
         if reply.debug:
             self.console.print(f"[bold]routing[/]: {reply.debug['routes']}\n[bold]calibration[/]: "
                                f"{reply.debug['calibration']}", highlight=False)
@@ -112,7 +115,8 @@ class Repl:
                 self.console.print(f"[cyan]{m['role']}[/]: {m['content']}", markup=False, highlight=False)
             table = Table("id", "title", "vector", "cf", "fused", title="candidates")
             for c in reply.debug["candidates"]:
-                table.add_row(c["item_id"], c["title"], *(f"{c[key]:.3f}" for key in ("vector", "cf", "fused")))
+                table.add_row(Text(c["item_id"]), Text(c["title"]),
+                              *(f"{c[key]:.3f}" for key in ("vector", "cf", "fused")))
             self.console.print(table)
             self.console.print(f"timings ms: {reply.debug['timings_ms']}")
 
@@ -120,7 +124,7 @@ class Repl:
         state = self.agent.session(self.session_id)
         if arg.isdigit() and 1 <= int(arg) <= len(state.last):
             return state.last[int(arg) - 1]
-        self.console.print(f"[red]No item {arg!r} in the latest list[/] (1..{len(state.last)}).")
+        self.console.print(f"[red]No item {escape(repr(arg))} in the latest list[/] (1..{len(state.last)}).")
         return None
 
     def command(self, text: str) -> bool:
@@ -154,18 +158,20 @@ class Repl:
         elif name == "user":
             try:
                 self.agent.session(sid, arg or None)
-                self.console.print(f"now chatting as user {arg}" if arg else "now chatting as a new user")
+                self.console.print(f"now chatting as user {arg}" if arg else "now chatting as a new user",
+                                   markup=False)
             except GenreAgentError as exc:
-                self.console.print(f"[red]{exc}[/]")
+                self.console.print(f"[red]{escape(str(exc))}[/]")
         elif name == "template" and arg == "reload":
             try:
                 prompts = self.agent.reload_templates()
-                self.console.print(f"reloaded templates from {prompts.directory}; the next answer uses them")
+                self.console.print(f"reloaded templates from {prompts.directory}; the next answer uses them",
+                                   markup=False)
             except GenreAgentError as exc:
-                self.console.print(f"[red]{exc}[/]")
+                self.console.print(f"[red]{escape(str(exc))}[/]")
         elif name == "debug":
             self.agent.debug = not self.agent.debug
             self.console.print(f"debug {'on' if self.agent.debug else 'off'}")
         else:
-            self.console.print(f"Unknown command {text!r}. /help lists them.")
+            self.console.print(f"Unknown command {text!r}. /help lists them.", markup=False)
         return True

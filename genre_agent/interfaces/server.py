@@ -1,30 +1,58 @@
 """An OpenAI-compatible HTTP endpoint, so any chat UI or SDK can use the agent as a "model".
 
-- `POST /v1/chat/completions` (plain and `stream: true` SSE): the last user message is one chat turn. The
-  session is the request's `user` field, or the `X-Session-Id` header, or "default"; `X-Catalog-User`
-  chats as a catalog user. The reply's `content` is the readable answer; the structured reply (the same
-  schema as `Agent.chat`, recommendations included) is the extra top-level field `genre_agent` of the
-  response (of the last chunk when streaming).
-- `GET /v1/models`, `GET /healthz`.
-- With an API key, every /v1 request needs `Authorization: Bearer KEY`. Bodies over `max_body` bytes get 413.
+The contract is the one the OpenAI API and llama.cpp's server keep:
+
+- `POST /v1/chat/completions` (plain and `stream: true` SSE) is stateless: the conversation travels in
+  `messages`; the last user message is the turn, the earlier ones rebuild the context (no model call for them).
+  A server-side session exists only under an id the server issued (`POST /v1/sessions`) to the same API key;
+  send it as `X-Session-Id` (or the body field `session_id`). Sessions expire (`server.session_ttl_s`, and the
+  least recently used beyond `server.max_sessions`); `DELETE /v1/sessions/{id}` ends one.
+- Identity comes from the API key alone (`server.api_keys` maps a key to the catalog user it speaks for);
+  the body's `user` is only a hint, and no header grants an identity.
+- The readable answer is the reply's `content`; the structured reply (the schema of `Agent.chat`) is the extra
+  top-level field `genre_agent` (of the last chunk when streaming).
+- With keys configured, everything but `/healthz` (liveness, no data) and `/readyz` needs
+  `Authorization: Bearer KEY`; the key is checked before any body byte is read, and the body is counted while
+  it is read (chunked too): over `server.max_body` bytes is 413. `/docs` and `/openapi.json` exist only with
+  `server.docs = true`.
+- A turn runs at most `server.deadline_s` (then 503); a client that disconnects cancels its turn; a cancelled
+  turn changes no session and stores no feedback. More than `server.max_concurrent` turns at once get 429.
+- Errors are OpenAI-shaped (`genre_agent.interfaces.http_errors`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import secrets
+import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from genre_agent.chat.agent import Agent, Reply
-from genre_agent.errors import GenreAgentError
+from genre_agent.errors import ConfigError
+from genre_agent.interfaces.http_errors import ApiError, error_response, install
+from genre_agent.settings import ServerSettings
 
 MODEL_ID = "genre-agent"
+MIN_KEY_CHARS = 16
+PUBLIC_PATHS = ("/healthz", "/readyz")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+T = TypeVar("T")
 
 
 class ChatMessage(BaseModel):
@@ -44,56 +72,313 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage]
     stream: bool = False
     user: str | None = None
+    session_id: str | None = None
 
 
-def create_app(agent: Agent, api_key: str | None = None, max_body: int = 64 * 1024) -> FastAPI:
-    app = FastAPI(title="genre-agent", version="0.1.0")
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, from the API key: `key_id` names the key (a hash prefix), `user` is the catalog user
+    the key speaks for (None = a new user)."""
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > max_body:
-            return JSONResponse({"error": {"message": f"request body over {max_body} bytes"}}, status_code=413)
-        if len(await request.body()) > max_body:
-            return JSONResponse({"error": {"message": f"request body over {max_body} bytes"}}, status_code=413)
-        if api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given, f"Bearer {api_key}"):
-                return JSONResponse({"error": {"message": "invalid or missing API key"}}, status_code=401)
-        return await call_next(request)
+    key_id: str
+    user: str | None
+
+
+def key_table(settings: ServerSettings, api_key: str | None = None) -> dict[str, str | None]:
+    """API key -> catalog user, from `server.api_keys` plus the `--api-key` (a new user). Raises ConfigError
+    for a key that is short or not plain ASCII."""
+    keys: dict[str, str | None] = {key: user or None for key, user in settings.api_keys.items()}
+    if api_key:
+        keys.setdefault(api_key, None)
+    for key in keys:
+        if len(key) < MIN_KEY_CHARS:
+            raise ConfigError(f"an API key has {len(key)} characters; use at least {MIN_KEY_CHARS}, e.g. one from "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`.")
+        if not (key.isascii() and key.isprintable()) or " " in key:
+            raise ConfigError("an API key has spaces or non-ASCII characters; use letters, digits, '-' and '_'.")
+    return keys
+
+
+def _key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class Guard:
+    """ASGI middleware: the API key first, then the body, counted while it is read and never held beyond
+    `max_body` bytes. The authenticated `Caller` goes into `request.state.caller`."""
+
+    def __init__(self, app: ASGIApp, keys: dict[str, str | None], max_body: int) -> None:
+        self.app = app
+        self.keys = [(key.encode(), Caller(_key_id(key), user)) for key, user in keys.items()]
+        self.max_body = max_body
+
+    def authenticate(self, scope: Scope) -> Caller | None:
+        if not self.keys:
+            return Caller("local", None)
+        raw = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        scheme, _, given = raw.partition(b" ")
+        if scheme.lower() != b"bearer" or not given.isascii():
+            return None
+        found = None
+        for key, caller in self.keys:  # compare against every key: the time taken names none of them
+            if secrets.compare_digest(given.strip(), key):
+                found = caller
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] not in PUBLIC_PATHS:
+            caller = self.authenticate(scope)
+            if caller is None:
+                await error_response(401, "invalid_api_key", "invalid or missing API key: send "
+                                     "`Authorization: Bearer KEY`")(scope, receive, send)
+                return
+            scope.setdefault("state", {})["caller"] = caller
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await self._too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "request_too_large", f"request body over {self.max_body} bytes "
+                                  "(server.max_body)", headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+class Sessions:
+    """Server-issued session ids, each bound to the key that asked for it; expire by TTL and LRU."""
+
+    def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.agent, self.ttl_s, self.cap, self.clock = agent, ttl_s, cap, clock
+        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> (key id, last use), LRU first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def issue(self, caller: Caller) -> str:
+        session_id = f"sess_{secrets.token_urlsafe(24)}"
+        self.agent.session(session_id, caller.user)
+        with self._lock:
+            self._owners[session_id] = (caller.key_id, self.clock())
+            self._expire()
+            while len(self._owners) > self.cap:
+                self._drop(next(iter(self._owners)))
+        return session_id
+
+    def use(self, session_id: str, caller: Caller) -> None:
+        """Mark a session used; ApiError 404 unless it exists and belongs to the caller's key."""
+        with self._lock:
+            self._expire()
+            owner = self._owners.get(session_id)
+            if owner is None or not secrets.compare_digest(owner[0], caller.key_id):
+                raise ApiError(404, "session_not_found", "no such session for this API key (it may have expired): "
+                               "create one with POST /v1/sessions, or send the whole conversation in `messages`")
+            self._owners[session_id] = (owner[0], self.clock())
+            self._owners.move_to_end(session_id)
+
+    def end(self, session_id: str, caller: Caller) -> None:
+        self.use(session_id, caller)
+        with self._lock:
+            self._drop(session_id)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        while self._owners:
+            oldest, (_, used) = next(iter(self._owners.items()))
+            if now - used <= self.ttl_s:
+                break
+            self._drop(oldest)
+
+    def _drop(self, session_id: str) -> None:
+        self._owners.pop(session_id, None)
+        self.agent.forget(session_id)
+
+
+class Turns:
+    """Runs turns in daemon threads (a stuck turn never blocks the process from exiting), at most `limit` at
+    once, each with its cancel Event so shutdown, a deadline or a gone client can cancel it."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.Semaphore(limit)
+        self.running: set[threading.Event] = set()
+        self.draining = False
+
+    def start(self, work: Callable[[threading.Event], T]) -> tuple[asyncio.Future[T], threading.Event]:
+        if self.draining:
+            raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance")
+        if not self._slots.acquire(blocking=False):
+            raise ApiError(429, "rate_limit_exceeded", "too many turns running (server.max_concurrent); retry "
+                           "shortly", headers={"Retry-After": "1"})
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        cancel = threading.Event()
+        self.running.add(cancel)
+
+        def settle(result: Any, exc: BaseException | None) -> None:
+            if future.done():
+                return
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        def run() -> None:
+            result, error = None, None
+            try:
+                result = work(cancel)
+            except BaseException as exc:  # handed to the awaiting request, which answers it
+                error = exc
+            finally:
+                self.running.discard(cancel)
+                self._slots.release()
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the event loop is gone (shutdown): nobody waits for this turn
+                pass
+
+        threading.Thread(target=run, daemon=True, name="genre-agent-turn").start()
+        return future, cancel
+
+    def cancel_all(self) -> None:
+        self.draining = True
+        for cancel in list(self.running):
+            cancel.set()
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def run_turn(request: Request, turns: Turns, work: Callable[[threading.Event], T], deadline_s: float) -> T:
+    """Run `work` in a turn thread; cancel it when the client goes, the deadline passes or the server stops."""
+    future, cancel = turns.start(work)
+    gone = asyncio.ensure_future(_until_disconnect(request))
+    waiting: set[asyncio.Future[Any]] = {future, gone}
+    try:
+        done, _ = await asyncio.wait(waiting, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+    finally:
+        gone.cancel()
+    if future in done:
+        return future.result()
+    cancel.set()
+    future.cancel()
+    if gone in done:
+        raise ApiError(499, "client_closed_request", "the client disconnected; the turn was cancelled")
+    raise ApiError(503, "deadline_exceeded", f"the turn took longer than {deadline_s:g} s (server.deadline_s) and "
+                   "was cancelled; nothing was saved. Retry, or ask the operator for a faster backend")
+
+
+def create_app(agent: Agent, settings: ServerSettings | None = None,
+               keys: dict[str, str | None] | None = None) -> FastAPI:
+    """The FastAPI app; `keys` maps API keys to catalog users (see `key_table`); none = open (local use)."""
+    settings = settings or ServerSettings()
+    sessions = Sessions(agent, settings.session_ttl_s, settings.max_sessions)
+    turns = Turns(settings.max_concurrent)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        turns.cancel_all()
+
+    docs = settings.docs
+    app = FastAPI(title="genre-agent", version="0.1.0", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url=None, openapi_url="/openapi.json" if docs else None)
+    install(app)
+    app.state.sessions = sessions
+    app.state.turns = turns
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        s = agent.settings
-        return {"status": "ok", "catalog": agent.catalog_info().name, "backend": s.backend.name,
-                "model": s.backend.model}
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=None)
+    def readyz() -> dict[str, Any] | Any:
+        if turns.draining:
+            return error_response(503, "shutting_down", "the server is shutting down")
+        return {"status": "ready"}
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0,
                                             "owned_by": "genre-agent"}]}
 
+    @app.post("/v1/sessions", status_code=201)
+    def new_session(request: Request) -> dict[str, Any]:
+        session_id = sessions.issue(request.state.caller)
+        return {"id": session_id, "object": "session", "expires_after_s": settings.session_ttl_s}
+
+    @app.delete("/v1/sessions/{session_id}")
+    def end_session(session_id: str, request: Request) -> dict[str, Any]:
+        sessions.end(session_id, request.state.caller)
+        return {"id": session_id, "object": "session", "deleted": True}
+
     @app.post("/v1/chat/completions", response_model=None)
-    def chat(body: ChatRequest, x_session_id: str | None = Header(None),
-             x_catalog_user: str | None = Header(None)) -> dict[str, Any] | StreamingResponse:
-        user_turns = [m for m in body.messages if m.role == "user"]
-        if not user_turns:
-            raise HTTPException(400, "messages must contain a user message")
-        session = body.user or x_session_id or "default"
-        try:
-            reply = agent.chat(session, user_turns[-1].text(), user=x_catalog_user)
-        except GenreAgentError as exc:
-            raise HTTPException(400, str(exc)) from exc
+    async def chat(body: ChatRequest, request: Request) -> dict[str, Any] | StreamingResponse:
+        caller: Caller = request.state.caller
+        last = max((i for i, m in enumerate(body.messages) if m.role == "user"), default=None)
+        if last is None:
+            raise ApiError(400, "invalid_request", "messages must contain a user message")
+        message = body.messages[last].text()
+        session_id = request.headers.get("x-session-id") or body.session_id
+        if session_id:
+            sessions.use(session_id, caller)
+
+            def work(cancel: threading.Event) -> Reply:
+                return agent.chat(session_id, message, cancel=cancel)
+        else:
+            history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
+
+            def work(cancel: threading.Event) -> Reply:
+                once = f"req_{secrets.token_urlsafe(12)}"
+                try:
+                    agent.restore(once, history, caller.user)
+                    return agent.chat(once, message, cancel=cancel)
+                finally:
+                    agent.forget(once)
+
+        reply = await run_turn(request, turns, work, settings.deadline_s)
         created = int(time.time())
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         if body.stream:
             return StreamingResponse(_stream(reply, completion_id, created), media_type="text/event-stream")
-        usage = _usage(reply)
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
                              "finish_reason": "stop"}],
-                "usage": usage, "genre_agent": reply.model_dump(mode="json")}
+                "usage": _usage(reply), "genre_agent": reply.model_dump(mode="json")}
 
+    app.add_middleware(Guard, keys=keys or {}, max_body=settings.max_body)  # type: ignore[arg-type]
     return app
 
 

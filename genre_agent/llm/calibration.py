@@ -1,8 +1,8 @@
-"""Measure what the configured LLM does well on this catalog, save it, and find the calibration in force.
+"""What the configured LLM was measured to do well on this catalog: the saved calibration and the one in force.
 
-`genre-agent calibrate` measures, on a validation split carved from the training interactions only (each
-user's last *training* positive held out, as `genre-agent eval --tune` does; the evaluation's test items
-are never seen):
+`genre-agent calibrate` (the measurement is `eval/calibrate.py`) measures, on a validation split carved from
+the training interactions only (each user's last *training* positive held out, as `genre-agent eval --tune`
+does; the evaluation's test items are never seen):
 
 - ranking: the weight of the model's ranking in the rank fusion with the retrieval order, tuned by sampled
   NDCG@10 (label log-probabilities where the backend reads them, its JSON ranking otherwise); 0 = no gain;
@@ -16,23 +16,16 @@ the package (`genre_agent/llm/calibrations/`) and are used when no local one exi
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.data.catalog import Catalog
-from genre_agent.errors import ConfigError
-from genre_agent.llm.backends import Backend
 from genre_agent.llm.prompts import Prompts
-from genre_agent.llm.ranking import rank
 from genre_agent.schemas import Candidate
 from genre_agent.settings import Settings
 
@@ -203,73 +196,3 @@ def save(calibration: Calibration, data_dir: Path) -> Path:
     tmp.write_text(calibration.model_dump_json(indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-Report = Callable[[str, int, int], None]
-
-
-def calibrate(settings: Settings, catalog: Catalog, index: Any, backend: Backend, prompts: Prompts,
-              prompts_name: str, *, users: int, reason_users: int, permutations: int, seed: int = 0,
-              command: str = "", progress: Report | None = None) -> Calibration:
-    """Measure each role on a validation split of the training interactions (see the module doc)."""
-    from genre_agent.eval.evaluate import (
-        Scorer,
-        llm_sampled_scores,
-        make_split,
-        tune_llm_fusion,
-        user_requests,
-        validation_split,
-        verbalizer_matrix,
-    )
-    from genre_agent.llm.routing import can_score
-
-    started = time.perf_counter()
-    test_split = make_split(catalog.interactions, catalog.positive_min, seed=seed)
-    val = validation_split(test_split, catalog.positive_min, seed)
-    if len(val.rows) == 0:
-        raise ConfigError(f"Catalog '{catalog.name}' has no user with 5 liked items before their last one: too "
-                          "little data to measure the model on. Answers stay uncalibrated (every role asked).")
-    method: Literal["logprobs", "json"] = "logprobs" if can_score(backend) else "json"
-
-    def step(name: str) -> Callable[[int, int], None] | None:
-        return (lambda d, t: progress(name, d, t)) if progress else None
-
-    def llm_scores(scorer: Scorer) -> np.ndarray:
-        if method == "logprobs":
-            return verbalizer_matrix(scorer, backend, prompts, index, None, permutations, step("ranking"))[0]
-        return llm_sampled_scores(scorer, backend, prompts, index, None, step("ranking"))[0]
-
-    weight, grid = tune_llm_fusion(val, catalog, settings, index, llm_scores, users, seed)
-    ranking = Ranking(method=method, weight=weight, users=min(users, len(val.rows)),
-                      permutations=permutations if method == "logprobs" else 1, grid=grid)
-
-    pos = val.subsample(reason_users, seed + 1)
-    scorer = Scorer(val, catalog, index.vectors, settings, pos)
-    b, spec = settings.backend, catalog.spec
-    max_chars = prompts.reason_max_chars(b.reason_max_chars)
-    k = settings.k
-    accepted = asked = 0
-    samples: list[ReasonSample] = []
-    report = step("reasons")
-    for n, req in enumerate(user_requests(scorer, index, prompts)):
-        top = req.candidates[:k]
-        messages = prompts.messages(item_noun=spec.item_noun, item_noun_plural=spec.item_noun_plural,
-                                    k=len(top), reason_max_chars=max_chars, history=req.history,
-                                    candidates=top, query=None, rules=[])
-        outcome = rank(backend, messages, top, len(top), retries=0, reason_max_chars=max_chars,
-                       max_tokens=b.max_tokens, history_titles=[h.title for h in req.history])
-        asked += len(top)
-        accepted += len(outcome.model_reasons)
-        by_id = {c.item_id: c for c in top}
-        history_titles = [h.title for h in req.history]
-        samples += [ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem,
-                                 candidate=by_id[i], history_titles=history_titles)
-                    for i, reason, problem in outcome.verdicts]
-        if report:
-            report(n + 1, len(pos))
-    reasons = Reasons(accepted=accepted, asked=asked, users=len(pos), samples=samples)
-    return Calibration(
-        key=key_for(settings, catalog, prompts), prompts=prompts_name, ranking=ranking, reasons=reasons,
-        command=command, seconds=round(time.perf_counter() - started, 1),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )

@@ -14,9 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from genre_agent.data.catalog import CatalogSpec
 from genre_agent.llm.backends import Backend, Message
+from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.grounding import reason_problem
-from genre_agent.schemas import Candidate, RankedItem, RankedList
+from genre_agent.schemas import Candidate, HistoryItem, RankedItem, RankedList
 
 
 @dataclass
@@ -30,6 +32,15 @@ class RankOutcome:
     errors: list[str] = field(default_factory=list)
     model_reasons: set[str] = field(default_factory=set)  # ids whose reason the model wrote (grounded)
     verdicts: list[tuple[str, str, str | None]] = field(default_factory=list)  # the kept answer, item by item
+
+
+def ranking_context(spec: CatalogSpec, *, k: int, reason_max_chars: int, history: list[HistoryItem],
+                    candidates: list[Candidate], query: str | None, rules: list[str]) -> RankingContext:
+    """The variables of a ranking prompt as served (and evaluated): the catalog's nouns, k at most the number
+    of candidates."""
+    return RankingContext(item_noun=spec.item_noun, item_noun_plural=spec.item_noun_plural,
+                          k=min(k, len(candidates)), reason_max_chars=reason_max_chars, history=history,
+                          candidates=candidates, query=query, rules=rules)
 
 
 def answer_schema(candidates: list[Candidate], k: int, reason_max_chars: int) -> dict[str, Any]:

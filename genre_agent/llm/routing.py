@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeGuard
+from typing import Literal
 
 import numpy as np
 
 from genre_agent.errors import ConfigError
-from genre_agent.llm.backends import Backend, Scoring
+from genre_agent.llm.backends import Backend
 from genre_agent.llm.calibration import REASONS_MIN, InForce
+from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank
 from genre_agent.llm.scoring import rank_fusion, verbalizer_scores
@@ -66,25 +67,19 @@ class Routed:
     llm_ms: float = 0.0
 
 
-def can_score(backend: object) -> TypeGuard[Scoring]:
-    """Whether the backend reads next-token log-probabilities (label scoring)."""
-    return isinstance(backend, Scoring)
-
-
-def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, candidates: list[Candidate], k: int,
-           variables: dict[str, Any], *, retries: int, reason_max_chars: int, max_tokens: int) -> Routed:
-    """Order and reasons for the top k. `backend` is called only if a role is routed to the model, so an
-    answer without LLM roles never loads a model. `variables` are the ranking templates' variables except
-    `candidates` and `k`."""
-    k = min(k, len(candidates))
-    order = list(candidates)
+def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, context: RankingContext, k: int, *,
+           retries: int, reason_max_chars: int, max_tokens: int) -> Routed:
+    """Order and reasons for the top k of `context.candidates`. `backend` is called only if a role is routed
+    to the model, so an answer without LLM roles never loads a model."""
+    k = min(k, len(context.candidates))
+    order = list(context.candidates)
     routed = Routed(items=[])
-    history_titles = [h.title for h in variables.get("history", [])]
+    history_titles = [h.title for h in context.history]
     written: dict[str, str] = {}  # grounded reasons the model wrote, by id
 
     def ask(shown: list[Candidate]) -> list[str] | None:
         """The model's picks among `shown` (None if nothing was usable); its grounded reasons go to `written`."""
-        messages = prompts.messages(**variables, candidates=shown, k=k)
+        messages = prompts.messages(context.model_copy(update={"candidates": shown, "k": min(k, len(shown))}))
         outcome = rank(backend(), messages, shown, k, retries=retries, reason_max_chars=reason_max_chars,
                        max_tokens=max_tokens, history_titles=history_titles)
         routed.reasks += outcome.reasks
@@ -99,10 +94,12 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, can
         if routes.ranking_method == "logprobs":
             started = time.perf_counter()
             model = backend()
-            if not can_score(model):
+            if not model.capabilities.logprobs:
                 raise ConfigError(f"The {model.name} backend cannot read label log-probabilities; run "
                                   "`genre-agent calibrate` for it (it will measure JSON ranking instead).")
-            llm = verbalizer_scores(model, prompts, order, routes.permutations, seed=0, **variables)
+            llm = verbalizer_scores(model, prompts, order, routes.permutations, seed=0,
+                                     item_noun=context.item_noun, item_noun_plural=context.item_noun_plural,
+                                     history=context.history, query=context.query)
             routed.llm_ms += (time.perf_counter() - started) * 1000
             order = _fused(order, llm, routes.ranking_weight)
             routed.ranked_by = "llm-fused"

@@ -9,20 +9,21 @@ log-probabilities, normalised over the labels, are averaged per item (LLMRank's 
 from __future__ import annotations
 
 import string
-from typing import Any
 
 import numpy as np
 from scipy.special import log_softmax
 
-from genre_agent.llm.backends import Scoring
+from genre_agent.llm.backends import Backend
+from genre_agent.llm.contexts import ScoringContext
 from genre_agent.llm.prompts import Prompts
-from genre_agent.schemas import Candidate
+from genre_agent.schemas import Candidate, HistoryItem
 
 LABELS = string.ascii_uppercase
 
 
-def verbalizer_scores(backend: Scoring, prompts: Prompts, candidates: list[Candidate], permutations: int,
-                      seed: int, **variables: Any) -> np.ndarray:
+def verbalizer_scores(backend: Backend, prompts: Prompts, candidates: list[Candidate], permutations: int,
+                      seed: int, *, item_noun: str, item_noun_plural: str, history: list[HistoryItem],
+                      query: str | None) -> np.ndarray:
     """Mean label log-probability of each candidate (in the given order) over `permutations` orders."""
     if len(candidates) > len(LABELS):
         raise ValueError(f"at most {len(LABELS)} candidates can be labelled, got {len(candidates)}")
@@ -33,8 +34,9 @@ def verbalizer_scores(backend: Scoring, prompts: Prompts, candidates: list[Candi
         order = np.arange(n) if p == 0 else rng.permutation(n)
         shown = [candidates[i] for i in order]
         labels = list(LABELS[:n])
-        messages = [{"role": "user", "content": prompts.render("score.j2", candidates=shown, labels=labels,
-                                                               **variables)}]
+        context = ScoringContext(item_noun=item_noun, item_noun_plural=item_noun_plural, history=history,
+                                 candidates=shown, labels=labels, query=query)
+        messages = [{"role": "user", "content": prompts.render("score.j2", context)}]
         total[order] += log_softmax(backend.option_logprobs(messages, labels))  # normalised over the labels
     return total / max(permutations, 1)
 

@@ -12,11 +12,13 @@ from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
+from genre_agent.retrieval.fusion import fuse, minmax, popularity, taste_vector, unit_mean
 from genre_agent.retrieval.index import VectorIndex
+from genre_agent.retrieval.needs import NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
 from genre_agent.settings import RetrievalSettings
 
-PROFILE_ITEMS = 50  # most recent liked items that form the user's taste vector
+HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
 
@@ -57,15 +59,6 @@ class UserView:
     session_liked: list[str] = field(default_factory=list)
 
 
-def minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] by the min and max over the masked entries (all zeros if they are constant)."""
-    sub = values[mask]
-    if sub.size == 0:
-        return np.zeros_like(values)
-    lo, hi = float(sub.min()), float(sub.max())
-    return np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
-
-
 class Retriever:
     """Turns (user, query, filters) into N scored candidates with evidence."""
 
@@ -78,10 +71,18 @@ class Retriever:
         self.matrix = matrix
         self.settings = settings
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
-        self.popularity = np.log1p(self.liked_by.astype(np.float64))
+        self.popularity = popularity(self.liked_by)
+        self._needs: NeedLexicon | None = None
+
+    @property
+    def needs(self) -> NeedLexicon:
+        """The catalog's genres and tags embedded (built on first use: one embedding call)."""
+        if self._needs is None:
+            self._needs = NeedLexicon(self.items, self.index.embed)
+        return self._needs
 
     def user_view(self, user_id: str | None, extra_liked: list[str] | None = None,
-                  extra_seen: list[str] | None = None, history_size: int = 15) -> UserView:
+                  extra_seen: list[str] | None = None, history_size: int = HISTORY_ITEMS) -> UserView:
         """A catalog user (or an anonymous one) plus what this session added: likes first, then history."""
         extra_liked = [i for i in (extra_liked or []) if i in self.items.index]
         rated = self.catalog.interactions[self.catalog.interactions.user_id == user_id] if user_id else \
@@ -90,15 +91,16 @@ class Retriever:
         session = pd.DataFrame({"item_id": extra_liked[::-1], "rating": 5.0})
         rated = pd.concat([session, rated[~rated.item_id.isin(extra_liked)]], ignore_index=True)
         liked = rated[rated.rating >= self.catalog.positive_min].item_id.tolist()
-        history = [
-            HistoryItem(item_id=r.item_id, title=self.items.at[r.item_id, "title"],
-                        genres=list(self.items.at[r.item_id, "genres"]),
-                        year=_year(self.items.at[r.item_id, "year"]), rating=float(r.rating))
-            for r in rated.head(history_size).itertuples()
-        ]
+        history = [self.history_item(r.item_id, float(r.rating)) for r in rated.head(history_size).itertuples()]
         row = self.matrix.user_row(user_id) if user_id else -1
         seen = set(rated.item_id) | set(extra_seen or [])
         return UserView(user_id, row, seen, liked, history, session_liked=extra_liked)
+
+    def history_item(self, item_id: str, rating: float) -> HistoryItem:
+        """A rated item as the prompts show the user's history."""
+        item = self.items.loc[item_id]
+        return HistoryItem(item_id=item_id, title=item["title"], genres=list(item["genres"]),
+                           year=_year(item["year"]), rating=rating)
 
     def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
                    anchors: list[str] | None = None) -> list[Candidate]:
@@ -109,23 +111,22 @@ class Retriever:
         if not mask.any():
             return []
         ids = self.items.index
-        fused = s.weight_popularity * minmax(self.popularity, mask)
         query_vec = self._query_vector(query, anchors or [])
-        profile_vec = self._profile(user.liked)
-        if query_vec is not None:
-            fused += s.weight_query * minmax(self._similarity(query_vec), mask)
-        if profile_vec is not None:
-            fused += s.weight_profile * minmax(self._similarity(profile_vec), mask)
+        profile_vec = self.profile(user.liked)
         cf = self._cf_scores(user, anchors)
-        if cf is not None:
-            fused += s.weight_cf * minmax(cf, mask)
+        fused = fuse(s, mask, self.popularity,
+                     query=self._similarity(query_vec) if query_vec is not None else None,
+                     profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf)
+        if query and s.weight_needs:
+            fused += s.weight_needs * minmax(self.needs.scores(self.needs.match(query)), mask)
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
         if s.mmr_lambda < 1.0:
             top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
         else:
             top = self._distinct_titles(order, n)
-        return self._describe(top, user, fused, cf, query_vec, profile_vec, query, reason)
+        return self.describe_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
+                                        profile_vec=profile_vec, reason=reason)
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
@@ -168,18 +169,15 @@ class Retriever:
         """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
         col = int(self.items.index.get_loc(item_id))
         cf = self._cf_scores(user)
-        return self._describe(np.array([col]), user, np.zeros(len(self.items)), cf,
-                              self._query_vector(query, []), self._profile(user.liked), query, reason)[0]
+        return self.describe_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
+                                        query_vec=self._query_vector(query, []),
+                                        profile_vec=self.profile(user.liked), reason=reason)[0]
 
     def _query_vector(self, query: str | None, anchors: list[str]) -> np.ndarray | None:
         parts = list(self.index.vectors(anchors)) if anchors else []
         if query:
             parts.append(self.index.embed([query])[0])
-        if not parts:
-            return None
-        mean = np.mean(parts, axis=0)
-        norm = float(np.linalg.norm(mean))
-        return mean / norm if norm > 0 else None
+        return unit_mean(np.array(parts)) if parts else None
 
     def _similarity(self, vector: np.ndarray) -> np.ndarray:
         """Cosine to every item: exact for the pool Chroma returns, the pool's minimum for the rest."""
@@ -190,13 +188,9 @@ class Retriever:
         sims[cols[cols >= 0]] = np.array(list(found.values()))[cols >= 0]
         return sims
 
-    def _profile(self, liked: list[str]) -> np.ndarray | None:
-        if not liked:
-            return None
-        vectors = self.index.vectors(liked[:PROFILE_ITEMS])
-        mean = vectors.mean(0)
-        norm = float(np.linalg.norm(mean))
-        return mean / norm if norm > 0 else None
+    def profile(self, liked: list[str]) -> np.ndarray | None:
+        """The taste vector of a user who liked these items (best and most recent first)."""
+        return taste_vector(self.index.vectors, liked)
 
     def _cf_scores(self, user: UserView, anchors: list[str] | None = None) -> np.ndarray | None:
         """CF scores from the user's positives plus session likes; anchors ("more like X") count double,
@@ -210,9 +204,13 @@ class Retriever:
         row = user.row if not anchors else -1
         return np.asarray(self.cf.score(np.array([row]), history)[0], dtype=np.float64)
 
-    def _describe(self, top: np.ndarray, user: UserView, fused: np.ndarray, cf: np.ndarray | None,
-                  query_vec: np.ndarray | None, profile_vec: np.ndarray | None, query: str | None,
-                  reason: ev.ReasonWriter) -> list[Candidate]:
+    def describe_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
+                            cf: np.ndarray | None = None, query: str | None = None,
+                            query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None
+                            ) -> list[Candidate]:
+        """The items at catalog rows `top`, in that order, as candidates for this user: their scores (`fused`
+        and `cf` are per catalog row), their evidence, its facts and the evidence sentence `reason` writes.
+        The vector score is the similarity to the query, else to the taste vector."""
         cand_ids = [str(i) for i in self.items.index[top]]
         cand_vecs = self.index.vectors(cand_ids)
         liked = user.liked

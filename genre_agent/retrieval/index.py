@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,15 @@ import pandas as pd
 from genre_agent.errors import BackendUnavailableError
 from genre_agent.retrieval.embedding import MiniLMEmbeddingFunction
 
+if TYPE_CHECKING:  # chromadb is imported when a client is made, not when this module is
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Embeddable, EmbeddingFunction, GetResult
+
 POINTERS = "genre_agent_pointers"
 BATCH = 256
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,7 +41,7 @@ class SyncReport:
     rebuilt: bool = False
 
 
-def make_client(path: Path, host: str | None = None, port: int = 8000) -> object:
+def make_client(path: Path, host: str | None = None, port: int = 8000) -> ClientAPI:
     """An embedded PersistentClient at `path`, or an HttpClient to a `chroma run` server."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -53,6 +59,38 @@ def make_client(path: Path, host: str | None = None, port: int = 8000) -> object
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
+def remove_orphans(path: Path) -> list[str]:
+    """Delete the segment folders of an embedded Chroma store that no collection uses any more (Chroma keeps
+    them when a collection is deleted, and a crashed build leaves them). Returns the names removed; does
+    nothing when the store's layout is not the one known (a newer Chroma)."""
+    import shutil
+    import sqlite3
+
+    db = path / "chroma.sqlite3"
+    if not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            live = {row[0] for row in conn.execute("SELECT id FROM segments")}
+    except sqlite3.Error:
+        return []
+    removed = []
+    for folder in path.iterdir():
+        if folder.is_dir() and _UUID.fullmatch(folder.name) and folder.name not in live:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _vectors_by_id(got: GetResult) -> dict[str, np.ndarray]:
+    """The embeddings of a `get(..., include=["embeddings"])` by id."""
+    embeddings = got["embeddings"]
+    return {} if embeddings is None else dict(zip(got["ids"], map(np.asarray, embeddings), strict=False))
+
+
 def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -60,26 +98,28 @@ def _text_hash(text: str) -> str:
 class VectorIndex:
     """Item embeddings of one catalog in Chroma, with cosine similarity search."""
 
-    def __init__(self, client: object, catalog_name: str,
+    def __init__(self, client: ClientAPI, catalog_name: str,
                  embedding: MiniLMEmbeddingFunction | None = None) -> None:
         self.client = client
         self.key = re.sub(r"[^a-zA-Z0-9_-]", "-", catalog_name)[:40] or "catalog"
         self.embedding = embedding or MiniLMEmbeddingFunction()
-        self._collection: object | None = None
+        # Chroma types the parameter for text-or-image functions; ours embeds text only, which is all we give it.
+        self._embedding_function = cast("EmbeddingFunction[Embeddable]", self.embedding)
+        self._collection: Collection | None = None
 
     # -- pointer -----------------------------------------------------------------
-    def _pointers(self) -> object:
-        return self.client.get_or_create_collection(POINTERS)  # type: ignore[attr-defined]
+    def _pointers(self) -> Collection:
+        return self.client.get_or_create_collection(POINTERS)
 
     def _active_name(self) -> tuple[str | None, str | None]:
-        meta = self._pointers().metadata or {}  # type: ignore[attr-defined]
+        meta = self._pointers().metadata or {}
         return meta.get(f"{self.key}:collection"), meta.get(f"{self.key}:fingerprint")
 
-    def _open(self, name: str) -> object:
-        return self.client.get_collection(name, embedding_function=self.embedding)  # type: ignore[attr-defined]
+    def _open(self, name: str) -> Collection:
+        return self.client.get_collection(name, embedding_function=self._embedding_function)
 
     @property
-    def collection(self) -> object:
+    def collection(self) -> Collection:
         if self._collection is None:
             name, _ = self._active_name()
             if name is None:
@@ -99,7 +139,7 @@ class VectorIndex:
         if self.is_current(fingerprint):
             return SyncReport(reused=len(items))
         old_name, _ = self._active_name()
-        old: Any = self._open(old_name) if old_name else None
+        old = self._open(old_name) if old_name else None
         stored = self._stored_hashes(old)
         wanted = {str(i): _text_hash(t) for i, t in zip(items.index, items["text"], strict=False)}
         reuse = [i for i, h in wanted.items() if stored.get(i) == h]
@@ -107,43 +147,43 @@ class VectorIndex:
         report = SyncReport(embedded=len(fresh), reused=len(reuse),
                             removed=len(set(stored) - set(wanted)), rebuilt=True)
         new_name = f"{self.key}-{uuid.uuid4().hex[:8]}"
-        new = self.client.create_collection(  # type: ignore[attr-defined]
-            new_name, embedding_function=self.embedding, metadata={"hnsw:space": "cosine"}
+        new = self.client.create_collection(
+            new_name, embedding_function=self._embedding_function, metadata={"hnsw:space": "cosine"}
         )
         try:
             done = 0
-            for start in range(0, len(reuse), BATCH):
+            for start in range(0, len(reuse), BATCH):  # `reuse` is empty without an old collection
                 ids = reuse[start : start + BATCH]
-                got = old.get(ids=ids, include=["embeddings"])
-                vectors = dict(zip(got["ids"], got["embeddings"], strict=False))
-                new.add(ids=ids, embeddings=[vectors[i] for i in ids],  # type: ignore[attr-defined]
+                vectors = _vectors_by_id(old.get(ids=ids, include=["embeddings"])) if old is not None else {}
+                new.add(ids=ids, embeddings=[vectors[i] for i in ids],
                         metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
                 done += len(ids)
                 if progress:
                     progress(done, len(wanted))
             for start in range(0, len(fresh), BATCH):
                 ids = fresh[start : start + BATCH]
-                new.add(ids=ids, documents=[items.at[i, "text"] for i in ids],  # type: ignore[attr-defined]
+                new.add(ids=ids, documents=[items.at[i, "text"] for i in ids],
                         metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
                 done += len(ids)
                 if progress:
                     progress(done, len(wanted))
-            self._pointers().modify(metadata={  # type: ignore[attr-defined]
-                **(self._pointers().metadata or {}),  # type: ignore[attr-defined]
+            self._pointers().modify(metadata={
+                **(self._pointers().metadata or {}),
                 f"{self.key}:collection": new_name, f"{self.key}:fingerprint": fingerprint,
             })
         except BaseException:
-            self.client.delete_collection(new_name)  # type: ignore[attr-defined]
+            self.client.delete_collection(new_name)
             raise
         self._collection = new
         self._drop_stale(keep=new_name)
         return report
 
-    def _stored_hashes(self, collection: object | None) -> dict[str, str]:
+    def _stored_hashes(self, collection: Collection | None) -> dict[str, str]:
         if collection is None:
             return {}
-        got = collection.get(include=["metadatas"])  # type: ignore[attr-defined]
-        return {i: (m or {}).get("text_hash", "") for i, m in zip(got["ids"], got["metadatas"], strict=False)}
+        got = collection.get(include=["metadatas"])
+        metadatas = got["metadatas"] or []
+        return {i: str((m or {}).get("text_hash", "")) for i, m in zip(got["ids"], metadatas, strict=False)}
 
     @staticmethod
     def _metadata(items: pd.DataFrame, item_id: str, text_hash: str) -> dict[str, str | int]:
@@ -156,28 +196,38 @@ class VectorIndex:
     def _drop_stale(self, keep: str) -> None:
         """Delete this catalog's collections other than the active one (old or crashed builds)."""
         prefix = f"{self.key}-"
-        for col in self.client.list_collections():  # type: ignore[attr-defined]
+        for col in self.client.list_collections():
             name = col if isinstance(col, str) else col.name
             if name.startswith(prefix) and name != keep and re.fullmatch(r"[0-9a-f]{8}", name[len(prefix):]):
-                self.client.delete_collection(name)  # type: ignore[attr-defined]
+                self.client.delete_collection(name)
 
     # -- read --------------------------------------------------------------------
     def embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.embedding(texts), dtype=np.float32)
 
+    def _read(self, query: Callable[[Any], T]) -> T:
+        """Run a read on the active collection. When it fails because a rebuild (another process) swapped
+        collections and dropped the one this reader had open, follow the pointer to the new one and retry."""
+        from chromadb.errors import ChromaError
+
+        try:
+            return query(self.collection)
+        except ChromaError:
+            self._collection = None
+            return query(self.collection)
+
     def vectors(self, item_ids: list[str]) -> np.ndarray:
         """Stored embeddings of the given items, in the given order (zeros for unknown ids)."""
         if not item_ids:
             return np.zeros((0, 384), dtype=np.float32)
-        got = self.collection.get(ids=item_ids, include=["embeddings"])  # type: ignore[attr-defined]
-        found = dict(zip(got["ids"], got["embeddings"], strict=False))
+        unique = list(dict.fromkeys(item_ids))  # Chroma refuses a repeated id (DuplicateIDError)
+        found = _vectors_by_id(self._read(lambda c: c.get(ids=unique, include=["embeddings"])))
         return np.array([found.get(i, np.zeros(384)) for i in item_ids], dtype=np.float32)
 
     def nearest(self, vector: np.ndarray, n: int) -> dict[str, float]:
         """Up to n items most similar to `vector`, as item_id -> cosine similarity."""
-        count = self.collection.count()  # type: ignore[attr-defined]
-        res = self.collection.query(  # type: ignore[attr-defined]
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=min(n, count),
-            include=["distances"],
-        )
-        return {i: 1.0 - float(d) for i, d in zip(res["ids"][0], res["distances"][0], strict=False)}
+        query = np.asarray([vector], dtype=np.float32)
+        res = self._read(lambda c: c.query(query_embeddings=query, n_results=min(n, c.count()),
+                                           include=["distances"]))
+        distances = res["distances"] or [[]]
+        return {i: 1.0 - float(d) for i, d in zip(res["ids"][0], distances[0], strict=False)}

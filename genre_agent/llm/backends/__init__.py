@@ -1,45 +1,30 @@
-"""LLM backends, chosen by name from config. Heavy SDKs are imported only when a backend is created."""
+"""LLM backends, chosen by name from config through one registry. Each backend module imports its heavy SDK
+(llama_cpp, openai, langchain) only when a backend is created, so importing this package stays cheap."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from genre_agent.errors import ConfigError
-from genre_agent.llm.backends.base import Backend, Completion, Message, Scoring
+from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode, Wrapper
 from genre_agent.llm.backends.fake import FakeBackend
+from genre_agent.llm.backends.langchain import LangChainBackend
+from genre_agent.llm.backends.llamacpp import LlamaCppBackend
+from genre_agent.llm.backends.openai_compat import OpenAIBackend
 from genre_agent.settings import Settings
 
-__all__ = ["Backend", "Completion", "FakeBackend", "Message", "Scoring", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Capabilities", "Completion", "FakeBackend", "Message", "OutputMode", "Wrapper",
+           "backend_class", "make_backend"]
+
+BACKENDS: dict[str, type[Backend]] = {cls.name: cls for cls in (LlamaCppBackend, OpenAIBackend,
+                                                                 LangChainBackend, FakeBackend)}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered under a name (`backend.name` in the settings)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"No backend '{name}': choose one of {', '.join(BACKENDS)}.")
+    return BACKENDS[name]
 
 
 def make_backend(settings: Settings) -> Backend:
-    b = settings.backend
-    if b.name == "fake":
-        path = Path(b.model)
-        return FakeBackend(path if path.is_file() else ())
-    if b.name == "langchain":
-        from langchain.chat_models import init_chat_model
-
-        from genre_agent.llm.backends.langchain import LangChainBackend
-
-        options: dict[str, Any] = {"temperature": b.temperature, "max_tokens": b.max_tokens}
-        if b.base_url:
-            options["base_url"] = b.base_url
-        if b.api_key:
-            options["api_key"] = b.api_key.get_secret_value()
-        chat = init_chat_model(b.model, **options)
-        return LangChainBackend(chat, b.model)
-    if b.name == "openai":
-        from genre_agent.llm.backends.openai_compat import OpenAIBackend
-
-        if not b.base_url and not b.api_key:
-            raise ConfigError("The openai backend needs backend.base_url (a local server) or an API key "
-                              "(GENRE_AGENT_BACKEND__API_KEY) for the hosted API.")
-        return OpenAIBackend(b.model, b.base_url, b.api_key.get_secret_value() if b.api_key else None,
-                             b.temperature, b.timeout_s)
-    from genre_agent.llm.backends.llamacpp import LlamaCppBackend
-    from genre_agent.llm.models import resolve_model
-
-    name, path = resolve_model(b.model, settings.data_dir / "models")
-    return LlamaCppBackend(path, name, n_ctx=b.n_ctx, threads=b.threads, seed=b.seed, temperature=b.temperature)
+    """The configured backend, built from its own options."""
+    return backend_class(settings.backend.name).from_settings(settings)

@@ -1,9 +1,25 @@
-"""The one protocol every LLM backend implements."""
+"""The one base class every LLM backend implements, with the capabilities it declares.
+
+A backend is a small class with one job (`complete`); what it can do beyond that is declared, not guessed:
+`capabilities.logprobs` (it reads the next-token distribution, so `option_logprobs` works),
+`capabilities.output_mode` (how it asks for structured output) and `capabilities.local_tokenizer` (it counts
+prompt tokens exactly, without a server). Each backend names its own options model (a section of the
+settings, `[backend.<name>]`) and builds itself from the settings in `from_settings`.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from genre_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genre_agent.settings import Settings
 
 Message = dict[str, str]
 
@@ -15,20 +31,75 @@ class Completion:
     completion_tokens: int
 
 
-class Backend(Protocol):
+class OutputMode(StrEnum):
+    """How a backend asks for structured output (like instructor's Mode): declared per backend."""
+
+    GRAMMAR = "grammar"  # the JSON schema compiled to a grammar that constrains decoding (llama.cpp)
+    JSON_SCHEMA = "json_schema"  # OpenAI's response_format {"type": "json_schema", ...}
+    JSON_OBJECT_SCHEMA = "json_object_schema"  # llama.cpp server's {"type": "json_object", "schema": ...}
+    JSON_OBJECT = "json_object"  # JSON mode: valid JSON, the schema not enforced
+    PROMPT = "prompt"  # nothing sent: the prompt shows the answer form, validation and re-asks do the rest
+    AUTO = "auto"  # tried in the order above on the first request; the first form the server takes is kept
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    logprobs: bool = False  # option_logprobs: label log-probabilities in one forward pass
+    output_mode: OutputMode = OutputMode.PROMPT
+    local_tokenizer: bool = False  # count_tokens is exact (else an estimate)
+
+
+class NoOptions(BaseModel):
+    """For a backend with no options of its own."""
+
+
+class Backend(ABC):
+    """One chat model behind one method. Subclasses set `name`, `capabilities` and `Options`."""
+
     name: str
+    capabilities: Capabilities = Capabilities()
+    Options: ClassVar[type[BaseModel]] = NoOptions
     model: str
 
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Backend:
+        """The backend the settings describe (its options are `settings.backend.<name>`)."""
+
+    @abstractmethod
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
-        """One chat completion. With a schema, decoding is constrained to it where the backend can."""
-        ...
-
-
-@runtime_checkable
-class Scoring(Protocol):
-    """A backend that can read the model's next-token distribution (llama.cpp, the fake): one forward pass
-    scores every option, with no decoding."""
+        """One chat completion. With a schema, output is asked for in the backend's `output_mode`."""
 
     def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
-        """Log-probability that the assistant's answer starts with each option (a one-token label)."""
-        ...
+        """Log-probability that the assistant's answer starts with each option (a one-token label); only
+        for backends whose `capabilities.logprobs` is true."""
+        raise ConfigError(f"The {self.name} backend cannot read next-token probabilities: use the llamacpp "
+                          "(or fake) backend.")
+
+    @classmethod
+    def count_tokens(cls, settings: Settings, messages: list[Message]) -> tuple[int, str]:
+        """Prompt tokens of the messages for the configured model, and what counted them. Exact (chat
+        template included) where `capabilities.local_tokenizer`; else an estimate."""
+        words = sum(len(m["content"].split()) for m in messages)
+        return round(words * 1.3), f"estimate (words x 1.3): the {cls.name} backend's tokenizer is not local"
+
+
+class Wrapper(Backend):
+    """A backend around another one (recording, caching, timing): same name, model and capabilities; it
+    passes every call through unless it overrides one."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = inner.model
+        self.capabilities = inner.capabilities
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Backend:
+        raise ConfigError("A wrapper is built around a backend, not from settings.")
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        return self.inner.complete(messages, schema, max_tokens)
+
+    def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
+        return self.inner.option_logprobs(messages, options)

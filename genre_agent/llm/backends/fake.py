@@ -7,15 +7,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.settings import Settings
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Answers with the queued responses in order; an empty queue answers "" (not JSON).
 
     `responses` may also be a path to a text file with one response per line (for the CLI)."""
 
     name = "fake"
+    capabilities = Capabilities(logprobs=True, output_mode=OutputMode.JSON_SCHEMA)
 
     def __init__(self, responses: Iterable[str] | Path = ()) -> None:
         if isinstance(responses, Path):
@@ -25,6 +27,12 @@ class FakeBackend:
         self.calls: list[list[Message]] = []
         self.schemas: list[dict[str, Any] | None] = []
         self.preferred: list[str] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakeBackend:
+        """`backend.model` may name an answers file (one response per line)."""
+        path = Path(settings.backend.model)
+        return cls(path if path.is_file() else ())
 
     def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
         """Deterministic scores for tests: options whose line in the prompt names a title in `preferred`

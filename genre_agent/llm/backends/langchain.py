@@ -1,30 +1,47 @@
 """Any LangChain chat model as a backend (e.g. `init_chat_model("openai:gpt-4o-mini")`).
 
 LangChain has no portable way to constrain decoding by a JSON schema, so the schema is passed to the
-model as `response_format` only when it is an OpenAI-style chat model; validation and re-asks do the rest."""
+model as `response_format` only when it is an OpenAI-style chat model (output mode json_schema); for any
+other model the output mode is prompt: validation and re-asks do the rest."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.settings import LangChainOptions, Settings
 
 _ROLES = {"system": "SystemMessage", "user": "HumanMessage", "assistant": "AIMessage"}
 
 
-class LangChainBackend:
+class LangChainBackend(Backend):
     name = "langchain"
+    Options = LangChainOptions
 
     def __init__(self, chat_model: Any, model_name: str | None = None) -> None:
         self.chat_model = chat_model
         self.model = model_name or getattr(chat_model, "model_name", None) or type(chat_model).__name__
+        openai_style = type(chat_model).__name__ == "ChatOpenAI"
+        self.capabilities = Capabilities(output_mode=OutputMode.JSON_SCHEMA if openai_style else OutputMode.PROMPT)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LangChainBackend:
+        from langchain.chat_models import init_chat_model
+
+        b, options = settings.backend, settings.backend.langchain
+        kwargs: dict[str, Any] = {"temperature": b.temperature, "max_tokens": settings.ranking.max_tokens}
+        if options.base_url:
+            kwargs["base_url"] = options.base_url
+        if options.api_key:
+            kwargs["api_key"] = options.api_key.get_secret_value()
+        return cls(init_chat_model(b.model, **kwargs), b.model)
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         from langchain_core import messages as lc
 
         converted = [getattr(lc, _ROLES[m["role"]])(content=m["content"]) for m in messages]
         model = self.chat_model
-        if schema and type(model).__name__ == "ChatOpenAI":
+        if schema and self.capabilities.output_mode is OutputMode.JSON_SCHEMA:
             model = model.bind(response_format={"type": "json_schema",
                                                 "json_schema": {"name": "ranking", "schema": schema}})
         reply = model.invoke(converted)

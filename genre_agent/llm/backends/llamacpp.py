@@ -6,11 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy.special import log_softmax
-
 from genre_agent.errors import BackendUnavailableError
-from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.settings import LlamaCppOptions, Settings
 
 
 def chat_prompt(llm: Any, messages: list[Message]) -> str:
@@ -25,18 +23,12 @@ def chat_prompt(llm: Any, messages: list[Message]) -> str:
     return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
 
 
-def count_chat_tokens(model_path: Path, messages: list[Message]) -> int:
-    """Prompt tokens of the messages for a GGUF, loading only its vocabulary."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
-    return len(llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True))
-
-
-class LlamaCppBackend:
+class LlamaCppBackend(Backend):
     """One `Llama` object per backend, so consecutive calls reuse the longest common prompt prefix."""
 
     name = "llamacpp"
+    capabilities = Capabilities(logprobs=True, output_mode=OutputMode.GRAMMAR, local_tokenizer=True)
+    Options = LlamaCppOptions
 
     def __init__(self, model_path: Path, model_name: str, n_ctx: int = 4096, threads: int = 2,
                  seed: int = 0, temperature: float = 0.0) -> None:
@@ -55,6 +47,27 @@ class LlamaCppBackend:
         self.temperature = temperature
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LlamaCppBackend:
+        from genre_agent.llm.models import resolve_model
+
+        options = settings.backend.llamacpp
+        name, path = resolve_model(settings.backend.model, settings.data_dir / "models")
+        return cls(path, name, n_ctx=options.n_ctx, threads=options.threads, seed=options.seed,
+                   temperature=settings.backend.temperature)
+
+    @classmethod
+    def count_tokens(cls, settings: Settings, messages: list[Message]) -> tuple[int, str]:
+        """Exact: the GGUF's own tokenizer and chat template, loading only its vocabulary."""
+        from llama_cpp import Llama
+
+        from genre_agent.llm.models import resolve_model
+
+        name, path = resolve_model(settings.backend.model, settings.data_dir / "models")
+        llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        tokens = llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True)
+        return len(tokens), f"{name} tokenizer, chat template included"
+
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         fmt: dict[str, Any] = {"type": "json_object", "schema": schema} if schema else {"type": "text"}
         with self._lock:  # a Llama context is not thread-safe
@@ -70,6 +83,8 @@ class LlamaCppBackend:
         """One forward pass over the chat prompt; the next-token log-softmax at each option's token. The
         longest common prefix with the previous call is kept in the KV cache, as in generation."""
         import llama_cpp
+        import numpy as np
+        from scipy.special import log_softmax
 
         with self._lock:
             llm = self.llm

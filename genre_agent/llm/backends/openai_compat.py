@@ -1,21 +1,28 @@
-"""Any OpenAI-compatible server (hosted API, `python -m llama_cpp.server`, vLLM …) via the `openai` client."""
+"""Any OpenAI-compatible server (hosted API, `python -m llama_cpp.server`, vLLM …) via the `openai` client.
+
+The structured-output form is `backend.openai.output_mode`. Set it when you know the server (json_schema for
+the OpenAI API and vLLM, json_object_schema for llama.cpp's server); `auto` (the default) tries the forms
+most standard first on the first request and keeps the first one the server accepts.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from genre_agent.errors import BackendUnavailableError
-from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.errors import BackendUnavailableError, ConfigError
+from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.settings import OpenAIOptions, Settings
 
-# Structured-output request forms, most standard first; the first one a server accepts is remembered.
-_FORMATS = ("json_schema", "json_object_schema", "json_object", "plain")
+_PROBE = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPT)
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     name = "openai"
+    Options = OpenAIOptions
 
     def __init__(self, model: str, base_url: str | None, api_key: str | None,
-                 temperature: float = 0.0, timeout_s: float = 120.0) -> None:
+                 temperature: float = 0.0, timeout_s: float = 120.0,
+                 output_mode: OutputMode = OutputMode.AUTO) -> None:
         import openai
 
         self._openai = openai
@@ -23,22 +30,39 @@ class OpenAIBackend:
                                     max_retries=1)
         self.model = model
         self.temperature = temperature
-        self._formats = list(_FORMATS)
+        self.capabilities = Capabilities(output_mode=output_mode)
+        self._modes: list[OutputMode] = list(_PROBE) if output_mode is OutputMode.AUTO else [output_mode]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIBackend:
+        b, options = settings.backend, settings.backend.openai
+        if not options.base_url and not options.api_key:
+            raise ConfigError("The openai backend needs backend.openai.base_url (a local server) or an API key "
+                              "(GENRE_AGENT_BACKEND__OPENAI__API_KEY) for the hosted API.")
+        return cls(b.model, options.base_url, options.api_key.get_secret_value() if options.api_key else None,
+                   b.temperature, options.timeout_s, OutputMode(options.output_mode))
 
     @staticmethod
-    def _response_format(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
-        if kind == "json_schema":
+    def _response_format(mode: OutputMode, schema: dict[str, Any]) -> dict[str, Any]:
+        if mode is OutputMode.JSON_SCHEMA:
             return {"type": "json_schema", "json_schema": {"name": "ranking", "schema": schema}}
-        if kind == "json_object_schema":  # llama.cpp server's own form
+        if mode is OutputMode.JSON_OBJECT_SCHEMA:  # llama.cpp server's own form
             return {"type": "json_object", "schema": schema}
-        if kind == "json_object":
+        if mode is OutputMode.JSON_OBJECT:
             return {"type": "json_object"}
         return {}
 
+    def _accepted(self, mode: OutputMode) -> None:
+        """The server took this form: keep it for every later request."""
+        if self.capabilities.output_mode is OutputMode.AUTO:
+            self._modes = [mode]
+            self.capabilities = Capabilities(output_mode=mode)
+
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         last_error: Exception | None = None
-        for kind in list(self._formats) if schema else ["plain"]:
-            fmt = self._response_format(kind, schema or {})
+        modes: list[OutputMode] = list(self._modes) if schema else [OutputMode.PROMPT]
+        for mode in modes:
+            fmt = self._response_format(mode, schema or {})
             extra: dict[str, Any] = {"response_format": fmt} if fmt else {}
             try:
                 request: dict[str, Any] = dict(model=self.model, messages=messages,
@@ -47,21 +71,26 @@ class OpenAIBackend:
             except (self._openai.BadRequestError, self._openai.InternalServerError,
                     self._openai.UnprocessableEntityError) as exc:
                 last_error = exc
-                if kind == "plain":
+                if mode is OutputMode.PROMPT or len(self._modes) == 1:
                     break
-                self._formats.remove(kind)  # this server rejects this form; try the next one
+                self._modes.remove(mode)  # auto: this server rejects this form; try the next one
                 continue
             except self._openai.APIConnectionError as exc:
                 raise BackendUnavailableError(
                     f"Cannot reach the OpenAI-compatible server at {self.client.base_url} ({exc}). "
-                    "Start it or fix backend.base_url."
+                    "Start it or fix backend.openai.base_url."
                 ) from exc
             except self._openai.AuthenticationError as exc:
                 raise BackendUnavailableError(
-                    "The server rejected the API key: set GENRE_AGENT_BACKEND__API_KEY."
+                    "The server rejected the API key: set GENRE_AGENT_BACKEND__OPENAI__API_KEY."
                 ) from exc
+            if schema:
+                self._accepted(mode)
             usage = out.usage
             return Completion(text=out.choices[0].message.content or "",
                               prompt_tokens=usage.prompt_tokens if usage else 0,
                               completion_tokens=usage.completion_tokens if usage else 0)
-        raise BackendUnavailableError(f"The server rejected the request: {last_error}")
+        hint = "" if self.capabilities.output_mode is OutputMode.AUTO else (
+            f" If it does not take output_mode '{self.capabilities.output_mode}', set backend.openai.output_mode "
+            "to another (json_schema, json_object_schema, json_object, prompt) or to auto.")
+        raise BackendUnavailableError(f"The server rejected the request: {last_error}.{hint}")

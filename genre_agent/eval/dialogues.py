@@ -1,0 +1,319 @@
+"""Conversational evaluation on real recommendation dialogues in ReDial's JSONL format.
+
+A case is a recommender message that suggests a movie nobody mentioned before (questionnaire `suggested = 1`,
+not disliked): the seeker's messages before it are the conversation and that movie is the target. Titles are
+mapped to the catalog by `TitleIndex` (article order, a.k.a. forms, "&"/"and", year ±1); targets that do not
+map are dropped and counted. Dialogues are split by a hash of their id into a dev part (to develop on) and a
+held-out test part (30%, nothing is tuned on it).
+
+The agent runs through its public chat API, one fresh session per case: each run of consecutive seeker
+messages is one chat turn (a person's lines sent in a row are one thought: "Im looking for a great
+documentary" / "do you have any suggestions"), and the last turn's recommendations are scored. Popularity and
+item-kNN seeded by the titles the seeker mentioned run on the same cases in the same run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from genre_agent.chat.agent import Agent
+from genre_agent.chat.titles import TitleIndex
+from genre_agent.data.feedback import FeedbackStore
+from genre_agent.errors import CatalogError
+from genre_agent.eval.evaluate import git_commit
+from genre_agent.eval.metrics import bootstrap_ci
+from genre_agent.eval.report import write_texts
+from genre_agent.pipeline import Recommender
+from genre_agent.retrieval.cf import ItemKNN
+from genre_agent.settings import Settings
+
+Split = Literal["dev", "test", "all"]
+TEST_PERCENT = 30
+KS = (1, 5, 10)
+_MENTION = re.compile(r"@(\d+)")
+
+
+@dataclass
+class Case:
+    """One target of one recommender message. Cases of the same message share their turns."""
+
+    dialogue_id: str
+    message_index: int
+    turns: list[str]
+    mentioned: list[str]  # catalog ids of the titles the seeker named before the suggestion
+    target: str
+
+
+@dataclass
+class CaseSet:
+    cases: list[Case]
+    dialogues: int
+    unmapped_targets: int
+    without_conversation: int
+
+
+def split_of(dialogue_id: str) -> Literal["dev", "test"]:
+    """Deterministic: the same dialogue is always in the same part, whatever the file order."""
+    bucket = int(hashlib.sha256(dialogue_id.encode()).hexdigest()[:8], 16) % 100
+    return "test" if bucket < TEST_PERCENT else "dev"
+
+
+def load_dialogues(path: Path) -> list[dict[str, Any]]:
+    """The dialogues of a ReDial-format JSONL file (gzipped if it ends in .gz)."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        lines = raw.decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: cannot read the dialogues ({exc}); pass ReDial-format JSONL.") from exc
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            dialogue = json.loads(line)
+            dialogue["messages"], dialogue["movieMentions"]  # noqa: B018 - the fields every case needs
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CatalogError(f"{path}:{n}: not a ReDial dialogue ({exc}); each line needs messages and "
+                               "movieMentions.") from exc
+        out.append(dialogue)
+    return out
+
+
+def _title(mentions: dict[str, Any], movie: str) -> str:
+    return " ".join(str(mentions.get(movie) or "").split())
+
+
+def message_text(message: str, mentions: dict[str, Any]) -> str:
+    """The message with each @id written as the title the dataset gives for it."""
+    return " ".join(_MENTION.sub(lambda m: _title(mentions, m.group(1)), message).split())
+
+
+def _form(dialogue: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The seeker's questionnaire, or the recommender's when the seeker's is empty (the usual stand-in)."""
+    return dialogue.get("initiatorQuestions") or dialogue.get("respondentQuestions") or {}
+
+
+def dialogue_cases(dialogue: dict[str, Any], titles: TitleIndex) -> tuple[list[Case], int, int]:
+    """The cases of one dialogue, the number of targets dropped as unmapped, and of cases with no seeker text."""
+    mentions = dialogue["movieMentions"] or {}
+    form = _form(dialogue)
+    seeker = dialogue.get("initiatorWorkerId")
+    dialogue_id = str(dialogue.get("conversationId", ""))
+    seen: set[str] = set()
+    turns: list[str] = []
+    named: list[str] = []
+    last_sender: object = None
+    cases: list[Case] = []
+    unmapped = empty = 0
+    for index, message in enumerate(dialogue["messages"]):
+        raw = str(message.get("text", ""))
+        movies = list(dict.fromkeys(_MENTION.findall(raw)))
+        sender = message.get("senderWorkerId")
+        if sender == seeker:
+            text = message_text(raw, mentions)
+            if text:
+                if last_sender == seeker and turns:
+                    turns[-1] = f"{turns[-1]} {text}"
+                else:
+                    turns.append(text)
+                last_sender = seeker
+            for movie in movies:
+                item = titles.resolve(_title(mentions, movie))
+                if item is not None and item not in named:
+                    named.append(item)
+        else:
+            last_sender = sender
+            for movie in movies:
+                answers = form.get(movie) or {}
+                if movie in seen or answers.get("suggested") != 1 or answers.get("liked") == 0:
+                    continue
+                target = titles.resolve(_title(mentions, movie))
+                if target is None:
+                    unmapped += 1
+                elif not turns:
+                    empty += 1
+                elif target not in named:
+                    cases.append(Case(dialogue_id, index, list(turns), list(named), target))
+        seen.update(movies)
+    return cases, unmapped, empty
+
+
+def build_cases(dialogues: list[dict[str, Any]], titles: TitleIndex, split: Split = "dev",
+                limit: int | None = None, seed: int = 0) -> CaseSet:
+    """Cases of the dialogues in `split`; with `limit`, that many drawn with the seed (in dialogue order)."""
+    cases: list[Case] = []
+    unmapped = empty = used = 0
+    for dialogue in dialogues:
+        if split != "all" and split_of(str(dialogue.get("conversationId", ""))) != split:
+            continue
+        used += 1
+        found, dropped, no_text = dialogue_cases(dialogue, titles)
+        cases += found
+        unmapped += dropped
+        empty += no_text
+    if limit is not None and limit < len(cases):
+        keep = np.sort(np.random.default_rng(seed).choice(len(cases), limit, replace=False))
+        cases = [cases[i] for i in keep]
+    return CaseSet(cases, used, unmapped, empty)
+
+
+@dataclass
+class AgentRun:
+    """The agent's final list for one conversation, and what happened on the way."""
+
+    ids: list[str]
+    turn_seconds: list[float]
+    error: str | None = None
+
+
+def run_agent(agent: Agent, case: Case, session_id: str) -> AgentRun:
+    """Feed the seeker's turns to a fresh session; the last turn's recommendations are the answer."""
+    seconds: list[float] = []
+    ids: list[str] = []
+    try:
+        for turn in case.turns:
+            started = time.perf_counter()
+            reply = agent.chat(session_id, turn)
+            seconds.append(time.perf_counter() - started)
+            ids = [r.item_id for r in reply.recommendations.recommendations] if reply.recommendations else []
+    except Exception as exc:  # noqa: BLE001 - a crash on real text is what this evaluation counts
+        return AgentRun([], seconds, f"{type(exc).__name__}: {exc}")
+    return AgentRun(ids, seconds)
+
+
+class Baselines:
+    """Popularity, and item-kNN seeded by the mentioned titles (popularity breaks ties), on the catalog."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        retriever = recommender.retriever
+        self.item_ids = [str(i) for i in recommender.catalog.items.index]
+        self.matrix = retriever.matrix
+        self.popularity = retriever.popularity
+        self.knn = ItemKNN()
+        self.knn.fit(retriever.matrix.matrix)
+
+    def _top(self, scores: np.ndarray, exclude: list[str], k: int) -> list[str]:
+        cols = self.matrix.item_index.get_indexer(exclude)
+        scores = scores.copy()
+        scores[cols[cols >= 0]] = -np.inf
+        order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+        return [self.item_ids[i] for i in order]
+
+    def pop(self, mentioned: list[str], k: int) -> list[str]:
+        return self._top(self.popularity, mentioned, k)
+
+    def itemknn(self, mentioned: list[str], k: int) -> list[str]:
+        if not mentioned:
+            return self.pop(mentioned, k)
+        scores = np.asarray(self.knn.score(np.array([-1]), self.matrix.history(mentioned))[0], dtype=np.float64)
+        return self._top(scores + 1e-6 * self.popularity / max(float(self.popularity.max()), 1.0), mentioned, k)
+
+
+def _recall(hits: list[list[bool]], k: int, seed: int) -> dict[str, Any]:
+    values = np.array([any(h[:k]) for h in hits], dtype=np.float64)
+    lo, hi = bootstrap_ci(values, seed) if len(values) else (0.0, 0.0)
+    return {"value": float(values.mean()) if len(values) else 0.0, "ci95": [lo, hi]}
+
+
+def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", cases: int | None = None,
+                       seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
+                       recommender: Recommender | None = None) -> dict[str, Any]:
+    """Run the agent and the baselines on the cases of `path` and return the report (see `markdown`)."""
+    started = time.perf_counter()
+    rec = recommender or Recommender.open(settings)
+    with tempfile.TemporaryDirectory() as tmp:  # eval sessions' likes must not become training data
+        agent = Agent(rec, FeedbackStore(Path(tmp) / "feedback.sqlite3"))
+        case_set = build_cases(load_dialogues(path), agent.titles, split, cases, seed)
+        baselines = Baselines(rec)
+        k = max(KS)
+        groups: dict[tuple[str, int], list[Case]] = {}
+        for case in case_set.cases:
+            groups.setdefault((case.dialogue_id, case.message_index), []).append(case)
+        hits: dict[str, list[list[bool]]] = {"agent": [], "pop": [], "itemknn": []}
+        turn_seconds: list[float] = []
+        errors: list[str] = []
+        no_recs = runs_with_named = named_slots = 0
+        for done, ((dialogue_id, index), group) in enumerate(groups.items(), 1):
+            first = group[0]
+            run = run_agent(agent, first, f"eval-{dialogue_id}-{index}")
+            turn_seconds += run.turn_seconds
+            if run.error:
+                errors.append(f"dialogue {dialogue_id}, message {index}: {run.error}")
+            elif not run.ids:
+                no_recs += 1
+            named = set(first.mentioned) & set(run.ids[:k])
+            runs_with_named += bool(named)
+            named_slots += len(named)
+            lists = {"agent": run.ids[:k], "pop": baselines.pop(first.mentioned, k),
+                     "itemknn": baselines.itemknn(first.mentioned, k)}
+            for case in group:
+                for method, ids in lists.items():
+                    hits[method].append([i == case.target for i in ids] + [False] * (k - len(ids)))
+            if progress:
+                progress("dialogue cases", done, len(groups))
+    backend = rec.backend
+    llm = settings.conversation.understand_with_llm and backend.name != "fake"
+    agent_name = f"agent ({backend.name}:{backend.model})" if llm else "agent (rules only)"
+    seconds = np.array(turn_seconds) if turn_seconds else np.zeros(1)
+    return {
+        "kind": "dialogues",
+        "dialogues_file": str(path),
+        "catalog": rec.catalog.name,
+        "commit": git_commit(),
+        "config": {"split": split, "cases": cases, "seed": seed, "k": k, "test_percent": TEST_PERCENT,
+                   "understand_with_llm": settings.conversation.understand_with_llm,
+                   "backend": backend.name, "model": backend.model, "retries": settings.ranking.retries},
+        "counts": {"dialogues": case_set.dialogues, "cases": len(case_set.cases), "conversations": len(groups),
+                   "turns": len(turn_seconds), "unmapped_targets_dropped": case_set.unmapped_targets,
+                   "targets_without_seeker_text": case_set.without_conversation},
+        "agent_name": agent_name,
+        "results": {name: {f"Recall@{x}": _recall(h, x, seed) for x in KS} for name, h in hits.items()},
+        "agent": {"errors": len(errors), "error_examples": errors[:10],
+                  "conversations_without_recommendations": no_recs,
+                  "conversations_re_recommending_named": runs_with_named,
+                  "named_titles_re_recommended": named_slots,
+                  "turn_p50_s": round(float(np.percentile(seconds, 50)), 3),
+                  "turn_p95_s": round(float(np.percentile(seconds, 95)), 3)},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    c, a, cfg = report["counts"], report["agent"], report["config"]
+    names = {"agent": report["agent_name"], "pop": "popularity", "itemknn": "item-kNN (mentioned titles)"}
+    source = Path(report["dialogues_file"]).name
+    lines = [f"# Conversational evaluation on {source} (commit {report['commit'][:10]})", "",
+             f"Split `{cfg['split']}` ({c['dialogues']} dialogues), {c['cases']} cases in {c['conversations']} "
+             f"conversations ({c['turns']} agent turns); {c['unmapped_targets_dropped']} targets dropped as "
+             f"not in the catalog, {c['targets_without_seeker_text']} with no seeker message before them. "
+             f"Seed {cfg['seed']}, backend {cfg['backend']}:{cfg['model']}, understand_with_llm "
+             f"{cfg['understand_with_llm']}.", "",
+             "| method | Recall@1 [95% CI] | Recall@5 [95% CI] | Recall@10 [95% CI] |", "|---|---:|---:|---:|"]
+    for method, r in report["results"].items():
+        cells = [f"{r[f'Recall@{x}']['value']:.3f} [{r[f'Recall@{x}']['ci95'][0]:.3f}, "
+                 f"{r[f'Recall@{x}']['ci95'][1]:.3f}]" for x in KS]
+        lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
+    lines += ["", "| agent | errors | conversations without recommendations | named titles re-recommended "
+              "(conversations) | turn p50 | turn p95 |", "|---|---:|---:|---:|---:|---:|",
+              f"| {report['agent_name']} | {a['errors']} | {a['conversations_without_recommendations']} | "
+              f"{a['named_titles_re_recommended']} ({a['conversations_re_recommending_named']}) | "
+              f"{a['turn_p50_s']:.2f} s | {a['turn_p95_s']:.2f} s |", ""]
+    lines += [f"- {e}" for e in a["error_examples"]]
+    lines.append(f"\n{report['seconds']} s in all.")
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict[str, Any], out: Path) -> None:
+    """report.json and report.md, each written aside and renamed when complete."""
+    write_texts(out, {"report.json": json.dumps(report, indent=2), "report.md": markdown(report)})

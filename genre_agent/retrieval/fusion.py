@@ -1,0 +1,60 @@
+"""The fusion of retrieval signals and the user's taste vector: one formula for serving and for evaluation.
+
+fused = Σ weight × (signal min-max-normalised over the allowed items), over the signals a request has:
+popularity (log of how many users liked the item), similarity to the query, similarity to the user's taste
+vector, and CF. The taste vector is the normalised mean embedding of the user's first PROFILE_ITEMS liked
+items, best rated and most recent first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+
+from genre_agent.settings import RetrievalSettings
+
+PROFILE_ITEMS = 50  # liked items that form the user's taste vector
+Id = TypeVar("Id", str, int)  # an item id (serving) or a matrix column (evaluation)
+
+
+def minmax(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] by the min and max over the masked entries (all zeros if they are constant)."""
+    sub = values[mask]
+    if sub.size == 0:
+        return np.zeros_like(values)
+    lo, hi = float(sub.min()), float(sub.max())
+    return np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
+
+
+def unit_mean(vectors: np.ndarray) -> np.ndarray | None:
+    """The mean of the rows scaled to length 1 (None if there are none or it is zero)."""
+    if len(vectors) == 0:
+        return None
+    mean = vectors.mean(0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else None
+
+
+def taste_vector(vectors: Callable[[list[Id]], np.ndarray], liked: list[Id]) -> np.ndarray | None:
+    """The user's taste: the unit mean embedding of their first PROFILE_ITEMS liked items (`liked` is best
+    rated, most recent first); None for a user who liked nothing."""
+    return unit_mean(vectors(liked[:PROFILE_ITEMS])) if liked else None
+
+
+def popularity(liked_by: np.ndarray) -> np.ndarray:
+    """The popularity signal: log(1 + users who liked the item)."""
+    return np.log1p(np.asarray(liked_by, dtype=np.float64))
+
+
+def fuse(weights: RetrievalSettings, mask: np.ndarray, popular: np.ndarray, *, query: np.ndarray | None = None,
+         profile: np.ndarray | None = None, cf: np.ndarray | None = None) -> np.ndarray:
+    """The weighted sum of the min-max-normalised signals a request has (None = absent), every item scored;
+    the caller drops the items outside `mask`."""
+    fused = weights.weight_popularity * minmax(popular, mask)
+    for weight, signal in ((weights.weight_query, query), (weights.weight_profile, profile),
+                           (weights.weight_cf, cf)):
+        if signal is not None:
+            fused += weight * minmax(signal, mask)
+    return fused

@@ -1,0 +1,77 @@
+"""Needs matched by meaning: the words of a request mapped to the catalog's own genres and tags.
+
+The vocabulary is learned from the catalog itself: every genre, and every tag given to at least two items.
+Each is embedded once (next to the request's words, with the same sentence model), so "tear jerker" finds the
+tag "tearjerking", "scary" the genre Horror and "feel good" the tag "feel-good", without a hand list per word.
+An item then scores by the needs it carries — never by words of its title, which a plain vector search over
+"title. genres. tags." lets dominate ("tear jerker" -> The Man Who Cried).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MIN_ITEMS = 2  # a tag is part of the vocabulary once it describes this many items
+THRESHOLD = 0.6  # cosine between a request phrase and a genre or tag for it to count as that need
+
+
+@dataclass(frozen=True)
+class Need:
+    phrase: str  # the request's words
+    name: str  # the genre or tag they mean
+    kind: str  # "genre" or "tag"
+    similarity: float
+
+
+class NeedLexicon:
+    """The catalog's genres and tags, embedded, and which items carry each."""
+
+    def __init__(self, items: pd.DataFrame, embed: Callable[[list[str]], np.ndarray],
+                 threshold: float = THRESHOLD) -> None:
+        self.embed = embed
+        self.threshold = threshold
+        genres = sorted({g for gs in items["genres"] for g in gs})
+        tag_items = Counter(t.lower() for ts in items["tags"] for t in set(ts))
+        tags = sorted(t for t, n in tag_items.items() if n >= MIN_ITEMS and t not in {g.lower() for g in genres})
+        self.names = [*genres, *tags]
+        self.kinds = ["genre"] * len(genres) + ["tag"] * len(tags)
+        self.vectors = np.asarray(embed([n.lower() for n in self.names]), dtype=np.float32)
+        column = {name: i for i, name in enumerate(self.names)}
+        self.carries = np.zeros((len(items), len(self.names)), dtype=np.float32)
+        for row, (gs, ts) in enumerate(zip(items["genres"], items["tags"], strict=True)):
+            for name in (*gs, *(t.lower() for t in ts)):
+                if name in column:
+                    self.carries[row, column[name]] = 1.0
+
+    def match(self, words: str) -> list[Need]:
+        """The genres and tags a request's words mean: each word and each pair of neighbouring words is
+        compared with the vocabulary; the closest entry above the threshold is kept per phrase."""
+        tokens = re.findall(r"[a-z0-9-]+", words.lower())
+        phrases = list(dict.fromkeys([*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))]))
+        if not phrases:
+            return []
+        sims = np.asarray(self.embed(phrases), dtype=np.float32) @ self.vectors.T
+        out: dict[str, Need] = {}
+        for phrase, row in zip(phrases, sims, strict=True):
+            best = int(np.argmax(row))
+            if row[best] >= self.threshold:
+                need = Need(phrase, self.names[best], self.kinds[best], float(row[best]))
+                if need.name not in out or out[need.name].similarity < need.similarity:
+                    out[need.name] = need
+        return list(out.values())
+
+    def scores(self, needs: list[Need]) -> np.ndarray:
+        """Per item: the summed similarity of the needs it carries (zeros when there are none)."""
+        if not needs:
+            return np.zeros(len(self.carries))
+        column = {name: i for i, name in enumerate(self.names)}
+        weights = np.zeros(len(self.names), dtype=np.float32)
+        for need in needs:
+            weights[column[need.name]] = need.similarity
+        return np.asarray(self.carries @ weights, dtype=np.float64)

@@ -1,0 +1,198 @@
+"""Server limits in-process (uvicorn on a free port, a fake backend that waits at a gate): a client that leaves
+cancels its turn, deadlines, the concurrency limit, shutdown with a turn running, and session expiry."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from genre_agent.chat.agent import Agent
+from genre_agent.interfaces.http_errors import ApiError
+from genre_agent.interfaces.server import Caller, Sessions, create_app
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.settings import ServerSettings
+
+from conftest import tiny_settings
+
+
+class GatedBackend(FakeBackend):
+    """The fake backend, but each call waits until `gate` is open (it is, unless a test closes it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        self.entered.set()
+        assert self.gate.wait(timeout=30)
+        return super().complete(messages, schema, max_tokens)
+
+
+@pytest.fixture(scope="module")
+def backend() -> GatedBackend:
+    return GatedBackend()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory, backend: GatedBackend) -> Agent:
+    return Agent.from_config(tiny_settings(tmp_path_factory.mktemp("limits"), k=2), backend=backend)
+
+
+@pytest.fixture(autouse=True)
+def _open_gate(backend: GatedBackend) -> Iterator[None]:
+    backend.entered.clear()
+    yield
+    backend.gate.set()
+
+
+@contextmanager
+def live(agent: Agent, **limits: Any) -> Iterator[tuple[str, uvicorn.Server]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(agent, ServerSettings(**limits))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def _chat(base: str, text: str, session: str | None = None, timeout: float = 30) -> httpx.Response:
+    headers = {"X-Session-Id": session} if session else {}
+    return httpx.post(f"{base}/v1/chat/completions", headers=headers, timeout=timeout,
+                      json={"messages": [{"role": "user", "content": text}]})
+
+
+def _background(call: Callable[[], httpx.Response]) -> tuple[threading.Thread, list[Any]]:
+    got: list[Any] = []
+
+    def run() -> None:
+        try:
+            got.append(call())
+        except httpx.HTTPError as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, got
+
+
+def test_a_client_that_disconnects_cancels_its_turn(agent: Agent, backend: GatedBackend) -> None:
+    with live(agent) as (base, server):
+        turns = server.config.app.state.turns  # type: ignore[attr-defined]
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        backend.gate.clear()
+        with pytest.raises(httpx.ReadTimeout):
+            _chat(base, "I loved Star Quest", session, timeout=0.5)  # the client gives up and closes
+        assert backend.entered.is_set()
+        _wait(lambda: len(turns.running) == 1 and all(c.is_set() for c in turns.running))
+        backend.gate.set()
+        _wait(lambda: not turns.running)
+        state = agent.session(session)
+        assert state.liked == [] and state.shown == []
+        assert agent.store.for_user(agent.catalog_info().name, state.feedback_key) == {}
+        finished = _chat(base, "I loved Star Quest", session)  # the same turn, not abandoned, commits
+        assert finished.status_code == 200
+        assert agent.session(session).liked == ["1"]
+        assert agent.store.for_user(agent.catalog_info().name, state.feedback_key) == {"1": "like"}
+
+
+def test_a_turn_past_the_deadline_is_cancelled_with_503(agent: Agent, backend: GatedBackend) -> None:
+    with live(agent, deadline_s=0.5) as (base, _):
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        backend.gate.clear()
+        late = _chat(base, "I loved Star Quest", session)
+        backend.gate.set()
+        assert late.status_code == 503
+        assert late.json()["error"]["code"] == "deadline_exceeded"
+        time.sleep(0.3)
+        assert agent.session(session).liked == []
+
+
+def test_more_turns_than_the_limit_get_429(agent: Agent, backend: GatedBackend) -> None:
+    with live(agent, max_concurrent=1) as (base, _):
+        backend.gate.clear()
+        first, got = _background(lambda: _chat(base, "something funny"))
+        assert backend.entered.wait(10)
+        second = _chat(base, "something funny")
+        assert second.status_code == 429 and second.headers["retry-after"] == "1"
+        assert second.json()["error"] == {"type": "rate_limit_error", "code": "rate_limit_exceeded",
+                                          "message": second.json()["error"]["message"], "param": None}
+        backend.gate.set()
+        first.join(10)
+        assert got[0].status_code == 200
+
+
+def test_shutdown_with_a_turn_running_cancels_it(agent: Agent, backend: GatedBackend) -> None:
+    with live(agent) as (base, server):
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        backend.gate.clear()
+        thread, got = _background(lambda: _chat(base, "I loved Star Quest", session))
+        assert backend.entered.wait(10)
+        started = time.time()
+        server.should_exit = True  # what uvicorn's SIGTERM handler does
+        thread.join(15)
+        assert time.time() - started < 10
+        assert isinstance(got[0], httpx.HTTPError) or got[0].status_code >= 500
+        backend.gate.set()
+        time.sleep(0.3)
+        assert agent.session(session).liked == []
+
+
+def test_stateless_requests_leave_no_session_behind(agent: Agent) -> None:
+    with live(agent) as (base, _):
+        before = len(agent._sessions)
+        for _ in range(5):
+            assert _chat(base, "I loved Star Quest").status_code == 200
+        assert len(agent._sessions) == before
+
+
+def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent) -> None:
+    now = [0.0]
+    sessions = Sessions(agent, ttl_s=10, cap=2, clock=lambda: now[0])
+    me, other = Caller("k1", None), Caller("k2", None)
+    first, second = sessions.issue(me), sessions.issue(me)
+    now[0] = 5
+    sessions.use(first, me)  # `second` is now the least recently used
+    third = sessions.issue(me)
+    with pytest.raises(ApiError):
+        sessions.use(second, me)
+    with pytest.raises(ApiError):
+        sessions.use(first, other)  # not your key
+    assert len(sessions) == 2
+    now[0] = 5 + 10.5
+    with pytest.raises(ApiError):
+        sessions.use(first, me)
+    with pytest.raises(ApiError):
+        sessions.use(third, me)
+    assert len(sessions) == 0
+
+
+def test_body_limit_applies_to_every_path(agent: Agent) -> None:
+    with live(agent, max_body=1024) as (base, _):
+        assert httpx.post(f"{base}/v1/sessions", content=b"x" * 2000).status_code == 413
+        assert httpx.post(f"{base}/v1/sessions", content=b"x" * 10).status_code == 201
