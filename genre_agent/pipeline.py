@@ -144,6 +144,7 @@ class Recommender:
         self.prompts = Prompts(resolve_prompts_dir(settings.prompts))
         self._prompt_sets: dict[str, Prompts] = {}
         self._calibrations: dict[Key, InForce] = {}
+        self.pinned_routes: Routes | None = None  # set by a measurement that must hold the roles fixed
         self._fingerprint = catalog.items_fingerprint()
 
     @classmethod
@@ -203,8 +204,9 @@ class Recommender:
         return self._calibrations[key]
 
     def routes(self, prompts: str | None = None) -> Routes:
-        """What the model is asked to do for requests with this template set (calibration + settings)."""
-        return routes_for(self.calibration(prompts), self.settings)
+        """What the model is asked to do for requests with this template set (calibration + settings), unless
+        a measurement pinned the routes."""
+        return self.pinned_routes or routes_for(self.calibration(prompts), self.settings)
 
     def render(self, request: RecommendRequest) -> list[dict[str, str]]:
         """The exact ranking prompt of a request, with real candidates; the LLM is not called."""

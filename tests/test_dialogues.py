@@ -19,9 +19,10 @@ from genre_agent.eval.dialogues import (
     load_dialogues,
     markdown,
     message_text,
+    reading_gains,
     split_of,
 )
-from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends import Completion, FakeBackend
 from genre_agent.pipeline import Recommender
 
 from conftest import tiny_settings
@@ -105,3 +106,26 @@ def test_a_sample_of_redial_conversations_runs_through_the_agent(tmp_path: Path)
                 reply = agent.chat(str(dialogue["conversationId"]),
                                    message_text(message["text"], dialogue["movieMentions"]))
                 assert reply.text
+
+
+class _SameReading(FakeBackend):
+    """Reads every message the same way: a request with a Comedy filter the messages never mention."""
+
+    def complete(self, messages: list[dict[str, str]], schema: object, max_tokens: int) -> Completion:
+        self.calls.append(messages)
+        return Completion('{"intent": "recommend", "include_genres": ["Comedy"], "year_min": 1995}', 10, 10)
+
+
+def test_reading_gains_compare_each_field_with_rules_on_the_same_cases(tiny_recommender: Recommender) -> None:
+    backend = _SameReading()
+    rec = Recommender(tiny_recommender.settings, tiny_recommender.catalog, tiny_recommender.retriever, backend)
+    steps: list[tuple[str, int, int]] = []
+    reading = reading_gains(rec, DIALOGUES, None, progress=lambda *s: steps.append(s))
+    assert reading.measured and reading.cases == 1 and reading.rules_recall == 1.0  # dev part: dialogue 1
+    assert set(reading.per_field) == {"intent", "titles", "genres", "years"}
+    # nothing the model proposes is in the messages: the grounded merge keeps none of it, so no gain
+    assert all(g.gain == 0.0 and g.ci95 == (0.0, 0.0) for g in reading.per_field.values())
+    assert reading.fields == [] and steps[-1] == ("reading (dev dialogues)", 5, 5)
+    turns = 2  # "Hi" and "I loved @1 / anything in that vein"
+    assert 0 < len(backend.calls) <= 4 * turns  # asked in each field variant, repeated prompts remembered
+    assert rec.pinned_routes is None  # the measurement pins the routes of its own copy only

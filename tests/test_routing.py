@@ -27,13 +27,13 @@ def _recommender(tiny_recommender: Recommender, data_dir: Path, backend: FakeBac
 
 
 def _calibrate(rec: Recommender, *, weight: float = 0.0, accepted: int = 5, asked: int = 10,
-               reading_gain: float | None = None) -> Calibration:
+               reading_fields: list[str] | None = None) -> Calibration:
     grid = [{"weight_llm": w, "val_NDCG@10": 0.5 + (0.01 if w == weight else 0.0)} for w in (0.0, 0.3)]
     calibration = Calibration(
         key=key_for(rec.settings, rec.catalog, rec.prompts), prompts="default",
         ranking=Ranking(method="logprobs", weight=weight, users=40, permutations=2, grid=grid),
         reasons=Reasons(accepted=accepted, asked=asked, users=4),
-        reading=Reading(measured=reading_gain is not None, gain=reading_gain),
+        reading=Reading(measured=reading_fields is not None, fields=reading_fields or []),
         command="genre-agent calibrate", seconds=1.0, created="2026-11-25T17:00:00+00:00",
     )
     save(calibration, rec.settings.data_dir)
@@ -124,12 +124,12 @@ def test_without_any_calibration_every_role_is_asked(tiny_recommender: Recommend
     assert "uncalibrated" in result.calibration
 
 
-@pytest.mark.parametrize("gain, expected", [(None, False), (-0.02, False), (0.05, True)])
-def test_reading_is_routed_by_its_measured_gain(tiny_recommender: Recommender, tmp_path: Path,
-                                                gain: float | None, expected: bool) -> None:
+@pytest.mark.parametrize("fields, expected", [(None, set()), ([], set()), (["genres"], {"genres"})])
+def test_reading_is_routed_by_its_measured_fields(tiny_recommender: Recommender, tmp_path: Path,
+                                                  fields: list[str] | None, expected: set[str]) -> None:
     rec = _recommender(tiny_recommender, tmp_path, FakeBackend())
-    _calibrate(rec, reading_gain=gain)
-    assert rec.routes().reading is expected
+    _calibrate(rec, reading_fields=fields)
+    assert rec.routes().reading == expected
 
 
 def _synthetic_catalog(root: Path) -> Path:
@@ -151,15 +151,12 @@ def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
     grounded reasons, saves it, and the next answers never call the model."""
     from genre_agent.eval.calibrate import calibrate
     from genre_agent.llm.calibration import find
-    from genre_agent.pipeline import build
 
     settings = load_settings(catalog=str(_synthetic_catalog(tmp_path / "ml")), data_dir=tmp_path / "data", k=3,
                              **{"backend.name": "fake"})
     rec = Recommender.open(settings, backend=FakeBackend())
     backend = FakeBackend()
-    retriever, _ = build(settings, rec.catalog)
-    result = calibrate(settings, rec.catalog, retriever.index, backend, rec.prompts, "default", users=10,
-                       reason_users=2, permutations=2)
+    result = calibrate(settings, rec, backend, rec.prompts, "default", users=10, reason_users=2, permutations=2)
     assert result.ranking.method == "logprobs" and result.ranking.weight == 0.0
     assert result.ranking.users == 10 and len(backend.calls) > 2 * 10  # 2 orders per user, then the reasons
     assert result.reasons.asked == 6 and result.reasons.accepted == 0

@@ -190,11 +190,12 @@ class Agent:
     # -- one turn --------------------------------------------------------------------
     def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]]) -> Reply:
         update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last))
-        if self.recommender.routes().reading and update.intent not in ("reset", "more"):
+        reading = self.recommender.routes().reading  # the field groups the model's reading may add
+        if reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
                                      state.describe(), [self.titles.title_of(i) for i in state.last],
                                      self.genres)
-            update = merge(update, model_update, message, self.titles, self.genres)
+            update = merge(update, model_update, message, self.titles, self.genres, reading)
         if update.intent == "reset":
             state.reset()
             return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")

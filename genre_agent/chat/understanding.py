@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise
 from genre_agent.llm.backends import Backend
+from genre_agent.llm.calibration import READING_FIELDS
 from genre_agent.llm.contexts import UnderstandingContext, UnderstandingSystemContext
 from genre_agent.llm.prompts import Prompts
 
@@ -279,8 +280,9 @@ def ask_model(backend: Backend, prompts: Prompts, message: str, state_lines: lis
 
 
 def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: TitleIndex,
-          genres: list[str]) -> StateUpdate:
-    """Rules win; the model may only add what the message itself contains."""
+          genres: list[str], fields: frozenset[str] = frozenset(READING_FIELDS)) -> StateUpdate:
+    """Rules win; the model may only add what the message itself contains, and only in the field groups of
+    `fields` (READING_FIELDS: the ones its calibration measured to help)."""
     if model is None:
         return rules
     flat = normalise(message)
@@ -291,22 +293,25 @@ def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: T
         ids = [titles.resolve(n) for n in names]
         return [i for i in ids if i is not None and i in mentioned]
 
-    if merged.intent == "other" and model.intent in ("recommend", "refine"):  # never a reset or a why
-        merged.intent = model.intent
-    for field, names in (("like", model.liked_titles), ("dislike", model.disliked_titles),
-                         ("seen", model.seen_titles), ("anchors", model.more_like_titles)):
-        current = getattr(merged, field)
-        if not any((merged.like, merged.dislike, merged.seen, merged.anchors)):
+    if "intent" in fields and merged.intent == "other" and model.intent in ("recommend", "refine"):
+        merged.intent = model.intent  # never a reset or a why
+    if "titles" in fields and not any((merged.like, merged.dislike, merged.seen, merged.anchors)):
+        for field, names in (("like", model.liked_titles), ("dislike", model.disliked_titles),
+                             ("seen", model.seen_titles), ("anchors", model.more_like_titles)):
+            current = getattr(merged, field)
             current += [i for i in grounded(names) if i not in current]
-    in_message = _genre_mentions(flat, genres)
-    for field, proposed in (("exclude_genres", model.exclude_genres), ("include_genres", model.include_genres)):
-        if not getattr(merged.filters, field):
-            setattr(merged.filters, field, [g for g in genres if g in in_message and
-                                            g.lower() in {p.lower() for p in proposed}])
-    joined = " ".join(message.split())
-    rest = _blank(joined, titles.mentions(joined))  # "Deadpool (2016)" is a title, not a year filter
-    for field in ("year_min", "year_max"):
-        value = getattr(model, field)
-        if getattr(merged.filters, field) is None and value is not None and re.search(rf"\b{value}\b", rest):
-            setattr(merged.filters, field, value)
+    if "genres" in fields:
+        in_message = _genre_mentions(flat, genres)
+        for field, proposed in (("exclude_genres", model.exclude_genres),
+                                ("include_genres", model.include_genres)):
+            if not getattr(merged.filters, field):
+                setattr(merged.filters, field, [g for g in genres if g in in_message and
+                                                g.lower() in {p.lower() for p in proposed}])
+    if "years" in fields:
+        joined = " ".join(message.split())
+        rest = _blank(joined, titles.mentions(joined))  # "Deadpool (2016)" is a title, not a year filter
+        for field in ("year_min", "year_max"):
+            value = getattr(model, field)
+            if getattr(merged.filters, field) is None and value is not None and re.search(rf"\b{value}\b", rest):
+                setattr(merged.filters, field, value)
     return merged

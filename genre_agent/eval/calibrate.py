@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from genre_agent.data.catalog import Catalog
 from genre_agent.errors import ConfigError
+from genre_agent.eval.dialogues import reading_gains
 from genre_agent.eval.llm_methods import (
     evidence_writer,
     llm_sampled_scores,
@@ -22,19 +23,22 @@ from genre_agent.eval.llm_methods import (
 from genre_agent.eval.methods import Scorer
 from genre_agent.eval.protocol import make_split, validation_split
 from genre_agent.llm.backends import Backend
-from genre_agent.llm.calibration import Calibration, Ranking, Reasons, ReasonSample, key_for
+from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, ReasonSample, key_for
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank, ranking_context
-from genre_agent.retrieval.index import VectorIndex
+from genre_agent.pipeline import Recommender
 from genre_agent.settings import Settings
 
 Report = Callable[[str, int, int], None]
 
 
-def calibrate(settings: Settings, catalog: Catalog, index: VectorIndex, backend: Backend, prompts: Prompts,
+def calibrate(settings: Settings, recommender: Recommender, backend: Backend, prompts: Prompts,
               prompts_name: str, *, users: int, reason_users: int, permutations: int, seed: int = 0,
-              command: str = "", progress: Report | None = None) -> Calibration:
-    """Measure each role on a validation split of the training interactions (see the module doc)."""
+              dialogues: Path | None = None, dialogue_cases: int | None = None, command: str = "",
+              progress: Report | None = None) -> Calibration:
+    """Measure each role on a validation split of the training interactions, and the reading on the dev part
+    of `dialogues` (see the module doc)."""
+    catalog, index = recommender.catalog, recommender.retriever.index
     started = time.perf_counter()
     test_split = make_split(catalog.interactions, catalog.positive_min, seed=seed)
     val = validation_split(test_split, catalog.positive_min, seed)
@@ -80,8 +84,13 @@ def calibrate(settings: Settings, catalog: Catalog, index: VectorIndex, backend:
         if report:
             report(n + 1, len(pos))
     reasons = Reasons(accepted=accepted, asked=asked, users=len(pos), samples=samples)
+    reading = Reading()
+    if dialogues is not None:
+        reader = Recommender(settings, catalog, recommender.retriever, backend)
+        reading = reading_gains(reader, dialogues, dialogue_cases, seed, progress)
     return Calibration(
         key=key_for(settings, catalog, prompts), prompts=prompts_name, ranking=ranking, reasons=reasons,
+        reading=reading,
         command=command, seconds=round(time.perf_counter() - started, 1),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )

@@ -34,6 +34,9 @@ from genre_agent.errors import CatalogError
 from genre_agent.eval.evaluate import git_commit
 from genre_agent.eval.metrics import bootstrap_ci
 from genre_agent.eval.report import write_texts
+from genre_agent.llm.backends.base import Backend, Completion, Message, Wrapper
+from genre_agent.llm.calibration import READING_FIELDS, FieldGain, Reading
+from genre_agent.llm.routing import Routes
 from genre_agent.pipeline import Recommender
 from genre_agent.retrieval.cf import ItemKNN
 from genre_agent.settings import Settings
@@ -226,6 +229,63 @@ def _recall(hits: list[list[bool]], k: int, seed: int) -> dict[str, Any]:
     return {"value": float(values.mean()) if len(values) else 0.0, "ci95": [lo, hi]}
 
 
+class _Remembering(Wrapper):
+    """Answers a prompt it was asked before from memory: the variants of the reading measurement ask the model
+    the same questions wherever their sessions agree."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.memory: dict[str, Completion] = {}
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        key = json.dumps([messages, schema, max_tokens], sort_keys=True)
+        if key not in self.memory:
+            self.memory[key] = self.inner.complete(messages, schema, max_tokens)
+        return self.memory[key]
+
+
+def _conversations(case_set: CaseSet) -> dict[tuple[str, int], list[Case]]:
+    """The cases grouped by the recommender message they belong to (they share the seeker's turns)."""
+    groups: dict[tuple[str, int], list[Case]] = {}
+    for case in case_set.cases:
+        groups.setdefault((case.dialogue_id, case.message_index), []).append(case)
+    return groups
+
+
+def reading_gains(recommender: Recommender, path: Path, cases: int | None, seed: int = 0,
+                  progress: Callable[[str, int, int], None] | None = None) -> Reading:
+    """Recall@10 of the agent on the dev cases with rules alone and with each field group of the model's
+    reading added (ranking and reasons held off), and the paired bootstrap interval of each gain. A group is
+    routed to the model when its interval lies above 0."""
+    settings = recommender.settings
+    rec = Recommender(settings, recommender.catalog, recommender.retriever, _Remembering(recommender.backend))
+    variants = {"rules": frozenset(), **{f: frozenset([f]) for f in READING_FIELDS}}
+    hits: dict[str, list[bool]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = Agent(rec, FeedbackStore(Path(tmp) / "feedback.sqlite3"))
+        groups = _conversations(build_cases(load_dialogues(path), agent.titles, "dev", cases, seed))
+        total = len(groups) * len(variants)
+        for v, (name, fields) in enumerate(variants.items()):
+            rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
+                                       reading=fields, calibration="pinned by the reading measurement")
+            for n, ((dialogue_id, index), group) in enumerate(groups.items(), 1):
+                run = run_agent(agent, group[0], f"reading-{name}-{dialogue_id}-{index}")
+                hits[name] += [case.target in run.ids[:10] for case in group]
+                if progress:
+                    progress("reading (dev dialogues)", v * len(groups) + n, total)
+    rules = np.array(hits["rules"], dtype=np.float64)
+    per_field = {}
+    for field in READING_FIELDS:
+        with_field = np.array(hits[field], dtype=np.float64)
+        lo, hi = bootstrap_ci(with_field - rules, seed) if len(rules) else (0.0, 0.0)
+        per_field[field] = FieldGain(recall=float(with_field.mean()) if len(rules) else 0.0,
+                                     gain=float((with_field - rules).mean()) if len(rules) else 0.0,
+                                     ci95=(round(lo, 4), round(hi, 4)))
+    return Reading(measured=True, dialogues=path.name, cases=len(rules),
+                   rules_recall=float(rules.mean()) if len(rules) else 0.0, per_field=per_field,
+                   fields=[f for f, g in per_field.items() if g.ci95[0] > 0])
+
+
 def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", cases: int | None = None,
                        seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
                        recommender: Recommender | None = None) -> dict[str, Any]:
@@ -237,9 +297,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
         case_set = build_cases(load_dialogues(path), agent.titles, split, cases, seed)
         baselines = Baselines(rec)
         k = max(KS)
-        groups: dict[tuple[str, int], list[Case]] = {}
-        for case in case_set.cases:
-            groups.setdefault((case.dialogue_id, case.message_index), []).append(case)
+        groups = _conversations(case_set)
         hits: dict[str, list[list[bool]]] = {"agent": [], "pop": [], "itemknn": []}
         turn_seconds: list[float] = []
         errors: list[str] = []
@@ -262,8 +320,8 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
                     hits[method].append([i == case.target for i in ids] + [False] * (k - len(ids)))
             if progress:
                 progress("dialogue cases", done, len(groups))
-    backend = rec.backend
-    llm = settings.conversation.understand_with_llm and backend.name != "fake"
+    backend, routes = rec.backend, rec.routes()
+    llm = backend.name != "fake" and (routes.reading or routes.ranking or routes.reasons)
     agent_name = f"agent ({backend.name}:{backend.model})" if llm else "agent (rules only)"
     seconds = np.array(turn_seconds) if turn_seconds else np.zeros(1)
     return {
@@ -273,6 +331,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
         "commit": git_commit(),
         "config": {"split": split, "cases": cases, "seed": seed, "k": k, "test_percent": TEST_PERCENT,
                    "understand_with_llm": settings.conversation.understand_with_llm,
+                   "routes": routes.describe(), "calibration": routes.calibration,
                    "backend": backend.name, "model": backend.model, "retries": settings.ranking.retries},
         "counts": {"dialogues": case_set.dialogues, "cases": len(case_set.cases), "conversations": len(groups),
                    "turns": len(turn_seconds), "unmapped_targets_dropped": case_set.unmapped_targets,
@@ -297,8 +356,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"Split `{cfg['split']}` ({c['dialogues']} dialogues), {c['cases']} cases in {c['conversations']} "
              f"conversations ({c['turns']} agent turns); {c['unmapped_targets_dropped']} targets dropped as "
              f"not in the catalog, {c['targets_without_seeker_text']} with no seeker message before them. "
-             f"Seed {cfg['seed']}, backend {cfg['backend']}:{cfg['model']}, understand_with_llm "
-             f"{cfg['understand_with_llm']}.", "",
+             f"Seed {cfg['seed']}, backend {cfg['backend']}:{cfg['model']}: {cfg['routes']} "
+             f"({cfg['calibration']}).", "",
              "| method | Recall@1 [95% CI] | Recall@5 [95% CI] | Recall@10 [95% CI] |", "|---|---:|---:|---:|"]
     for method, r in report["results"].items():
         cells = [f"{r[f'Recall@{x}']['value']:.3f} [{r[f'Recall@{x}']['ci95'][0]:.3f}, "

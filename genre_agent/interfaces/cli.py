@@ -310,6 +310,11 @@ def calibrate_command(
     permutations: Annotated[int, typer.Option("--permutations", min=1, help="candidate orders scored per user "
                                                                             "(label log-probabilities)")] = 3,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    dialogues: Annotated[Path | None, typer.Option("--dialogues", help="ReDial-format JSONL: measure the model's "
+                                                   "reading of chat messages on its dev part (else rules only)")]
+        = None,
+    dialogue_cases: Annotated[int | None, typer.Option("--dialogue-cases", min=1, help="dev cases for the "
+                                                       "reading (default: all)")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
     model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
     prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
@@ -326,7 +331,7 @@ def calibrate_command(
     from genre_agent.llm.backends import make_backend
     from genre_agent.llm.calibration import save
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
-    from genre_agent.pipeline import build
+    from genre_agent.pipeline import Recommender, build
     from genre_agent.settings import load_settings
 
     started = time.perf_counter()
@@ -340,9 +345,11 @@ def calibrate_command(
         templates = Prompts(resolve_prompts_dir(settings.prompts))
         with _progress() as report:
             retriever, _ = build(settings, cat, report)
-            result = calibrate(settings, cat, retriever.index, make_backend(settings), templates,
+            measured = make_backend(settings)
+            result = calibrate(settings, Recommender(settings, cat, retriever, measured), measured, templates,
                                settings.prompts, users=users, reason_users=reason_users,
-                               permutations=permutations, seed=seed,
+                               permutations=permutations, seed=seed, dialogues=dialogues,
+                               dialogue_cases=dialogue_cases,
                                command=" ".join(["genre-agent", *sys.argv[1:]]), progress=report)
         path = save(result, settings.data_dir)
     except GenreAgentError as exc:

@@ -7,7 +7,8 @@ does; the evaluation's test items are never seen):
 - ranking: the weight of the model's ranking in the rank fusion with the retrieval order, tuned by sampled
   NDCG@10 (label log-probabilities where the backend reads them, its JSON ranking otherwise); 0 = no gain;
 - reasons: the share of the reasons it writes for the top k that pass the grounding check;
-- reading chat messages: not measured in this version (no labelled dialogues), so rules only.
+- reading chat messages: with `--dialogues`, Recall@10 on the dev part of real dialogues with each field group
+  of the model's reading added to the rules, against rules alone (rules only without it).
 
 The result is saved as JSON in the data directory, keyed by the catalog's fingerprint, the backend, the
 model and a hash of the template set. Calibrations of the bundled model for the shipped catalogs ship with
@@ -29,6 +30,7 @@ from genre_agent.llm.prompts import Prompts
 from genre_agent.schemas import Candidate
 from genre_agent.settings import Settings
 
+READING_FIELDS = ("intent", "titles", "genres", "years")  # what a model's reading may add, group by group
 REASONS_MIN = 0.9  # the share of grounded reasons below which reasons come from the evidence template
 SHIPPED = Path(__file__).parent / "calibrations"
 
@@ -110,10 +112,32 @@ class Reasons(BaseModel):
         return self.accepted / self.asked if self.asked else 0.0
 
 
+class FieldGain(BaseModel):
+    """Recall@10 on the dialogue cases with one field group of the model's reading added to the rules."""
+
+    recall: float
+    gain: float = Field(description="minus rules only, on the same cases")
+    ci95: tuple[float, float] = Field(description="paired bootstrap interval of the gain")
+
+
 class Reading(BaseModel):
+    """The model's reading of chat messages, per field group (READING_FIELDS), on dev dialogues."""
+
     measured: bool = False
-    gain: float | None = None
-    note: str = "not measured (no labelled dialogues in this version): messages are read by rules only"
+    dialogues: str = ""
+    cases: int = 0
+    rules_recall: float | None = Field(None, description="Recall@10 with the rules alone")
+    per_field: dict[str, FieldGain] = {}
+    fields: list[str] = Field([], description="the groups routed to the model: gain interval above 0")
+    note: str = ("not measured: `genre-agent calibrate --dialogues FILE` measures it on real dialogues; "
+                 "until then messages are read by rules only")
+
+    def describe(self) -> str:
+        if not self.measured:
+            return self.note
+        gains = ", ".join(f"{f} {g.gain:+.3f} [{g.ci95[0]:+.3f}, {g.ci95[1]:+.3f}]"
+                          for f, g in self.per_field.items())
+        return f"Recall@10 rules {self.rules_recall:.3f} on {self.cases} dev cases; gain per field: {gains}"
 
 
 class Calibration(BaseModel):
@@ -134,8 +158,8 @@ class Calibration(BaseModel):
                         f"{r.gain:+.4f})", "model (fused)" if r.weight > 0 else "retrieval: no ranking call"),
             ("reasons", f"{s.accepted}/{s.asked} grounded ({100 * s.rate:.0f}%, {s.users} users)",
              "model" if s.rate >= REASONS_MIN else f"evidence template (below {100 * REASONS_MIN:.0f}%)"),
-            ("reading", self.reading.note if not self.reading.measured else f"gain {self.reading.gain:+.3f}",
-             "model + rules" if self.reading.measured and (self.reading.gain or 0) > 0 else "rules only"),
+            ("reading", self.reading.describe(),
+             f"rules + model ({', '.join(self.reading.fields)})" if self.reading.fields else "rules only"),
         ]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from genre_agent.errors import ConfigError
 from genre_agent.llm.backends import Backend
-from genre_agent.llm.calibration import REASONS_MIN, InForce
+from genre_agent.llm.calibration import READING_FIELDS, REASONS_MIN, InForce
 from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank
@@ -38,7 +38,7 @@ class Routes:
     ranking_method: Literal["logprobs", "json"]
     permutations: int
     reasons: bool
-    reading: bool
+    reading: frozenset[str] = frozenset()  # the field groups of a message the model's reading may add
     calibration: str = ""
 
     @property
@@ -49,7 +49,8 @@ class Routes:
         ranking = (f"ranking by the model ({self.ranking_method}, weight {self.ranking_weight:g})"
                    if self.ranking else "ranking by retrieval")
         reasons = "reasons by the model" if self.reasons else "reasons from evidence"
-        reading = "messages read by the model and rules" if self.reading else "messages read by rules"
+        reading = (f"messages read by rules and the model ({', '.join(sorted(self.reading))})" if self.reading
+                   else "messages read by rules")
         return f"{ranking}; {reasons}; {reading}"
 
 
@@ -129,13 +130,13 @@ def _fused(order: list[Candidate], llm: np.ndarray, weight: float) -> list[Candi
 def routes_for(in_force: InForce, settings: Settings) -> Routes:
     """The routes of a request: the calibration's measurements, with explicit settings winning
     (`conversation.understand_with_llm` set to true or false overrides the measured reading)."""
-    cal, explicit_reading = in_force.calibration, settings.conversation.understand_with_llm
+    cal, explicit = in_force.calibration, settings.conversation.understand_with_llm
+    every = frozenset(READING_FIELDS)
     if cal is None:  # nothing measured: ask the model for everything, as a calibrated strong model would be
         return Routes(ranking_weight=1.0, ranking_method="json", permutations=1, reasons=True,
-                      reading=True if explicit_reading is None else explicit_reading,
-                      calibration=in_force.describe())
-    measured_reading = cal.reading.measured and (cal.reading.gain or 0.0) > 0
+                      reading=every if explicit in (None, True) else frozenset(), calibration=in_force.describe())
+    measured = frozenset(cal.reading.fields)
     return Routes(ranking_weight=cal.ranking.weight, ranking_method=cal.ranking.method,
                   permutations=cal.ranking.permutations, reasons=cal.reasons.rate >= REASONS_MIN,
-                  reading=measured_reading if explicit_reading is None else explicit_reading,
+                  reading=measured if explicit is None else (every if explicit else frozenset()),
                   calibration=in_force.describe())
