@@ -112,3 +112,18 @@ def test_a_title_named_twice_does_not_crash(agent: Agent) -> None:
 def test_only_a_disliked_title_asks_instead_of_failing(agent: Agent) -> None:
     reply = agent.chat("s", "not Night Terror (1985)")
     assert reply.intent == "clarify" and agent.session("s").disliked == ["5"]
+
+
+def test_ordinals_inside_titles_are_titles_not_list_positions(movielens: tuple[TitleIndex, list[str]]) -> None:
+    """Issue 13, point 3: after a list of ten, "I loved The Fifth Element" liked the 5th item shown."""
+    titles, genres = movielens
+    shown = [titles.resolve(t) for t in ("Matrix (1999)", "Fight Club (1999)", "Alien (1979)", "Heat (1995)",
+                                         "Fargo (1996)", "Casino (1995)", "Seven (1995)", "Jaws (1975)")]
+    state = SessionState(session_id="s", last=[i for i in shown if i])
+    assert len(state.last) == 8
+    for message, liked in (("I loved The Fifth Element", "Fifth Element, The (1997)"),
+                           ("I loved the sixth sense", "Sixth Sense, The (1999)")):
+        update = parse_rules(message, state, genres, titles)
+        assert [titles.title_of(i) for i in update.like] == [liked]
+    update = parse_rules("I loved the fifth one", state, genres, titles)
+    assert [titles.title_of(i) for i in update.like] == ["Fargo (1996)"]  # a real list reference still binds
