@@ -15,9 +15,10 @@ import openai
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from genre_agent.errors import BackendUnavailableError, ConfigError
+from genre_agent.errors import BackendUnavailableError, ConfigError, ContextLengthError
 from genre_agent.llm.backends import BACKENDS, Backend, FakeBackend, OutputMode, backend_class, make_backend
 from genre_agent.llm.backends.langchain import LangChainBackend
+from genre_agent.llm.backends.llamacpp import LlamaCppBackend
 from genre_agent.llm.backends.openai_compat import OpenAIBackend
 from genre_agent.llm.models import MODELS, ModelSpec, resolve_model
 from genre_agent.llm.ranking import rank
@@ -206,3 +207,30 @@ def test_unknown_model_and_missing_gguf(tmp_path: Path) -> None:
         resolve_model("gpt-9", tmp_path)
     with pytest.raises(BackendUnavailableError, match="no such GGUF"):
         resolve_model(str(tmp_path / "missing.gguf"), tmp_path)
+
+
+class _TooLong(FakeBackend):
+    def complete(self, messages: list[dict[str, str]], schema: object, max_tokens: int) -> object:
+        self.calls.append(messages)
+        raise ContextLengthError("The prompt does not fit the model's context (the prompt is 9000 tokens)")
+
+
+def test_a_prompt_longer_than_the_context_falls_back_without_re_asking() -> None:
+    backend = _TooLong()
+    outcome = rank(backend, MESSAGES, CANDIDATES, 2, retries=2, reason_max_chars=80, max_tokens=200)
+    assert outcome.fallback and len(backend.calls) == 1  # re-asking the same prompt cannot help
+    assert [i.item_id for i in outcome.items] == [c.item_id for c in CANDIDATES[:2]]
+    assert "does not fit the model's context" in outcome.errors[0]
+
+
+@pytest.mark.real
+def test_llamacpp_says_when_a_prompt_does_not_fit_its_context(tmp_path: Path) -> None:
+    name, gguf = resolve_model("smollm2-135m", tmp_path)
+    backend = LlamaCppBackend(gguf, name, n_ctx=256, threads=1)  # llama.cpp's smallest context
+    long = [{"role": "user", "content": "tell me about space " * 200}]
+    with pytest.raises(ContextLengthError, match=r"The prompt is \d+ tokens and the model's context holds 256: "
+                                                 r"shorten the message, or raise backend.llamacpp.n_ctx"):
+        backend.complete(long, None, 8)
+    with pytest.raises(ContextLengthError, match="context holds 256"):
+        backend.option_logprobs(long, ["A", "B"])
+    assert backend.complete([{"role": "user", "content": "hi"}], None, 2).prompt_tokens > 0  # still usable

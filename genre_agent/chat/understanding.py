@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise
+from genre_agent.errors import ContextLengthError
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.calibration import READING_FIELDS
 from genre_agent.llm.contexts import UnderstandingContext, UnderstandingSystemContext
@@ -272,10 +273,10 @@ def ask_model(backend: Backend, prompts: Prompts, message: str, state_lines: lis
         {"role": "user", "content": prompts.render("understand.j2", UnderstandingContext(
             message=message, state=state_lines, last=last_titles, genres=genres))},
     ]
-    completion = backend.complete(messages, ModelUpdate.model_json_schema(), max_tokens)
     try:
+        completion = backend.complete(messages, ModelUpdate.model_json_schema(), max_tokens)
         return ModelUpdate.model_validate_json(completion.text)
-    except ValidationError:
+    except (ValidationError, ContextLengthError):  # the rules' reading stands alone
         return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genre_agent.data.catalog import CatalogSpec
+from genre_agent.errors import ContextLengthError
 from genre_agent.llm.backends import Backend, Message
 from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.grounding import reason_problem
@@ -137,8 +138,13 @@ def rank(backend: Backend, messages: list[Message], candidates: list[Candidate],
     best = Checked([], {}, [])
     for attempt in range(retries + 1):
         started = time.perf_counter()
-        completion = backend.complete(convo, schema, max_tokens)
-        outcome.llm_ms += (time.perf_counter() - started) * 1000
+        try:
+            completion = backend.complete(convo, schema, max_tokens)
+        except ContextLengthError as exc:  # nothing to re-ask: the answer comes from retrieval and evidence
+            outcome.errors.append(str(exc))
+            break
+        finally:
+            outcome.llm_ms += (time.perf_counter() - started) * 1000
         outcome.prompt_tokens += completion.prompt_tokens
         outcome.completion_tokens += completion.completion_tokens
         checked = check_answer(completion.text, by_id, k, reason_max_chars, history_titles or [])

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from genre_agent.errors import ConfigError
+from genre_agent.errors import ConfigError, ContextLengthError
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.calibration import READING_FIELDS, REASONS_MIN, InForce
 from genre_agent.llm.contexts import RankingContext
@@ -98,12 +98,15 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
             if not model.capabilities.logprobs:
                 raise ConfigError(f"The {model.name} backend cannot read label log-probabilities; run "
                                   "`genre-agent calibrate` for it (it will measure JSON ranking instead).")
-            llm = verbalizer_scores(model, prompts, order, routes.permutations, seed=0,
-                                     item_noun=context.item_noun, item_noun_plural=context.item_noun_plural,
-                                     history=context.history, query=context.query)
+            try:
+                llm = verbalizer_scores(model, prompts, order, routes.permutations, seed=0,
+                                         item_noun=context.item_noun, item_noun_plural=context.item_noun_plural,
+                                         history=context.history, query=context.query)
+                order = _fused(order, llm, routes.ranking_weight)
+                routed.ranked_by = "llm-fused"
+            except ContextLengthError:  # asked and failed: the retrieval order stands
+                routed.fallback = True
             routed.llm_ms += (time.perf_counter() - started) * 1000
-            order = _fused(order, llm, routes.ranking_weight)
-            routed.ranked_by = "llm-fused"
         elif (named := ask(order)) is not None:
             position = {item_id: n for n, item_id in enumerate(named)}
             llm = np.array([-position.get(c.item_id, len(named) + n) for n, c in enumerate(order)], float)

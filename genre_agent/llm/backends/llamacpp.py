@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
-from genre_agent.errors import BackendUnavailableError
+from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
 from genre_agent.settings import LlamaCppOptions, Settings
 
@@ -71,10 +72,16 @@ class LlamaCppBackend(Backend):
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         fmt: dict[str, Any] = {"type": "json_object", "schema": schema} if schema else {"type": "text"}
         with self._lock:  # a Llama context is not thread-safe
-            out = self.llm.create_chat_completion(
-                messages=messages, response_format=fmt,  # type: ignore[arg-type]
-                temperature=self.temperature, max_tokens=max_tokens,
-            )
+            try:
+                out = self.llm.create_chat_completion(
+                    messages=messages, response_format=fmt,  # type: ignore[arg-type]
+                    temperature=self.temperature, max_tokens=max_tokens,
+                )
+            except ValueError as exc:  # llama-cpp-python: "Requested tokens (N) exceed context window of M"
+                found = re.search(r"Requested tokens \((\d+)\) exceed context window", str(exc))
+                if found:
+                    raise self._too_long(int(found[1])) from exc
+                raise
         usage = out["usage"]  # type: ignore[index]
         return Completion(text=out["choices"][0]["message"]["content"] or "",  # type: ignore[index]
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
@@ -89,6 +96,8 @@ class LlamaCppBackend(Backend):
         with self._lock:
             llm = self.llm
             tokens = llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True)
+            if len(tokens) >= llm.n_ctx():
+                raise self._too_long(len(tokens))
             option_ids = [llm.tokenize(o.encode(), add_bos=False, special=False)[0] for o in options]
             keep = 0
             for a, b in zip(llm.input_ids[: llm.n_tokens].tolist(), tokens[:-1], strict=False):
@@ -100,3 +109,8 @@ class LlamaCppBackend(Backend):
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
             logprobs = log_softmax(logits.astype(np.float64))
             return [float(logprobs[i]) for i in option_ids]
+
+    def _too_long(self, tokens: int) -> ContextLengthError:
+        holds = self.llm.n_ctx()
+        return ContextLengthError(f"The prompt is {tokens} tokens and the model's context holds {holds}: "
+                                  "shorten the message, or raise backend.llamacpp.n_ctx.")
