@@ -234,3 +234,24 @@ def test_llamacpp_says_when_a_prompt_does_not_fit_its_context(tmp_path: Path) ->
     with pytest.raises(ContextLengthError, match="context holds 256"):
         backend.option_logprobs(long, ["A", "B"])
     assert backend.complete([{"role": "user", "content": "hi"}], None, 2).prompt_tokens > 0  # still usable
+
+
+def test_a_model_file_changed_in_place_is_hashed_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 13, point 8: a tampered file given back its size and mtime passed the remembered checksum."""
+    import hashlib
+    import os
+
+    from genre_agent.llm import models
+
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"a" * 100)
+    spec = ModelSpec(name="tiny", description="", install="-", files=(("genre_agent", "tiny.gguf"),),
+                     sha256=hashlib.sha256(b"a" * 100).hexdigest(), size=100, license="-")
+    monkeypatch.setitem(MODELS, "tiny", spec)
+    monkeypatch.setattr(models, "_package_file", lambda package, rel, spec: gguf)
+    assert resolve_model("tiny", tmp_path / "models") == ("tiny", gguf)
+    before = gguf.stat()
+    gguf.write_bytes(b"b" * 100)
+    os.utime(gguf, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    with pytest.raises(BackendUnavailableError, match="checksum"):
+        resolve_model("tiny", tmp_path / "models")

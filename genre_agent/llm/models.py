@@ -96,7 +96,9 @@ def _hash_into(sources: list[Path], out: BinaryIO | None = None) -> str:
 
 
 class _Verified:
-    """Remembers verified files by (path, size, mtime) in `verified.json`, so big files hash once."""
+    """Remembers verified files by (path, inode, size, mtime, ctime) in `verified.json`, so big files hash once.
+    Writing the file changes its ctime, which no tool can set back, so a file edited in place and given its
+    old size and mtime again is hashed again."""
 
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
@@ -104,7 +106,7 @@ class _Verified:
 
     def _stamp(self, path: Path) -> str:
         stat = path.stat()
-        return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"{path}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
 
     def known(self, spec: ModelSpec, path: Path) -> bool:
         seen = json.loads(self.record.read_text()) if self.record.is_file() else {}
