@@ -41,6 +41,7 @@ def test_reasons_built_from_the_listed_facts_pass(reason: str) -> None:
     ("Close to Demolition Man (1993); like Blade Runner, which you rated highly.", "'blade', 'runner'"),
     ("Action, Sci-Fi", "only repeats the title or genres"),
     ("Terminator 2: Judgment Day is a film you rated highly.", "restates the item's own title"),
+    ("Close to Demolition Man (1993); see https://evil.example.com/x for more.", "'https', 'evil'"),  # issue 13
 ])
 def test_reasons_that_claim_anything_unlisted_are_rejected(reason: str, why: str) -> None:
     problem = reason_problem(reason, T2, 140, HISTORY)
