@@ -196,3 +196,28 @@ def test_body_limit_applies_to_every_path(agent: Agent) -> None:
     with live(agent, max_body=1024) as (base, _):
         assert httpx.post(f"{base}/v1/sessions", content=b"x" * 2000).status_code == 413
         assert httpx.post(f"{base}/v1/sessions", content=b"x" * 10).status_code == 201
+
+
+def test_metrics_count_turns_by_outcome(agent: Agent, backend: GatedBackend) -> None:
+    def metric(base: str, name: str) -> float:
+        text = httpx.get(f"{base}/metrics").text
+        return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+    with live(agent, max_concurrent=1, deadline_s=1.0) as (base, _):
+        httpx.post(f"{base}/v1/sessions")
+        assert _chat(base, "something funny").status_code == 200
+        backend.gate.clear()
+        backend.entered.clear()
+        late, got = _background(lambda: _chat(base, "something funny"))
+        assert backend.entered.wait(10)
+        assert _chat(base, "something funny").status_code == 429
+        late.join(10)
+        backend.gate.set()
+        assert got[0].status_code == 503
+        assert metric(base, 'genre_agent_turns_total{outcome="ok"}') == 1
+        assert metric(base, 'genre_agent_turns_total{outcome="deadline"}') == 1
+        assert metric(base, 'genre_agent_turns_total{outcome="rejected"}') == 1
+        assert metric(base, "genre_agent_turn_seconds_count") == 2
+        assert metric(base, 'genre_agent_turn_seconds_bucket{le="+Inf"}') == 2
+        assert 1.0 <= metric(base, "genre_agent_turn_seconds_sum") < 30
+        assert metric(base, "genre_agent_sessions") == 1

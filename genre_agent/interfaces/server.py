@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from genre_agent.chat.agent import Agent, Reply
 from genre_agent.errors import ConfigError
 from genre_agent.interfaces.http_errors import ApiError, error_response, install
+from genre_agent.interfaces.metrics import Metrics
 from genre_agent.settings import ServerSettings
 
 MODEL_ID = "genre-agent"
@@ -230,6 +231,7 @@ class Turns:
         self._slots = threading.Semaphore(limit)
         self.running: set[threading.Event] = set()
         self.draining = False
+        self.metrics = Metrics()
 
     def start(self, work: Callable[[threading.Event], T]) -> tuple[asyncio.Future[T], threading.Event]:
         if self.draining:
@@ -280,7 +282,12 @@ async def _until_disconnect(request: Request) -> None:
 
 async def run_turn(request: Request, turns: Turns, work: Callable[[threading.Event], T], deadline_s: float) -> T:
     """Run `work` in a turn thread; cancel it when the client goes, the deadline passes or the server stops."""
-    future, cancel = turns.start(work)
+    started = time.perf_counter()
+    try:
+        future, cancel = turns.start(work)
+    except ApiError:
+        turns.metrics.turn("rejected", 0.0)
+        raise
     gone = asyncio.ensure_future(_until_disconnect(request))
     waiting: set[asyncio.Future[Any]] = {future, gone}
     try:
@@ -290,10 +297,19 @@ async def run_turn(request: Request, turns: Turns, work: Callable[[threading.Eve
         raise
     finally:
         gone.cancel()
+    seconds = time.perf_counter() - started
     if future in done:
-        return future.result()
+        try:
+            reply = future.result()
+        except BaseException:
+            turns.metrics.turn("error", seconds)
+            raise
+        answer = getattr(reply, "recommendations", None)
+        turns.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
+        return reply
     cancel.set()
     future.cancel()
+    turns.metrics.turn("client_closed" if gone in done else "deadline", seconds)
     if gone in done:
         raise ApiError(499, "client_closed_request", "the client disconnected; the turn was cancelled")
     raise ApiError(503, "deadline_exceeded", f"the turn took longer than {deadline_s:g} s (server.deadline_s) and "
@@ -328,6 +344,10 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
         if turns.draining:
             return error_response(503, "shutting_down", "the server is shutting down")
         return {"status": "ready"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return turns.metrics.render(running=len(turns.running), sessions=len(sessions))
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
