@@ -31,7 +31,12 @@ class BackendUnavailableError(GenreAgentError):
 
 
 class ContextLengthError(GenreAgentError):
-    """A prompt does not fit the model's context window even after trimming."""
+    """A prompt does not fit the model's context window."""
+
+
+class TurnCancelled(GenreAgentError):
+    """The turn was cancelled (the client left, a deadline passed, the server stopped, Ctrl-C) while the model
+    was answering; nothing of it was kept."""
 
 
 class DataDirError(GenreAgentError):

@@ -11,8 +11,9 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from genre_agent.chat.agent import Agent
+from genre_agent.errors import TurnCancelled
 from genre_agent.interfaces.langchain_tool import chat_runnable, recommend_tool
-from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends import Completion, FakeBackend
 
 from conftest import tiny_settings
 
@@ -82,10 +83,33 @@ def test_catalog_user_and_reset(agent: Agent) -> None:
 def test_cancelled_turn_leaves_the_session_unchanged(agent: Agent) -> None:
     agent.chat("s", "I loved Star Quest")
     before = agent.session("s").model_dump()
+    backend = agent.recommender.backend
+    assert isinstance(backend, FakeBackend)
+    asked = len(backend.calls)
     cancel = threading.Event()
     cancel.set()
-    agent.chat("s", "no adventure", cancel=cancel)
-    assert agent.session("s").model_dump() == before
+    with pytest.raises(TurnCancelled):  # uncalibrated, the model would read the message: it is not asked
+        agent.chat("s", "no adventure", cancel=cancel)
+    assert agent.session("s").model_dump() == before and len(backend.calls) == asked
+
+
+def test_a_turn_cancelled_after_the_model_answered_keeps_nothing(tmp_path: Path) -> None:
+    """Cancelled between the model's answer and the end of the turn: the reply is computed, nothing is kept."""
+    cancel = threading.Event()
+
+    class CancelsAfterAnswering(FakeBackend):
+        def complete(self, messages: list[dict[str, str]], schema: object, max_tokens: int) -> Completion:
+            out = super().complete(messages, schema, max_tokens)  # type: ignore[arg-type]
+            cancel.set()
+            return out
+
+    settings = tiny_settings(tmp_path, k=2, **{"conversation.understand_with_llm": True})
+    agent = Agent.from_config(settings, backend=CancelsAfterAnswering())
+    with pytest.raises(TurnCancelled):  # the ranking call comes next and is not made
+        agent.chat("s", "I loved Star Quest", cancel=cancel)
+    assert agent.session("s").liked == []
+    stored = sqlite3.connect(tmp_path / "feedback.sqlite3").execute("SELECT COUNT(*) FROM feedback").fetchone()
+    assert stored == (0,)
 
 
 def test_concurrent_sessions(agent: Agent) -> None:

@@ -255,3 +255,28 @@ def test_a_model_file_changed_in_place_is_hashed_again(monkeypatch: pytest.Monke
     os.utime(gguf, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
     with pytest.raises(BackendUnavailableError, match="checksum"):
         resolve_model("tiny", tmp_path / "models")
+
+
+@pytest.mark.real
+def test_a_cancelled_turn_stops_llama_cpp_between_two_tokens(tmp_path: Path) -> None:
+    """Issue 13, point 5: an abandoned request held the model for its whole answer."""
+    import threading
+
+    from genre_agent.errors import TurnCancelled
+    from genre_agent.llm.backends.base import cancellable
+
+    name, gguf = resolve_model("smollm2-135m", tmp_path)
+    backend = LlamaCppBackend(gguf, name, n_ctx=1024, threads=2)
+    story = [{"role": "user", "content": "Write a very long story about a journey through space."}]
+    started = time.perf_counter()
+    full = backend.complete(story, None, 300)
+    uncancelled = time.perf_counter() - started
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    started = time.perf_counter()
+    with cancellable(cancel), pytest.raises(TurnCancelled):
+        backend.complete(story, None, 300)
+    assert full.completion_tokens > 100 and time.perf_counter() - started < uncancelled / 2
+    with cancellable(cancel), pytest.raises(TurnCancelled):  # nor does it start once cancelled
+        backend.option_logprobs(story, ["A", "B"])
+    assert backend.complete([{"role": "user", "content": "hi"}], None, 2).completion_tokens > 0  # still usable

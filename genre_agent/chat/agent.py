@@ -16,6 +16,7 @@ from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.feedback import FeedbackStore
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
+from genre_agent.llm.backends.base import cancellable
 from genre_agent.llm.prompts import Prompts
 from genre_agent.pipeline import Progress, Recommender, Run, build
 from genre_agent.schemas import CatalogInfo, Recommendations, RecommendRequest
@@ -158,12 +159,14 @@ class Agent:
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
-        The session and the feedback store change only when the turn finishes and was not cancelled."""
+        The session and the feedback store change only when the turn finishes and was not cancelled; a model
+        call running when `cancel` is set stops and raises TurnCancelled."""
         state = self.session(session_id, user)
         with self._locks[session_id]:
             working = state.model_copy(deep=True)
             writes: list[tuple[str, str]] = []
-            reply = self._turn(working, message.strip(), writes)
+            with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
+                reply = self._turn(working, message.strip(), writes)
             if cancel is None or not cancel.is_set():
                 self._store(working, writes)
                 for name in type(state).model_fields:

@@ -9,19 +9,46 @@ settings, `[backend.<name>]`) and builds itself from the settings in `from_setti
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from genre_agent.errors import ConfigError
+from genre_agent.errors import ConfigError, TurnCancelled
 
 if TYPE_CHECKING:
     from genre_agent.settings import Settings
 
 Message = dict[str, str]
+_cancel: ContextVar[threading.Event | None] = ContextVar("genre_agent_turn_cancel", default=None)
+
+
+@contextmanager
+def cancellable(event: threading.Event | None) -> Iterator[None]:
+    """Model calls made inside (in this thread) stop when `event` is set: before they start, and for backends
+    that decode locally between two tokens; they then raise TurnCancelled."""
+    token = _cancel.set(event)
+    try:
+        yield
+    finally:
+        _cancel.reset(token)
+
+
+def cancel_event() -> threading.Event | None:
+    """The cancel event of the turn this thread is running, if any."""
+    return _cancel.get()
+
+
+def raise_if_cancelled() -> None:
+    event = _cancel.get()
+    if event is not None and event.is_set():
+        raise TurnCancelled("the turn was cancelled; nothing of it was kept")
 
 
 @dataclass

@@ -7,7 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.llm.backends.base import (
+    Backend,
+    Capabilities,
+    Completion,
+    Message,
+    OutputMode,
+    raise_if_cancelled,
+)
 from genre_agent.settings import Settings
 
 
@@ -45,6 +52,7 @@ class FakeBackend(Backend):
         return [0.0 if liked(o) else -5.0 for o in options]
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        raise_if_cancelled()
         self.calls.append([dict(m) for m in messages])
         self.schemas.append(schema)
         text = self.queue.popleft() if self.queue else ""

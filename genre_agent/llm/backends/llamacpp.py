@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from genre_agent.errors import BackendUnavailableError, ContextLengthError
-from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.llm.backends.base import (
+    Backend,
+    Capabilities,
+    Completion,
+    Message,
+    OutputMode,
+    cancel_event,
+    raise_if_cancelled,
+)
 from genre_agent.settings import LlamaCppOptions, Settings
 
 
@@ -70,21 +80,41 @@ class LlamaCppBackend(Backend):
         return len(tokens), f"{name} tokenizer, chat template included"
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        """Decoded token by token (streamed), so a cancelled turn stops between two tokens."""
         fmt: dict[str, Any] = {"type": "json_object", "schema": schema} if schema else {"type": "text"}
-        with self._lock:  # a Llama context is not thread-safe
+        event = cancel_event()
+        with self._holding_lock():  # a Llama context is not thread-safe
+            parts: list[str] = []
             try:
-                out = self.llm.create_chat_completion(
+                chunks = self.llm.create_chat_completion(
                     messages=messages, response_format=fmt,  # type: ignore[arg-type]
-                    temperature=self.temperature, max_tokens=max_tokens,
+                    temperature=self.temperature, max_tokens=max_tokens, stream=True,
                 )
+                for chunk in chunks:  # type: ignore[union-attr]
+                    if event is not None and event.is_set():
+                        chunks.close()  # type: ignore[union-attr]
+                        raise_if_cancelled()
+                    delta: dict[str, Any] = dict(chunk["choices"][0]["delta"])  # type: ignore[index, arg-type]
+                    if delta.get("content"):
+                        parts.append(str(delta["content"]))
             except ValueError as exc:  # llama-cpp-python: "Requested tokens (N) exceed context window of M"
                 found = re.search(r"Requested tokens \((\d+)\) exceed context window", str(exc))
                 if found:
                     raise self._too_long(int(found[1])) from exc
                 raise
-        usage = out["usage"]  # type: ignore[index]
-        return Completion(text=out["choices"][0]["message"]["content"] or "",  # type: ignore[index]
-                          prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+            prompt = self.llm.tokenize(chat_prompt(self.llm, messages).encode(), add_bos=False, special=True)
+        return Completion(text="".join(parts), prompt_tokens=len(prompt), completion_tokens=len(parts))
+
+    @contextmanager
+    def _holding_lock(self) -> Iterator[None]:
+        """The model's lock, given up waiting for (TurnCancelled) if this thread's turn is cancelled."""
+        while not self._lock.acquire(timeout=0.05):
+            raise_if_cancelled()
+        try:
+            raise_if_cancelled()
+            yield
+        finally:
+            self._lock.release()
 
     def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
         """One forward pass over the chat prompt; the next-token log-softmax at each option's token. The
@@ -93,7 +123,7 @@ class LlamaCppBackend(Backend):
         import numpy as np
         from scipy.special import log_softmax
 
-        with self._lock:
+        with self._holding_lock():
             llm = self.llm
             tokens = llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True)
             if len(tokens) >= llm.n_ctx():

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from genre_agent.errors import BackendUnavailableError, ConfigError
-from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.llm.backends.base import (
+    Backend,
+    Capabilities,
+    Completion,
+    Message,
+    OutputMode,
+    raise_if_cancelled,
+)
 from genre_agent.settings import OpenAIOptions, Settings
 
 _PROBE = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPT)
@@ -59,6 +66,7 @@ class OpenAIBackend(Backend):
             self.capabilities = Capabilities(output_mode=mode)
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        raise_if_cancelled()  # a cancelled turn sends no request
         last_error: Exception | None = None
         modes: list[OutputMode] = list(self._modes) if schema else [OutputMode.PROMPT]
         for mode in modes:
