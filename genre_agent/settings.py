@@ -45,6 +45,8 @@ class OpenAIOptions(_Section):
                                  "the hosted OpenAI API")
     api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__OPENAI__API_KEY")
     timeout_s: float = 120.0
+    max_retries: int = Field(2, ge=0, le=10, description="retries of a request that failed to connect, timed "
+                             "out or got 408/409/429/5xx, with exponential backoff that honours Retry-After")
     output_mode: Literal["auto", "json_schema", "json_object_schema", "json_object", "prompt"] = Field(
         "auto", description="structured-output form the server takes; auto = try json_schema, then "
         "json_object_schema, json_object, prompt, and keep the first one accepted")

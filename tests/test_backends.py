@@ -280,3 +280,56 @@ def test_a_cancelled_turn_stops_llama_cpp_between_two_tokens(tmp_path: Path) -> 
     with cancellable(cancel), pytest.raises(TurnCancelled):  # nor does it start once cancelled
         backend.option_logprobs(story, ["A", "B"])
     assert backend.complete([{"role": "user", "content": "hi"}], None, 2).completion_tokens > 0  # still usable
+
+
+class _Flaky:
+    """A real HTTP server on a free port that answers the first `failures` chat requests with `status`
+    (Retry-After: 0) and then a valid completion; it counts the requests."""
+
+    def __init__(self, failures: int, status: int) -> None:
+        import http.server
+        import threading
+
+        flaky = self
+        self.requests = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                self.rfile.read(int(self.headers["Content-Length"]))
+                flaky.requests += 1
+                if flaky.requests <= failures:
+                    body = json.dumps({"error": {"message": "busy", "type": "server_error"}}).encode()
+                    self.send_response(status)
+                    self.send_header("Retry-After", "0")
+                else:
+                    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                       "choices": [{"index": 0, "finish_reason": "stop",
+                                                    "message": {"role": "assistant", "content": "ok"}}],
+                                       "usage": {"prompt_tokens": 3, "completion_tokens": 1,
+                                                 "total_tokens": 4}}).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_openai_backend_retries_busy_servers_then_says_so() -> None:
+    flaky = _Flaky(failures=2, status=429)
+    try:
+        backend = OpenAIBackend("m", flaky.url, None, timeout_s=10, max_retries=2)
+        assert backend.complete(MESSAGES, None, 10).text == "ok" and flaky.requests == 3
+        flaky.requests = 0
+        impatient = OpenAIBackend("m", flaky.url, None, timeout_s=10, max_retries=1)
+        with pytest.raises(BackendUnavailableError, match="kept answering 429 .* after 1 retries"):
+            impatient.complete(MESSAGES, None, 10)
+        assert flaky.requests == 2
+    finally:
+        flaky.server.shutdown()

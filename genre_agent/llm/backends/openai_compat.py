@@ -29,12 +29,12 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model: str, base_url: str | None, api_key: str | None,
                  temperature: float = 0.0, timeout_s: float = 120.0,
-                 output_mode: OutputMode = OutputMode.AUTO) -> None:
+                 output_mode: OutputMode = OutputMode.AUTO, max_retries: int = 2) -> None:
         import openai
 
         self._openai = openai
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s,
-                                    max_retries=1)
+                                    max_retries=max_retries)  # the client's backoff, Retry-After honoured
         self.model = model
         self.temperature = temperature
         self.capabilities = Capabilities(output_mode=output_mode)
@@ -47,7 +47,7 @@ class OpenAIBackend(Backend):
             raise ConfigError("The openai backend needs backend.openai.base_url (a local server) or an API key "
                               "(GENRE_AGENT_BACKEND__OPENAI__API_KEY) for the hosted API.")
         return cls(b.model, options.base_url, options.api_key.get_secret_value() if options.api_key else None,
-                   b.temperature, options.timeout_s, OutputMode(options.output_mode))
+                   b.temperature, options.timeout_s, OutputMode(options.output_mode), options.max_retries)
 
     @staticmethod
     def _response_format(mode: OutputMode, schema: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +87,12 @@ class OpenAIBackend(Backend):
                 raise BackendUnavailableError(
                     f"Cannot reach the OpenAI-compatible server at {self.client.base_url} ({exc}). "
                     "Start it or fix backend.openai.base_url."
+                ) from exc
+            except self._openai.RateLimitError as exc:
+                raise BackendUnavailableError(
+                    f"The server at {self.client.base_url} kept answering 429 (rate limited) after "
+                    f"{self.client.max_retries} retries with backoff: retry later, or raise "
+                    "backend.openai.max_retries."
                 ) from exc
             except self._openai.AuthenticationError as exc:
                 raise BackendUnavailableError(
