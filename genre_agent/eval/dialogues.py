@@ -229,19 +229,23 @@ def _recall(hits: list[list[bool]], k: int, seed: int) -> dict[str, Any]:
     return {"value": float(values.mean()) if len(values) else 0.0, "ci95": [lo, hi]}
 
 
-class _Remembering(Wrapper):
-    """Answers a prompt it was asked before from memory: the variants of the reading measurement ask the model
-    the same questions wherever their sessions agree."""
+class _ReadOnce(Wrapper):
+    """Asks the model to read each seeker turn once and replays that answer to the other variants: the first
+    variant to read a turn asks, in the session as that variant built it. Other calls pass through."""
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(inner)
-        self.memory: dict[str, Completion] = {}
+        self.turns: list[str] = []  # the current conversation's seeker turns
+        self.answers: dict[str, Completion] = {}
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
-        key = json.dumps([messages, schema, max_tokens], sort_keys=True)
-        if key not in self.memory:
-            self.memory[key] = self.inner.complete(messages, schema, max_tokens)
-        return self.memory[key]
+        prompt = messages[-1]["content"]
+        turn = next((t for t in self.turns if t in prompt), None)
+        if turn is None:
+            return self.inner.complete(messages, schema, max_tokens)
+        if turn not in self.answers:
+            self.answers[turn] = self.inner.complete(messages, schema, max_tokens)
+        return self.answers[turn]
 
 
 def _conversations(case_set: CaseSet) -> dict[tuple[str, int], list[Case]]:
@@ -255,24 +259,27 @@ def _conversations(case_set: CaseSet) -> dict[tuple[str, int], list[Case]]:
 def reading_gains(recommender: Recommender, path: Path, cases: int | None, seed: int = 0,
                   progress: Callable[[str, int, int], None] | None = None) -> Reading:
     """Recall@10 of the agent on the dev cases with rules alone and with each field group of the model's
-    reading added (ranking and reasons held off), and the paired bootstrap interval of each gain. A group is
-    routed to the model when its interval lies above 0."""
+    reading added (ranking and reasons held off), and the paired bootstrap interval of each gain. The model
+    reads each seeker turn once (in the session of the first variant that reads it) and every variant merges
+    that same reading, so the variants differ only in the fields they take. A group is routed to the model
+    when its interval lies above 0."""
     settings = recommender.settings
-    rec = Recommender(settings, recommender.catalog, recommender.retriever, _Remembering(recommender.backend))
+    reader = _ReadOnce(recommender.backend)
+    rec = Recommender(settings, recommender.catalog, recommender.retriever, reader)
     variants = {"rules": frozenset(), **{f: frozenset([f]) for f in READING_FIELDS}}
     hits: dict[str, list[bool]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         agent = Agent(rec, FeedbackStore(Path(tmp) / "feedback.sqlite3"))
         groups = _conversations(build_cases(load_dialogues(path), agent.titles, "dev", cases, seed))
-        total = len(groups) * len(variants)
-        for v, (name, fields) in enumerate(variants.items()):
-            rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
-                                       reading=fields, calibration="pinned by the reading measurement")
-            for n, ((dialogue_id, index), group) in enumerate(groups.items(), 1):
+        for n, ((dialogue_id, index), group) in enumerate(groups.items(), 1):
+            reader.turns, reader.answers = group[0].turns, {}
+            for name, fields in variants.items():
+                rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
+                                           reasons=False, reading=fields, calibration="pinned: reading measured")
                 run = run_agent(agent, group[0], f"reading-{name}-{dialogue_id}-{index}")
                 hits[name] += [case.target in run.ids[:10] for case in group]
-                if progress:
-                    progress("reading (dev dialogues)", v * len(groups) + n, total)
+            if progress:
+                progress("reading (dev dialogues)", n, len(groups))
     rules = np.array(hits["rules"], dtype=np.float64)
     per_field = {}
     for field in READING_FIELDS:
