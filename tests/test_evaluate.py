@@ -196,3 +196,5 @@ def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
     assert weight == 0.0
     assert [row["weight_llm"] for row in table] == list(FUSION_GRID)
     assert table[0]["val_NDCG@10"] > table[-1]["val_NDCG@10"]
+    assert table[0]["gain_ci95_lo"] == table[0]["gain_ci95_hi"] == 0.0  # weight 0 against itself
+    assert table[-1]["gain_ci95_hi"] < 0  # reversing the order is measurably worse, user by user

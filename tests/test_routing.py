@@ -27,11 +27,13 @@ def _recommender(tiny_recommender: Recommender, data_dir: Path, backend: FakeBac
 
 
 def _calibrate(rec: Recommender, *, weight: float = 0.0, accepted: int = 5, asked: int = 10,
-               reading_fields: list[str] | None = None) -> Calibration:
+               reading_fields: list[str] | None = None,
+               gain_ci95: tuple[float, float] = (0.002, 0.02)) -> Calibration:
     grid = [{"weight_llm": w, "val_NDCG@10": 0.5 + (0.01 if w == weight else 0.0)} for w in (0.0, 0.3)]
     calibration = Calibration(
         key=key_for(rec.settings, rec.catalog, rec.prompts), prompts="default",
-        ranking=Ranking(method="logprobs", weight=weight, users=40, permutations=2, grid=grid),
+        ranking=Ranking(method="logprobs", weight=weight, users=40, permutations=2, grid=grid,
+                        gain_ci95=gain_ci95 if weight > 0 else (0.0, 0.0)),
         reasons=Reasons(accepted=accepted, asked=asked, users=4),
         reading=Reading(measured=reading_fields is not None, fields=reading_fields or []),
         command="genre-agent calibrate", seconds=1.0, created="2026-11-25T17:00:00+00:00",
@@ -63,6 +65,16 @@ def test_explicit_reading_setting_wins_over_the_calibration(tiny_recommender: Re
     Agent(rec, FeedbackStore(tmp_path / "feedback.sqlite3")).chat("s", "I loved Star Quest")
     assert len(backend.calls) == 1  # the reading only: ranking and reasons stay off
     assert "Message: \"I loved Star Quest\"" in backend.calls[0][1]["content"]
+
+
+def test_a_ranking_gain_within_noise_is_not_routed(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    """SmolLM2 on MovieLens: tuned weight 0.2 with a gain whose interval straddles 0 — no ranking call."""
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec, weight=0.2, gain_ci95=(-0.004, 0.011))
+    assert rec.routes().ranking_weight == 0.0
+    result = rec.recommend("alice", k=2)
+    assert backend.calls == [] and result.ranked_by == "retrieval"
 
 
 def test_measured_ranking_gain_fuses_the_label_scores(tiny_recommender: Recommender, tmp_path: Path) -> None:

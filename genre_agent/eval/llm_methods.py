@@ -25,7 +25,7 @@ from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError
 from genre_agent.eval.methods import Scorer
-from genre_agent.eval.metrics import rank_metrics
+from genre_agent.eval.metrics import bootstrap_ci, rank_metrics
 from genre_agent.eval.protocol import N_NEG, Split
 from genre_agent.llm.backends.base import Backend, Completion, Message, Wrapper
 from genre_agent.llm.prompts import Prompts
@@ -211,14 +211,18 @@ def tune_llm_fusion(val: Split, catalog: Catalog, settings: Settings, index: Vec
                     score: Callable[[Scorer], np.ndarray], users: int, seed: int = 0
                     ) -> tuple[float, list[dict[str, float]]]:
     """The weight of the LLM's ranking in `rank_fusion`, by sampled NDCG@10 on `users` users of the
-    validation split; ties go to the smaller weight (the retrieval order)."""
+    validation split; ties go to the smaller weight (the retrieval order). Each row of the table also has the
+    paired bootstrap interval of the gain over weight 0."""
     pos = val.subsample(users, seed)
     scorer = Scorer(val, catalog, index.vectors, settings, pos)
     llm, hybrid = score(scorer), scorer.scores("hybrid")
     table = []
+    base = rank_metrics(rank_fusion(hybrid, llm, 0.0), val, pos, (10,))[1]["NDCG@10"]
     for w in FUSION_GRID:
         _, sampled = rank_metrics(rank_fusion(hybrid, llm, w), val, pos, (10,))
-        table.append({"weight_llm": w, "val_NDCG@10": float(sampled["NDCG@10"].mean())})
+        lo, hi = bootstrap_ci(sampled["NDCG@10"] - base, seed)  # paired, per user, against weight 0
+        table.append({"weight_llm": w, "val_NDCG@10": float(sampled["NDCG@10"].mean()),
+                      "gain_ci95_lo": round(lo, 5), "gain_ci95_hi": round(hi, 5)})
     best = max(table, key=lambda r: (round(r["val_NDCG@10"], 6), -r["weight_llm"]))
     return best["weight_llm"], table
 

@@ -315,6 +315,8 @@ def calibrate_command(
         = None,
     dialogue_cases: Annotated[int | None, typer.Option("--dialogue-cases", min=1, help="dev cases for the "
                                                        "reading (default: all)")] = None,
+    roles: Annotated[str, typer.Option("--roles", help="roles to measure, comma-separated; the others are kept "
+                                       "from this model's local calibration")] = "ranking,reasons,reading",
     backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
     model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
     prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
@@ -327,11 +329,15 @@ def calibrate_command(
     import time
 
     from genre_agent.data.catalog import load_catalog
-    from genre_agent.eval.calibrate import calibrate
+    from genre_agent.eval.calibrate import ROLES, calibrate
     from genre_agent.llm.backends import make_backend
-    from genre_agent.llm.calibration import save
+    from genre_agent.llm.calibration import find, key_for, save
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
     from genre_agent.pipeline import Recommender, build
+
+    chosen = tuple(r.strip() for r in roles.split(",") if r.strip())
+    if not chosen or set(chosen) - set(ROLES):
+        raise typer.BadParameter(f"--roles takes some of {', '.join(ROLES)}, comma-separated")
     from genre_agent.settings import load_settings
 
     started = time.perf_counter()
@@ -346,10 +352,12 @@ def calibrate_command(
         with _progress() as report:
             retriever, _ = build(settings, cat, report)
             measured = make_backend(settings)
+            in_force = find(settings.data_dir, key_for(settings, cat, templates))
             result = calibrate(settings, Recommender(settings, cat, retriever, measured), measured, templates,
                                settings.prompts, users=users, reason_users=reason_users,
                                permutations=permutations, seed=seed, dialogues=dialogues,
-                               dialogue_cases=dialogue_cases,
+                               dialogue_cases=dialogue_cases, roles=chosen,
+                               keep=in_force.calibration if in_force.state in ("local", "shipped") else None,
                                command=" ".join(["genre-agent", *sys.argv[1:]]), progress=report)
         path = save(result, settings.data_dir)
     except GenreAgentError as exc:

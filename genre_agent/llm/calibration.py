@@ -5,7 +5,8 @@ the training interactions only (each user's last *training* positive held out, a
 does; the evaluation's test items are never seen):
 
 - ranking: the weight of the model's ranking in the rank fusion with the retrieval order, tuned by sampled
-  NDCG@10 (label log-probabilities where the backend reads them, its JSON ranking otherwise); 0 = no gain;
+  NDCG@10 (label log-probabilities where the backend reads them, its JSON ranking otherwise), routed only
+  when the paired bootstrap interval of its gain over weight 0 lies above 0;
 - reasons: the share of the reasons it writes for the top k that pass the grounding check;
 - reading chat messages: with `--dialogues`, Recall@10 on the dev part of real dialogues with each field group
   of the model's reading added to the rules, against rules alone (rules only without it).
@@ -83,11 +84,18 @@ class Ranking(BaseModel):
     users: int
     permutations: int
     grid: list[dict[str, float]] = Field(description="validation NDCG@10 (sampled) per weight")
+    gain_ci95: tuple[float, float] | None = Field(None, description="paired bootstrap interval of the NDCG@10 "
+                                                  "gain of `weight` over weight 0")
 
     @property
     def gain(self) -> float:
         at = {row["weight_llm"]: row["val_NDCG@10"] for row in self.grid}
         return at[self.weight] - at[0.0]
+
+    @property
+    def routed_weight(self) -> float:
+        """The tuned weight where its gain is measured to be real (interval above 0), else 0: no ranking call."""
+        return self.weight if self.gain_ci95 is not None and self.gain_ci95[0] > 0 else 0.0
 
 
 class ReasonSample(BaseModel):
@@ -153,9 +161,11 @@ class Calibration(BaseModel):
     def summary(self) -> list[tuple[str, str, str]]:
         """(role, measured value, routed to) for each role."""
         r, s = self.ranking, self.reasons
+        interval = f" [{r.gain_ci95[0]:+.4f}, {r.gain_ci95[1]:+.4f}]" if r.gain_ci95 else ""
         return [
             ("ranking", f"fusion weight {r.weight:g} ({r.method}, {r.users} validation users, NDCG@10 gain "
-                        f"{r.gain:+.4f})", "model (fused)" if r.weight > 0 else "retrieval: no ranking call"),
+                        f"{r.gain:+.4f}{interval})", f"model (fused, weight {r.routed_weight:g})"
+             if r.routed_weight > 0 else "retrieval: no ranking call"),
             ("reasons", f"{s.accepted}/{s.asked} grounded ({100 * s.rate:.0f}%, {s.users} users)",
              "model" if s.rate >= REASONS_MIN else f"evidence template (below {100 * REASONS_MIN:.0f}%)"),
             ("reading", self.reading.describe(),

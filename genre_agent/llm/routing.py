@@ -139,7 +139,7 @@ def routes_for(in_force: InForce, settings: Settings) -> Routes:
         return Routes(ranking_weight=1.0, ranking_method="json", permutations=1, reasons=True,
                       reading=every if explicit in (None, True) else frozenset(), calibration=in_force.describe())
     measured = frozenset(cal.reading.fields)
-    return Routes(ranking_weight=cal.ranking.weight, ranking_method=cal.ranking.method,
+    return Routes(ranking_weight=cal.ranking.routed_weight, ranking_method=cal.ranking.method,
                   permutations=cal.ranking.permutations, reasons=cal.reasons.rate >= REASONS_MIN,
                   reading=measured if explicit is None else (every if explicit else frozenset()),
                   calibration=in_force.describe())
