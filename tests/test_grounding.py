@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from genre_agent.llm.grounding import reason_problem
@@ -21,6 +24,7 @@ T2 = Candidate(
         "and Sci-Fi like your favourites.",
 )
 HISTORY = ["Demolition Man (1993)", "Braveheart (1995)", "Fugitive, The (1993)"]
+LABELLED = Path(__file__).parent / "data" / "reasons_smollm2.jsonl"
 
 
 @pytest.mark.parametrize("reason", [
@@ -46,3 +50,14 @@ def test_reasons_built_from_the_listed_facts_pass(reason: str) -> None:
 def test_reasons_that_claim_anything_unlisted_are_rejected(reason: str, why: str) -> None:
     problem = reason_problem(reason, T2, 140, HISTORY)
     assert problem is not None and why in problem
+
+
+def test_no_labelled_ungrounded_smollm2_reason_is_accepted() -> None:
+    """Real reasons SmolLM2-135M wrote during `genre-agent calibrate` (MovieLens and goodbooks), each labelled
+    by hand as grounded (every claim is a listed fact of that item or a title of the user's history) or not."""
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    bad = [r for r in rows if not r["grounded"]]
+    assert len(rows) == 82 and len(bad) == 81
+    accepted = [r for r in rows if reason_problem(r["reason"], Candidate.model_validate(r["candidate"]), 400,
+                                                  r["history_titles"]) is None]
+    assert [(r["reason"], r["grounded"]) for r in accepted] == [("Fans of The Glass Castle loved it", True)]
