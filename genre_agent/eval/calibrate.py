@@ -66,9 +66,13 @@ def calibrate(settings: Settings, recommender: Recommender, backend: Backend, pr
     elif dialogues is not None:
         reader = Recommender(settings, catalog, recommender.retriever, backend)
         reading = reading_gains(reader, dialogues, dialogue_cases, seed, progress)
+    kept = [role for role in ROLES if role not in roles]
+    if kept and keep is not None:  # say where the kept measurements come from, and count their time
+        command = f"{command} (kept {', '.join(kept)} from `{keep.command}`)"
+    seconds = time.perf_counter() - started + (keep.seconds if kept and keep is not None else 0.0)
     return Calibration(
         key=key_for(settings, catalog, prompts), prompts=prompts_name, ranking=ranking, reasons=reasons,
-        reading=reading, command=command, seconds=round(time.perf_counter() - started, 1),
+        reading=reading, command=command, seconds=round(seconds, 1),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
 
