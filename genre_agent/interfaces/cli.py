@@ -25,6 +25,9 @@ out = Console()
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default ./genre-agent.toml)")]
 CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catalog name or a folder")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
+BackendOpt = Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")]
+PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="template set name or folder")]
 
 
 @contextmanager
@@ -69,9 +72,9 @@ def recommend(
     where: Annotated[list[str] | None, typer.Option("--where", help="metadata equality, KEY=VALUE")] = None,
     include_seen: Annotated[bool, typer.Option("--include-seen", help="allow already-rated items")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON output contract")] = False,
-    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | fake")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
-    prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    prompts: PromptsOpt = None,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -122,9 +125,9 @@ def recommend(
 @app.command()
 def chat(
     user: Annotated[str | None, typer.Option("--user", "-u", help="chat as this catalog user")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
-    prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    prompts: PromptsOpt = None,
     k: Annotated[int | None, typer.Option("-k", help="recommendations per answer (default 10)")] = None,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
@@ -317,9 +320,9 @@ def calibrate_command(
                                                        "reading (default: all)")] = None,
     roles: Annotated[str, typer.Option("--roles", help="roles to measure, comma-separated; the others are kept "
                                        "from this model's local calibration")] = "ranking,reasons,reading",
-    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")] = None,
-    prompts: Annotated[str | None, typer.Option("--prompts", help="template set name or folder")] = None,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    prompts: PromptsOpt = None,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
