@@ -20,6 +20,7 @@ from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import DataDirError, UnknownUserError
 from genre_agent.filters import Filters
+from genre_agent.llm.adapters import with_adapter
 from genre_agent.llm.backends import Backend, backend_class, make_backend
 from genre_agent.llm.calibration import InForce, Key, find, model_id, template_hash
 from genre_agent.llm.contexts import RankingContext
@@ -137,7 +138,7 @@ class Recommender:
 
     def __init__(self, settings: Settings, catalog: Catalog, retriever: Retriever,
                  backend: Backend | None = None) -> None:
-        self.settings = settings
+        self.settings, self.adapter = with_adapter(settings, catalog)  # the tuned LoRA of this catalog, if any
         self.catalog = catalog
         self.retriever = retriever
         self._backend = backend

@@ -36,6 +36,8 @@ class LlamaCppOptions(_Section):
     n_ctx: int = Field(8192, ge=512, description="context window in tokens")
     threads: int = Field(2, ge=1, le=512, description="CPU threads")
     seed: int = 0
+    adapter: str = Field("auto", description="LoRA adapter: 'auto' = the one `genre-agent tune` wrote for this "
+                         "catalog and model (if any), 'none', or the path of a GGUF LoRA")
 
 
 class OpenAIOptions(_Section):

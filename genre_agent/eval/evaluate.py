@@ -20,8 +20,9 @@ import numpy as np
 from genre_agent.data.catalog import Catalog
 from genre_agent.eval.llm_methods import LLM_METHODS, LLMParts, llm_method, make_llm_parts
 from genre_agent.eval.methods import Scorer, tune_fusion
-from genre_agent.eval.metrics import protocol_summary, rank_metrics
+from genre_agent.eval.metrics import bootstrap_ci, protocol_summary, rank_metrics
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
+from genre_agent.llm.adapters import with_adapter
 from genre_agent.settings import Settings
 
 METHODS = ("random", "pop", "itemknn", "ease", "als", "vector", "hybrid", *LLM_METHODS)
@@ -49,12 +50,28 @@ class EvalConfig:
     tune_users: int = 100  # validation users for the llm-fused weight
 
 
+def _paired_llm_differences(results: dict[str, Any], per_user: dict[tuple[str, str], np.ndarray], k: int,
+                            seed: int) -> None:
+    """Each LLM method's NDCG@k minus hybrid's and EASE's on the same users, with the paired bootstrap
+    interval of the difference (`vs_hybrid`, `vs_ease` in the method's entry)."""
+    for (protocol, method), mine in per_user.items():
+        if method not in LLM_METHODS:
+            continue
+        for base in ("hybrid", "ease"):
+            if (protocol, base) in per_user:
+                diff = mine - per_user[protocol, base]
+                lo, hi = bootstrap_ci(diff, seed)
+                results[protocol][method][f"vs_{base}"] = {f"NDCG@{k}_diff": round(float(diff.mean()), 5),
+                                                           "ci95": [round(lo, 5), round(hi, 5)]}
+
+
 def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
         progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Evaluate every method on one split and return the report (numbers, config, commit)."""
     from genre_agent.pipeline import build
 
     started = time.perf_counter()
+    settings, adapter = with_adapter(settings, catalog)
     split = make_split(catalog.interactions, catalog.positive_min, seed=config.seed)
     pos = split.subsample(config.users, config.seed)
     needs_index = config.tune or any(m in config.methods for m in ("vector", "hybrid", *LLM_METHODS))
@@ -73,6 +90,7 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
                     settings, pos)
     genres = [set(catalog.items.at[i, "genres"]) for i in split.items]
     results: dict[str, Any] = {}
+    per_user: dict[tuple[str, str], np.ndarray] = {}  # (protocol, method) -> NDCG@max(k) of each user
 
     @functools.cache
     def llm_parts() -> LLMParts:
@@ -95,17 +113,20 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
             protocols = config.protocols
         seconds = time.perf_counter() - t0
         full, sampled = rank_metrics(S, split, pos, config.ks)
-        for protocol, per_user in (("full", full), ("sampled", sampled)):
+        for protocol, users_metrics in (("full", full), ("sampled", sampled)):
             if protocol in protocols:
-                entry = protocol_summary(S, split, pos, protocol, per_user, config.ks, config.seed, genres,
+                entry = protocol_summary(S, split, pos, protocol, users_metrics, config.ks, config.seed, genres,
                                          scorer.pop)
                 results.setdefault(protocol, {})[method] = {**entry, "seconds": round(seconds, 2), **extra}
+                per_user[protocol, method] = users_metrics[f"NDCG@{max(config.ks)}"]
+    _paired_llm_differences(results, per_user, max(config.ks), config.seed)
     return {
         "catalog": catalog.name, "commit": git_commit(), "seconds": round(time.perf_counter() - started, 1),
         "config": {"methods": list(config.methods), "protocols": list(config.protocols), "users": len(pos),
                    "seed": config.seed, "ks": list(config.ks), "candidates": N_NEG + 1,
                    "settings": settings.model_dump(mode="json", exclude=SECRETS)},
         "split": split.info, "results": results, "tuning": tuning,
+        "llm_adapter": adapter if any(m in LLM_METHODS for m in config.methods) else None,
         "notes": ["RMSE/MAE: not reported, no method here predicts ratings (all rank implicit positives).",
                   "llm: sampled protocol only (ranking all ~9.7k items with an LLM is not feasible)."],
     }

@@ -111,9 +111,17 @@ class UserRequest:
     candidates: list[Candidate]
 
 
-def user_requests(scorer: Scorer, index: VectorIndex, reason: ReasonWriter) -> Iterator[UserRequest]:
-    """For each evaluated user: the 20 sampled candidates in hybrid order, described as served (`reason`
-    words the evidence sentence), with their evidence from the user's training history only."""
+def sampled_in_hybrid_order(scorer: Scorer, n: int) -> np.ndarray:
+    """The evaluated user's 20 sampled candidates (split columns), best hybrid score first."""
+    cands = scorer.split.cands[scorer.pos[n]]
+    return cands[np.argsort(-scorer.scores("hybrid")[n, cands], kind="stable")]
+
+
+def user_requests(scorer: Scorer, index: VectorIndex, reason: ReasonWriter,
+                  shown: Callable[[Scorer, int], np.ndarray] = sampled_in_hybrid_order) -> Iterator[UserRequest]:
+    """For each evaluated user: the candidates `shown` picks (split columns, in the order shown; by default
+    the 20 sampled ones in hybrid order), described as served (`reason` words the evidence sentence), with
+    their evidence from the user's training history only."""
     split, catalog, settings = scorer.split, scorer.catalog, scorer.settings
     items = catalog.items
     hybrid = scorer.scores("hybrid")
@@ -122,9 +130,8 @@ def user_requests(scorer: Scorer, index: VectorIndex, reason: ReasonWriter) -> I
                           shape=(split.X.shape[0], len(items)))
     matrix = InteractionMatrix(X_cat, pd.Index(split.users), items.index)
     retriever = Retriever(catalog, index, None, matrix, settings.retrieval)
-    for n, (p, row) in enumerate(zip(scorer.pos, scorer.rows, strict=True)):
-        cands = split.cands[p]
-        order = cands[np.argsort(-hybrid[n, cands], kind="stable")]
+    for n, row in enumerate(scorer.rows):
+        order = shown(scorer, n)
         liked = [str(split.items[i]) for i in scorer.liked(row)]
         history = [retriever.history_item(str(split.items[r.i]), float(r.rating))
                    for r in scorer.rated[row].head(HISTORY_ITEMS).itertuples()]

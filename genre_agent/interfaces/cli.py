@@ -242,6 +242,8 @@ def evaluate(
                                               "(default: all)")] = None,
     split: Annotated[str, typer.Option("--split", help="--dialogues: dev, test (held out) or all")] = "test",
     no_llm: Annotated[bool, typer.Option("--no-llm", help="--dialogues: rules only, the fake backend")] = False,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="the base model, not the LoRA adapter "
+                                             "`genre-agent tune` wrote for this catalog")] = False,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -267,7 +269,8 @@ def evaluate(
         raise typer.BadParameter(f"--candidates: only {N_NEG + 1} (the reference protocol) is implemented")
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
-                                 **{"backend.name": backend, "backend.model": model})
+                                 **{"backend.name": backend, "backend.model": model,
+                                    "backend.llamacpp.adapter": "none" if no_adapter else None})
         cat = load_catalog(settings.catalog)
         cfg = EvalConfig(methods=chosen, protocols=protocols, users=users, seed=seed,
                          ks=tuple(int(k) for k in ks.split(",")), cache=not no_cache, tune=tune,
@@ -333,6 +336,7 @@ def calibrate_command(
 
     from genre_agent.data.catalog import load_catalog
     from genre_agent.eval.calibrate import ROLES, calibrate
+    from genre_agent.llm.adapters import with_adapter
     from genre_agent.llm.backends import make_backend
     from genre_agent.llm.calibration import find, key_for, save
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
@@ -352,6 +356,7 @@ def calibrate_command(
             raise ConfigError(f"Catalog '{cat.name}' has no interactions: there is nothing to calibrate on, "
                               "and answers come from text retrieval and evidence only.")
         templates = Prompts(resolve_prompts_dir(settings.prompts))
+        settings, _ = with_adapter(settings, cat)
         with _progress() as report:
             retriever, _ = build(settings, cat, report)
             measured = make_backend(settings)
@@ -374,6 +379,90 @@ def calibrate_command(
         table.add_row(*row)
     out.print(table)
     err.print(f"saved {path} in {time.perf_counter() - started:.0f} s")
+
+
+@app.command("tune")
+def tune_command(
+    budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=2, help="wall time for everything: "
+                                                  "examples, training, validation")] = 30,
+    val_users: Annotated[int, typer.Option("--val-users", min=5, help="users held out of training, whose "
+                                           "validation NDCG@10 picks the checkpoint")] = 40,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="CPU threads for training")] = 2,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    calibrate_after: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="rerun the calibration "
+                                                  "with the adapter, so the router decides whether to use it")]
+        = True,
+    model: ModelOpt = None,
+    prompts: PromptsOpt = None,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """LoRA fine-tuning of the local model as a ranker of this catalog, on CPU, within a time budget (needs
+    `pip install -e ".[tune]"`). Keeps the checkpoint with the best validation NDCG@10, writes it as a GGUF
+    LoRA into the data directory, and recalibrates."""
+    import time
+
+    from genre_agent.eval.calibrate import calibrate
+    from genre_agent.llm.adapters import Checkpoint, with_adapter
+    from genre_agent.llm.backends import make_backend
+    from genre_agent.llm.calibration import save
+    from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+    from genre_agent.pipeline import Recommender
+    from genre_agent.settings import load_settings
+    from genre_agent.tune.run import tune
+    from genre_agent.tune.train import TrainConfig
+
+    started = time.perf_counter()
+    command = " ".join(["genre-agent", *sys.argv[1:]])
+
+    def checkpoint(point: Checkpoint) -> None:
+        err.print(f"checkpoint: {point.examples} examples, {point.seconds:.0f} s, validation NDCG@10 "
+                  f"{point.val_ndcg10:.4f}")
+
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
+                                 **{"backend.name": "llamacpp", "backend.model": model,
+                                    "backend.llamacpp.adapter": "none"})
+        templates = Prompts(resolve_prompts_dir(settings.prompts))
+        with _progress() as report:
+            rec = Recommender.open(settings, progress=report)
+            result = tune(rec, templates, budget_minutes=budget_minutes, val_users=val_users,
+                          config=TrainConfig(threads=threads, seed=seed), command=command, progress=report,
+                          on_checkpoint=checkpoint)
+        trained = result.trained
+        err.print(f"base model: validation NDCG@10 {trained.base_val_ndcg10:.4f} on {val_users} users; "
+                  f"{result.info['train_examples']} training examples ({result.info['mean_prompt_tokens']} tokens "
+                  f"on average); trained {trained.seconds:.0f} s")
+        if result.adapter is None:
+            err.print("no checkpoint beat the base model on validation: no adapter written, answers keep the "
+                      "base model.")
+            return
+        adapter = result.adapter
+        out.print(f"adapter {adapter.file}: {adapter.size / 1e6:.1f} MB, sha256 {adapter.sha256[:16]}…, "
+                  f"validation NDCG@10 {adapter.base_val_ndcg10:.4f} -> {adapter.best.val_ndcg10:.4f} "
+                  f"(after {adapter.best.examples} examples)")
+        if calibrate_after:
+            tuned, _ = with_adapter(load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
+                                                  **{"backend.name": "llamacpp", "backend.model": model}),
+                                    rec.catalog)
+            backend = make_backend(tuned)
+            with _progress() as report:
+                calibration = calibrate(tuned, Recommender(tuned, rec.catalog, rec.retriever, backend), backend,
+                                        templates, tuned.prompts, users=40, reason_users=8, permutations=3,
+                                        seed=seed, command=command, progress=report)
+            path = save(calibration, tuned.data_dir)
+            table = Table(title=f"calibration of {calibration.key.model} on {calibration.key.catalog}")
+            for column in ("role", "measured", "routed to"):
+                table.add_column(column)
+            for row in calibration.summary():
+                table.add_row(*row)
+            out.print(table)
+            err.print(f"saved {path}")
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    err.print(f"done in {time.perf_counter() - started:.0f} s")
 
 
 prompts_app = typer.Typer(help="Template sets: list, show, check, render, and copy for editing.",

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.data.catalog import Catalog
+from genre_agent.llm.adapters import adapter_tag
 from genre_agent.llm.prompts import Prompts
 from genre_agent.schemas import Candidate
 from genre_agent.settings import Settings
@@ -46,11 +47,11 @@ def template_hash(prompts: Prompts) -> str:
 
 def model_id(settings: Settings) -> str:
     """The model as the backend names it, without loading it: a registered name, a GGUF file name, or the
-    server's model id."""
+    server's model id; with a LoRA adapter in force, `+<adapter file stem>` after it."""
     model = settings.backend.model
     if settings.backend.name == "llamacpp" and model.endswith(".gguf"):
-        return Path(model).name
-    return "fake" if settings.backend.name == "fake" else model
+        model = Path(model).name
+    return "fake" if settings.backend.name == "fake" else model + adapter_tag(settings)
 
 
 class Key(BaseModel):

@@ -13,7 +13,7 @@ import string
 import numpy as np
 from scipy.special import log_softmax
 
-from genre_agent.llm.backends import Backend
+from genre_agent.llm.backends import Backend, Message
 from genre_agent.llm.contexts import ScoringContext
 from genre_agent.llm.prompts import Prompts
 from genre_agent.schemas import Candidate, HistoryItem
@@ -34,11 +34,19 @@ def verbalizer_scores(backend: Backend, prompts: Prompts, candidates: list[Candi
         order = np.arange(n) if p == 0 else rng.permutation(n)
         shown = [candidates[i] for i in order]
         labels = list(LABELS[:n])
-        context = ScoringContext(item_noun=item_noun, item_noun_plural=item_noun_plural, history=history,
-                                 candidates=shown, labels=labels, query=query)
-        messages = [{"role": "user", "content": prompts.render("score.j2", context)}]
+        messages = scoring_messages(prompts, shown, item_noun=item_noun, item_noun_plural=item_noun_plural,
+                                    history=history, query=query)
         total[order] += log_softmax(backend.option_logprobs(messages, labels))  # normalised over the labels
     return total / max(permutations, 1)
+
+
+def scoring_messages(prompts: Prompts, shown: list[Candidate], *, item_noun: str, item_noun_plural: str,
+                     history: list[HistoryItem], query: str | None) -> list[Message]:
+    """The one-letter question of `score.j2` over the candidates in the order shown, labelled A, B, C …
+    (what `verbalizer_scores` asks and `genre-agent tune` trains on)."""
+    context = ScoringContext(item_noun=item_noun, item_noun_plural=item_noun_plural, history=history,
+                             candidates=shown, labels=list(LABELS[:len(shown)]), query=query)
+    return [{"role": "user", "content": prompts.render("score.j2", context)}]
 
 
 def rank_fusion(hybrid: np.ndarray, llm: np.ndarray, weight: float) -> np.ndarray:

@@ -42,7 +42,7 @@ class LlamaCppBackend(Backend):
     Options = LlamaCppOptions
 
     def __init__(self, model_path: Path, model_name: str, n_ctx: int = 4096, threads: int = 2,
-                 seed: int = 0, temperature: float = 0.0) -> None:
+                 seed: int = 0, temperature: float = 0.0, lora_path: Path | None = None) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -51,21 +51,29 @@ class LlamaCppBackend(Backend):
             ) from exc
         try:
             self.llm = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
-                             n_threads_batch=threads, seed=seed, verbose=False)
+                             n_threads_batch=threads, seed=seed, verbose=False,
+                             lora_path=str(lora_path) if lora_path else None)
         except (ValueError, RuntimeError) as exc:
-            raise BackendUnavailableError(f"{model_path}: llama.cpp cannot load it ({exc}).") from exc
-        self.model = model_name
+            what = f"{model_path} with the adapter {lora_path}" if lora_path else str(model_path)
+            raise BackendUnavailableError(f"{what}: llama.cpp cannot load it ({exc}).") from exc
+        self.model = model_name + (f"+{lora_path.stem}" if lora_path else "")
         self.temperature = temperature
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlamaCppBackend:
+        """`adapter = "auto"` is resolved where the catalog is known (`llm.adapters.with_adapter`); here it
+        means the base model."""
         from genre_agent.llm.models import resolve_model
 
         options = settings.backend.llamacpp
         name, path = resolve_model(settings.backend.model, settings.data_dir / "models")
+        lora = None if options.adapter in ("auto", "none") else Path(options.adapter).expanduser()
+        if lora is not None and not lora.is_file():
+            raise BackendUnavailableError(f"{lora}: no such LoRA adapter (backend.llamacpp.adapter); use 'auto', "
+                                          "'none' or the path of a GGUF LoRA.")
         return cls(path, name, n_ctx=options.n_ctx, threads=options.threads, seed=options.seed,
-                   temperature=settings.backend.temperature)
+                   temperature=settings.backend.temperature, lora_path=lora)
 
     @classmethod
     def count_tokens(cls, settings: Settings, messages: list[Message]) -> tuple[int, str]:

@@ -1,0 +1,132 @@
+"""Examples for tuning the model as a ranker (LlamaRec style), from the training interactions only.
+
+The split is carved twice from the evaluation's training data: `eval` holds out each user's last positive
+(the test item), the calibration the last positive before it, and tuning the one before that. So neither
+the test items nor the calibration's targets are ever trained on.
+
+Each example is the `score.j2` question (exactly as `llm-score` asks it: the same template, chat template and
+tokenizer) over 20 candidates labelled A…T, with the held-out positive among them, and the position of that
+positive. A training user gives two: the retriever's top 19 plus the target, and the 19 sampled negatives of
+the evaluation protocol plus the target, both in a random order (so the label says nothing). Validation users
+are held out of training and shown their sampled candidates in hybrid order, as `eval` shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genre_agent.data.catalog import Catalog
+from genre_agent.errors import ConfigError
+from genre_agent.eval.llm_methods import evidence_writer, sampled_in_hybrid_order, user_requests
+from genre_agent.eval.methods import Scorer
+from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
+from genre_agent.llm.backends.base import Message
+from genre_agent.llm.prompts import Prompts
+from genre_agent.llm.scoring import LABELS, scoring_messages
+from genre_agent.retrieval.index import VectorIndex
+from genre_agent.settings import Settings
+
+
+@dataclass(frozen=True)
+class Example:
+    tokens: list[int]  # the chat prompt, through the GGUF's chat template and tokenizer
+    labels: list[int]  # the token of each candidate's label, in the order shown
+    target: int  # position of the held-out positive among the candidates
+
+
+@dataclass
+class Examples:
+    train: list[Example]
+    val: list[Example]
+    architecture: str  # llama.cpp's name of the model's architecture (general.architecture)
+    info: dict[str, Any]
+
+
+class Tokenizer:
+    """The GGUF's own chat template and tokenizer (llama.cpp, vocabulary only), as the llamacpp backend uses."""
+
+    def __init__(self, model_path: Path) -> None:
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+        self.architecture = str(self.llm.metadata.get("general.architecture", ""))
+
+    def prompt(self, messages: list[Message]) -> list[int]:
+        from genre_agent.llm.backends.llamacpp import chat_prompt
+
+        return list(self.llm.tokenize(chat_prompt(self.llm, messages).encode(), add_bos=False, special=True))
+
+    def label_ids(self, n: int) -> list[int]:
+        return [self.llm.tokenize(label.encode(), add_bos=False, special=False)[0] for label in LABELS[:n]]
+
+
+def tuning_split(catalog: Catalog, seed: int) -> Split:
+    """Each user's third-last positive held out (the last is `eval`'s, the one before the calibration's)."""
+    test = make_split(catalog.interactions, catalog.positive_min, seed=seed)
+    calibration = validation_split(test, catalog.positive_min, seed)
+    return validation_split(calibration, catalog.positive_min, seed)
+
+
+def _retriever_top(scorer: Scorer, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The hybrid's top 19 unseen items and the target, shuffled."""
+    split, p = scorer.split, scorer.pos[n]
+    scores = scorer.scores("hybrid")[n].copy()
+    scores[split.seen[p].indices] = -np.inf
+    target = split.test_item[p]
+    scores[target] = -np.inf
+    top = np.argpartition(-scores, N_NEG)[:N_NEG]
+    return rng.permutation(np.append(top, target))
+
+
+def _sampled_shuffled(scorer: Scorer, n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(scorer.split.cands[scorer.pos[n]])
+
+
+def build_examples(settings: Settings, catalog: Catalog, index: VectorIndex, prompts: Prompts,
+                   tokenizer: Tokenizer, *, val_users: int, max_tokens: int, seed: int = 0,
+                   progress: Callable[[int, int], None] | None = None) -> Examples:
+    """Training and validation examples (see the module doc); prompts longer than `max_tokens` are left out."""
+    split = tuning_split(catalog, seed)
+    if len(split.rows) <= val_users:
+        raise ConfigError(f"Catalog '{catalog.name}' has {len(split.rows)} users with enough liked items to tune "
+                          f"on, and {val_users} are kept for validation: too little data to tune the model.")
+    val_pos = split.subsample(val_users, seed)
+    train_pos = np.setdiff1d(np.arange(len(split.rows)), val_pos)
+    spec = catalog.spec
+    label_ids = tokenizer.label_ids(N_NEG + 1)
+    skipped = 0
+
+    def encode(scorer: Scorer, shown: Callable[[Scorer, int], np.ndarray], done: int, total: int) -> list[Example]:
+        nonlocal skipped
+        out = []
+        for req in user_requests(scorer, index, evidence_writer(prompts, scorer), shown):
+            messages = scoring_messages(prompts, req.candidates, item_noun=spec.item_noun,
+                                        item_noun_plural=spec.item_noun_plural, history=req.history, query=None)
+            tokens = tokenizer.prompt(messages)
+            target = int(np.flatnonzero(req.order == scorer.split.test_item[scorer.pos[req.n]])[0])
+            if len(tokens) > max_tokens:
+                skipped += 1
+            else:
+                out.append(Example(tokens, label_ids, target))
+            if progress:
+                progress(done + req.n + 1, total)
+        return out
+
+    rng = np.random.default_rng(seed)
+    total = len(val_pos) + 2 * len(train_pos)
+    val_scorer = Scorer(split, catalog, index.vectors, settings, val_pos)
+    val = encode(val_scorer, sampled_in_hybrid_order, 0, total)
+    train_scorer = Scorer(split, catalog, index.vectors, settings, train_pos)
+    hard = encode(train_scorer, lambda s, n: _retriever_top(s, n, rng), len(val_pos), total)
+    easy = encode(train_scorer, lambda s, n: _sampled_shuffled(s, n, rng), len(val_pos) + len(train_pos), total)
+    train = hard + easy
+    order = rng.permutation(len(train))
+    return Examples(train=[train[i] for i in order], val=val, architecture=tokenizer.architecture,
+                    info={"train_users": len(train_pos), "val_users": len(val_pos), "train_examples": len(train),
+                          "skipped_too_long": skipped,
+                          "mean_prompt_tokens": round(float(np.mean([len(e.tokens) for e in train])), 1)})
