@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from genre_agent.eval.protocol import make_split, validation_split
 from genre_agent.interfaces.cli import app
-from genre_agent.llm.adapters import adapter_tag, find, with_adapter
+from genre_agent.llm.adapters import adapter_tag, find, sha256_of, with_adapter
 from genre_agent.llm.backends.llamacpp import LlamaCppBackend
 from genre_agent.llm.calibration import model_id
 from genre_agent.llm.models import resolve_model
@@ -102,7 +102,7 @@ def test_ndcg_of_one_target_among_scored_candidates() -> None:
 
 
 @pytest.mark.real
-def test_examples_ask_exactly_what_llm_score_asks_with_the_target_among_the_candidates(tastes: Recommender) -> None:
+def test_examples_ask_exactly_what_llm_score_asks_with_the_target_among_them(tastes: Recommender) -> None:
     _, path = resolve_model("smollm2-135m", tastes.settings.data_dir / "models")
     tokenizer = Tokenizer(path)
     examples = build_examples(tastes.settings, tastes.catalog, tastes.retriever.index, tastes.prompts, tokenizer,
@@ -147,7 +147,7 @@ def test_training_lowers_the_loss_and_the_adapter_changes_llama_cpp_label_scores
     assert target_logprob(tuned) > target_logprob(base) + 0.5
 
 
-def test_an_adapter_record_is_used_only_for_its_catalog_model_and_file(tastes: Recommender, tmp_path: Path) -> None:
+def test_an_adapter_is_used_only_for_its_catalog_model_and_file(tastes: Recommender, tmp_path: Path) -> None:
     settings = load_settings(catalog=tastes.settings.catalog, data_dir=tmp_path, **{"backend.name": "llamacpp"})
     resolved, why = with_adapter(settings, tastes.catalog)
     assert resolved.backend.llamacpp.adapter == "none" and "none tuned" in why
@@ -156,10 +156,8 @@ def test_an_adapter_record_is_used_only_for_its_catalog_model_and_file(tastes: R
     folder.mkdir()
     gguf = folder / "twotastes-smollm2-135m-lora-abc.gguf"
     gguf.write_bytes(b"not really a gguf")
-    import hashlib
-
     record = {"catalog": "twotastes", "catalog_fingerprint": tastes.catalog.items_fingerprint(),
-              "base_model": "smollm2-135m", "file": gguf.name, "sha256": hashlib.sha256(gguf.read_bytes()).hexdigest(),
+              "base_model": "smollm2-135m", "file": gguf.name, "sha256": sha256_of(gguf),
               "size": 17, "rank": 8, "alpha": 16, "layers": [29], "modules": ["v_proj"], "train_examples": 1,
               "val_users": 5, "base_val_ndcg10": 0.5,
               "best": {"step": 1, "examples": 4, "seconds": 1.0, "val_ndcg10": 0.6, "train_loss": 1.0},
@@ -172,6 +170,11 @@ def test_an_adapter_record_is_used_only_for_its_catalog_model_and_file(tastes: R
     none = load_settings(catalog=tastes.settings.catalog, data_dir=tmp_path,
                          **{"backend.name": "llamacpp", "backend.llamacpp.adapter": "none"})
     assert with_adapter(none, tastes.catalog)[0].backend.llamacpp.adapter == "none"
+    worse = {**record, "best": {**record["best"], "val_ndcg10": 0.4}}
+    (folder / "twotastes-smollm2-135m.json").write_text(json.dumps(worse))
+    adapter, why = find(tmp_path, tastes.catalog, "smollm2-135m")
+    assert adapter is None and "did not beat the base model" in why and str(gguf.name) in why
+    (folder / "twotastes-smollm2-135m.json").write_text(json.dumps(record))
     gguf.write_bytes(b"changed since tuning")
     adapter, why = find(tmp_path, tastes.catalog, "smollm2-135m")
     assert adapter is None and "sha256" in why and "rerun `genre-agent tune`" in why

@@ -404,7 +404,7 @@ def tune_command(
     import time
 
     from genre_agent.eval.calibrate import calibrate
-    from genre_agent.llm.adapters import Checkpoint, with_adapter
+    from genre_agent.llm.adapters import Checkpoint, adapters_dir, with_adapter
     from genre_agent.llm.backends import make_backend
     from genre_agent.llm.calibration import save
     from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
@@ -435,14 +435,17 @@ def tune_command(
                   f"{result.info['train_examples']} training examples ({result.info['mean_prompt_tokens']} tokens "
                   f"on average); trained {trained.seconds:.0f} s")
         if result.adapter is None:
-            err.print("no checkpoint beat the base model on validation: no adapter written, answers keep the "
-                      "base model.")
+            err.print("the budget ended before a first checkpoint: no adapter written; raise --budget-minutes.")
             return
         adapter = result.adapter
         out.print(f"adapter {adapter.file}: {adapter.size / 1e6:.1f} MB, sha256 {adapter.sha256[:16]}…, "
                   f"validation NDCG@10 {adapter.base_val_ndcg10:.4f} -> {adapter.best.val_ndcg10:.4f} "
                   f"(after {adapter.best.examples} examples)")
-        if calibrate_after:
+        if not adapter.beats_base:
+            kept = adapter.path(adapters_dir(settings.data_dir))
+            err.print("it did not beat the base model on validation: answers keep the base model (set "
+                      f"backend.llamacpp.adapter = \"{kept}\" to measure it anyway).")
+        elif calibrate_after:
             tuned, _ = with_adapter(load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
                                                   **{"backend.name": "llamacpp", "backend.model": model}),
                                     rec.catalog)
@@ -459,6 +462,9 @@ def tune_command(
                 table.add_row(*row)
             out.print(table)
             err.print(f"saved {path}")
+        else:
+            err.print("not calibrated (--no-calibrate): answers ask the tuned model for every role until "
+                      "`genre-agent calibrate` measures it, or set backend.llamacpp.adapter = \"none\".")
     except GenreAgentError as exc:
         _fail(exc)
         return

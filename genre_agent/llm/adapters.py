@@ -2,7 +2,8 @@
 
 An adapter is saved in the data directory as `adapters/<catalog>-<model>.json` (the record) beside the GGUF
 it names, keyed by the catalog's items fingerprint and the base model. `backend.llamacpp.adapter = "auto"`
-(the default) uses it when the record matches the catalog and model and the file matches its sha256;
+(the default) uses it when the record matches the catalog and model, the file matches its sha256 and the
+adapter beat the base model on its validation users;
 `"none"` runs the base model; a path runs that GGUF LoRA. The adapter is part of the model's identity: the
 model id becomes `<model>+<adapter file stem>`, so calibrations and cached answers of the base model are never
 taken for the tuned one.
@@ -47,6 +48,12 @@ class Adapter(BaseModel):
     val_users: int
     base_val_ndcg10: float
     best: Checkpoint
+
+    @property
+    def beats_base(self) -> bool:
+        """Whether the kept checkpoint beat the base model on validation (else `auto` does not use it)."""
+        return self.best.val_ndcg10 > self.base_val_ndcg10
+
     history: list[Checkpoint]
     seconds: float
     threads: int
@@ -90,6 +97,10 @@ def find(data_dir: Path, catalog: Catalog, model: str) -> tuple[Adapter | None, 
     gguf = adapter.path(path.parent)
     if not gguf.is_file() or sha256_of(gguf) != adapter.sha256:
         return None, f"{gguf} is missing or does not match its sha256: rerun `genre-agent tune`"
+    if not adapter.beats_base:
+        return None, (f"{adapter.file} did not beat the base model on validation (NDCG@10 "
+                      f"{adapter.base_val_ndcg10:.3f} -> {adapter.best.val_ndcg10:.3f}); set "
+                      "backend.llamacpp.adapter to its path to use it anyway")
     return adapter, f"tuned {adapter.created[:10]}"
 
 

@@ -8,7 +8,9 @@ Each example is the `score.j2` question (exactly as `llm-score` asks it: the sam
 tokenizer) over 20 candidates labelled A…T, with the held-out positive among them, and the position of that
 positive. A training user gives two: the retriever's top 19 plus the target, and the 19 sampled negatives of
 the evaluation protocol plus the target, both in a random order (so the label says nothing). Validation users
-are held out of training and shown their sampled candidates in hybrid order, as `eval` shows them.
+are held out of training and shown their sampled candidates in a random order too: shown in hybrid order, a
+model that only prefers early labels would score as well as the hybrid itself, and what the fusion with the
+retrieval order can gain from is what the model knows beyond that order.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ import numpy as np
 
 from genre_agent.data.catalog import Catalog
 from genre_agent.errors import ConfigError
-from genre_agent.eval.llm_methods import evidence_writer, sampled_in_hybrid_order, user_requests
+from genre_agent.eval.llm_methods import evidence_writer, user_requests
 from genre_agent.eval.methods import Scorer
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
-from genre_agent.llm.backends.base import Message
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.scoring import LABELS, scoring_messages
 from genre_agent.retrieval.index import VectorIndex
@@ -53,13 +54,11 @@ class Tokenizer:
     def __init__(self, model_path: Path) -> None:
         from llama_cpp import Llama
 
+        from genre_agent.llm.backends.llamacpp import ChatTokens
+
         self.llm = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
         self.architecture = str(self.llm.metadata.get("general.architecture", ""))
-
-    def prompt(self, messages: list[Message]) -> list[int]:
-        from genre_agent.llm.backends.llamacpp import chat_prompt
-
-        return list(self.llm.tokenize(chat_prompt(self.llm, messages).encode(), add_bos=False, special=True))
+        self.prompt = ChatTokens(self.llm)
 
     def label_ids(self, n: int) -> list[int]:
         return [self.llm.tokenize(label.encode(), add_bos=False, special=False)[0] for label in LABELS[:n]]
@@ -120,7 +119,7 @@ def build_examples(settings: Settings, catalog: Catalog, index: VectorIndex, pro
     rng = np.random.default_rng(seed)
     total = len(val_pos) + 2 * len(train_pos)
     val_scorer = Scorer(split, catalog, index.vectors, settings, val_pos)
-    val = encode(val_scorer, sampled_in_hybrid_order, 0, total)
+    val = encode(val_scorer, lambda s, n: _sampled_shuffled(s, n, rng), 0, total)
     train_scorer = Scorer(split, catalog, index.vectors, settings, train_pos)
     hard = encode(train_scorer, lambda s, n: _retriever_top(s, n, rng), len(val_pos), total)
     easy = encode(train_scorer, lambda s, n: _sampled_shuffled(s, n, rng), len(val_pos) + len(train_pos), total)

@@ -1,7 +1,8 @@
-"""`genre-agent tune`: build the examples, train within the budget, save the best adapter as a GGUF LoRA.
+"""`genre-agent tune`: build the examples, train within the budget, save the best checkpoint as a GGUF LoRA.
 
-The adapter is written only when a checkpoint beat the base model on the tuning-validation users; whether
-answers then use the tuned ranker is for the calibration to say (the CLI reruns it with the adapter).
+The adapter is always written (so it can be measured), and its record says whether it beat the base model on
+the tuning-validation users: only then does `backend.llamacpp.adapter = "auto"` use it. Whether answers then
+use the tuned ranker is for the calibration to say (the CLI reruns it with the adapter).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from genre_agent.tune.train import TrainConfig, Trained, require_tune_extra, tra
 
 @dataclass
 class Tuned:
-    adapter: Adapter | None  # None: no checkpoint beat the base model
+    adapter: Adapter | None  # None: the budget ended before a first checkpoint
     trained: Trained
     info: dict[str, Any] = field(default_factory=dict)
 

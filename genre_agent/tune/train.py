@@ -9,7 +9,9 @@ model) and at checkpoints; the best checkpoint is kept.
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +29,9 @@ class TrainConfig:
     alpha: int = 16
     modules: tuple[str, ...] = ("v_proj", "o_proj", "down_proj")
     top_layers: float = 1 / 3  # share of the layers (from the top) that get LoRA matrices
-    lr: float = 5e-4
+    lr: float = 3e-4
     accumulate: int = 4  # examples per optimizer step
-    checkpoints: int = 6  # validations spread over the budget, besides the base model's
+    checkpoints: int = 4  # validations spread over the budget, besides the base model's
     threads: int = 2
     seed: int = 0
 
@@ -37,7 +39,7 @@ class TrainConfig:
 @dataclass
 class Trained:
     base_val_ndcg10: float
-    best: Checkpoint | None  # None: no checkpoint beat the base model on validation
+    best: Checkpoint | None  # the trained checkpoint with the best validation NDCG@10 (None: none trained)
     history: list[Checkpoint]
     tensors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # of the best checkpoint
     layers: list[int] = field(default_factory=list)
@@ -74,9 +76,12 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
     T.manual_seed(config.seed)
     T.set_num_threads(config.threads)
     transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    base = transformers.AutoModelForCausalLM.from_pretrained(str(model_path.parent), gguf_file=model_path.name,
-                                                              dtype=T.float32)
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF loader's de-quantizing bar would cut through our progress bar
+    try:
+        base = transformers.AutoModelForCausalLM.from_pretrained(str(model_path.parent),
+                                                                  gguf_file=model_path.name, dtype=T.float32)
+    finally:
+        os.environ.pop("TQDM_DISABLE", None)
     blocks = int(base.config.num_hidden_layers)
     layers = list(range(blocks - max(1, round(blocks * config.top_layers)), blocks))
     lora = peft.LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
@@ -85,8 +90,10 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = T.optim.AdamW(params, lr=config.lr)
 
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
     def label_logits(example: Example) -> T.Tensor:
-        logits = model(T.tensor([example.tokens])).logits[0, -1]
+        logits = model(T.tensor([example.tokens]), logits_to_keep=1).logits[0, -1]
         return logits[T.tensor(example.labels)]
 
     def validate() -> tuple[float, float]:
@@ -125,7 +132,7 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
                                train_loss=round(float(np.mean(losses)), 5) if losses else None)
             losses.clear()
             history.append(point)
-            if score > (best.val_ndcg10 if best else base_score):
+            if best is None or score > best.val_ndcg10:
                 best, tensors = point, snapshot()
             if on_checkpoint:
                 on_checkpoint(point)

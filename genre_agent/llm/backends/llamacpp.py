@@ -22,16 +22,23 @@ from genre_agent.llm.backends.base import (
 from genre_agent.settings import LlamaCppOptions, Settings
 
 
-def chat_prompt(llm: Any, messages: list[Message]) -> str:
-    """The prompt text llama.cpp sees for these messages, through the GGUF's own chat template."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+class ChatTokens:
+    """Messages to the prompt's tokens through the GGUF's own chat template and tokenizer, as llama.cpp sees
+    them (the template is compiled once)."""
 
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        raise BackendUnavailableError("the GGUF has no chat template.")
-    text = lambda t: llm.detokenize([t], special=True).decode(errors="ignore")  # noqa: E731
-    formatter = Jinja2ChatFormatter(template, text(llm.token_eos()), text(llm.token_bos()))
-    return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]
+    def __init__(self, llm: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendUnavailableError("the GGUF has no chat template.")
+        text = lambda t: llm.detokenize([t], special=True).decode(errors="ignore")  # noqa: E731
+        self.llm = llm
+        self._formatter = Jinja2ChatFormatter(template, text(llm.token_eos()), text(llm.token_bos()))
+
+    def __call__(self, messages: list[Message]) -> list[int]:
+        prompt = str(self._formatter(messages=messages).prompt)  # type: ignore[arg-type]
+        return list(self.llm.tokenize(prompt.encode(), add_bos=False, special=True))
 
 
 class LlamaCppBackend(Backend):
@@ -57,6 +64,7 @@ class LlamaCppBackend(Backend):
             what = f"{model_path} with the adapter {lora_path}" if lora_path else str(model_path)
             raise BackendUnavailableError(f"{what}: llama.cpp cannot load it ({exc}).") from exc
         self.model = model_name + (f"+{lora_path.stem}" if lora_path else "")
+        self._tokens = ChatTokens(self.llm)
         self.temperature = temperature
         self._lock = threading.Lock()
 
@@ -84,8 +92,7 @@ class LlamaCppBackend(Backend):
 
         name, path = resolve_model(settings.backend.model, settings.data_dir / "models")
         llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        tokens = llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True)
-        return len(tokens), f"{name} tokenizer, chat template included"
+        return len(ChatTokens(llm)(messages)), f"{name} tokenizer, chat template included"
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         """Decoded token by token (streamed), so a cancelled turn stops between two tokens."""
@@ -110,7 +117,7 @@ class LlamaCppBackend(Backend):
                 if found:
                     raise self._too_long(int(found[1])) from exc
                 raise
-            prompt = self.llm.tokenize(chat_prompt(self.llm, messages).encode(), add_bos=False, special=True)
+            prompt = self._tokens(messages)
         return Completion(text="".join(parts), prompt_tokens=len(prompt), completion_tokens=len(parts))
 
     @contextmanager
@@ -133,7 +140,7 @@ class LlamaCppBackend(Backend):
 
         with self._holding_lock():
             llm = self.llm
-            tokens = llm.tokenize(chat_prompt(llm, messages).encode(), add_bos=False, special=True)
+            tokens = self._tokens(messages)
             if len(tokens) >= llm.n_ctx():
                 raise self._too_long(len(tokens))
             option_ids = [llm.tokenize(o.encode(), add_bos=False, special=False)[0] for o in options]
