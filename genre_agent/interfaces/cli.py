@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from genre_agent.errors import ConfigError, GenreAgentError
+
+if TYPE_CHECKING:
+    from genre_agent.llm.calibration import Calibration
 
 app = typer.Typer(help="genre-agent: an offline conversational recommender (Chroma + CF + a local LLM).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -371,14 +374,18 @@ def calibrate_command(
     except GenreAgentError as exc:
         _fail(exc)
         return
+    out.print(_calibration_table(result))
+    err.print(f"saved {path} in {time.perf_counter() - started:.0f} s")
+
+
+def _calibration_table(result: Calibration) -> Table:
     table = Table(title=f"{result.key.backend}:{result.key.model} on {result.key.catalog} "
                         f"(templates {result.prompts})")
     for column in ("role", "measured", "routed to"):
         table.add_column(column)
     for row in result.summary():
         table.add_row(*row)
-    out.print(table)
-    err.print(f"saved {path} in {time.perf_counter() - started:.0f} s")
+    return table
 
 
 @app.command("tune")
@@ -417,8 +424,9 @@ def tune_command(
     command = " ".join(["genre-agent", *sys.argv[1:]])
 
     def checkpoint(point: Checkpoint) -> None:
-        err.print(f"checkpoint: {point.examples} examples, {point.seconds:.0f} s, validation NDCG@10 "
-                  f"{point.val_ndcg10:.4f}")
+        what = "base model" if point.examples == 0 else f"checkpoint after {point.examples} examples"
+        loss = f", training loss {point.train_loss:.3f}" if point.train_loss is not None else ""
+        err.print(f"{what}: validation NDCG@10 {point.val_ndcg10:.4f} ({point.seconds:.0f} s{loss})")
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
@@ -455,12 +463,7 @@ def tune_command(
                                         templates, tuned.prompts, users=40, reason_users=8, permutations=3,
                                         seed=seed, command=command, progress=report)
             path = save(calibration, tuned.data_dir)
-            table = Table(title=f"calibration of {calibration.key.model} on {calibration.key.catalog}")
-            for column in ("role", "measured", "routed to"):
-                table.add_column(column)
-            for row in calibration.summary():
-                table.add_row(*row)
-            out.print(table)
+            out.print(_calibration_table(calibration))
             err.print(f"saved {path}")
         else:
             err.print("not calibrated (--no-calibrate): answers ask the tuned model for every role until "

@@ -76,6 +76,7 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
     T.manual_seed(config.seed)
     T.set_num_threads(config.threads)
     transformers.utils.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers|peft")
     os.environ["TQDM_DISABLE"] = "1"  # the GGUF loader's de-quantizing bar would cut through our progress bar
     try:
         base = transformers.AutoModelForCausalLM.from_pretrained(str(model_path.parent),
@@ -89,8 +90,6 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
     model = peft.get_peft_model(base, lora)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = T.optim.AdamW(params, lr=config.lr)
-
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
     def label_logits(example: Example) -> T.Tensor:
         logits = model(T.tensor([example.tokens]), logits_to_keep=1).logits[0, -1]
@@ -114,6 +113,9 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
         return out
 
     base_score, val_s = validate()
+    if on_checkpoint:  # the base model, as checkpoint 0 (not part of the history)
+        on_checkpoint(Checkpoint(step=0, examples=0, seconds=round(time.perf_counter() - started, 1),
+                                 val_ndcg10=round(base_score, 5), train_loss=None))
     history: list[Checkpoint] = []
     best: Checkpoint | None = None
     tensors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
