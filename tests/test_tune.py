@@ -108,7 +108,8 @@ def test_examples_ask_exactly_what_llm_score_asks_with_the_target_among_them(tas
     examples = build_examples(tastes.settings, tastes.catalog, tastes.retriever.index, tastes.prompts, tokenizer,
                               val_users=5, max_tokens=4096)
     assert examples.architecture == "llama"
-    assert len(examples.val) == 5 and len(examples.train) == 2 * (examples.info["train_users"])
+    train_users, hard = examples.info["train_users"], examples.info["retriever_examples"]
+    assert len(examples.val) == 5 and len(examples.train) == train_users + hard and 0 < hard <= train_users
     assert all(len(e.labels) == 20 and 0 <= e.target < 20 for e in examples.train + examples.val)
     assert examples.train[0].labels == tokenizer.label_ids(20)
     text = tokenizer.llm.detokenize(examples.train[0].tokens, special=True).decode()
