@@ -106,7 +106,7 @@ class UserRequest:
     """One evaluated user's sampled candidates as the pipeline would present them."""
 
     n: int
-    order: np.ndarray  # split columns of the 20 candidates, in hybrid order
+    order: np.ndarray  # split columns of the candidates, in the order shown
     history: list[HistoryItem]
     candidates: list[Candidate]
 
