@@ -12,7 +12,7 @@ from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
-from genre_agent.retrieval.fusion import fuse, minmax, popularity, taste_vector, unit_mean
+from genre_agent.retrieval.fusion import fuse, minmax, popularity, recent_popularity, taste_vector, unit_mean
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
@@ -72,7 +72,19 @@ class Retriever:
         self.settings = settings
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
         self.popularity = popularity(self.liked_by)
+        self.new_user_popularity = self._new_user_popularity()
         self._needs: NeedLexicon | None = None
+
+    def _new_user_popularity(self) -> np.ndarray:
+        """Popularity for users the catalog has no history of: recent likes weigh more (what is liked now),
+        when the catalog has real timestamps and a half-life is set."""
+        spec = self.catalog.spec.interactions
+        if self.settings.popularity_half_life_days is None or spec is None or not spec.timestamp:
+            return self.popularity
+        likes = self.catalog.interactions
+        likes = likes[likes.rating >= self.catalog.positive_min]
+        return recent_popularity(self.items.index, likes.item_id, likes.timestamp,
+                                 self.settings.popularity_half_life_days)
 
     @property
     def needs(self) -> NeedLexicon:
@@ -114,9 +126,11 @@ class Retriever:
         query_vec = self._query_vector(query, anchors or [])
         profile_vec = self.profile(user.liked)
         cf = self._cf_scores(user, anchors)
-        fused = fuse(s, mask, self.popularity,
+        new_user = user.row < 0
+        fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
-                     profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf)
+                     profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
+                     new_user=new_user)
         if query and s.weight_needs:
             fused += s.weight_needs * minmax(self.needs.scores(self.needs.match(query)), mask)
         fused = np.where(mask, fused, -np.inf)

@@ -1,7 +1,8 @@
 """The fusion of retrieval signals and the user's taste vector: one formula for serving and for evaluation.
 
 fused = Σ weight × (signal min-max-normalised over the allowed items), over the signals a request has:
-popularity (log of how many users liked the item), similarity to the query, similarity to the user's taste
+popularity (log of how many users liked the item; for a user the catalog has no history of, likes
+weighed by how recent they are, with its own weight), similarity to the query, similarity to the user's taste
 vector, and CF. The taste vector is the normalised mean embedding of the user's first PROFILE_ITEMS liked
 items, best rated and most recent first.
 """
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 
 from genre_agent.settings import RetrievalSettings
 
@@ -48,11 +50,25 @@ def popularity(liked_by: np.ndarray) -> np.ndarray:
     return np.log1p(np.asarray(liked_by, dtype=np.float64))
 
 
+def recent_popularity(item_ids: pd.Index, item_of_like: pd.Series, time_of_like: pd.Series,
+                      half_life_days: float) -> np.ndarray:
+    """The popularity signal of what is liked now: log(1 + Σ 2^-(age / half-life)) over an item's likes, a
+    like's age counted from the newest one (so the signal does not fade as the data gets older)."""
+    seconds = time_of_like.to_numpy(dtype=np.float64)
+    if not len(seconds):
+        return np.zeros(len(item_ids))
+    weight = np.exp2(-(seconds.max() - seconds) / (half_life_days * 86400.0))
+    summed = pd.Series(weight, index=item_of_like.to_numpy()).groupby(level=0).sum()
+    return np.log1p(summed.reindex(item_ids, fill_value=0.0).to_numpy(dtype=np.float64))
+
+
 def fuse(weights: RetrievalSettings, mask: np.ndarray, popular: np.ndarray, *, query: np.ndarray | None = None,
-         profile: np.ndarray | None = None, cf: np.ndarray | None = None) -> np.ndarray:
+         profile: np.ndarray | None = None, cf: np.ndarray | None = None, new_user: bool = False) -> np.ndarray:
     """The weighted sum of the min-max-normalised signals a request has (None = absent), every item scored;
-    the caller drops the items outside `mask`."""
-    fused = weights.weight_popularity * minmax(popular, mask)
+    the caller drops the items outside `mask`. For a user the catalog has no history of (`new_user`),
+    popularity weighs `weight_popularity_new_user`: a few named titles or a mood say much less than a history."""
+    w_pop = weights.weight_popularity_new_user if new_user else weights.weight_popularity
+    fused = w_pop * minmax(popular, mask)
     for weight, signal in ((weights.weight_query, query), (weights.weight_profile, profile),
                            (weights.weight_cf, cf)):
         if signal is not None:

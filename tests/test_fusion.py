@@ -1,0 +1,55 @@
+"""Known answers for the popularity signals: recent likes weigh more for users the catalog does not know."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from genre_agent.filters import Filters
+from genre_agent.pipeline import Recommender
+from genre_agent.retrieval.candidates import Retriever
+from genre_agent.retrieval.fusion import fuse, recent_popularity
+from genre_agent.settings import RetrievalSettings
+
+DAY = 86400
+
+
+def test_a_like_one_half_life_older_counts_half() -> None:
+    items = pd.Index(["old", "new", "never"])
+    liked = pd.Series(["old", "old", "new"])
+    at = pd.Series([0, 0, 400 * DAY])  # "old" was liked twice 400 days before the newest like
+    got = recent_popularity(items, liked, at, half_life_days=400)
+    assert np.allclose(got, [math.log1p(0.5 + 0.5), math.log1p(1.0), 0.0])
+    longer = recent_popularity(items, liked, at, half_life_days=4000)
+    assert longer[0] > longer[1]  # with a long half-life the twice-liked item leads again
+
+
+def test_new_users_weigh_popularity_with_their_own_weight() -> None:
+    weights = RetrievalSettings(weight_popularity=0.05, weight_popularity_new_user=2.0)
+    mask = np.ones(3, dtype=bool)
+    popular, query = np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.5, 0.0])
+    known = fuse(weights, mask, popular, query=query)
+    new = fuse(weights, mask, popular, query=query, new_user=True)
+    assert np.allclose(known, [1.0, 0.525, 0.05])  # the query leads for a catalog user
+    assert np.allclose(new, [1.0, 1.5, 2.0])  # the popular item leads for a new one
+    assert int(np.argmax(known)) == 0 and int(np.argmax(new)) == 2
+
+
+def test_the_new_user_weight_moves_only_users_the_catalog_does_not_know(tiny_recommender: Recommender) -> None:
+    """Star Quest (id 1) is the tiny catalog's most liked film. With a huge new-user popularity weight it leads
+    a new user's "comedy" list; alice's list (a catalog user) is the same whatever that weight is."""
+    built = tiny_recommender.retriever
+    reason = tiny_recommender.reason_writer(None)
+
+    def ranked(user: str | None, weight: float) -> list[str]:
+        settings = built.settings.model_copy(update={"weight_popularity_new_user": weight})
+        retriever = Retriever(built.catalog, built.index, built.cf, built.matrix, settings)
+        return [c.item_id for c in retriever.candidates(retriever.user_view(user), "comedy", Filters(), 6, reason)]
+
+    assert ranked(None, 100.0)[0] == "1"
+    assert ranked(None, 0.0)[0] != "1"
+    assert ranked("alice", 100.0) == ranked("alice", 0.0)
+    # the tiny catalog's timestamps are seconds apart: every like is recent, so recent popularity = popularity
+    assert np.allclose(built.new_user_popularity, built.popularity)
