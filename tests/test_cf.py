@@ -71,3 +71,12 @@ def test_ease_matches_the_closed_form() -> None:
 def test_unknown_model_name() -> None:
     with pytest.raises(ConfigError, match="ease, itemknn, als"):
         make_cf("svd")
+
+
+def test_ease_refuses_a_catalog_it_cannot_hold_in_memory_and_says_what_to_use() -> None:
+    """A million items with interactions would need ~29 TB of dense matrices: a clear error before any
+    allocation, naming the models that scale with the interactions instead."""
+    users = sp.csr_matrix((np.ones(1_000_000, dtype=np.float32), (np.zeros(1_000_000, dtype=np.int64),
+                                                                   np.arange(1_000_000))), shape=(1, 1_000_000))
+    with pytest.raises(ConfigError, match=r'EASE over 1,000,000 items .*cf_model = "itemknn" or "als"'):
+        make_cf("ease").fit(users)

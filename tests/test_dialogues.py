@@ -128,3 +128,20 @@ def test_reading_gains_compare_each_field_with_rules_on_the_same_cases(tiny_reco
     assert reading.fields == [] and steps[-1] == ("reading (dev dialogues)", 1, 1)
     assert len(backend.calls) == 1  # its one seeker turn, read once for the four field variants
     assert rec.pinned_routes is None  # the measurement pins the routes of its own copy only
+
+
+def test_lists_the_seeker_never_saw_do_not_count_as_shown(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    """Replayed turn by turn, the agent answers "sci-fi please" with the Star Quest films, so after "I loved
+    Star Quest (1990)" Star Quest II counts as shown and is left out — though the seeker wrote to a human and
+    never saw that list. The evaluation answers as the stateless server does: earlier turns restored, the last
+    one answered, and Star Quest II (what every fan of Star Quest also loved) leads."""
+    from genre_agent.data.feedback import FeedbackStore
+    from genre_agent.eval.dialogues import Case, run_agent
+
+    agent = Agent(tiny_recommender, FeedbackStore(tmp_path / "feedback.sqlite3"))
+    case = Case("d", 1, ["sci-fi please", "I loved Star Quest (1990)"], ["1"], "2")
+    fed = run_agent(agent, case, "fed", every_turn=True)
+    restored = run_agent(agent, case, "restored")
+    assert "2" not in fed.ids and len(fed.turn_seconds) == 2
+    assert restored.ids[0] == "2" and "1" not in restored.ids and len(restored.turn_seconds) == 1
+    assert restored.error is None and "restored" not in agent._sessions  # the eval's sessions are forgotten

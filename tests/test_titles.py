@@ -53,3 +53,17 @@ def test_find_in_text_takes_longest_mentions_in_order_of_appearance(titles: Titl
 def test_title_of(titles: TitleIndex) -> None:
     assert titles.title_of("3") == "Aliens (1986)"
     assert titles.title_of("99") == "99"
+
+
+def test_volumes_are_found_written_with_vol_volume_or_neither() -> None:
+    """ReDial seekers wrote "Kill Bill: Volume 2 (2004)" and "Guardians of the Galaxy Vol. 2 (2017)", which
+    MovieLens lists as "Kill Bill: Vol. 2 (2004)" and "Guardians of the Galaxy 2 (2017)"; missed, the agent
+    recommended them back to the person who had just named them."""
+    titles = ["Kill Bill: Vol. 2 (2004)", "Guardians of the Galaxy 2 (2017)", "Apollo 13 (1995)"]
+    items = pd.DataFrame({"title": titles},
+                         index=pd.Index(["k2", "g2", "a13"], name="item_id"))
+    index = TitleIndex(items)
+    said = ("I really enjoy Reservoir Dogs (1992) , Django Unchained (2012) , Kill Bill , and Kill Bill: Volume 2 "
+            "(2004). But I did like the music in Guardians of the Galaxy Vol. 2 (2017) ! And Apollo 13.")
+    assert index.find_in_text(said) == ["k2", "g2", "a13"]
+    assert index.resolve("Guardians of the Galaxy Volume 2") == "g2" and index.resolve("Kill Bill 2") == "k2"

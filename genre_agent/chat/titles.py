@@ -65,7 +65,20 @@ def names_of(title: str) -> list[str]:
         if words and not words.isdigit():
             out.append(words)
     bare = [n.split(" ", 1)[1] for n in out if " " in n and n.split(" ", 1)[0] in ("the", "a", "an")]
-    return [n for n in dict.fromkeys(out + bare) if n]
+    numbered = [v for n in out + bare for v in _volume_forms(n)]
+    return [n for n in dict.fromkeys(out + bare + numbered) if n]
+
+
+_VOLUME = re.compile(r"^(.+?) (?:(?:vol|volume) )?(\d{1,2})$")
+
+
+def _volume_forms(name: str) -> list[str]:
+    """'kill bill vol 2' and 'guardians of the galaxy 2' are also written with 'vol', 'volume' or neither."""
+    match = _VOLUME.match(name)
+    if not match:
+        return []
+    stem, number = match.groups()
+    return [f"{stem} {number}", f"{stem} vol {number}", f"{stem} volume {number}"]
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ mapped to the catalog by `TitleIndex` (article order, a.k.a. forms, "&"/"and", y
 map are dropped and counted. Dialogues are split by a hash of their id into a dev part (to develop on) and a
 held-out test part (30%, nothing is tuned on it).
 
-The agent runs through its public chat API, one fresh session per case: each run of consecutive seeker
-messages is one chat turn (a person's lines sent in a row are one thought: "Im looking for a great
-documentary" / "do you have any suggestions"), and the last turn's recommendations are scored. Popularity and
+The agent runs through its public chat API, one fresh session per case, as the stateless server answers a
+client: each run of consecutive seeker messages is one turn (a person's lines sent in a row are one thought:
+"Im looking for a great documentary" / "do you have any suggestions"), the earlier turns are restored by the
+rules and the last turn is answered; its recommendations are scored. Popularity and
 item-kNN seeded by the titles the seeker mentioned run on the same cases in the same run.
 """
 
@@ -27,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from genre_agent.chat.agent import Agent
+from genre_agent.chat.agent import Agent, Reply
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.data.feedback import FeedbackStore
 from genre_agent.errors import CatalogError
@@ -180,19 +181,33 @@ class AgentRun:
     error: str | None = None
 
 
-def run_agent(agent: Agent, case: Case, session_id: str) -> AgentRun:
-    """Feed the seeker's turns to a fresh session; the last turn's recommendations are the answer."""
+def run_agent(agent: Agent, case: Case, session_id: str, *, every_turn: bool = False) -> AgentRun:
+    """The agent's list for the conversation so far, as the stateless server answers a client that sends it:
+    the seeker's earlier turns restored by the rules and the last turn answered. The seeker wrote those turns
+    to a human recommender and never saw the lists the agent would have answered them with, so none of those
+    counts as shown (a fed-through replay excluded them from the answer that is scored). `every_turn` feeds
+    each turn through `chat` instead, so that a model reading messages reads every turn (the calibration)."""
     seconds: list[float] = []
     ids: list[str] = []
     try:
-        for turn in case.turns:
+        if not every_turn:
             started = time.perf_counter()
-            reply = agent.chat(session_id, turn)
+            agent.restore(session_id, [("user", turn) for turn in case.turns[:-1]])
+            ids = _listed(agent.chat(session_id, case.turns[-1]))
             seconds.append(time.perf_counter() - started)
-            ids = [r.item_id for r in reply.recommendations.recommendations] if reply.recommendations else []
+        for turn in case.turns if every_turn else []:
+            started = time.perf_counter()
+            ids = _listed(agent.chat(session_id, turn))
+            seconds.append(time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - a crash on real text is what this evaluation counts
         return AgentRun([], seconds, f"{type(exc).__name__}: {exc}")
+    finally:
+        agent.forget(session_id)
     return AgentRun(ids, seconds)
+
+
+def _listed(reply: Reply) -> list[str]:
+    return [r.item_id for r in reply.recommendations.recommendations] if reply.recommendations else []
 
 
 class Baselines:
@@ -276,7 +291,7 @@ def reading_gains(recommender: Recommender, path: Path, cases: int | None, seed:
             for name, fields in variants.items():
                 rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
                                            reasons=False, reading=fields, calibration="pinned: reading measured")
-                run = run_agent(agent, group[0], f"reading-{name}-{dialogue_id}-{index}")
+                run = run_agent(agent, group[0], f"reading-{name}-{dialogue_id}-{index}", every_turn=True)
                 hits[name] += [case.target in run.ids[:10] for case in group]
             if progress:
                 progress("reading (dev dialogues)", n, len(groups))
@@ -341,7 +356,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
                    "routes": routes.describe(), "calibration": routes.calibration,
                    "backend": backend.name, "model": backend.model, "retries": settings.ranking.retries},
         "counts": {"dialogues": case_set.dialogues, "cases": len(case_set.cases), "conversations": len(groups),
-                   "turns": len(turn_seconds), "unmapped_targets_dropped": case_set.unmapped_targets,
+                   "answered_turns": len(turn_seconds), "unmapped_targets_dropped": case_set.unmapped_targets,
                    "targets_without_seeker_text": case_set.without_conversation},
         "agent_name": agent_name,
         "results": {name: {f"Recall@{x}": _recall(h, x, seed) for x in KS} for name, h in hits.items()},
@@ -361,7 +376,8 @@ def markdown(report: dict[str, Any]) -> str:
     source = Path(report["dialogues_file"]).name
     lines = [f"# Conversational evaluation on {source} (commit {report['commit'][:10]})", "",
              f"Split `{cfg['split']}` ({c['dialogues']} dialogues), {c['cases']} cases in {c['conversations']} "
-             f"conversations ({c['turns']} agent turns); {c['unmapped_targets_dropped']} targets dropped as "
+             f"conversations, each answered once after its earlier seeker turns were restored by the rules "
+             f"(the stateless server's path); {c['unmapped_targets_dropped']} targets dropped as "
              f"not in the catalog, {c['targets_without_seeker_text']} with no seeker message before them. "
              f"Seed {cfg['seed']}, backend {cfg['backend']}:{cfg['model']}: {cfg['routes']} "
              f"({cfg['calibration']}).", "",
@@ -371,7 +387,7 @@ def markdown(report: dict[str, Any]) -> str:
                  f"{r[f'Recall@{x}']['ci95'][1]:.3f}]" for x in KS]
         lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
     lines += ["", "| agent | errors | conversations without recommendations | named titles re-recommended "
-              "(conversations) | turn p50 | turn p95 |", "|---|---:|---:|---:|---:|---:|",
+              "(conversations) | answer p50 | answer p95 |", "|---|---:|---:|---:|---:|---:|",
               f"| {report['agent_name']} | {a['errors']} | {a['conversations_without_recommendations']} | "
               f"{a['named_titles_re_recommended']} ({a['conversations_re_recommending_named']}) | "
               f"{a['turn_p50_s']:.2f} s | {a['turn_p95_s']:.2f} s |", ""]

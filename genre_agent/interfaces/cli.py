@@ -256,7 +256,7 @@ def evaluate(
         _eval_dialogues(dialogues, cases, split, seed, out_dir,
                         {"catalog": catalog, "data_dir": data_dir, "backend.name": "fake" if no_llm else backend,
                          "backend.model": model, "conversation.understand_with_llm": False if no_llm else None},
-                        config)
+                        config, no_llm)
         return
     from genre_agent.data.catalog import load_catalog
     from genre_agent.eval import report as report_files
@@ -289,8 +289,9 @@ def evaluate(
 
 
 def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_dir: Path,
-                    overrides: dict[str, Any], config: Path | None) -> None:
+                    overrides: dict[str, Any], config: Path | None, no_llm: bool) -> None:
     from genre_agent.eval import dialogues as conversations
+    from genre_agent.llm.routing import Routes
     from genre_agent.pipeline import Recommender
     from genre_agent.settings import load_settings
 
@@ -300,6 +301,9 @@ def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_di
         settings = load_settings(config, **overrides)
         with _progress() as report:
             rec = Recommender.open(settings, progress=report)
+            if no_llm:  # no role goes to a model, whatever a calibration says
+                rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
+                                           calibration="pinned by --no-llm: no model call")
             result = conversations.evaluate_dialogues(settings, path, split, cases, seed,  # type: ignore[arg-type]
                                                       report, rec)
     except GenreAgentError as exc:

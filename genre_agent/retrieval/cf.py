@@ -48,6 +48,7 @@ class EASE:
 
         self.n_items = user_items.shape[1]
         self.active = np.flatnonzero(np.asarray(user_items.sum(0)).ravel() > 0)
+        _check_memory_for_ease(len(self.active))
         Xa = user_items[:, self.active].astype(np.float64)
         G = (Xa.T @ Xa).toarray()
         G[np.diag_indices_from(G)] += self.lam
@@ -76,6 +77,24 @@ class EASE:
         self.B = np.load(directory / "ease_B.npy", mmap_mode="r")
         stored = np.load(directory / "ease_active.npy")
         self.active, self.n_items = stored[:-1], int(stored[-1])
+
+
+EASE_DENSE_COPIES = 4  # n x n float64: the Gram matrix (inverted in place) and the copies symmetrising makes
+
+
+def _check_memory_for_ease(n: int) -> None:
+    """EASE holds dense n x n matrices: refuse, with what to do instead, when they cannot fit in this
+    machine's available memory (100k items need about 300 GB) rather than be killed half-way."""
+    need = EASE_DENSE_COPIES * n * n * 8
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not every platform reports it: then try
+        return
+    if need > available:
+        raise ConfigError(
+            f"EASE over {n:,} items with interactions needs about {need / 2**30:,.1f} GiB of memory (dense "
+            f"{n:,} x {n:,} matrices); {available / 2**30:,.1f} GiB are available. Set retrieval.cf_model = "
+            '"itemknn" or "als" (GENRE_AGENT_RETRIEVAL__CF_MODEL=itemknn), which scale with the interactions.')
 
 
 class ItemKNN:
