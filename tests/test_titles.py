@@ -59,11 +59,12 @@ def test_volumes_are_found_written_with_vol_volume_or_neither() -> None:
     """ReDial seekers wrote "Kill Bill: Volume 2 (2004)" and "Guardians of the Galaxy Vol. 2 (2017)", which
     MovieLens lists as "Kill Bill: Vol. 2 (2004)" and "Guardians of the Galaxy 2 (2017)"; missed, the agent
     recommended them back to the person who had just named them."""
-    titles = ["Kill Bill: Vol. 2 (2004)", "Guardians of the Galaxy 2 (2017)", "Apollo 13 (1995)"]
-    items = pd.DataFrame({"title": titles},
-                         index=pd.Index(["k2", "g2", "a13"], name="item_id"))
+    titles = ["Kill Bill: Vol. 2 (2004)", "Guardians of the Galaxy 2 (2017)", "Apollo 13 (1995)",
+              "Kill Bill: Vol. 1 (2003)"]
+    items = pd.DataFrame({"title": titles}, index=pd.Index(["k2", "g2", "a13", "k1"], name="item_id"))
     index = TitleIndex(items)
     said = ("I really enjoy Reservoir Dogs (1992) , Django Unchained (2012) , Kill Bill , and Kill Bill: Volume 2 "
             "(2004). But I did like the music in Guardians of the Galaxy Vol. 2 (2017) ! And Apollo 13.")
-    assert index.find_in_text(said) == ["k2", "g2", "a13"]
+    assert index.find_in_text(said) == ["k1", "k2", "g2", "a13"]
+    assert index.find_in_text("i want movies like Kill Bill") == ["k1"]  # a first volume by its bare name
     assert index.resolve("Guardians of the Galaxy Volume 2") == "g2" and index.resolve("Kill Bill 2") == "k2"

@@ -69,16 +69,18 @@ def names_of(title: str) -> list[str]:
     return [n for n in dict.fromkeys(out + bare + numbered) if n]
 
 
-_VOLUME = re.compile(r"^(.+?) (?:(?:vol|volume) )?(\d{1,2})$")
+_VOLUME = re.compile(r"^(.+?) ((?:vol|volume) )?(\d{1,2})$")
 
 
 def _volume_forms(name: str) -> list[str]:
-    """'kill bill vol 2' and 'guardians of the galaxy 2' are also written with 'vol', 'volume' or neither."""
+    """'kill bill vol 2' and 'guardians of the galaxy 2' are also written with 'vol', 'volume' or neither;
+    a volume 1 also by its bare name ("Kill Bill")."""
     match = _VOLUME.match(name)
     if not match:
         return []
-    stem, number = match.groups()
-    return [f"{stem} {number}", f"{stem} vol {number}", f"{stem} volume {number}"]
+    stem, volume, number = match.groups()
+    first = [stem] if volume and number == "1" else []
+    return [f"{stem} {number}", f"{stem} vol {number}", f"{stem} volume {number}", *first]
 
 
 @dataclass(frozen=True)
