@@ -90,8 +90,9 @@ class RetrievalSettings(_Section):
     weight_popularity: float = 0.05
     weight_popularity_new_user: float = Field(
         2.0, ge=0, description="popularity's weight for a user the catalog has no history of (a chat user known "
-        "only by what they said), with the recent popularity below; 2.0 raised Recall@10 on the ReDial dev "
-        "dialogues from 0.038 to 0.089 (1823 cases), 0.05 (the catalog users' weight) was the old value")
+        "only by what they said), divided by 1 + the titles they named, with the recent popularity below; "
+        "raised Recall@10 on the ReDial dev dialogues from 0.038 to 0.088 (1823 cases); 0.05 (the catalog "
+        "users' weight) was the old value")
     popularity_half_life_days: float | None = Field(
         1461.0, gt=0, description="for new users, a like counts half as much this many days before the catalog's "
         "newest interaction (what is popular now); unset = all likes count the same. Ignored when the catalog "

@@ -10,7 +10,7 @@ import pandas as pd
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Recommender
 from genre_agent.retrieval.candidates import Retriever
-from genre_agent.retrieval.fusion import fuse, recent_popularity
+from genre_agent.retrieval.fusion import fuse, new_user_popularity_weight, recent_popularity
 from genre_agent.settings import RetrievalSettings
 
 DAY = 86400
@@ -26,15 +26,15 @@ def test_a_like_one_half_life_older_counts_half() -> None:
     assert longer[0] > longer[1]  # with a long half-life the twice-liked item leads again
 
 
-def test_new_users_weigh_popularity_with_their_own_weight() -> None:
+def test_new_users_weigh_popularity_with_their_own_weight_fading_with_each_title_they_name() -> None:
     weights = RetrievalSettings(weight_popularity=0.05, weight_popularity_new_user=2.0)
+    assert [new_user_popularity_weight(weights, n) for n in (0, 1, 3)] == [2.0, 1.0, 0.5]
     mask = np.ones(3, dtype=bool)
     popular, query = np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.5, 0.0])
     known = fuse(weights, mask, popular, query=query)
-    new = fuse(weights, mask, popular, query=query, new_user=True)
+    new = fuse(weights, mask, popular, query=query, popularity_weight=new_user_popularity_weight(weights, 0))
     assert np.allclose(known, [1.0, 0.525, 0.05])  # the query leads for a catalog user
     assert np.allclose(new, [1.0, 1.5, 2.0])  # the popular item leads for a new one
-    assert int(np.argmax(known)) == 0 and int(np.argmax(new)) == 2
 
 
 def test_the_new_user_weight_moves_only_users_the_catalog_does_not_know(tiny_recommender: Recommender) -> None:

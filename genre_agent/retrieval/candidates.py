@@ -12,7 +12,15 @@ from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
-from genre_agent.retrieval.fusion import fuse, minmax, popularity, recent_popularity, taste_vector, unit_mean
+from genre_agent.retrieval.fusion import (
+    fuse,
+    minmax,
+    new_user_popularity_weight,
+    popularity,
+    recent_popularity,
+    taste_vector,
+    unit_mean,
+)
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
@@ -127,10 +135,11 @@ class Retriever:
         profile_vec = self.profile(user.liked)
         cf = self._cf_scores(user, anchors)
         new_user = user.row < 0
+        named = len(set(user.liked) | set(anchors or []))
         fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
-                     new_user=new_user)
+                     popularity_weight=new_user_popularity_weight(s, named) if new_user else None)
         if query and s.weight_needs:
             fused += s.weight_needs * minmax(self.needs.scores(self.needs.match(query)), mask)
         fused = np.where(mask, fused, -np.inf)

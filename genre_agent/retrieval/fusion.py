@@ -62,12 +62,19 @@ def recent_popularity(item_ids: pd.Index, item_of_like: pd.Series, time_of_like:
     return np.log1p(summed.reindex(item_ids, fill_value=0.0).to_numpy(dtype=np.float64))
 
 
+def new_user_popularity_weight(weights: RetrievalSettings, named: int) -> float:
+    """Popularity's weight for a user the catalog has no history of, who named `named` titles (liked or "more
+    like"): a prior that fades as they say more, `weight_popularity_new_user / (1 + named)`."""
+    return weights.weight_popularity_new_user / (1 + named)
+
+
 def fuse(weights: RetrievalSettings, mask: np.ndarray, popular: np.ndarray, *, query: np.ndarray | None = None,
-         profile: np.ndarray | None = None, cf: np.ndarray | None = None, new_user: bool = False) -> np.ndarray:
+         profile: np.ndarray | None = None, cf: np.ndarray | None = None,
+         popularity_weight: float | None = None) -> np.ndarray:
     """The weighted sum of the min-max-normalised signals a request has (None = absent), every item scored;
-    the caller drops the items outside `mask`. For a user the catalog has no history of (`new_user`),
-    popularity weighs `weight_popularity_new_user`: a few named titles or a mood say much less than a history."""
-    w_pop = weights.weight_popularity_new_user if new_user else weights.weight_popularity
+    the caller drops the items outside `mask`. Popularity weighs `popularity_weight` when given (a new user,
+    see `new_user_popularity_weight`), else `weight_popularity`."""
+    w_pop = weights.weight_popularity if popularity_weight is None else popularity_weight
     fused = w_pop * minmax(popular, mask)
     for weight, signal in ((weights.weight_query, query), (weights.weight_profile, profile),
                            (weights.weight_cf, cf)):
