@@ -31,16 +31,27 @@ ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
 
 
-def allowed(filters: Filters, items: pd.DataFrame, seen: set[str]) -> np.ndarray:
-    """True where an item passes every filter."""
+def genre_masks(items: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per genre (lower case), which items carry it: built once, so a filter costs a few array operations
+    rather than a pass over every item's genres (at 100k items that pass was 70% of a request)."""
+    masks: dict[str, np.ndarray] = {}
+    for row, genres in enumerate(items["genres"]):
+        for genre in genres:
+            masks.setdefault(genre.lower(), np.zeros(len(items), dtype=bool))[row] = True
+    return masks
+
+
+def allowed(filters: Filters, items: pd.DataFrame, seen: set[str],
+            genres: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """True where an item passes every filter (`genres`: the items' `genre_masks`, computed when not given)."""
     ok = np.ones(len(items), dtype=bool)
-    lower = items["genres"].map(lambda gs: {g.lower() for g in gs})
-    if filters.include_genres:
-        want = {g.lower() for g in filters.include_genres}
-        ok &= lower.map(lambda gs: bool(gs & want)).to_numpy()
-    if filters.exclude_genres:
-        avoid = {g.lower() for g in filters.exclude_genres}
-        ok &= lower.map(lambda gs: not (gs & avoid)).to_numpy()
+    if filters.include_genres or filters.exclude_genres:
+        genres = genres if genres is not None else genre_masks(items)
+        none = np.zeros(len(items), dtype=bool)
+        if filters.include_genres:
+            ok &= np.logical_or.reduce([genres.get(g.lower(), none) for g in filters.include_genres])
+        for genre in filters.exclude_genres:
+            ok &= ~genres.get(genre.lower(), none)
     year = items["year"]
     if filters.year_min is not None:
         ok &= (year >= filters.year_min).fillna(False).to_numpy(dtype=bool)
@@ -81,6 +92,7 @@ class Retriever:
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
         self.popularity = popularity(self.liked_by)
         self.new_user_popularity = self._new_user_popularity()
+        self.genre_masks = genre_masks(self.items)
         self._needs: NeedLexicon | None = None
 
     def _new_user_popularity(self) -> np.ndarray:
@@ -127,7 +139,7 @@ class Retriever:
         """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
         `reason` words each candidate's evidence sentence."""
         s = self.settings
-        mask = allowed(filters, self.items, user.seen)
+        mask = allowed(filters, self.items, user.seen, self.genre_masks)
         if not mask.any():
             return []
         ids = self.items.index

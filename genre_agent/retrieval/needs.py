@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 MIN_ITEMS = 2  # a tag is part of the vocabulary once it describes this many items
 THRESHOLD = 0.6  # cosine between a request phrase and a genre or tag for it to count as that need
@@ -43,11 +44,14 @@ class NeedLexicon:
         self.kinds = ["genre"] * len(genres) + ["tag"] * len(tags)
         self.vectors = np.asarray(embed([n.lower() for n in self.names]), dtype=np.float32)
         column = {name: i for i, name in enumerate(self.names)}
-        self.carries = np.zeros((len(items), len(self.names)), dtype=np.float32)
+        rows, cols = [], []
         for row, (gs, ts) in enumerate(zip(items["genres"], items["tags"], strict=True)):
-            for name in (*gs, *(t.lower() for t in ts)):
-                if name in column:
-                    self.carries[row, column[name]] = 1.0
+            for col in {column[name] for name in (*gs, *(t.lower() for t in ts)) if name in column}:
+                rows.append(row)
+                cols.append(col)
+        # sparse: an item carries a handful of the vocabulary (dense, 1M items x 400 needs would take 1.6 GB)
+        self.carries = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                                     shape=(len(items), len(self.names)))
 
     def match(self, words: str) -> list[Need]:
         """The genres and tags a request's words mean: each word and each pair of neighbouring words is
@@ -69,7 +73,7 @@ class NeedLexicon:
     def scores(self, needs: list[Need]) -> np.ndarray:
         """Per item: the summed similarity of the needs it carries (zeros when there are none)."""
         if not needs:
-            return np.zeros(len(self.carries))
+            return np.zeros(self.carries.shape[0])
         column = {name: i for i, name in enumerate(self.names)}
         weights = np.zeros(len(self.names), dtype=np.float32)
         for need in needs:
