@@ -302,8 +302,8 @@ def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_di
         with _progress() as report:
             rec = Recommender.open(settings, progress=report)
             if no_llm:  # no role goes to a model, whatever a calibration says
-                rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
-                                           calibration="pinned by --no-llm: no model call")
+                rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
+                                           reasons=False, calibration="pinned by --no-llm: no model call")
             result = conversations.evaluate_dialogues(settings, path, split, cases, seed,  # type: ignore[arg-type]
                                                       report, rec)
     except GenreAgentError as exc:
