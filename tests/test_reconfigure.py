@@ -224,10 +224,11 @@ def test_a_catalog_without_interactions_recommends_from_text(tmp_path: Path) -> 
 
 def test_mmr_lambda_trades_score_for_variety(tmp_path: Path) -> None:
     """On the tiny catalog, the two Star Quest films are near-duplicates: with a low lambda the second slot
-    goes to a different kind of film."""
+    goes to a different kind of film. Popularity weighs as for a catalog user, so the query's relevance
+    orders the list (a new user's popularity weight would put the most liked Star Quest first)."""
     def top2(lam: float) -> list[str]:
         settings = load_settings(catalog=str(TINY), data_dir=tmp_path / "data", **{
-            "backend.name": "fake", "retrieval.mmr_lambda": lam})
+            "backend.name": "fake", "retrieval.mmr_lambda": lam, "retrieval.weight_popularity_new_user": 0.05})
         rec = Recommender.open(settings, backend=FakeBackend())
         return [r.item_id for r in rec.recommend(query="space adventure sequel", k=2).recommendations]
 
