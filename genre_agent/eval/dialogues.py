@@ -190,14 +190,15 @@ def run_agent(agent: Agent, case: Case, session_id: str, *, every_turn: bool = F
     seconds: list[float] = []
     ids: list[str] = []
     try:
-        if not every_turn:
+        if every_turn:
+            for turn in case.turns:
+                started = time.perf_counter()
+                ids = _listed(agent.chat(session_id, turn))
+                seconds.append(time.perf_counter() - started)
+        else:
             started = time.perf_counter()
             agent.restore(session_id, [("user", turn) for turn in case.turns[:-1]])
             ids = _listed(agent.chat(session_id, case.turns[-1]))
-            seconds.append(time.perf_counter() - started)
-        for turn in case.turns if every_turn else []:
-            started = time.perf_counter()
-            ids = _listed(agent.chat(session_id, turn))
             seconds.append(time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - a crash on real text is what this evaluation counts
         return AgentRun([], seconds, f"{type(exc).__name__}: {exc}")

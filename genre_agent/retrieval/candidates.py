@@ -41,17 +41,14 @@ def genre_masks(items: pd.DataFrame) -> dict[str, np.ndarray]:
     return masks
 
 
-def allowed(filters: Filters, items: pd.DataFrame, seen: set[str],
-            genres: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """True where an item passes every filter (`genres`: the items' `genre_masks`, computed when not given)."""
+def allowed(filters: Filters, items: pd.DataFrame, seen: set[str], genres: dict[str, np.ndarray]) -> np.ndarray:
+    """True where an item passes every filter (`genres`: the items' `genre_masks`)."""
     ok = np.ones(len(items), dtype=bool)
-    if filters.include_genres or filters.exclude_genres:
-        genres = genres if genres is not None else genre_masks(items)
-        none = np.zeros(len(items), dtype=bool)
-        if filters.include_genres:
-            ok &= np.logical_or.reduce([genres.get(g.lower(), none) for g in filters.include_genres])
-        for genre in filters.exclude_genres:
-            ok &= ~genres.get(genre.lower(), none)
+    none = np.zeros(len(items), dtype=bool)
+    if filters.include_genres:
+        ok &= np.logical_or.reduce([genres.get(g.lower(), none) for g in filters.include_genres])
+    for genre in filters.exclude_genres:
+        ok &= ~genres.get(genre.lower(), none)
     year = items["year"]
     if filters.year_min is not None:
         ok &= (year >= filters.year_min).fillna(False).to_numpy(dtype=bool)
