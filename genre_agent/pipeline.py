@@ -26,7 +26,7 @@ from genre_agent.llm.calibration import InForce, Key, find, model_id, template_h
 from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
-from genre_agent.llm.routing import Routes, answer, routes_for
+from genre_agent.llm.routing import Role, Routes, answer, routes_for
 from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
@@ -64,6 +64,7 @@ class _Prepared:
     messages: list[dict[str, str]]
     context: RankingContext  # the ranking prompt's variables, every candidate shown
     retrieved_at: float
+    prompted_at: float
 
 
 @dataclass
@@ -273,16 +274,26 @@ class Recommender:
         retrieved_at = time.perf_counter()
         context = ranking_context(noun, k=k, reason_max_chars=max_chars, history=view.history,
                                   candidates=candidates, query=query, rules=filters.describe(for_prompt=True))
-        return _Prepared(k, max_chars, candidates, templates.messages(context), context, retrieved_at)
+        messages = templates.messages(context)
+        return _Prepared(k, max_chars, candidates, messages, context, retrieved_at, time.perf_counter())
 
-    def run(self, request: RecommendRequest) -> Run:
+    def run(self, request: RecommendRequest, on_first: Callable[[Run], None] | None = None) -> Run:
         """Answer one request: candidates, prompt, the backend's validated ranking (or the fallback), and what
-        produced it. The one entry point every front-end and `recommend` go through."""
+        produced it. The one entry point every front-end and `recommend` go through.
+
+        With `on_first`, when roles are routed to the model, the answer without them (retrieval order, evidence
+        reasons, `pending` naming the model's roles) goes to `on_first` as soon as retrieval is done; the
+        model's answer is then returned. A cancelled model call raises TurnCancelled after `on_first` ran."""
         started = time.perf_counter()
         p = self._prepare(request)
-        t_prompt = time.perf_counter()
-        policy = self.settings.ranking
         routes = self.routes(request.prompts)
+        if on_first is not None and routes.model_roles:
+            on_first(self._answer(request, p, routes.at_once(), started, pending=routes.model_roles))
+        return self._answer(request, p, routes, started)
+
+    def _answer(self, request: RecommendRequest, p: _Prepared, routes: Routes, started: float,
+                pending: list[Role] | None = None) -> Run:
+        policy = self.settings.ranking
         outcome = answer(lambda: self.backend, routes, self.prompt_set(request.prompts), p.context, p.k,
                          retries=policy.retries, reason_max_chars=p.reason_max_chars, max_tokens=policy.max_tokens)
         by_id = {c.item_id: c for c in p.candidates}
@@ -295,8 +306,8 @@ class Recommender:
         result = Recommendations(
             user_id=request.user_id, query=request.query, k=p.k, backend=name, model=model,
             fallback=outcome.fallback, llm_roles=outcome.llm_roles, ranked_by=outcome.ranked_by,
-            calibration=routes.calibration, reasks=outcome.reasks, recommendations=recs,
-            timings_ms=Timings(retrieve=ms(started, p.retrieved_at), prompt=ms(p.retrieved_at, t_prompt),
+            calibration=routes.calibration, reasks=outcome.reasks, pending=pending or [], recommendations=recs,
+            timings_ms=Timings(retrieve=ms(started, p.retrieved_at), prompt=ms(p.retrieved_at, p.prompted_at),
                                llm=round(outcome.llm_ms, 1), total=ms(started, done)),
             prompt_tokens=outcome.prompt_tokens,
         )

@@ -128,12 +128,17 @@ class Recommendations(BaseModel):
         "ranking at the calibrated weight")
     calibration: str = Field("", description="the calibration in force, in words")
     reasks: int = Field(0, description="how many times the model was asked again after an invalid answer")
+    pending: list[Literal["ranking", "reasons"]] = Field(
+        [], description="roles the model is still doing: this is the answer shown at once (retrieval order, "
+        "evidence reasons); the model's answer follows and replaces it (streaming chat only)")
     recommendations: list[Recommendation]
     timings_ms: Timings
     prompt_tokens: int
 
     def what_the_llm_did(self) -> str:
         """The roles the LLM played in this answer, in words (the status line of recommend and chat)."""
+        if self.pending:
+            return f"the model is still working on {' and '.join(self.pending)}; evidence reasons meanwhile"
         if self.fallback:
             return "fallback: the model was asked and failed (retrieval order, reasons from evidence)"
         ranked = "ranked by retrieval + the model" if self.ranked_by == "llm-fused" else "ranked by retrieval"

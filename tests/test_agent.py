@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage
 
-from genre_agent.chat.agent import Agent
+from genre_agent.chat.agent import REVISED, Agent, Reply
 from genre_agent.errors import TurnCancelled
 from genre_agent.interfaces.langchain_tool import chat_runnable, recommend_tool
 from genre_agent.llm.backends import Completion, FakeBackend
@@ -110,6 +110,39 @@ def test_a_turn_cancelled_after_the_model_answered_keeps_nothing(tmp_path: Path)
     assert agent.session("s").liked == []
     stored = sqlite3.connect(tmp_path / "feedback.sqlite3").execute("SELECT COUNT(*) FROM feedback").fetchone()
     assert stored == (0,)
+
+
+def test_a_turn_cancelled_after_its_first_list_keeps_that_list(tmp_path: Path) -> None:
+    """The list shown at once stands when the turn is cancelled while the model works on it (Ctrl-C in the
+    REPL, a streaming client's deadline): the session and the feedback are kept as they were when it showed."""
+    cancel = threading.Event()
+
+    class CancelledWhileRanking(FakeBackend):
+        def complete(self, messages: list[dict[str, str]], schema: object, max_tokens: int) -> Completion:
+            cancel.set()  # the user gives up while the model ranks
+            return super().complete(messages, schema, max_tokens)  # type: ignore[arg-type]
+
+    settings = tiny_settings(tmp_path, k=2, **{"conversation.understand_with_llm": False})
+    agent = Agent.from_config(settings, backend=CancelledWhileRanking())  # uncalibrated: ranking and reasons
+    shown: list[Reply] = []
+    reply = agent.chat("s", "I loved Star Quest", cancel=cancel, on_first=shown.append)
+    (first,) = shown
+    assert reply is first and first.recommendations is not None
+    assert first.recommendations.pending == ["ranking", "reasons"]
+    state = agent.session("s")
+    assert state.liked == ["1"] and state.last == _ids(first) and state.shown == _ids(first)
+    stored = sqlite3.connect(tmp_path / "feedback.sqlite3").execute("SELECT item_id, kind FROM feedback")
+    assert stored.fetchall() == [("1", "like")]
+    assert agent.chat("s", "more like the second one").intent == "refine"  # the ordinal binds to that list
+
+
+def test_restoring_a_streamed_answer_reads_the_models_list(agent: Agent) -> None:
+    """A streamed answer's text is the list shown at once, then REVISED and the model's list: the model's
+    list is what the user saw last."""
+    text = ("1. Star Quest II (1992) \u2014 evidence\n2. Night Terror (1985) \u2014 evidence\n\n"
+            f"{REVISED}\n1. Laugh Riot (1995) \u2014 a reason\n2. Star Quest II (1992) \u2014 another")
+    agent.restore("r", [("user", "I loved Star Quest"), ("assistant", text)])
+    assert agent.session("r").last == ["3", "2"]
 
 
 def test_concurrent_sessions(agent: Agent) -> None:

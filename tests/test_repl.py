@@ -50,6 +50,8 @@ def test_multi_turn_session_with_slash_commands(tmp_path: Path) -> None:
     assert "name a movie you loved" in term.say("hi")
     first = term.say("I loved Star Quest, no comedy please")
     assert "Star Quest II (1992)" in first and "no Comedy" in first
+    # uncalibrated, the fake model is asked to rank and write reasons after the list is shown; it fails
+    assert first.count("Star Quest II (1992)") == 1 and "(the model changed nothing: fallback" in first
     assert "Evidence:" in term.say("/why 1")
     assert "Noted: like" in term.say("/like 1")
     filters = term.say("/filters")

@@ -13,7 +13,7 @@ from genre_agent.data.feedback import FeedbackStore
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
 from genre_agent.pipeline import Recommender
-from genre_agent.schemas import RecommendRequest
+from genre_agent.schemas import Recommendations, RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import tiny_settings
@@ -178,3 +178,38 @@ def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
     backend.calls.clear()
     answer = rec.recommend("1", k=3)
     assert backend.calls == [] and answer.llm_roles == [] and not answer.fallback
+
+
+def test_the_list_comes_at_once_and_the_models_reasons_after(tiny_recommender: Recommender,
+                                                             tmp_path: Path) -> None:
+    """With reasons routed to the model, `on_first` gets the retrieval order with evidence reasons before the
+    model is called; the returned answer has the model's grounded reasons for the same items."""
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec, accepted=19, asked=20)
+    top = rec.run(RecommendRequest(user_id="alice", k=2)).candidates[:2]
+    backend.calls.clear()
+    backend.queue.append(json.dumps({"recommendations": [
+        {"item_id": top[0].item_id, "reason": "Fans of Star Quest (1990) loved it too, and it is tagged space."},
+        {"item_id": top[1].item_id, "reason": "A film about a dystopian future, with robots."},
+    ]}))
+    firsts: list[tuple[int, Recommendations]] = []
+    final = rec.run(RecommendRequest(user_id="alice", k=2),
+                    on_first=lambda run: firsts.append((len(backend.calls), run.result))).result
+    (calls_before, first), = firsts
+    assert calls_before == 0 and backend.calls  # the first answer came before the model was asked
+    assert first.pending == ["reasons"] and first.llm_roles == [] and final.pending == []
+    assert [(r.item_id, r.reason, r.reason_from) for r in first.recommendations] == \
+        [(c.item_id, c.why, "evidence") for c in top]
+    assert [r.item_id for r in final.recommendations] == [c.item_id for c in top]
+    assert [r.reason_from for r in final.recommendations] == ["llm", "evidence"]  # the invented one is dropped
+    assert "still working on reasons" in first.what_the_llm_did()
+
+
+def test_no_first_answer_when_the_model_has_no_role(tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec)  # 50% grounded reasons, no ranking gain: the answer is complete at once
+    firsts: list[object] = []
+    result = rec.run(RecommendRequest(user_id="alice", k=2), on_first=firsts.append).result
+    assert firsts == [] and result.pending == [] and backend.calls == []

@@ -3,6 +3,7 @@ cancels its turn, deadlines, the concurrency limit, shutdown with a turn running
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -14,11 +15,12 @@ import httpx
 import pytest
 import uvicorn
 
-from genre_agent.chat.agent import Agent
+from genre_agent.chat.agent import REVISED, Agent
 from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.server import Caller, Sessions, create_app
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.llm.routing import Routes
 from genre_agent.settings import ServerSettings
 
 from conftest import tiny_settings
@@ -221,3 +223,46 @@ def test_metrics_count_turns_by_outcome(agent: Agent, backend: GatedBackend) -> 
         assert metric(base, 'genre_agent_turn_seconds_bucket{le="+Inf"}') == 2
         assert 1.0 <= metric(base, "genre_agent_turn_seconds_sum") < 30
         assert metric(base, "genre_agent_sessions") == 1
+
+
+@contextmanager
+def _reasons_by_the_model(agent: Agent) -> Iterator[None]:
+    """The model writes reasons (as a calibration that measured them grounded would route); it reads nothing."""
+    agent.recommender.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
+                                             reasons=True)
+    try:
+        yield
+    finally:
+        agent.recommender.pinned_routes = None
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if line.startswith("data: {"):
+            yield json.loads(line[len("data: "):])
+
+
+def test_a_streamed_answer_shows_the_list_before_the_model_has_answered(agent: Agent,
+                                                                         backend: GatedBackend) -> None:
+    with live(agent) as (base, _), _reasons_by_the_model(agent):
+        backend.gate.clear()
+        backend.queue.append(json.dumps({"recommendations": [
+            {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."},
+            {"item_id": "5", "reason": "A film about a dystopian future."}]}))
+        body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest, no comedy please"}]}
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as response:
+            events = _events(response.iter_lines())
+            content = ""
+            while "2. Night Terror" not in content:  # the list shown at once, with evidence reasons
+                content += next(events)["choices"][0]["delta"].get("content", "")
+            assert backend.entered.wait(10) and backend.calls == []  # the model is still at work
+            backend.gate.set()
+            rest = list(events)
+        content += "".join(e["choices"][0]["delta"].get("content", "") for e in rest)
+        first, _, revised = content.partition(f"\n\n{REVISED}\n")
+        assert first.startswith("1. Star Quest II (1992) \u2014 ") and revised == (
+            "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked.\n"
+            + first.splitlines()[1])  # the invented reason was rejected: the evidence reason stays
+        final = rest[-1]["genre_agent"]["recommendations"]
+        assert final["pending"] == [] and final["llm_roles"] == ["reasons"]
+        assert [r["reason_from"] for r in final["recommendations"]] == ["llm", "evidence"]

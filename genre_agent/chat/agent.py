@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.understanding import ask_model, merge, parse_rules
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.feedback import FeedbackStore
+from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.backends.base import cancellable
@@ -23,6 +25,9 @@ from genre_agent.schemas import CatalogInfo, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
 
 _LISTED = re.compile(r"^\s*\d+\. (.+?) \u2014 ", re.M)  # "1. Title (1999) — reason", as _recommend writes it
+# A streamed answer is the list shown at once, then this line and the model's list (a client shows the text as
+# it arrives and cannot take text back); rebuilding a conversation reads the list after the last such line.
+REVISED = "Revised by the model:"
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
 
@@ -37,6 +42,11 @@ class Reply(BaseModel):
     explained_item: str | None = None
     filters: list[str] = []
     debug: dict[str, Any] | None = Field(None, description="prompt, candidates and timings when asked for")
+
+    def listed(self) -> list[tuple[str, str]]:
+        """What the reply shows: its items and their reasons, in order."""
+        rec = self.recommendations
+        return [(r.item_id, r.reason) for r in rec.recommendations] if rec else []
 
 
 def with_feedback(catalog: Catalog, store: FeedbackStore) -> Catalog:
@@ -108,6 +118,7 @@ class Agent:
         with self._locks[session_id]:
             for role, text in history:
                 if role == "assistant":
+                    text = text.rpartition(REVISED)[2]
                     listed = [self._listed_item(m.group(1)) for m in _LISTED.finditer(text)]
                     ids = [i for i in listed if i is not None]
                     if ids:
@@ -157,20 +168,40 @@ class Agent:
         return self.titles.title_of(item_id)
 
     def chat(self, session_id: str, message: str, user: str | None = None,
-             cancel: threading.Event | None = None) -> Reply:
+             cancel: threading.Event | None = None, on_first: Callable[[Reply], None] | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
         The session and the feedback store change only when the turn finishes and was not cancelled; a model
-        call running when `cancel` is set stops and raises TurnCancelled."""
+        call running when `cancel` is set stops and raises TurnCancelled.
+
+        With `on_first`, an answer in which the model ranks or writes reasons is given twice: first at once
+        without the model (retrieval order, evidence reasons, `pending` says what follows) to `on_first`, then
+        the model's answer is returned. A turn cancelled after its first answer keeps that answer: the session
+        and feedback are committed as they were when it was shown, and it is returned."""
         state = self.session(session_id, user)
         with self._locks[session_id]:
             working = state.model_copy(deep=True)
             writes: list[tuple[str, str]] = []
-            with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
-                reply = self._turn(working, message.strip(), writes)
-            if cancel is None or not cancel.is_set():
-                self._store(working, writes)
-                for name in type(state).model_fields:
-                    setattr(state, name, getattr(working, name))
+            shown: list[tuple[Reply, SessionState]] = []
+
+            def first(reply: Reply) -> None:
+                shown.append((reply, working.model_copy(deep=True)))
+                assert on_first is not None
+                on_first(reply)
+
+            try:
+                with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
+                    reply = self._turn(working, message.strip(), writes, first if on_first else None)
+            except TurnCancelled:
+                if not shown:
+                    raise
+                reply, working = shown[0]
+            if cancel is not None and cancel.is_set():
+                if not shown:
+                    return reply  # nobody waits for it: nothing is kept
+                reply, working = shown[0]
+            self._store(working, writes)
+            for name in type(state).model_fields:
+                setattr(state, name, getattr(working, name))
             return reply
 
     def explain(self, session_id: str, item_id: str) -> Reply:
@@ -191,7 +222,8 @@ class Agent:
                          filters=state.describe())
 
     # -- one turn --------------------------------------------------------------------
-    def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]]) -> Reply:
+    def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
+              first: Callable[[Reply], None] | None = None) -> Reply:
         update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last))
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
         if reading and update.intent not in ("reset", "more"):
@@ -206,9 +238,9 @@ class Agent:
             return self._why(state, update.why)
         self._apply(state, update, writes)
         if not self._has_taste(state):
-            return self._clarify(state)  # e.g. only a disliked title: nothing to recommend from yet
+            return self._clarify(state, first)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ("recommend", "refine", "feedback", "more", "other"):
-            return self._recommend(state, update.intent)
+            return self._recommend(state, update.intent, first)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
                      filters=state.describe())
 
@@ -226,32 +258,36 @@ class Agent:
         for item, kind in writes:
             self.store.record(catalog, state.feedback_key, item, kind)  # type: ignore[arg-type]
 
-    def _clarify(self, state: SessionState) -> Reply:
+    def _clarify(self, state: SessionState, first: Callable[[Reply], None] | None) -> Reply:
         info = self.catalog_info()
         if not state.asked_clarification:
             state.asked_clarification = True
             popular = self.titles.title_of(self.recommender.popular(1)[0])
             return Reply(session_id=state.session_id, intent="clarify",
                          text=CLARIFY.format(noun=info.item_noun, example=popular))
-        reply = self._recommend(state, "recommend", popular=True)
-        reply.text = (f"Here are popular {info.item_noun_plural} to start from; "
-                      "tell me which you like.\n" + reply.text)
-        return reply
+        note = f"Here are popular {info.item_noun_plural} to start from; tell me which you like."
+        return self._recommend(state, "recommend", first, popular=True, note=note)
 
-    def _recommend(self, state: SessionState, intent: str, popular: bool = False) -> Reply:
-        run: Run = self.recommender.run(state.request(self.settings.k, allow_popular=popular))
+    def _recommend(self, state: SessionState, intent: str, first: Callable[[Reply], None] | None,
+                   popular: bool = False, note: str | None = None) -> Reply:
+        request = state.request(self.settings.k, allow_popular=popular)
+        on_first = (lambda run: first(self._listing(state, intent, run, note))) if first else None
+        return self._listing(state, intent, self.recommender.run(request, on_first), note)
+
+    def _listing(self, state: SessionState, intent: str, run: Run, note: str | None) -> Reply:
+        """The reply showing an answer; what it shows becomes the session's latest list."""
         result = run.result
         ids = [r.item_id for r in result.recommendations]
         state.shown += [i for i in ids if i not in state.shown]
         state.last = ids
         state.focus = None
         if ids:
-            lines = [f"{r.rank}. {r.title} \u2014 {r.reason}" for r in result.recommendations]
-            text = "\n".join(lines)
+            text = "\n".join(f"{r.rank}. {r.title} \u2014 {r.reason}" for r in result.recommendations)
         else:
             text = "Nothing left that fits these filters: try /filters and /reset, or loosen a filter."
-        return Reply(session_id=state.session_id, intent=intent, text=text, recommendations=result,
-                     filters=state.describe(), debug=self._debug(run) if self.debug else None)
+        return Reply(session_id=state.session_id, intent=intent, text=f"{note}\n{text}" if note else text,
+                     recommendations=result, filters=state.describe(),
+                     debug=self._debug(run) if self.debug else None)
 
     def _why(self, state: SessionState, item_id: str) -> Reply:
         c = self.recommender.describe(item_id, state.request())

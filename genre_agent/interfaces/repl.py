@@ -1,10 +1,14 @@
 """The terminal chat: prompt_toolkit input (history, arrow keys), rich output, slash commands.
 
-Ctrl-C cancels the current turn (its result is discarded, the session stays as it was); Ctrl-D exits."""
+When the model ranks or writes reasons, the list is shown at once with evidence reasons and the model's list
+follows. Ctrl-C cancels the current turn (the session stays as it was; once the first list is shown, that list
+stands and the model's part is dropped); Ctrl-D exits."""
 
 from __future__ import annotations
 
+import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from genre_agent.chat.agent import Agent, Reply
+from genre_agent.chat.agent import REVISED, Agent, Reply
 from genre_agent.errors import GenreAgentError
 
 HELP = """\
@@ -64,30 +68,52 @@ class Repl:
                 if not self.command(text):
                     break
                 continue
-            self.turn(lambda cancel, message=text: self.agent.chat(self.session_id, message, cancel=cancel))
+            self.turn(self._chat(text))
         self.console.print("bye")
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def turn(self, work: object) -> None:
-        """Run one agent call in a worker with a spinner; Ctrl-C abandons it."""
+    def _chat(self, message: str) -> Callable[[threading.Event, Callable[[Reply], None]], Reply]:
+        return lambda cancel, first: self.agent.chat(self.session_id, message, cancel=cancel, on_first=first)
+
+    def turn(self, work: Callable[[threading.Event, Callable[[Reply], None]], Reply]) -> None:
+        """Run one agent call in a worker with a spinner, showing a first answer as soon as it comes;
+        Ctrl-C abandons the call."""
         cancel = threading.Event()
-        future: Future[Reply] = self.pool.submit(work, cancel)  # type: ignore[arg-type]
+        firsts: queue.SimpleQueue[Reply] = queue.SimpleQueue()
+        future: Future[Reply] = self.pool.submit(work, cancel, firsts.put)
+        first: Reply | None = None
         try:
-            with self.console.status("thinking…"):
-                while True:
-                    try:
-                        reply = future.result(timeout=0.1)
-                        break
-                    except TimeoutError:
-                        continue
+            waiting = "thinking…"
+            while True:
+                with self.console.status(waiting):
+                    while not future.done() and firsts.empty():
+                        try:
+                            future.result(timeout=0.1)
+                        except TimeoutError:
+                            continue
+                if first is None and not firsts.empty():
+                    first = firsts.get()
+                    self.show(first)
+                    waiting = "the model is working on this list…"
+                    continue
+                reply = future.result()
+                break
         except KeyboardInterrupt:
             cancel.set()
-            self.console.print("[yellow]cancelled[/] (the session is unchanged)")
+            self.console.print("[yellow]cancelled[/] " + ("(the list above stands; the model's part was dropped)"
+                                                          if first else "(the session is unchanged)"))
             return
         except GenreAgentError as exc:
             self.console.print(f"[red]{escape(str(exc))}[/]")
             return
-        self.show(reply)
+        if first is None:
+            self.show(reply)
+        elif reply.listed() == first.listed() and reply.recommendations is not None:
+            self.console.print(f"(the model changed nothing: {reply.recommendations.what_the_llm_did()})",
+                               style="dim", markup=False, highlight=False)
+        else:
+            self.console.print(REVISED, style="bold", markup=False)
+            self.show(reply)
 
     def show(self, reply: Reply) -> None:
         rec = reply.recommendations
@@ -143,9 +169,9 @@ class Repl:
         elif name == "why":
             item = self._item(arg)
             if item:
-                self.turn(lambda cancel: self.agent.explain(sid, item))
+                self.turn(lambda cancel, first: self.agent.explain(sid, item))
         elif name in ("more", "reset"):
-            self.turn(lambda cancel: self.agent.chat(sid, name, cancel=cancel))
+            self.turn(self._chat(name))
         elif name == "filters":
             state = self.agent.session(sid)
             titles = self.agent.title_of
@@ -175,3 +201,4 @@ class Repl:
         else:
             self.console.print(f"Unknown command {text!r}. /help lists them.", markup=False)
         return True
+

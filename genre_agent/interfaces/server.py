@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,8 +38,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from genre_agent.chat.agent import Agent, Reply
-from genre_agent.errors import ConfigError
+from genre_agent.chat.agent import REVISED, Agent, Reply
+from genre_agent.errors import ConfigError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_response, install
 from genre_agent.interfaces.metrics import Metrics
 from genre_agent.settings import ServerSettings
@@ -54,6 +54,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
+OnFirst = Callable[[Reply], None]
 
 
 class ChatMessage(BaseModel):
@@ -280,40 +281,62 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
-async def run_turn(request: Request, turns: Turns, work: Callable[[threading.Event], T], deadline_s: float) -> T:
-    """Run `work` in a turn thread; cancel it when the client goes, the deadline passes or the server stops."""
-    started = time.perf_counter()
-    try:
-        future, cancel = turns.start(work)
-    except ApiError:
-        turns.metrics.turn("rejected", 0.0)
-        raise
-    gone = asyncio.ensure_future(_until_disconnect(request))
-    waiting: set[asyncio.Future[Any]] = {future, gone}
-    try:
-        done, _ = await asyncio.wait(waiting, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        cancel.set()
-        raise
-    finally:
-        gone.cancel()
-    seconds = time.perf_counter() - started
-    if future in done:
+class Running:
+    """A started turn, awaited under its deadline, its client's connection and the server's shutdown. A turn
+    that answers twice (the list at once, then the model's) gives its first answer to `next` before the last."""
+
+    def __init__(self, request: Request, turns: Turns, work: Callable[[threading.Event, OnFirst | None], Reply],
+                 deadline_s: float, stream: bool) -> None:
+        self.request, self.turns, self.deadline_s = request, turns, deadline_s
+        self.started = time.perf_counter()
+        self.firsts: asyncio.Queue[Reply] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def first(reply: Reply) -> None:  # called in the turn's thread
+            loop.call_soon_threadsafe(self.firsts.put_nowait, reply)
+
         try:
-            reply = future.result()
-        except BaseException:
-            turns.metrics.turn("error", seconds)
+            self.future, self.cancel = turns.start(lambda cancel: work(cancel, first if stream else None))
+        except ApiError:
+            turns.metrics.turn("rejected", 0.0)
             raise
-        answer = getattr(reply, "recommendations", None)
-        turns.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
-        return reply
-    cancel.set()
-    future.cancel()
-    turns.metrics.turn("client_closed" if gone in done else "deadline", seconds)
-    if gone in done:
-        raise ApiError(499, "client_closed_request", "the client disconnected; the turn was cancelled")
-    raise ApiError(503, "deadline_exceeded", f"the turn took longer than {deadline_s:g} s (server.deadline_s) and "
-                   "was cancelled; nothing was saved. Retry, or ask the operator for a faster backend")
+
+    async def next(self) -> tuple[Reply, bool]:
+        """The turn's next answer and whether it is its last; ApiError when the client went away or the
+        deadline passed (the turn is cancelled: nothing after its first answer is kept)."""
+        first: asyncio.Future[Any] = asyncio.ensure_future(self.firsts.get())
+        gone: asyncio.Future[Any] = asyncio.ensure_future(_until_disconnect(self.request))
+        remaining = max(self.deadline_s - (time.perf_counter() - self.started), 0.0)
+        try:
+            waiting: set[asyncio.Future[Any]] = {self.future, first, gone}
+            done, _ = await asyncio.wait(waiting, timeout=remaining,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self.cancel.set()
+            raise
+        finally:
+            gone.cancel()
+            first.cancel()
+        seconds = time.perf_counter() - self.started
+        if self.future in done:
+            try:
+                reply = self.future.result()
+            except BaseException:
+                self.turns.metrics.turn("error", seconds)
+                raise
+            answer = reply.recommendations
+            self.turns.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
+            return reply, True
+        if first in done:
+            return first.result(), False
+        self.cancel.set()
+        self.future.cancel()
+        self.turns.metrics.turn("client_closed" if gone in done else "deadline", seconds)
+        if gone in done:
+            raise ApiError(499, "client_closed_request", "the client disconnected; the turn was cancelled")
+        raise ApiError(503, "deadline_exceeded", f"the turn took longer than {self.deadline_s:g} s "
+                       "(server.deadline_s) and was cancelled; nothing was saved. Retry, or ask the operator for "
+                       "a faster backend")
 
 
 def create_app(agent: Agent, settings: ServerSettings | None = None,
@@ -375,24 +398,26 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
         if session_id:
             sessions.use(session_id, caller)
 
-            def work(cancel: threading.Event) -> Reply:
-                return agent.chat(session_id, message, cancel=cancel)
+            def work(cancel: threading.Event, first: OnFirst | None) -> Reply:
+                return agent.chat(session_id, message, cancel=cancel, on_first=first)
         else:
             history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
 
-            def work(cancel: threading.Event) -> Reply:
+            def work(cancel: threading.Event, first: OnFirst | None) -> Reply:
                 once = f"req_{secrets.token_urlsafe(12)}"
                 try:
                     agent.restore(once, history, caller.user)
-                    return agent.chat(once, message, cancel=cancel)
+                    return agent.chat(once, message, cancel=cancel, on_first=first)
                 finally:
                     agent.forget(once)
 
-        reply = await run_turn(request, turns, work, settings.deadline_s)
+        running = Running(request, turns, work, settings.deadline_s, stream=body.stream)
+        reply, final = await running.next()  # errors before any byte is sent get their status
         created = int(time.time())
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         if body.stream:
-            return StreamingResponse(_stream(reply, completion_id, created), media_type="text/event-stream")
+            return StreamingResponse(_stream(reply, None if final else running, completion_id, created),
+                                     media_type="text/event-stream")
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
                              "finish_reason": "stop"}],
@@ -408,7 +433,9 @@ def _usage(reply: Reply) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _stream(reply: Reply, completion_id: str, created: int) -> Iterator[str]:
+async def _stream(reply: Reply, running: Running | None, completion_id: str, created: int) -> AsyncIterator[str]:
+    """SSE chunks: the answer's lines; when the model is still working (`running`), the list shown at once,
+    then the model's list under REVISED as soon as it comes. The last chunk carries the structured reply."""
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
@@ -417,6 +444,16 @@ def _stream(reply: Reply, completion_id: str, created: int) -> Iterator[str]:
     yield chunk({"role": "assistant", "content": ""})
     for line in reply.text.splitlines(keepends=True):
         yield chunk({"content": line})
+    if running is not None:
+        try:
+            revised, _ = await running.next()
+        except (ApiError, GenreAgentError) as exc:  # the list above stands (and is what the session keeps)
+            yield chunk({"content": f"\n\n({exc}; the list above stands)"})
+        else:
+            if revised.listed() != reply.listed():  # else the model changed nothing (it failed, or agreed)
+                for line in f"\n\n{REVISED}\n{revised.text}".splitlines(keepends=True):
+                    yield chunk({"content": line})
+            reply = revised
     yield chunk({}, "stop", genre_agent=reply.model_dump(mode="json"))
     yield "data: [DONE]\n\n"
 

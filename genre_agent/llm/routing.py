@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -44,6 +44,21 @@ class Routes:
     @property
     def ranking(self) -> bool:
         return self.ranking_weight > 0
+
+    @property
+    def model_roles(self) -> list[Role]:
+        """The roles of an answer that call the model (reading happens before, while the message is read)."""
+        roles: list[Role] = []
+        if self.ranking:
+            roles.append("ranking")
+        if self.reasons:
+            roles.append("reasons")
+        return roles
+
+    def at_once(self) -> Routes:
+        """These routes without the answer's model roles: the retrieval order with evidence reasons, shown
+        while the model works."""
+        return replace(self, ranking_weight=0.0, reasons=False)
 
     def describe(self) -> str:
         ranking = (f"ranking by the model ({self.ranking_method}, weight {self.ranking_weight:g})"
