@@ -125,6 +125,14 @@ class ServerSettings(_Section):
     shutdown_s: int = Field(10, ge=0, description="on SIGTERM, how long running turns may finish")
 
 
+class StoreSettings(_Section):
+    """Where feedback is kept."""
+
+    url: str | None = Field(None, description="unset: SQLite (feedback.sqlite3 in the data directory); "
+                            "postgresql://USER:PASSWORD@HOST/DB: a PostgreSQL server several server replicas "
+                            "share (the password may come from GENRE_AGENT_STORE__URL)")
+
+
 class ChromaSettings(_Section):
     host: str | None = Field(None, description="a `chroma run` server; unset = embedded PersistentClient")
     port: int = 8000
@@ -145,6 +153,7 @@ class Settings(BaseSettings):
     rules: Filters = Field(default_factory=Filters,
                            description="standing filters, applied to every request on top of its own")
     chroma: ChromaSettings = ChromaSettings()
+    store: StoreSettings = StoreSettings()
     conversation: ConversationSettings = ConversationSettings()
     server: ServerSettings = ServerSettings()
 

@@ -135,10 +135,10 @@ def test_lists_the_seeker_never_saw_do_not_count_as_shown(tiny_recommender: Reco
     Star Quest (1990)" Star Quest II counts as shown and is left out — though the seeker wrote to a human and
     never saw that list. The evaluation answers as the stateless server does: earlier turns restored, the last
     one answered, and Star Quest II (what every fan of Star Quest also loved) leads."""
-    from genre_agent.data.feedback import FeedbackStore
+    from genre_agent.data.feedback import SQLiteStore
     from genre_agent.eval.dialogues import Case, run_agent
 
-    agent = Agent(tiny_recommender, FeedbackStore(tmp_path / "feedback.sqlite3"))
+    agent = Agent(tiny_recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
     case = Case("d", 1, ["sci-fi please", "I loved Star Quest (1990)"], ["1"], "2")
     fed = run_agent(agent, case, "fed", every_turn=True)
     restored = run_agent(agent, case, "restored")

@@ -148,7 +148,8 @@ def test_square_brackets_in_the_repl(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     repl = Repl(agent, console)
     repl.command("/user [/x]")
-    repl.turn(lambda cancel: agent.chat("terminal", "[/x] I loved Star Quest [bold]", cancel=cancel))
+    repl.turn(lambda cancel, first: agent.chat("terminal", "[/x] I loved Star Quest [bold]", cancel=cancel,
+                                             on_first=first))
     text = console.export_text()
     assert "'[/x]' has no ratings" in text
     assert "Star Quest II" in text

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from genre_agent.chat.agent import Agent
-from genre_agent.data.feedback import FeedbackStore
+from genre_agent.data.feedback import SQLiteStore
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
 from genre_agent.pipeline import Recommender
@@ -47,7 +47,7 @@ def test_roles_with_no_measured_gain_are_never_called(tiny_recommender: Recommen
     rec = _recommender(tiny_recommender, tmp_path, backend)
     _calibrate(rec, weight=0.0, accepted=5, asked=10)  # no ranking gain, 50% grounded reasons, reading unmeasured
     result = rec.recommend("alice", k=2)
-    agent = Agent(rec, FeedbackStore(tmp_path / "feedback.sqlite3"))
+    agent = Agent(rec, SQLiteStore(tmp_path / "feedback.sqlite3"))
     reply = agent.chat("s", "I loved Star Quest, no comedy please")
     assert backend.calls == []  # neither the answer nor the chat turn asked the model anything
     assert result.llm_roles == [] and result.ranked_by == "retrieval" and not result.fallback
@@ -62,7 +62,7 @@ def test_explicit_reading_setting_wins_over_the_calibration(tiny_recommender: Re
     backend = FakeBackend()
     rec = _recommender(tiny_recommender, tmp_path, backend, **{"conversation.understand_with_llm": True})
     _calibrate(rec)
-    Agent(rec, FeedbackStore(tmp_path / "feedback.sqlite3")).chat("s", "I loved Star Quest")
+    Agent(rec, SQLiteStore(tmp_path / "feedback.sqlite3")).chat("s", "I loved Star Quest")
     assert len(backend.calls) == 1  # the reading only: ranking and reasons stay off
     assert "Message: \"I loved Star Quest\"" in backend.calls[0][1]["content"]
 

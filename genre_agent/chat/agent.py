@@ -14,7 +14,7 @@ from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.understanding import ask_model, merge, parse_rules
 from genre_agent.data.catalog import Catalog, load_catalog
-from genre_agent.data.feedback import FeedbackStore
+from genre_agent.data.feedback import FeedbackStore, open_store
 from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
@@ -84,7 +84,7 @@ class Agent:
                     progress: Progress | None = None, **overrides: Any) -> Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
-        store = FeedbackStore(settings.data_dir / "feedback.sqlite3")
+        store = open_store(settings.store.url, settings.data_dir)
         catalog = with_feedback(load_catalog(settings.catalog), store)
         retriever, _ = build(settings, catalog, progress)
         return cls(Recommender(settings, catalog, retriever, backend), store)
@@ -188,6 +188,7 @@ class Agent:
                 assert on_first is not None
                 on_first(reply)
 
+            working.turns += 1
             try:
                 with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
                     reply = self._turn(working, message.strip(), writes, first if on_first else None)
@@ -199,7 +200,7 @@ class Agent:
                 if not shown:
                     return reply  # nobody waits for it: nothing is kept
                 reply, working = shown[0]
-            self._store(working, writes)
+            self._store(working, writes, message)
             for name in type(state).model_fields:
                 setattr(state, name, getattr(working, name))
             return reply
@@ -215,8 +216,9 @@ class Agent:
         state = self.session(session_id)
         with self._locks[session_id]:
             writes: list[tuple[str, str]] = []
+            state.turns += 1
             self._apply(state, StateUpdate(**{kind: [item_id]}), writes)
-            self._store(state, writes)
+            self._store(state, writes, f"/{kind} {item_id}")
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
                          filters=state.describe())
@@ -253,10 +255,12 @@ class Agent:
         writes.extend((item, kind) for kind, item in update.feedback())
         state.apply(update)
 
-    def _store(self, state: SessionState, writes: list[tuple[str, str]]) -> None:
+    def _store(self, state: SessionState, writes: list[tuple[str, str]], message: str) -> None:
+        """Store a turn's feedback; each event names its source: the session, the turn and the message."""
         catalog = self.catalog_info().name
+        source = f"{state.session_id} turn {state.turns}: {message}"
         for item, kind in writes:
-            self.store.record(catalog, state.feedback_key, item, kind)  # type: ignore[arg-type]
+            self.store.record(catalog, state.feedback_key, item, kind, source)  # type: ignore[arg-type]
 
     def _clarify(self, state: SessionState, first: Callable[[Reply], None] | None) -> Reply:
         info = self.catalog_info()

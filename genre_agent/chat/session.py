@@ -50,6 +50,7 @@ class SessionState(BaseModel):
     last: list[str] = Field([], description="the latest list shown, for 'the second one'")
     focus: str | None = Field(None, description="the item last talked about, for 'it' and 'that one'")
     asked_clarification: bool = False
+    turns: int = Field(0, description="turns taken, so each turn's feedback events have their own source")
 
     @property
     def feedback_key(self) -> str:
@@ -89,7 +90,8 @@ class SessionState(BaseModel):
 
     def reset(self) -> None:
         """Forget the conversation, keep who the user is."""
-        fresh = SessionState(session_id=self.session_id, pseudonym=self.pseudonym, user_id=self.user_id)
+        fresh = SessionState(session_id=self.session_id, pseudonym=self.pseudonym, user_id=self.user_id,
+                             turns=self.turns)
         for name in type(self).model_fields:
             setattr(self, name, getattr(fresh, name))
 

@@ -1,38 +1,167 @@
-"""Feedback persisted in SQLite (one file per installation; WAL mode, safe for concurrent sessions).
+"""Feedback, persisted: SQLite in the data directory by default, or a PostgreSQL server that several server
+replicas share (`store.url`).
 
 Likes, dislikes and "seen" are used at once by the session that gave them, and become extra interactions
-the next time the CF model is fitted (as ratings 5, 1 and 3: only likes count as positives).
+the next time the CF model is fitted (as ratings 5, 1 and 3: only likes count as positives). Two tables:
+`feedback` holds each (catalog, user, item)'s current kind (the latest wins); `feedback_events` is the log of
+every recording — who, what, when, from which message — so a wrong row can be found
+(`genre-agent feedback list`) and undone (`genre-agent feedback undo ID`). An event's id is a hash of who,
+what and its source (the turn and its message): recording the same event again changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
-from genre_agent.errors import DataDirError
+from genre_agent.errors import ConfigError, DataDirError
 
 Kind = Literal["like", "dislike", "seen"]
 RATING: dict[str, float] = {"like": 5.0, "dislike": 1.0, "seen": 3.0}
+SOURCE_CHARS = 500  # the message an event came from is kept up to this length
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, item_id TEXT NOT NULL, "
+    "kind TEXT NOT NULL CHECK (kind IN ('like','dislike','seen')), created {real} NOT NULL, "
+    "PRIMARY KEY (catalog, user_key, item_id))",
+    "CREATE TABLE IF NOT EXISTS feedback_events (id TEXT PRIMARY KEY, catalog TEXT NOT NULL, "
+    "user_key TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like','dislike','seen')), "
+    "created {real} NOT NULL, source TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS feedback_events_who ON feedback_events (catalog, user_key, item_id, created)",
+)
 
 
-class FeedbackStore:
+@dataclass(frozen=True)
+class FeedbackEvent:
+    id: str
+    catalog: str
+    user_key: str
+    item_id: str
+    kind: Kind
+    created: float
+    source: str
+    undone: bool
+
+
+def _event(row: Sequence[Any]) -> FeedbackEvent:
+    eid, catalog, user_key, item_id, kind, created, source, undone = row
+    return FeedbackEvent(eid, catalog, user_key, item_id, kind, float(created), source, bool(undone))
+
+
+def event_id(catalog: str, user_key: str, item_id: str, kind: str, source: str) -> str:
+    """The same recording from the same source is the same event."""
+    return hashlib.sha256("\x1f".join((catalog, user_key, item_id, kind, source)).encode()).hexdigest()[:16]
+
+
+class FeedbackStore(ABC):
+    """The SQL is written once with `?` placeholders; each database says how it connects and its dialect."""
+
+    placeholder = "?"
+    real = "REAL"
+
+    def __init__(self) -> None:
+        with self._db(write=True) as db:
+            for statement in SCHEMA:
+                self._run(db, statement.format(real=self.real))
+
+    @abstractmethod
+    def _db(self, write: bool = False) -> AbstractContextManager[Any]:
+        """A connection in one transaction (committed when the block ends without an error)."""
+
+    def _run(self, db: Any, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = db.execute(sql.replace("?", self.placeholder), tuple(args))
+        return list(cursor.fetchall()) if cursor.description else []
+
+    def record(self, catalog: str, user_key: str, item_id: str, kind: Kind, source: str = "") -> str:
+        """Log the event (once per source) and make it the item's current feedback; returns the event id."""
+        source = source[:SOURCE_CHARS]
+        eid = event_id(catalog, user_key, item_id, kind, source)
+        now = time.time()
+        with self._db(write=True) as db:
+            if self._run(db, "SELECT 1 FROM feedback_events WHERE id = ?", (eid,)):
+                return eid
+            self._run(db, "INSERT INTO feedback_events VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                      (eid, catalog, user_key, item_id, kind, now, source))
+            self._run(db, "INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT (catalog, user_key, item_id) "
+                      "DO UPDATE SET kind = excluded.kind, created = excluded.created",
+                      (catalog, user_key, item_id, kind, now))
+        return eid
+
+    def for_user(self, catalog: str, user_key: str) -> dict[str, Kind]:
+        with self._db() as db:
+            rows = self._run(db, "SELECT item_id, kind FROM feedback WHERE catalog = ? AND user_key = ? "
+                             "ORDER BY created", (catalog, user_key))
+        return {item: kind for item, kind in rows}
+
+    def interactions(self, catalog: str) -> pd.DataFrame:
+        """All feedback of a catalog as interactions (user_id, item_id, rating, timestamp)."""
+        with self._db() as db:
+            rows = self._run(db, "SELECT user_key, item_id, kind, created FROM feedback WHERE catalog = ?",
+                             (catalog,))
+        return pd.DataFrame({
+            "user_id": pd.Series([r[0] for r in rows], dtype=str),
+            "item_id": pd.Series([r[1] for r in rows], dtype=str),
+            "rating": pd.Series([RATING[r[2]] for r in rows], dtype=float),
+            "timestamp": pd.Series([int(r[3]) for r in rows], dtype="int64"),
+        })
+
+    def events(self, catalog: str | None = None, user_key: str | None = None,
+               limit: int = 50) -> list[FeedbackEvent]:
+        """The newest events first, optionally of one catalog and one user."""
+        where, args = [], []
+        for column, value in (("catalog", catalog), ("user_key", user_key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = ("SELECT id, catalog, user_key, item_id, kind, created, source, undone FROM feedback_events"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC LIMIT ?")
+        with self._db() as db:
+            rows = self._run(db, sql, (*args, limit))
+        return [_event(row) for row in rows]
+
+    def undo(self, eid: str) -> FeedbackEvent:
+        """Take an event back: the item's current feedback becomes the latest event still standing (none:
+        the item has no feedback of this user)."""
+        with self._db(write=True) as db:
+            rows = self._run(db, "SELECT id, catalog, user_key, item_id, kind, created, source, undone "
+                             "FROM feedback_events WHERE id = ?", (eid,))
+            if not rows:
+                raise ConfigError(f"No feedback event {eid!r}: `genre-agent feedback list` shows the event ids.")
+            event = _event((*rows[0][:7], True))
+            who = (event.catalog, event.user_key, event.item_id)
+            self._run(db, "UPDATE feedback_events SET undone = 1 WHERE id = ?", (eid,))
+            standing = self._run(db, "SELECT kind, created FROM feedback_events WHERE catalog = ? AND "
+                                 "user_key = ? AND item_id = ? AND undone = 0 ORDER BY created DESC LIMIT 1", who)
+            if standing:
+                self._run(db, "UPDATE feedback SET kind = ?, created = ? WHERE catalog = ? AND user_key = ? "
+                          "AND item_id = ?", (*standing[0], *who))
+            else:
+                self._run(db, "DELETE FROM feedback WHERE catalog = ? AND user_key = ? AND item_id = ?", who)
+        return event
+
+
+class SQLiteStore(FeedbackStore):
+    """One file per installation (WAL mode: concurrent sessions and processes are safe)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
+            with sqlite3.connect(path, timeout=30) as db:
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, "
-                    "item_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like','dislike','seen')), "
-                    "created REAL NOT NULL, PRIMARY KEY (catalog, user_key, item_id))"
-                )
+            super().__init__()
+            with self._db() as db:
                 db.execute("SELECT count(*) FROM feedback").fetchone()
         except sqlite3.OperationalError as exc:
             if "unable to open" not in str(exc) and "readonly" not in str(exc):
@@ -49,30 +178,62 @@ class FeedbackStore:
             raise DataDirError(f"cannot create {path} ({exc}): make its folder writable or set "
                                "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    @contextmanager
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                db.close()
 
-    def record(self, catalog: str, user_key: str, item_id: str, kind: Kind) -> None:
-        """The latest feedback on an item wins."""
-        with self._lock, self._connect() as db:
-            db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT (catalog, user_key, item_id) "
-                       "DO UPDATE SET kind = excluded.kind, created = excluded.created",
-                       (catalog, user_key, item_id, kind, time.time()))
 
-    def for_user(self, catalog: str, user_key: str) -> dict[str, Kind]:
-        with self._connect() as db:
-            rows = db.execute("SELECT item_id, kind FROM feedback WHERE catalog = ? AND user_key = ? "
-                              "ORDER BY created", (catalog, user_key)).fetchall()
-        return {item: kind for item, kind in rows}
+class PostgresStore(FeedbackStore):
+    """A PostgreSQL server (psycopg 3: `pip install -e ".[postgres]"`), shared by every replica."""
 
-    def interactions(self, catalog: str) -> pd.DataFrame:
-        """All feedback of a catalog as interactions (user_id, item_id, rating, timestamp)."""
-        with self._connect() as db:
-            rows = db.execute("SELECT user_key, item_id, kind, created FROM feedback WHERE catalog = ?",
-                              (catalog,)).fetchall()
-        return pd.DataFrame({
-            "user_id": pd.Series([r[0] for r in rows], dtype=str),
-            "item_id": pd.Series([r[1] for r in rows], dtype=str),
-            "rating": pd.Series([RATING[r[2]] for r in rows], dtype=float),
-            "timestamp": pd.Series([int(r[3]) for r in rows], dtype="int64"),
-        })
+    placeholder = "%s"
+    real = "DOUBLE PRECISION"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigError('store.url names PostgreSQL: install its driver with `pip install -e ".[postgres]"` '
+                              "(psycopg 3).") from exc
+        self._psycopg = psycopg
+        self.url = url
+        try:
+            super().__init__()
+        except psycopg.OperationalError as exc:
+            raise DataDirError(f"cannot reach the feedback database at {redacted(url)} ({exc}). Check "
+                               "store.url, or unset it to keep feedback in SQLite in the data directory.") from exc
+
+    @contextmanager
+    def _db(self, write: bool = False) -> Iterator[Any]:
+        with self._psycopg.connect(self.url, connect_timeout=10) as db:  # commits at the end, else rolls back
+            yield db
+
+
+def redacted(url: str) -> str:
+    """The URL without its password."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, credentials = head.partition("://")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
+
+
+def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
+    """The configured store: PostgreSQL for a postgresql:// URL, else SQLite in the data directory."""
+    if not url:
+        return SQLiteStore(data_dir / "feedback.sqlite3")
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    raise ConfigError(f"store.url {redacted(url)!r} is not a postgresql:// URL; unset it to keep feedback in "
+                      "SQLite in the data directory.")

@@ -30,7 +30,7 @@ import numpy as np
 
 from genre_agent.chat.agent import Agent, Reply
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.data.feedback import FeedbackStore
+from genre_agent.data.feedback import SQLiteStore
 from genre_agent.errors import CatalogError
 from genre_agent.eval.evaluate import git_commit
 from genre_agent.eval.metrics import bootstrap_ci
@@ -285,7 +285,7 @@ def reading_gains(recommender: Recommender, path: Path, cases: int | None, seed:
     variants = {"rules": frozenset(), **{f: frozenset([f]) for f in READING_FIELDS}}
     hits: dict[str, list[bool]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        agent = Agent(rec, FeedbackStore(Path(tmp) / "feedback.sqlite3"))
+        agent = Agent(rec, SQLiteStore(Path(tmp) / "feedback.sqlite3"))
         groups = _conversations(build_cases(load_dialogues(path), agent.titles, "dev", cases, seed))
         for n, ((dialogue_id, index), group) in enumerate(groups.items(), 1):
             reader.turns, reader.answers = group[0].turns, {}
@@ -316,7 +316,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
     started = time.perf_counter()
     rec = recommender or Recommender.open(settings)
     with tempfile.TemporaryDirectory() as tmp:  # eval sessions' likes must not become training data
-        agent = Agent(rec, FeedbackStore(Path(tmp) / "feedback.sqlite3"))
+        agent = Agent(rec, SQLiteStore(Path(tmp) / "feedback.sqlite3"))
         case_set = build_cases(load_dialogues(path), agent.titles, split, cases, seed)
         baselines = Baselines(rec)
         k = max(KS)

@@ -483,6 +483,9 @@ prompts_app = typer.Typer(help="Template sets: list, show, check, render, and co
 app.add_typer(prompts_app, name="prompts")
 config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+feedback_app = typer.Typer(help="Stored feedback: the log of every like, dislike and seen, and undoing one.",
+                           no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
 
 
 @prompts_app.command("list")
@@ -601,6 +604,7 @@ def config_show(
     config: ConfigOpt = None,
 ) -> None:
     """Every setting's effective value and where it came from (flag > env > file > default)."""
+    from genre_agent.data.feedback import redacted
     from genre_agent.settings import flatten, load_settings, sources
 
     flags = {"catalog": catalog, "data_dir": data_dir, "prompts": prompts, "backend.name": backend,
@@ -617,6 +621,8 @@ def config_show(
         table.add_column(column)
     for key, source in where.items():
         value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
+        if key == "store.url" and value:
+            value = redacted(str(value))
         table.add_row(key, Text(str(value)), Text(source))
     table.add_row("(calibration)", *(Text(v) for v in _calibration_in_force(settings)))
     out.print(table)
@@ -635,6 +641,57 @@ def _calibration_in_force(settings: Any) -> tuple[str, str]:
     except GenreAgentError as exc:
         return "unknown", f"cannot read the catalog or templates: {exc}"
     return routes_for(in_force, settings).describe(), in_force.describe()
+
+
+@feedback_app.command("list")
+def feedback_list(
+    user: Annotated[str | None, typer.Option("--user", help="a catalog user id or a chat pseudonym")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The newest feedback events of the catalog: id, who, item, kind, when, and the message it came from."""
+    import datetime
+
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.data.feedback import open_store
+    from genre_agent.settings import load_settings
+
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir)
+        name = load_catalog(settings.catalog).name
+        events = open_store(settings.store.url, settings.data_dir).events(name, user, limit)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    out.print(f"feedback on {name}, newest first: id, when (UTC), user, kind, item, the message it came from",
+              markup=False, highlight=False)
+    for e in events:
+        when = datetime.datetime.fromtimestamp(e.created, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        kind = f"{e.kind} (undone)" if e.undone else e.kind
+        out.print(f"{e.id}  {when}  {e.user_key}  {kind}  {e.item_id}  \u2014 {e.source}", markup=False,
+                  highlight=False, soft_wrap=True)
+
+
+@feedback_app.command("undo")
+def feedback_undo(
+    event: Annotated[str, typer.Argument(help="an event id from `genre-agent feedback list`")],
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Take a feedback event back: the item's feedback becomes the user's latest event still standing."""
+    from genre_agent.data.feedback import open_store
+    from genre_agent.settings import load_settings
+
+    try:
+        settings = load_settings(config, data_dir=data_dir)
+        undone = open_store(settings.store.url, settings.data_dir).undo(event)
+    except GenreAgentError as exc:
+        _fail(exc)
+        return
+    out.print(f"undone: {undone.kind} of item {undone.item_id} by {undone.user_key} ({undone.source})",
+              markup=False, highlight=False)
 
 
 @app.command()

@@ -1,0 +1,145 @@
+"""The feedback store and its event log, on SQLite and on a real PostgreSQL server started here (skipped where
+the PostgreSQL binaries or the psycopg driver are missing)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genre_agent.chat.agent import Agent
+from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store, redacted
+from genre_agent.errors import ConfigError
+from genre_agent.interfaces.cli import app
+from genre_agent.llm.backends import FakeBackend
+
+from conftest import TINY, tiny_settings
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free local port (as the `postgres` user when run as root)."""
+    pytest.importorskip("psycopg")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries here (apt-get install postgresql)")
+    root = tmp_path_factory.mktemp("pg")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (root, *root.parents):
+            if path == Path("/"):
+                break
+            os.chmod(path, os.stat(path).st_mode | 0o011)  # let the server's user reach its folder
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
+                    str(root / "log"), "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> FeedbackStore:
+    if request.param == "sqlite":
+        return SQLiteStore(tmp_path / "feedback.sqlite3")
+    url = request.getfixturevalue("postgres_url")
+    fresh = PostgresStore(url)
+    with fresh._db(write=True) as db:  # each test starts empty
+        db.execute("DELETE FROM feedback_events")
+        db.execute("DELETE FROM feedback")
+    return fresh
+
+
+def test_the_log_keeps_every_event_and_undo_restores_the_one_before(store: FeedbackStore) -> None:
+    liked = store.record("movies", "u1", "10", "like", "s turn 1: I loved Alien")
+    assert store.record("movies", "u1", "10", "like", "s turn 1: I loved Alien") == liked  # the same event
+    disliked = store.record("movies", "u1", "10", "dislike", "s turn 2: actually I hated Alien")
+    store.record("movies", "u2", "11", "seen", "t turn 1: seen Heat")
+    assert store.for_user("movies", "u1") == {"10": "dislike"}
+    events = store.events("movies", "u1")
+    assert [(e.id, e.kind, e.source, e.undone) for e in events] == [
+        (disliked, "dislike", "s turn 2: actually I hated Alien", False),
+        (liked, "like", "s turn 1: I loved Alien", False)]
+    assert len(store.events()) == 3
+    undone = store.undo(disliked)
+    assert undone.kind == "dislike" and undone.undone
+    assert store.for_user("movies", "u1") == {"10": "like"}  # the event before stands again
+    store.undo(liked)
+    assert store.for_user("movies", "u1") == {}
+    assert store.for_user("movies", "u2") == {"11": "seen"}
+    interactions = store.interactions("movies")
+    assert interactions[["user_id", "item_id", "rating"]].values.tolist() == [["u2", "11", 3.0]]
+    with pytest.raises(ConfigError, match="feedback list"):
+        store.undo("no-such-event")
+
+
+def test_an_older_feedback_file_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "feedback.sqlite3"
+    with sqlite3.connect(path) as db:  # the layout before the event log
+        db.execute("CREATE TABLE feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, item_id TEXT NOT NULL, "
+                   "kind TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (catalog, user_key, item_id))")
+        db.execute("INSERT INTO feedback VALUES ('movies', 'u1', '10', 'like', 1.0)")
+    store = SQLiteStore(path)
+    assert store.for_user("movies", "u1") == {"10": "like"} and store.events() == []
+
+
+def test_open_store_picks_the_database_by_url(tmp_path: Path) -> None:
+    assert isinstance(open_store(None, tmp_path), SQLiteStore)
+    with pytest.raises(ConfigError, match="not a postgresql:// URL"):
+        open_store("mysql://root:hunter2@db/x", tmp_path)
+    assert redacted("postgresql://app:hunter2@db:5432/recs") == "postgresql://app:***@db:5432/recs"
+
+
+def test_a_wrong_like_found_in_the_log_and_undone_from_the_cli(tmp_path: Path) -> None:
+    """A chat turn's feedback names its message; `genre-agent feedback list` shows it and `undo` takes it back,
+    so the next CF fit does not learn it."""
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=FakeBackend())
+    agent.chat("s", "I loved Star Quest")
+    key = agent.session("s").feedback_key
+    runner = CliRunner()
+    flags = ["--catalog", str(TINY), "--data-dir", str(tmp_path)]
+    listed = runner.invoke(app, ["feedback", "list", *flags, "--user", key], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    (event,) = agent.store.events()
+    assert event.id in listed.output and "s turn 1: I loved Star Quest" in listed.output
+    undone = runner.invoke(app, ["feedback", "undo", event.id, "--data-dir", str(tmp_path)])
+    assert undone.exit_code == 0 and "undone: like of item 1" in undone.output
+    assert agent.store.for_user(agent.catalog_info().name, key) == {}
+    unknown = runner.invoke(app, ["feedback", "undo", "nope", "--data-dir", str(tmp_path)])
+    assert unknown.exit_code == 2 and "feedback list" in unknown.output
+
+
+def test_the_agent_keeps_feedback_in_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    settings = tiny_settings(tmp_path, k=2, **{"store.url": postgres_url})
+    agent = Agent.from_config(settings, backend=FakeBackend())
+    agent.chat("pg", "I loved Laugh Riot")
+    key = agent.session("pg").feedback_key
+    again = Agent.from_config(settings, backend=FakeBackend())  # another replica, same database
+    assert again.store.for_user(again.catalog_info().name, key) == {"3": "like"}
+    interactions = again.recommender.catalog.interactions
+    assert ((interactions.user_id == key) & (interactions.item_id == "3")).any()  # it joins the CF data
+    assert not (tmp_path / "feedback.sqlite3").exists()
