@@ -18,7 +18,7 @@ from pathlib import Path
 
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.interactions import InteractionMatrix
-from genre_agent.errors import DataDirError, UnknownUserError
+from genre_agent.errors import ConfigError, DataDirError, UnknownUserError
 from genre_agent.filters import Filters
 from genre_agent.llm.adapters import with_adapter
 from genre_agent.llm.backends import Backend, backend_class, make_backend
@@ -28,7 +28,7 @@ from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
 from genre_agent.retrieval.candidates import Retriever
-from genre_agent.retrieval.cf import CFModel, make_cf
+from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import VectorIndex, make_client, remove_orphans
 from genre_agent.schemas import (
@@ -339,8 +339,16 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
             raise DataDirError(f"The vector store cannot be read ({type(exc).__name__}: {exc}). Delete {where}; "
                                "the next run rebuilds it (every catalog is embedded again).") from exc
         matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
-        cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
-                                        progress)
+        factors = settings.retrieval.als_factors
+        cf: CFModel | None
+        if factors is not None:
+            if settings.retrieval.cf_model != "als":
+                raise ConfigError("retrieval.als_factors is set: also set retrieval.cf_model = \"als\" (the "
+                                  "factors are ALS factors), or unset als_factors.")
+            cf, trained = imported_als(factors, matrix.user_index, matrix.item_index), False
+        else:
+            cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
+                                            progress)
     retriever = Retriever(catalog, index, cf, matrix, settings.retrieval)
     return retriever, BuildReport(report.embedded, report.reused, trained,
                                   round(time.perf_counter() - started, 2))

@@ -84,6 +84,9 @@ class RankingSettings(_Section):
 class RetrievalSettings(_Section):
     candidates: int = Field(20, ge=1, le=200)
     cf_model: Literal["ease", "itemknn", "als"] = "ease"
+    als_factors: Path | None = Field(None, description="with cf_model = 'als': load factors trained elsewhere "
+                                     "(Spark MLlib: userFactors/ and itemFactors/ Parquet, columns id, features) "
+                                     "instead of training here")
     weight_query: float = 1.0
     weight_profile: float = 0.1  # tuned on a validation split (genre-agent eval --tune), 0.3 scored lower
     weight_cf: float = 1.0

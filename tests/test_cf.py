@@ -11,6 +11,8 @@ import scipy.sparse as sp
 from genre_agent.errors import ConfigError
 from genre_agent.retrieval.cf import CF_MODELS, make_cf
 
+from conftest import TINY, tiny_settings
+
 # Items 0 and 1 are always liked together, as are 2 and 3; item 4 is liked by one user alone.
 LIKES = [[0, 1], [0, 1], [0, 1], [0, 1, 4], [2, 3], [2, 3], [2, 3], [0]]
 
@@ -80,3 +82,66 @@ def test_ease_refuses_a_catalog_it_cannot_hold_in_memory_and_says_what_to_use() 
                                                                    np.arange(1_000_000))), shape=(1, 1_000_000))
     with pytest.raises(ConfigError, match=r'EASE over 1,000,000 items .*cf_model = "itemknn" or "als"'):
         make_cf("ease").fit(users)
+
+
+def _spark_layout(root: Path, name: str, ids: list[int] | list[str], factors: np.ndarray) -> None:
+    """A factor table as Spark's `model.userFactors.write.parquet(root/name)` lays it out (string ids: mapped
+    back from Spark's integer ids before export)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    table = pa.table({"id": pa.array(ids, pa.string() if isinstance(ids[0], str) else pa.int32()),
+                      "features": pa.array([list(map(float, f)) for f in factors], pa.list_(pa.float32()))})
+    pq.write_table(table, folder / "part-00000-5e1b.snappy.parquet")
+    (folder / "_SUCCESS").write_text("")
+
+
+def test_als_factors_trained_elsewhere_are_loaded_and_score_as_trained(tmp_path: Path) -> None:
+    """ALS trained on a sample (as Spark MLlib would on the full log), exported as Parquet with the catalog's
+    ids, serves the agent: the retriever's CF scores are the exported model's, users of the catalog who are not
+    in the export get zero factors, and a new user is folded in from the item factors."""
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.data.interactions import InteractionMatrix
+    from genre_agent.pipeline import Recommender
+
+    catalog = load_catalog(str(TINY))
+    matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
+    trained = make_cf("als")
+    trained.fit(matrix.matrix)
+    model = trained._model  # type: ignore[attr-defined]
+    export = tmp_path / "als-export"
+    exported_users = list(matrix.user_index[:-1])  # the last catalog user is not in the export
+    _spark_layout(export, "userFactors", [str(u) for u in exported_users], np.asarray(model.user_factors)[:-1])
+    _spark_layout(export, "itemFactors", [int(i) for i in matrix.item_index], np.asarray(model.item_factors))
+    settings = tiny_settings(tmp_path / "d", **{"retrieval.cf_model": "als", "retrieval.als_factors": export})
+    rec = Recommender.open(settings)
+    cf = rec.retriever.cf
+    assert cf is not None and not (tmp_path / "d" / "cf").exists()  # nothing trained here
+    items = np.asarray(model.item_factors, dtype=np.float64)
+    history = matrix.history([str(matrix.item_index[0])])
+    np.testing.assert_allclose(cf.score(np.array([-1]), history), trained.score(np.array([-1]), history),
+                               rtol=1e-4, atol=1e-5)  # folded in from the same item factors
+    rows = np.arange(len(exported_users))
+    np.testing.assert_allclose(cf.score(rows, matrix.matrix[rows]),
+                               np.asarray(model.user_factors)[rows] @ items.T, rtol=1e-5, atol=1e-6)
+    missing = np.array([len(matrix.user_index) - 1])
+    assert not cf.score(missing, matrix.matrix[missing]).any()
+    assert rec.recommend(query="space adventure", k=2).recommendations
+
+
+def test_als_factors_that_do_not_fit_the_catalog_are_refused_with_the_fix(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from genre_agent.pipeline import Recommender
+    from genre_agent.retrieval.cf import imported_als
+
+    _spark_layout(tmp_path / "x", "userFactors", [1, 2], np.ones((2, 3)))
+    _spark_layout(tmp_path / "x", "itemFactors", [901, 902], np.ones((2, 3)))  # Spark's own integer ids
+    with pytest.raises(ConfigError, match="map them back to the catalog's item ids"):
+        imported_als(tmp_path / "x", pd.Index(["1", "2"]), pd.Index(["1", "2", "3"]))
+    with pytest.raises(ConfigError, match="cannot read ALS factors"):
+        imported_als(tmp_path / "nowhere", pd.Index(["1"]), pd.Index(["1"]))
+    with pytest.raises(ConfigError, match='cf_model = "als"'):
+        Recommender.open(tiny_settings(tmp_path / "d", **{"retrieval.als_factors": tmp_path / "x"}))

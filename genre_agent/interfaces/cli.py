@@ -666,7 +666,7 @@ def feedback_list(
         _fail(exc)
         return
     out.print(f"feedback on {name}, newest first: id, when (UTC), user, kind, item, the message it came from",
-              markup=False, highlight=False)
+              markup=False, highlight=False, soft_wrap=True)
     for e in events:
         when = datetime.datetime.fromtimestamp(e.created, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         kind = f"{e.kind} (undone)" if e.undone else e.kind

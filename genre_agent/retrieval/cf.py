@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from genre_agent.errors import ConfigError
@@ -176,6 +177,47 @@ class ALS:
         model.user_factors = np.load(directory / "als_user.npy")  # type: ignore[attr-defined]
         model.item_factors = np.load(directory / "als_item.npy")  # type: ignore[attr-defined]
         self._model = model
+
+
+def imported_als(directory: Path, user_index: pd.Index, item_index: pd.Index) -> ALS:
+    """ALS whose factors were trained elsewhere, e.g. by Spark MLlib on logs too large for this machine:
+    `directory/userFactors` and `directory/itemFactors` as Parquet with columns `id` and `features` (what
+    `model.userFactors.write.parquet(...)` writes), ids being the catalog's user and item ids. Users and items
+    the export does not have get zero factors (new users are folded in from their history as always)."""
+    users = _read_factors(directory / "userFactors")
+    items = _read_factors(directory / "itemFactors")
+    if users.shape[1] != items.shape[1]:
+        raise ConfigError(f"{directory}: user factors have {users.shape[1]} dimensions, item factors "
+                          f"{items.shape[1]}; export both from the same model.")
+    item_rows = item_index.get_indexer(items.index)
+    if not (item_rows >= 0).any():
+        raise ConfigError(f"{directory / 'itemFactors'}: none of its ids is an item id of the catalog (e.g. "
+                          f"{items.index[0]!r}). Spark's ALS needs integer ids: map them back to the catalog's "
+                          "item ids before exporting.")
+    model = ALS()
+    als = model._new_model()
+    uf = np.zeros((len(user_index), users.shape[1]), dtype=np.float32)
+    user_rows = user_index.get_indexer(users.index)
+    uf[user_rows[user_rows >= 0]] = users.to_numpy(np.float32)[user_rows >= 0]
+    itf = np.zeros((len(item_index), items.shape[1]), dtype=np.float32)
+    itf[item_rows[item_rows >= 0]] = items.to_numpy(np.float32)[item_rows >= 0]
+    als.user_factors, als.item_factors = uf, itf  # type: ignore[attr-defined]
+    model._model = als
+    return model
+
+
+def _read_factors(path: Path) -> pd.DataFrame:
+    """One factor table (a Parquet file or a folder of part files) as a frame indexed by id, one column per
+    dimension."""
+    try:
+        table = pd.read_parquet(path, columns=["id", "features"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{path}: cannot read ALS factors ({exc}). Expected Parquet with columns id and "
+                          "features, as Spark writes model.userFactors / model.itemFactors.") from exc
+    lengths = {len(f) for f in table["features"]}
+    if len(lengths) != 1:
+        raise ConfigError(f"{path}: the features arrays have different lengths {sorted(lengths)[:5]}.")
+    return pd.DataFrame(np.vstack(table["features"].to_numpy()), index=table["id"].astype(str).to_numpy())
 
 
 CF_MODELS: dict[str, type[EASE] | type[ItemKNN] | type[ALS]] = {
