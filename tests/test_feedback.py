@@ -4,6 +4,7 @@ the PostgreSQL binaries or the psycopg driver are missing)."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import socket
@@ -143,3 +144,22 @@ def test_the_agent_keeps_feedback_in_postgresql(postgres_url: str, tmp_path: Pat
     interactions = again.recommender.catalog.interactions
     assert ((interactions.user_id == key) & (interactions.item_id == "3")).any()  # it joins the CF data
     assert not (tmp_path / "feedback.sqlite3").exists()
+
+
+def test_recommend_leaves_out_what_the_user_disliked_in_a_chat(tmp_path: Path) -> None:
+    """Issue 13: `recommend` ignored chat dislikes (a disliked item ranked #1)."""
+    runner = CliRunner()
+    command = ["recommend", "--user", "alice", "--json", "-k", "2", "--backend", "fake", "--catalog", str(TINY),
+               "--data-dir", str(tmp_path)]
+
+    def top() -> list[tuple[str, str]]:
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout[result.stdout.index("{"):])
+        return [(r["item_id"], r["title"]) for r in answer["recommendations"]]
+
+    (first_id, first_title), _ = top()
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=FakeBackend())
+    agent.chat("s", f"I hated {first_title}", user="alice")
+    assert agent.store.for_user("tiny", "alice") == {first_id: "dislike"}
+    assert first_id not in [item for item, _ in top()]

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.understanding import ask_model, merge, parse_rules
-from genre_agent.data.catalog import Catalog, load_catalog
-from genre_agent.data.feedback import FeedbackStore, open_store
+from genre_agent.data.catalog import load_catalog
+from genre_agent.data.feedback import FeedbackStore, open_store, with_feedback
 from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
@@ -47,20 +47,6 @@ class Reply(BaseModel):
         """What the reply shows: its items and their reasons, in order."""
         rec = self.recommendations
         return [(r.item_id, r.reason) for r in rec.recommendations] if rec else []
-
-
-def with_feedback(catalog: Catalog, store: FeedbackStore) -> Catalog:
-    """The catalog with stored feedback appended as interactions (the latest rating of a pair wins)."""
-    extra = store.interactions(catalog.name)
-    extra = extra[extra.item_id.isin(catalog.items.index)]
-    if extra.empty:
-        return catalog
-    import pandas as pd
-
-    merged = pd.concat([catalog.interactions, extra], ignore_index=True)
-    merged = merged.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
-    return Catalog(spec=catalog.spec, root=catalog.root, items=catalog.items, interactions=merged,
-                   report=catalog.report)
 
 
 class Agent:

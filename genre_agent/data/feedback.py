@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from genre_agent.data.catalog import Catalog
 from genre_agent.errors import ConfigError, DataDirError
 
 Kind = Literal["like", "dislike", "seen"]
@@ -237,3 +238,16 @@ def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
         return PostgresStore(url)
     raise ConfigError(f"store.url {redacted(url)!r} is not a postgresql:// URL; unset it to keep feedback in "
                       "SQLite in the data directory.")
+
+
+def with_feedback(catalog: Catalog, store: FeedbackStore) -> Catalog:
+    """The catalog with stored feedback appended as interactions (the latest rating of a pair wins): a chat's
+    likes join CF, and its dislikes and "seen" count as rated, so they are not recommended again."""
+    extra = store.interactions(catalog.name)
+    extra = extra[extra.item_id.isin(catalog.items.index)]
+    if extra.empty:
+        return catalog
+    merged = pd.concat([catalog.interactions, extra], ignore_index=True)
+    merged = merged.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
+    return Catalog(spec=catalog.spec, root=catalog.root, items=catalog.items, interactions=merged,
+                   report=catalog.report)

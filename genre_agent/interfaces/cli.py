@@ -83,8 +83,11 @@ def recommend(
     config: ConfigOpt = None,
 ) -> None:
     """Top-k recommendations for a user (and/or a query), each with a reason."""
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.data.feedback import open_store, with_feedback
+    from genre_agent.errors import DataDirError
     from genre_agent.filters import Filters
-    from genre_agent.pipeline import Recommender
+    from genre_agent.pipeline import Recommender, build
     from genre_agent.schemas import RecommendRequest
     from genre_agent.settings import load_settings
 
@@ -94,8 +97,15 @@ def recommend(
         filters = Filters(exclude_seen=not include_seen, include_genres=include_genre or [],
                           exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
                           where=_parse_where(where or []))
+        loaded = load_catalog(settings.catalog)
+        try:  # a catalog user's likes, dislikes and "seen" from chats count as their ratings
+            if settings.store.url or (settings.data_dir / "feedback.sqlite3").exists():
+                loaded = with_feedback(loaded, open_store(settings.store.url, settings.data_dir))
+        except DataDirError as exc:
+            err.print(f"[dim]note: stored feedback not read ({escape(str(exc))})[/]")
         with _progress() as report:
-            rec = Recommender.open(settings, progress=report)
+            retriever, _ = build(settings, loaded, report)
+        rec = Recommender(settings, loaded, retriever)
         info = rec.catalog_info()
         for line in info.cleaning:
             err.print(f"[dim]catalog cleaning: {escape(line)}[/]")
