@@ -5,8 +5,15 @@ throughput, latency p50/p95/p99, cross-session leaks and the server's memory bef
 A leak is a reply that says "which you liked" about a title this session never named: the sign that one
 session's likes reached another (what issue 13 saw with the shared "default" session).
 
+With a real model (`--backend llamacpp --model smollm2-135m`), `--llm-reads` makes the model read every
+message (one model call per turn; the shipped calibration would route no role to the bundled model, so
+without it the model is never called). `--llm-server N` puts the model behind N `llama_cpp.server`
+processes (each with `--threads / N` threads) and the agent reaches them through the openai backend, round
+robin, so the same load can be compared with the model in the serving process.
+
     python benchmarks/load.py [--sessions 1,10,50] [--seconds 30] [--catalog PATH] [--data-dir DIR]
-                              [--backend fake] [--out benchmarks/results/load.md]
+                              [--backend fake|llamacpp] [--model NAME] [--llm-reads] [--llm-server N]
+                              [--out benchmarks/results/load.md]
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ def _titles(catalog: Path) -> list[str]:
 
 def _session_loop(base: str, key: str, titles: list[str], seed: int, until: float, tally: Tally) -> None:
     headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+    with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
         made = client.post("/v1/sessions")
         if made.status_code != 201:
             with tally.lock:
@@ -90,6 +97,79 @@ def _session_loop(base: str, key: str, titles: list[str], seed: int, until: floa
             turn += 1
 
 
+def _llm_servers(model: str, count: int, threads: int, catalog: Path,
+                 data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """`count` llama_cpp.server processes serving `model`, and the URL of a round-robin proxy in front of them
+    (the openai backend takes one base URL). The model's llamacpp calibration is applied to the openai backend
+    too (it is the same model), so both set-ups give the model the same roles."""
+    from genre_agent.data.catalog import load_catalog
+    from genre_agent.llm.calibration import find, key_for, save
+    from genre_agent.llm.models import resolve_model
+    from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
+    from genre_agent.settings import load_settings
+
+    _, gguf = resolve_model(model, data_dir / "models")
+    loaded = load_catalog(str(catalog))
+    prompts = Prompts(resolve_prompts_dir("default"))
+    where: dict[str, object] = {"catalog": str(catalog), "data_dir": data_dir, "backend.model": model}
+    local = load_settings(None, **where)
+    remote = load_settings(None, **where, **{"backend.name": "openai"})
+    calibration = find(data_dir, key_for(local, loaded, prompts)).calibration
+    if calibration is not None:
+        save(calibration.model_copy(update={"key": key_for(remote, loaded, prompts)}), data_dir)
+    ports = [_free_port() for _ in range(count)]
+    servers = [subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port), "--n_ctx", "4096",
+         "--n_threads", str(max(1, threads // count)), "--model_alias", model],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
+    for port in ports:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit(f"llama_cpp.server on port {port} did not start")
+            time.sleep(0.5)
+    proxy_port = _free_port()
+    threading.Thread(target=_round_robin, args=(proxy_port, ports), daemon=True).start()
+    return servers, f"http://127.0.0.1:{proxy_port}/v1"
+
+
+def _round_robin(port: int, upstream: list[int]) -> None:
+    """A minimal HTTP proxy: each request goes to the next upstream server in turn."""
+    import itertools
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    turn = itertools.cycle(upstream)
+    lock = threading.Lock()
+
+    class Forward(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            with lock:
+                target = next(turn)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            reply = httpx.request(self.command, f"http://127.0.0.1:{target}{self.path}", content=body,
+                                  headers=headers, timeout=600)
+            self.send_response(reply.status_code)
+            for k, v in reply.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Forward).serve_forever()
+
+
 def _quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q * 100) - 1] if len(values) >= 2 else values[0]
 
@@ -101,18 +181,33 @@ def main() -> None:
     parser.add_argument("--catalog", type=Path, default=TINY)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/genre-agent-load"))
     parser.add_argument("--backend", default="fake")
+    parser.add_argument("--model", default=None, help="the model (llamacpp backend or --llm-server)")
+    parser.add_argument("--llm-reads", action="store_true", help="the model reads every message")
+    parser.add_argument("--llm-server", type=int, default=0, help="serve the model from N llama_cpp.server "
+                        "processes behind a round-robin proxy, reached through the openai backend")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     key = secrets.token_urlsafe(24)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--port", str(port), "--catalog",
-         str(args.catalog), "--data-dir", str(args.data_dir), "--backend", args.backend, "--api-key", key],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env={**os.environ, "GENRE_AGENT_SERVER__MAX_CONCURRENT": "256"},
-    )
+    env = {**os.environ, "GENRE_AGENT_SERVER__MAX_CONCURRENT": "256", "GENRE_AGENT_SERVER__DEADLINE_S": "600"}
+    backend = args.backend
+    llm_servers: list[subprocess.Popen[bytes]] = []
+    if args.llm_server:
+        llm_servers, url = _llm_servers(args.model or "smollm2-135m", args.llm_server, args.threads, args.catalog,
+                                        args.data_dir)
+        backend = "openai"
+        env.update({"GENRE_AGENT_BACKEND__OPENAI__BASE_URL": url,
+                    "GENRE_AGENT_BACKEND__OPENAI__OUTPUT_MODE": "json_object_schema"})
+    if args.llm_reads:
+        env["GENRE_AGENT_CONVERSATION__UNDERSTAND_WITH_LLM"] = "true"
+    command = [sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--port", str(port), "--catalog",
+               str(args.catalog), "--data-dir", str(args.data_dir), "--backend", backend, "--api-key", key]
+    if args.model:
+        command += ["--model", args.model]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.time() + 300
         while True:
@@ -146,12 +241,17 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+        for llm in llm_servers:
+            llm.terminate()
+            llm.wait(timeout=60)
     table = ["| sessions | requests | errors | req/s | p50 s | p95 s | p99 s | leaks | server RSS MB |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---|", *rows]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    flags = "".join([f" --model {args.model}" if args.model else "", " --llm-reads" if args.llm_reads else "",
+                     f" --llm-server {args.llm_server}" if args.llm_server else ""])
     report = (f"`python benchmarks/load.py --sessions {args.sessions} --seconds {args.seconds:g} --catalog "
-              f"{args.catalog.name} --backend {args.backend}` ({os.cpu_count()} CPUs, load average after the "
-              f"run {load})\n\n" + "\n".join(table) + "\n")
+              f"{args.catalog.name} --backend {args.backend}{flags}` ({os.cpu_count()} CPUs, load average after "
+              f"the run {load})\n\n" + "\n".join(table) + "\n")
     print(report)
     if args.out:
         args.out.write_text(report)
