@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
 from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store, redacted
-from genre_agent.errors import ConfigError
+from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
 
@@ -163,3 +163,39 @@ def test_recommend_leaves_out_what_the_user_disliked_in_a_chat(tmp_path: Path) -
     agent.chat("s", f"I hated {first_title}", user="alice")
     assert agent.store.for_user("tiny", "alice") == {first_id: "dislike"}
     assert first_id not in [item for item, _ in top()]
+
+
+class _FullDisk(SQLiteStore):
+    """SQLite that cannot grow once `full` is set: the same SQLITE_FULL error a full disk gives."""
+
+    full = False
+
+    def _connect(self) -> sqlite3.Connection:
+        db = super()._connect()
+        if self.full:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {pages}")
+        return db
+
+
+def test_a_full_disk_fails_the_turn_cleanly_and_the_repl_goes_on(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from genre_agent.interfaces.repl import Repl
+
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=FakeBackend())
+    agent.store = store = _FullDisk(tmp_path / "full.sqlite3")
+    store.full = True
+    with pytest.raises(DataDirError, match="Free disk space"):  # fill the pages it has
+        for n in range(100):
+            store.record("filler", "filler", str(n), "seen", "x" * 500)
+    long = "I loved Star Quest " + "and a long message " * 30
+    with pytest.raises(DataDirError, match="Free disk space"):
+        agent.chat("s", long)
+    assert agent.session("s").liked == [] and agent.session("s").turns == 0  # the turn left no trace
+    console = Console(record=True, width=200)
+    repl = Repl(agent, console)
+    repl.turn(repl._chat(long))
+    repl.turn(repl._chat("something funny"))  # the REPL is still answering
+    text = console.export_text()
+    assert "cannot write the feedback" in text and "Laugh Riot" in text

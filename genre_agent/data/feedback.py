@@ -179,18 +179,28 @@ class SQLiteStore(FeedbackStore):
             raise DataDirError(f"cannot create {path} ({exc}): make its folder writable or set "
                                "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
 
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = self._connect()
             try:
                 db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield db
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                        db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # disk full, read-only, locked past the timeout
+                if not any(s in str(exc) for s in ("database or disk is full", "locked", "readonly")):
+                    raise
+                raise DataDirError(f"cannot write the feedback to {self.path} ({exc}); nothing of this turn "
+                                   "was kept. Free disk space, make the file writable or wait for the other "
+                                   "writer, and try again.") from exc
             finally:
                 db.close()
 
