@@ -199,3 +199,10 @@ def test_a_full_disk_fails_the_turn_cleanly_and_the_repl_goes_on(tmp_path: Path)
     repl.turn(repl._chat("something funny"))  # the REPL is still answering
     text = console.export_text()
     assert "cannot write the feedback" in text and "Laugh Riot" in text
+    from fastapi.testclient import TestClient
+
+    from genre_agent.interfaces.server import create_app
+
+    with TestClient(create_app(agent)) as client:
+        answer = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": long}]})
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "storage_unavailable"

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from genre_agent.errors import (
     BackendUnavailableError,
     ContextLengthError,
+    DataDirError,
     GenreAgentError,
     UnknownUserError,
 )
@@ -51,6 +52,8 @@ def from_agent_error(exc: GenreAgentError) -> ApiError:
         return ApiError(400, "unknown_user", str(exc))
     if isinstance(exc, BackendUnavailableError):
         return ApiError(503, "backend_unavailable", str(exc))
+    if isinstance(exc, DataDirError):  # the server's storage (a full disk, an unreachable database): retry later
+        return ApiError(503, "storage_unavailable", str(exc))
     return ApiError(400, type(exc).__name__, str(exc))
 
 
