@@ -49,6 +49,12 @@ class Reply(BaseModel):
         return [(r.item_id, r.reason) for r in rec.recommendations] if rec else []
 
 
+def _commit(state: SessionState, working: SessionState) -> None:
+    """The session becomes the turn's working copy (in place: other references to it see the change)."""
+    for name in type(state).model_fields:
+        setattr(state, name, getattr(working, name))
+
+
 class Agent:
     """Thread-safe: each session has its own lock; the LLM backend serialises its own calls."""
 
@@ -186,9 +192,8 @@ class Agent:
                 if not shown:
                     return reply  # nobody waits for it: nothing is kept
                 reply, working = shown[0]
-            self._store(working, writes, message)
-            for name in type(state).model_fields:
-                setattr(state, name, getattr(working, name))
+            self._store(working, writes, message.strip())
+            _commit(state, working)
             return reply
 
     def explain(self, session_id: str, item_id: str) -> Reply:
@@ -201,10 +206,12 @@ class Agent:
         """Record like / dislike / seen on an item (what `/like N` does)."""
         state = self.session(session_id)
         with self._locks[session_id]:
+            working = state.model_copy(deep=True)  # the session changes only once the feedback is stored
             writes: list[tuple[str, str]] = []
-            state.turns += 1
-            self._apply(state, StateUpdate(**{kind: [item_id]}), writes)
-            self._store(state, writes, f"/{kind} {item_id}")
+            working.turns += 1
+            self._apply(working, StateUpdate(**{kind: [item_id]}), writes)
+            self._store(working, writes, f"/{kind} {item_id}")
+            _commit(state, working)
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
                          filters=state.describe())
