@@ -277,26 +277,39 @@ class Recommender:
         messages = templates.messages(context)
         return _Prepared(k, max_chars, candidates, messages, context, retrieved_at, time.perf_counter())
 
-    def run(self, request: RecommendRequest, on_first: Callable[[Run], None] | None = None) -> Run:
+    def run(self, request: RecommendRequest, on_first: Callable[[Run], None] | None = None,
+            on_reason: Callable[[Recommendation], None] | None = None) -> Run:
         """Answer one request: candidates, prompt, the backend's validated ranking (or the fallback), and what
         produced it. The one entry point every front-end and `recommend` go through.
 
         With `on_first`, when roles are routed to the model, the answer without them (retrieval order, evidence
         reasons, `pending` naming the model's roles) goes to `on_first` as soon as retrieval is done; the
-        model's answer is then returned. A cancelled model call raises TurnCancelled after `on_first` ran."""
+        model's answer is then returned. A cancelled model call raises TurnCancelled after `on_first` ran.
+        With `on_reason`, when the model writes reasons for that first order, each grounded reason goes to
+        `on_reason` (the item at its rank there) as soon as the model has written it."""
         started = time.perf_counter()
         p = self._prepare(request)
         routes = self.routes(request.prompts)
         if on_first is not None and routes.model_roles:
             on_first(self._answer(request, p, routes.at_once(), started, pending=routes.model_roles))
-        return self._answer(request, p, routes, started)
+        return self._answer(request, p, routes, started, on_reason=on_reason)
 
     def _answer(self, request: RecommendRequest, p: _Prepared, routes: Routes, started: float,
-                pending: list[Role] | None = None) -> Run:
+                pending: list[Role] | None = None, on_reason: Callable[[Recommendation], None] | None = None
+                ) -> Run:
         policy = self.settings.ranking
-        outcome = answer(lambda: self.backend, routes, self.prompt_set(request.prompts), p.context, p.k,
-                         retries=policy.retries, reason_max_chars=p.reason_max_chars, max_tokens=policy.max_tokens)
         by_id = {c.item_id: c for c in p.candidates}
+        rank_of = {c.item_id: n + 1 for n, c in enumerate(p.candidates)}
+
+        def reason(item_id: str, text: str) -> None:
+            c = by_id[item_id]
+            assert on_reason is not None
+            on_reason(Recommendation(rank=rank_of[item_id], item_id=item_id, title=c.title, reason=text,
+                                     reason_from="llm", scores=c.scores))
+
+        outcome = answer(lambda: self.backend, routes, self.prompt_set(request.prompts), p.context, p.k,
+                         retries=policy.retries, reason_max_chars=p.reason_max_chars, max_tokens=policy.max_tokens,
+                         on_reason=reason if on_reason else None)
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                reason_from="llm" if i.item_id in outcome.model_reasons else "evidence",
                                scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]

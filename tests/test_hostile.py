@@ -148,8 +148,8 @@ def test_square_brackets_in_the_repl(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     repl = Repl(agent, console)
     repl.command("/user [/x]")
-    repl.turn(lambda cancel, first: agent.chat("terminal", "[/x] I loved Star Quest [bold]", cancel=cancel,
-                                             on_first=first))
+    repl.turn(lambda cancel, first, reason: agent.chat("terminal", "[/x] I loved Star Quest [bold]",
+                                                       cancel=cancel, on_first=first, on_reason=reason))
     text = console.export_text()
     assert "'[/x]' has no ratings" in text
     assert "Star Quest II" in text

@@ -76,3 +76,32 @@ def test_real_model_in_the_terminal(tmp_path: Path) -> None:
     assert "Laugh Riot" not in answer and "Deep Space Comedy" not in answer
     assert "Evidence:" in term.say("why the first one?")
     assert "bye" in term.quit()
+
+
+def test_the_repl_shows_the_list_then_the_models_reasons_as_they_come(tmp_path: Path) -> None:
+    import json
+
+    from rich.console import Console
+
+    from genre_agent.chat.agent import LIVE, REVISED, Agent
+    from genre_agent.interfaces.repl import Repl
+    from genre_agent.llm.backends import FakeBackend
+    from genre_agent.llm.routing import Routes
+
+    from conftest import tiny_settings
+
+    model = FakeBackend([json.dumps({"recommendations": [
+        {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."},
+        {"item_id": "5", "reason": "A film about a dystopian future."}]})])
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
+    agent.recommender.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
+                                             reasons=True)
+    console = Console(record=True, width=200)
+    repl = Repl(agent, console)
+    repl.turn(repl._chat("I loved Star Quest, no comedy please"))
+    text = console.export_text()
+    table, _, after = text.partition(LIVE)
+    assert "Star Quest II (1992)" in table and "Night Terror (1985)" in table  # the list, at once
+    assert after.splitlines()[1] == "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked."
+    assert "(the model's answer is the list above: LLM roles: reasons" in after
+    assert REVISED not in text

@@ -9,17 +9,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
-from genre_agent.chat.agent import REVISED, Agent
+from genre_agent.chat.agent import LIVE, REVISED, Agent
 from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.server import Caller, Sessions, create_app
 from genre_agent.llm.backends import FakeBackend
-from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.llm.backends.base import Completion, Message, heard
 from genre_agent.llm.routing import Routes
 from genre_agent.settings import ServerSettings
 
@@ -242,28 +243,78 @@ def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield json.loads(line[len("data: "):])
 
 
-def test_a_streamed_answer_shows_the_list_before_the_model_has_answered(agent: Agent,
-                                                                         backend: GatedBackend) -> None:
+class WritesInTwoSteps(FakeBackend):
+    """Decodes its answer's first item, waits at `gate`, then the rest: a slow model mid-answer."""
+
+    def __init__(self, answer: str, cut: str) -> None:
+        super().__init__([answer])
+        self.cut, self.gate, self.midway = cut, threading.Event(), threading.Event()
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        text = self.queue.popleft() if self.queue else ""
+        head, _, tail = text.partition(self.cut)
+        heard(head + self.cut)
+        self.midway.set()
+        assert self.gate.wait(timeout=30)
+        heard(tail)
+        self.calls.append(messages)
+        return Completion(text=text, prompt_tokens=10, completion_tokens=len(text.split()))
+
+
+def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_it(tmp_path: Path) -> None:
+    """The list comes at once; the model's grounded reason for item 1 arrives while the model is still writing
+    item 2 (whose invented reason is then rejected); nothing is repeated at the end, and a follow-up request
+    that sends this answer back reads the list in its order."""
+    answer = json.dumps({"recommendations": [
+        {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."},
+        {"item_id": "5", "reason": "A film about a dystopian future."}]})
+    model = WritesInTwoSteps(answer, cut="liked.\"}")
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
+    user = {"role": "user", "content": "I loved Star Quest, no comedy please"}
     with live(agent) as (base, _), _reasons_by_the_model(agent):
-        asked = len(backend.calls)
-        backend.gate.clear()
-        backend.queue.append(json.dumps({"recommendations": [
-            {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."},
-            {"item_id": "5", "reason": "A film about a dystopian future."}]}))
-        body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest, no comedy please"}]}
-        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as response:
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json={"stream": True, "messages": [user]},
+                          timeout=30) as response:
             events = _events(response.iter_lines())
             content = ""
-            while "2. Night Terror" not in content:  # the list shown at once, with evidence reasons
+            while "which you liked." not in content.partition(LIVE)[2]:
                 content += next(events)["choices"][0]["delta"].get("content", "")
-            assert backend.entered.wait(10) and len(backend.calls) == asked  # the model is still at work
-            backend.gate.set()
+            assert model.midway.is_set() and not model.calls  # the model is still writing
+            model.gate.set()
             rest = list(events)
         content += "".join(e["choices"][0]["delta"].get("content", "") for e in rest)
-        first, _, revised = content.partition(f"\n\n{REVISED}\n")
-        assert first.startswith("1. Star Quest II (1992) \u2014 ") and revised == (
-            "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked.\n"
-            + first.splitlines()[1])  # the invented reason was rejected: the evidence reason stays
+        shown, _, live_reasons = content.partition(f"\n\n{LIVE}\n")
+        assert shown.startswith("1. Star Quest II (1992) \u2014 ") and "2. Night Terror (1985)" in shown
+        assert live_reasons == "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked."
+        assert REVISED not in content  # the model's answer is the list with that reason: nothing to repeat
         final = rest[-1]["genre_agent"]["recommendations"]
         assert final["pending"] == [] and final["llm_roles"] == ["reasons"]
         assert [r["reason_from"] for r in final["recommendations"]] == ["llm", "evidence"]
+        again = {"role": "user", "content": "I loved the second one"}
+        follow = httpx.post(f"{base}/v1/chat/completions", timeout=30, json={"messages": [
+            user, {"role": "assistant", "content": content}, again]})
+        assert follow.status_code == 200
+        newest = agent.store.events()[0]
+        assert (newest.item_id, newest.kind) == ("5", "like")  # "the second one" is Night Terror, as shown
+
+
+def test_a_streamed_answer_the_model_reordered_ends_with_its_list(agent: Agent, backend: GatedBackend) -> None:
+    """When the model ranks, its list can differ from the one shown at once: it follows under REVISED."""
+    with live(agent) as (base, _):
+        agent.recommender.pinned_routes = Routes(ranking_weight=1.0, ranking_method="json", permutations=1,
+                                                 reasons=True)
+        try:
+            backend.queue.append(json.dumps({"recommendations": [
+                {"item_id": "5", "reason": "Close to Star Quest (1990), which you liked."},
+                {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."}]}))
+            body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest, no comedy"}]}
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30) as response:
+                events = list(_events(response.iter_lines()))
+        finally:
+            agent.recommender.pinned_routes = None
+        content = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+        first, _, revised = content.partition(f"\n\n{REVISED}\n")
+        assert first.startswith("1. Star Quest II (1992)")
+        assert LIVE not in content  # no reasons streamed over a list the model reorders
+        final = events[-1]["genre_agent"]["recommendations"]
+        assert final["ranked_by"] == "llm-fused"
+        assert revised.splitlines()[0].startswith(f"1. {final['recommendations'][0]['title']} \u2014 ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from genre_agent.llm.backends import Backend
 from genre_agent.llm.backends.base import cancellable
 from genre_agent.llm.prompts import Prompts
 from genre_agent.pipeline import Progress, Recommender, Run, build
-from genre_agent.schemas import CatalogInfo, Recommendations, RecommendRequest
+from genre_agent.schemas import CatalogInfo, Recommendation, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
 
 _LISTED = re.compile(r"^\s*\d+\. (.+?) \u2014 ", re.M)  # "1. Title (1999) — reason", as _recommend writes it
 # A streamed answer is the list shown at once, then this line and the model's list (a client shows the text as
 # it arrives and cannot take text back); rebuilding a conversation reads the list after the last such line.
 REVISED = "Revised by the model:"
+LIVE = "The model's reasons, as it writes them:"  # each line "N. Title — reason", N its place in the list above
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
 
@@ -43,10 +45,18 @@ class Reply(BaseModel):
     filters: list[str] = []
     debug: dict[str, Any] | None = Field(None, description="prompt, candidates and timings when asked for")
 
-    def listed(self) -> list[tuple[str, str]]:
-        """What the reply shows: its items and their reasons, in order."""
-        rec = self.recommendations
-        return [(r.item_id, r.reason) for r in rec.recommendations] if rec else []
+    def listed(self, replaced: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """What the reply shows: its items and their reasons, in order (with the `replaced` reasons by id)."""
+        rec, replaced = self.recommendations, replaced or {}
+        return [(r.item_id, replaced.get(r.item_id, r.reason)) for r in rec.recommendations] if rec else []
+
+
+@dataclass
+class Listeners:
+    """What a streaming front-end is told during a turn: the list shown at once, then each model reason."""
+
+    first: Callable[[Reply], None]
+    reason: Callable[[Recommendation], None] | None = None
 
 
 def _commit(state: SessionState, working: SessionState) -> None:
@@ -112,7 +122,7 @@ class Agent:
                 if role == "assistant":
                     text = text.rpartition(REVISED)[2]
                     listed = [self._listed_item(m.group(1)) for m in _LISTED.finditer(text)]
-                    ids = [i for i in listed if i is not None]
+                    ids = list(dict.fromkeys(i for i in listed if i is not None))  # streamed reasons repeat items
                     if ids:
                         state.last = ids
                         state.shown += [i for i in ids if i not in state.shown]
@@ -160,7 +170,8 @@ class Agent:
         return self.titles.title_of(item_id)
 
     def chat(self, session_id: str, message: str, user: str | None = None,
-             cancel: threading.Event | None = None, on_first: Callable[[Reply], None] | None = None) -> Reply:
+             cancel: threading.Event | None = None, on_first: Callable[[Reply], None] | None = None,
+             on_reason: Callable[[Recommendation], None] | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
         The session and the feedback store change only when the turn finishes and was not cancelled; a model
         call running when `cancel` is set stops and raises TurnCancelled.
@@ -168,7 +179,9 @@ class Agent:
         With `on_first`, an answer in which the model ranks or writes reasons is given twice: first at once
         without the model (retrieval order, evidence reasons, `pending` says what follows) to `on_first`, then
         the model's answer is returned. A turn cancelled after its first answer keeps that answer: the session
-        and feedback are committed as they were when it was shown, and it is returned."""
+        and feedback are committed as they were when it was shown, and it is returned. With `on_reason` too,
+        each reason the model writes for that first list goes to `on_reason` as soon as it is written and
+        checked (the item at its rank in the first list)."""
         state = self.session(session_id, user)
         with self._locks[session_id]:
             working = state.model_copy(deep=True)
@@ -180,10 +193,12 @@ class Agent:
                 assert on_first is not None
                 on_first(reply)
 
+            listen = Listeners(first, on_reason) if on_first else None
+
             working.turns += 1
             try:
                 with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
-                    reply = self._turn(working, message.strip(), writes, first if on_first else None)
+                    reply = self._turn(working, message.strip(), writes, listen)
             except TurnCancelled:
                 if not shown:
                     raise
@@ -218,7 +233,7 @@ class Agent:
 
     # -- one turn --------------------------------------------------------------------
     def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
-              first: Callable[[Reply], None] | None = None) -> Reply:
+              listen: Listeners | None = None) -> Reply:
         update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last))
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
         if reading and update.intent not in ("reset", "more"):
@@ -233,9 +248,9 @@ class Agent:
             return self._why(state, update.why)
         self._apply(state, update, writes)
         if not self._has_taste(state):
-            return self._clarify(state, first)  # e.g. only a disliked title: nothing to recommend from yet
+            return self._clarify(state, listen)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ("recommend", "refine", "feedback", "more", "other"):
-            return self._recommend(state, update.intent, first)
+            return self._recommend(state, update.intent, listen)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
                      filters=state.describe())
 
@@ -255,7 +270,7 @@ class Agent:
         for item, kind in writes:
             self.store.record(catalog, state.feedback_key, item, kind, source)  # type: ignore[arg-type]
 
-    def _clarify(self, state: SessionState, first: Callable[[Reply], None] | None) -> Reply:
+    def _clarify(self, state: SessionState, listen: Listeners | None) -> Reply:
         info = self.catalog_info()
         if not state.asked_clarification:
             state.asked_clarification = True
@@ -263,13 +278,16 @@ class Agent:
             return Reply(session_id=state.session_id, intent="clarify",
                          text=CLARIFY.format(noun=info.item_noun, example=popular))
         note = f"Here are popular {info.item_noun_plural} to start from; tell me which you like."
-        return self._recommend(state, "recommend", first, popular=True, note=note)
+        return self._recommend(state, "recommend", listen, popular=True, note=note)
 
-    def _recommend(self, state: SessionState, intent: str, first: Callable[[Reply], None] | None,
+    def _recommend(self, state: SessionState, intent: str, listen: Listeners | None,
                    popular: bool = False, note: str | None = None) -> Reply:
         request = state.request(self.settings.k, allow_popular=popular)
-        on_first = (lambda run: first(self._listing(state, intent, run, note))) if first else None
-        return self._listing(state, intent, self.recommender.run(request, on_first), note)
+        if listen is None:
+            return self._listing(state, intent, self.recommender.run(request), note)
+        run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),
+                                   listen.reason)
+        return self._listing(state, intent, run, note)
 
     def _listing(self, state: SessionState, intent: str, run: Run, note: str | None) -> Reply:
         """The reply showing an answer; what it shows becomes the session's latest list."""

@@ -17,8 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from genre_agent.chat.agent import REVISED, Agent, Reply
+from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
 from genre_agent.errors import GenreAgentError
+from genre_agent.schemas import Recommendation
 
 HELP = """\
 Just type what you want ("I loved The Matrix and Alien, no horror please", "more like the second one",
@@ -32,6 +33,10 @@ Just type what you want ("I loved The Matrix and Alien, no horror please", "more
   /template reload              re-read the prompt templates
   /debug                        toggle showing the prompt, candidates and timings
   /quit                         leave (or Ctrl-D)"""
+
+
+# One agent call: (cancel event, the first answer's listener, each model reason's listener) -> the reply.
+Work = Callable[[threading.Event, Callable[[Reply], None], Callable[[Recommendation], None]], Reply]
 
 
 class Repl:
@@ -72,32 +77,42 @@ class Repl:
         self.console.print("bye")
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _chat(self, message: str) -> Callable[[threading.Event, Callable[[Reply], None]], Reply]:
-        return lambda cancel, first: self.agent.chat(self.session_id, message, cancel=cancel, on_first=first)
+    def _chat(self, message: str) -> Work:
+        return lambda cancel, first, reason: self.agent.chat(self.session_id, message, cancel=cancel,
+                                                            on_first=first, on_reason=reason)
 
-    def turn(self, work: Callable[[threading.Event, Callable[[Reply], None]], Reply]) -> None:
-        """Run one agent call in a worker with a spinner, showing a first answer as soon as it comes;
-        Ctrl-C abandons the call."""
+    def turn(self, work: Work) -> None:
+        """Run one agent call in a worker with a spinner, showing a first answer and the model's reasons as
+        soon as they come; Ctrl-C abandons the call."""
         cancel = threading.Event()
-        firsts: queue.SimpleQueue[Reply] = queue.SimpleQueue()
-        future: Future[Reply] = self.pool.submit(work, cancel, firsts.put)
+        events: queue.SimpleQueue[Reply | Recommendation] = queue.SimpleQueue()
+        future: Future[Reply] = self.pool.submit(work, cancel, events.put, events.put)
         first: Reply | None = None
+        streamed: dict[str, str] = {}
         try:
             waiting = "thinking…"
             while True:
                 with self.console.status(waiting):
-                    while not future.done() and firsts.empty():
+                    while not future.done() and events.empty():
                         try:
                             future.result(timeout=0.1)
                         except TimeoutError:
                             continue
-                if first is None and not firsts.empty():
-                    first = firsts.get()
-                    self.show(first)
-                    waiting = "the model is working on this list…"
-                    continue
-                reply = future.result()
-                break
+                while not events.empty():
+                    event = events.get()
+                    if isinstance(event, Reply):
+                        first = event
+                        self.show(first)
+                        waiting = "the model is working on this list…"
+                    else:
+                        if not streamed:
+                            self.console.print(LIVE, style="bold", markup=False)
+                        streamed[event.item_id] = event.reason
+                        self.console.print(f"{event.rank}. {event.title} \u2014 {event.reason}", markup=False,
+                                           highlight=False)
+                if future.done() and events.empty():
+                    reply = future.result()
+                    break
         except KeyboardInterrupt:
             cancel.set()
             self.console.print("[yellow]cancelled[/] " + ("(the list above stands; the model's part was dropped)"
@@ -108,9 +123,10 @@ class Repl:
             return
         if first is None:
             self.show(reply)
-        elif reply.listed() == first.listed() and reply.recommendations is not None:
-            self.console.print(f"(the model changed nothing: {reply.recommendations.what_the_llm_did()})",
-                               style="dim", markup=False, highlight=False)
+        elif reply.recommendations is not None and reply.listed() == first.listed(streamed):
+            changed = "the model changed nothing" if not streamed else "the model's answer is the list above"
+            self.console.print(f"({changed}: {reply.recommendations.what_the_llm_did()})", style="dim",
+                               markup=False, highlight=False)
         else:
             self.console.print(REVISED, style="bold", markup=False)
             self.show(reply)
@@ -169,7 +185,7 @@ class Repl:
         elif name == "why":
             item = self._item(arg)
             if item:
-                self.turn(lambda cancel, first: self.agent.explain(sid, item))
+                self.turn(lambda cancel, first, reason: self.agent.explain(sid, item))
         elif name in ("more", "reset"):
             self.turn(self._chat(name))
         elif name == "filters":

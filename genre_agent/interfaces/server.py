@@ -38,10 +38,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from genre_agent.chat.agent import REVISED, Agent, Reply
+from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
 from genre_agent.errors import ConfigError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_response, install
 from genre_agent.interfaces.metrics import Metrics
+from genre_agent.schemas import Recommendation
 from genre_agent.settings import ServerSettings
 
 MODEL_ID = "genre-agent"
@@ -54,7 +55,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
-OnFirst = Callable[[Reply], None]
+Listen = Callable[[Any], None]  # told the list shown at once (a Reply) and each model reason (a Recommendation)
 
 
 class ChatMessage(BaseModel):
@@ -282,42 +283,43 @@ async def _until_disconnect(request: Request) -> None:
 
 
 class Running:
-    """A started turn, awaited under its deadline, its client's connection and the server's shutdown. A turn
-    that answers twice (the list at once, then the model's) gives its first answer to `next` before the last."""
+    """A started turn, awaited under its deadline, its client's connection and the server's shutdown. A
+    streamed turn also hands over, before its last answer, the list it shows at once and each model reason."""
 
-    def __init__(self, request: Request, turns: Turns, work: Callable[[threading.Event, OnFirst | None], Reply],
+    def __init__(self, request: Request, turns: Turns, work: Callable[[threading.Event, Listen | None], Reply],
                  deadline_s: float, stream: bool) -> None:
         self.request, self.turns, self.deadline_s = request, turns, deadline_s
         self.started = time.perf_counter()
-        self.firsts: asyncio.Queue[Reply] = asyncio.Queue()
+        self.events: asyncio.Queue[Reply | Recommendation] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
-        def first(reply: Reply) -> None:  # called in the turn's thread
-            loop.call_soon_threadsafe(self.firsts.put_nowait, reply)
+        def tell(event: Reply | Recommendation) -> None:  # called in the turn's thread
+            loop.call_soon_threadsafe(self.events.put_nowait, event)
 
         try:
-            self.future, self.cancel = turns.start(lambda cancel: work(cancel, first if stream else None))
+            self.future, self.cancel = turns.start(lambda cancel: work(cancel, tell if stream else None))
         except ApiError:
             turns.metrics.turn("rejected", 0.0)
             raise
 
-    async def next(self) -> tuple[Reply, bool]:
-        """The turn's next answer and whether it is its last; ApiError when the client went away or the
+    async def next(self) -> tuple[Reply | Recommendation, bool]:
+        """The turn's next event and whether it is its last answer; ApiError when the client went away or the
         deadline passed (the turn is cancelled: nothing after its first answer is kept)."""
-        first: asyncio.Future[Any] = asyncio.ensure_future(self.firsts.get())
+        event: asyncio.Future[Any] = asyncio.ensure_future(self.events.get())
         gone: asyncio.Future[Any] = asyncio.ensure_future(_until_disconnect(self.request))
         remaining = max(self.deadline_s - (time.perf_counter() - self.started), 0.0)
         try:
-            waiting: set[asyncio.Future[Any]] = {self.future, first, gone}
-            done, _ = await asyncio.wait(waiting, timeout=remaining,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {self.future, event, gone}
+            done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             self.cancel.set()
             raise
         finally:
             gone.cancel()
-            first.cancel()
+            event.cancel()
         seconds = time.perf_counter() - self.started
+        if event in done and not event.cancelled():
+            return event.result(), False
         if self.future in done:
             try:
                 reply = self.future.result()
@@ -327,8 +329,6 @@ class Running:
             answer = reply.recommendations
             self.turns.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
             return reply, True
-        if first in done:
-            return first.result(), False
         self.cancel.set()
         self.future.cancel()
         self.turns.metrics.turn("client_closed" if gone in done else "deadline", seconds)
@@ -398,21 +398,22 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
         if session_id:
             sessions.use(session_id, caller)
 
-            def work(cancel: threading.Event, first: OnFirst | None) -> Reply:
-                return agent.chat(session_id, message, cancel=cancel, on_first=first)
+            def work(cancel: threading.Event, tell: Listen | None) -> Reply:
+                return agent.chat(session_id, message, cancel=cancel, on_first=tell, on_reason=tell)
         else:
             history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
 
-            def work(cancel: threading.Event, first: OnFirst | None) -> Reply:
+            def work(cancel: threading.Event, tell: Listen | None) -> Reply:
                 once = f"req_{secrets.token_urlsafe(12)}"
                 try:
                     agent.restore(once, history, caller.user)
-                    return agent.chat(once, message, cancel=cancel, on_first=first)
+                    return agent.chat(once, message, cancel=cancel, on_first=tell, on_reason=tell)
                 finally:
                     agent.forget(once)
 
         running = Running(request, turns, work, settings.deadline_s, stream=body.stream)
         reply, final = await running.next()  # errors before any byte is sent get their status
+        assert isinstance(reply, Reply)  # a turn's first event is an answer
         created = int(time.time())
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         if body.stream:
@@ -434,8 +435,9 @@ def _usage(reply: Reply) -> dict[str, int]:
 
 
 async def _stream(reply: Reply, running: Running | None, completion_id: str, created: int) -> AsyncIterator[str]:
-    """SSE chunks: the answer's lines; when the model is still working (`running`), the list shown at once,
-    then the model's list under REVISED as soon as it comes. The last chunk carries the structured reply."""
+    """SSE chunks: the answer's lines. When the model is still working (`running`): the list shown at once,
+    then each model reason as it is written (under LIVE), then, if the model's answer is not already what
+    the client has, REVISED and the model's list. The last chunk carries the structured reply."""
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
@@ -444,16 +446,23 @@ async def _stream(reply: Reply, running: Running | None, completion_id: str, cre
     yield chunk({"role": "assistant", "content": ""})
     for line in reply.text.splitlines(keepends=True):
         yield chunk({"content": line})
-    if running is not None:
+    streamed: dict[str, str] = {}
+    while running is not None:
         try:
-            revised, _ = await running.next()
+            event, final = await running.next()
         except (ApiError, GenreAgentError) as exc:  # the list above stands (and is what the session keeps)
             yield chunk({"content": f"\n\n({exc}; the list above stands)"})
-        else:
-            if revised.listed() != reply.listed():  # else the model changed nothing (it failed, or agreed)
-                for line in f"\n\n{REVISED}\n{revised.text}".splitlines(keepends=True):
+            break
+        if isinstance(event, Recommendation):
+            heading = "" if streamed else f"\n\n{LIVE}"
+            streamed[event.item_id] = event.reason
+            yield chunk({"content": f"{heading}\n{event.rank}. {event.title} \u2014 {event.reason}"})
+        elif final:
+            if event.listed() != reply.listed(streamed):  # else the client has the model's answer already
+                for line in f"\n\n{REVISED}\n{event.text}".splitlines(keepends=True):
                     yield chunk({"content": line})
-            reply = revised
+            reply = event
+            break
     yield chunk({}, "stop", genre_agent=reply.model_dump(mode="json"))
     yield "data: [DONE]\n\n"
 

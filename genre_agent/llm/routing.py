@@ -84,20 +84,23 @@ class Routed:
 
 
 def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, context: RankingContext, k: int, *,
-           retries: int, reason_max_chars: int, max_tokens: int) -> Routed:
+           retries: int, reason_max_chars: int, max_tokens: int,
+           on_reason: Callable[[str, str], None] | None = None) -> Routed:
     """Order and reasons for the top k of `context.candidates`. `backend` is called only if a role is routed
-    to the model, so an answer without LLM roles never loads a model."""
+    to the model, so an answer without LLM roles never loads a model. With `on_reason`, when the model writes
+    reasons for the retrieval order (it does not rank), each grounded reason goes to `on_reason(item_id,
+    reason)` as it is decoded."""
     k = min(k, len(context.candidates))
     order = list(context.candidates)
     routed = Routed(items=[])
     history_titles = [h.title for h in context.history]
     written: dict[str, str] = {}  # grounded reasons the model wrote, by id
 
-    def ask(shown: list[Candidate]) -> list[str] | None:
+    def ask(shown: list[Candidate], on_item: Callable[[str, str], None] | None = None) -> list[str] | None:
         """The model's picks among `shown` (None if nothing was usable); its grounded reasons go to `written`."""
         messages = prompts.messages(context.model_copy(update={"candidates": shown, "k": min(k, len(shown))}))
         outcome = rank(backend(), messages, shown, k, retries=retries, reason_max_chars=reason_max_chars,
-                       max_tokens=max_tokens, history_titles=history_titles)
+                       max_tokens=max_tokens, history_titles=history_titles, on_item=on_item)
         routed.reasks += outcome.reasks
         routed.prompt_tokens += outcome.prompt_tokens
         routed.llm_ms += outcome.llm_ms
@@ -130,7 +133,7 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
     if routes.reasons:
         routed.llm_roles.append("reasons")
         if not (routes.ranking and routes.ranking_method == "json"):  # else the ranking answer has them
-            ask(order[:k])
+            ask(order[:k], None if routes.ranking else on_reason)  # streamed only over the order shown first
         routed.model_reasons = set(written) & {c.item_id for c in order[:k]}
     routed.items = [RankedItem(item_id=c.item_id,
                                reason=written[c.item_id] if c.item_id in routed.model_reasons else c.why)

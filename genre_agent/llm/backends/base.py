@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 Message = dict[str, str]
 _cancel: ContextVar[threading.Event | None] = ContextVar("genre_agent_turn_cancel", default=None)
+_listener: ContextVar[Callable[[str], None] | None] = ContextVar("genre_agent_text_listener", default=None)
 
 
 @contextmanager
@@ -49,6 +50,24 @@ def raise_if_cancelled() -> None:
     event = _cancel.get()
     if event is not None and event.is_set():
         raise TurnCancelled("the turn was cancelled; nothing of it was kept")
+
+
+@contextmanager
+def listening(listener: Callable[[str], None]) -> Iterator[None]:
+    """Completions made inside (in this thread) hand `listener` each piece of text as it is decoded, where the
+    backend decodes as a stream (llamacpp, fake); others hand it the whole text at the end."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def heard(text: str) -> None:
+    """A backend reports decoded text to the listener of this thread's call, if any."""
+    listener = _listener.get()
+    if listener is not None and text:
+        listener(text)
 
 
 @dataclass

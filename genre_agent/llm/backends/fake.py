@@ -13,6 +13,7 @@ from genre_agent.llm.backends.base import (
     Completion,
     Message,
     OutputMode,
+    heard,
     raise_if_cancelled,
 )
 from genre_agent.settings import Settings
@@ -52,9 +53,12 @@ class FakeBackend(Backend):
         return [0.0 if liked(o) else -5.0 for o in options]
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        """The next queued answer, handed to a listener 8 characters at a time as a streaming model would."""
         raise_if_cancelled()
         self.calls.append([dict(m) for m in messages])
         self.schemas.append(schema)
         text = self.queue.popleft() if self.queue else ""
+        for start in range(0, len(text), 8):  # decoded as a stream, a few characters at a time
+            heard(text[start:start + 8])
         prompt_words = sum(len(m["content"].split()) for m in messages)
         return Completion(text=text, prompt_tokens=prompt_words, completion_tokens=len(text.split()))

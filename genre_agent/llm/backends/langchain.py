@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode
+from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode, heard
 from genre_agent.settings import LangChainOptions, Settings
 
 _ROLES = {"system": "SystemMessage", "user": "HumanMessage", "assistant": "AIMessage"}
@@ -47,5 +47,6 @@ class LangChainBackend(Backend):
         reply = model.invoke(converted)
         usage = getattr(reply, "usage_metadata", None) or {}
         text = reply.content if isinstance(reply.content, str) else str(reply.content)
+        heard(text)  # the whole answer at once
         return Completion(text=text, prompt_tokens=int(usage.get("input_tokens", 0)),
                           completion_tokens=int(usage.get("output_tokens", 0)))

@@ -17,6 +17,7 @@ from genre_agent.llm.backends.base import (
     Message,
     OutputMode,
     cancel_event,
+    heard,
     raise_if_cancelled,
 )
 from genre_agent.settings import LlamaCppOptions, Settings
@@ -112,6 +113,7 @@ class LlamaCppBackend(Backend):
                     delta: dict[str, Any] = dict(chunk["choices"][0]["delta"])  # type: ignore[index, arg-type]
                     if delta.get("content"):
                         parts.append(str(delta["content"]))
+                        heard(parts[-1])
             except ValueError as exc:  # llama-cpp-python: "Requested tokens (N) exceed context window of M"
                 found = re.search(r"Requested tokens \((\d+)\) exceed context window", str(exc))
                 if found:

@@ -16,6 +16,7 @@ from genre_agent.llm.backends.base import (
     Completion,
     Message,
     OutputMode,
+    heard,
     raise_if_cancelled,
 )
 from genre_agent.settings import OpenAIOptions, Settings
@@ -101,6 +102,7 @@ class OpenAIBackend(Backend):
             if schema:
                 self._accepted(mode)
             usage = out.usage
+            heard(out.choices[0].message.content or "")  # the whole answer at once: this backend does not stream
             return Completion(text=out.choices[0].message.content or "",
                               prompt_tokens=usage.prompt_tokens if usage else 0,
                               completion_tokens=usage.completion_tokens if usage else 0)
