@@ -259,18 +259,22 @@ def test_a_model_file_changed_in_place_is_hashed_again(monkeypatch: pytest.Monke
 
 @pytest.mark.real
 def test_a_cancelled_turn_stops_llama_cpp_between_two_tokens(tmp_path: Path) -> None:
-    """Issue 13, point 5: an abandoned request held the model for its whole answer."""
+    """Issue 13, point 5: an abandoned request held the model for its whole answer. The same streamed decoding
+    hands each piece of text to a listener as it comes (what streams the model's reasons)."""
     import threading
 
     from genre_agent.errors import TurnCancelled
-    from genre_agent.llm.backends.base import cancellable
+    from genre_agent.llm.backends.base import cancellable, listening
 
     name, gguf = resolve_model("smollm2-135m", tmp_path)
     backend = LlamaCppBackend(gguf, name, n_ctx=1024, threads=2)
     story = [{"role": "user", "content": "Write a very long story about a journey through space."}]
+    pieces: list[str] = []
     started = time.perf_counter()
-    full = backend.complete(story, None, 300)
+    with listening(pieces.append):  # the decoded text is handed over token by token as it comes
+        full = backend.complete(story, None, 300)
     uncancelled = time.perf_counter() - started
+    assert "".join(pieces) == full.text and len(pieces) == full.completion_tokens > 100
     cancel = threading.Event()
     threading.Timer(0.2, cancel.set).start()
     started = time.perf_counter()
