@@ -97,6 +97,19 @@ def _session_loop(base: str, key: str, titles: list[str], seed: int, until: floa
             turn += 1
 
 
+def _ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether `url` answers 200 before `process` exits or `timeout_s` passes."""
+    deadline = time.time() + timeout_s
+    while process.poll() is None and time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def _llm_servers(model: str, count: int, threads: int, catalog: Path,
                  data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
     """`count` llama_cpp.server processes serving `model`, and the URL of a round-robin proxy in front of them
@@ -122,17 +135,9 @@ def _llm_servers(model: str, count: int, threads: int, catalog: Path,
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port), "--n_ctx", "4096",
          "--n_threads", str(max(1, threads // count)), "--model_alias", model],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
-    for port in ports:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit(f"llama_cpp.server on port {port} did not start")
-            time.sleep(0.5)
+    for port, server in zip(ports, servers, strict=True):
+        if not _ready(f"http://127.0.0.1:{port}/v1/models", server, 120):
+            raise SystemExit(f"llama_cpp.server on port {port} did not start")
     proxy_port = _free_port()
     threading.Thread(target=_round_robin, args=(proxy_port, ports), daemon=True).start()
     return servers, f"http://127.0.0.1:{proxy_port}/v1"
@@ -209,16 +214,8 @@ def main() -> None:
         command += ["--model", args.model]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                raise SystemExit(server.stderr.read().decode() if server.stderr else "server did not start")
-            time.sleep(0.5)
+        if not _ready(f"{base}/readyz", server, 300):
+            raise SystemExit(server.stderr.read().decode() if server.stderr else "server did not start")
         titles = _titles(args.catalog)
         rows = []
         for n in (int(x) for x in args.sessions.split(",")):
