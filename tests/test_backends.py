@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +16,9 @@ import openai
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from genre_agent.errors import BackendUnavailableError, ConfigError, ContextLengthError
+from genre_agent.errors import BackendUnavailableError, ConfigError, ContextLengthError, TurnCancelled
 from genre_agent.llm.backends import BACKENDS, Backend, FakeBackend, OutputMode, backend_class, make_backend
+from genre_agent.llm.backends.base import cancellable, listening
 from genre_agent.llm.backends.langchain import LangChainBackend
 from genre_agent.llm.backends.llamacpp import LlamaCppBackend
 from genre_agent.llm.backends.openai_compat import OpenAIBackend
@@ -94,11 +96,22 @@ def _openai_with(handler: Callable[[dict[str, object]], httpx.Response], mode: O
     return backend
 
 
-def _answer(text: str) -> httpx.Response:
-    return httpx.Response(200, json={"id": "1", "object": "chat.completion", "created": 0, "model": "m",
-                                     "choices": [{"index": 0, "finish_reason": "stop",
-                                                  "message": {"role": "assistant", "content": text}}],
-                                     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+def _sse(pieces: list[str], usage: bool = True) -> bytes:
+    """A streamed chat completion as an OpenAI-compatible server sends it (server-sent events)."""
+    def chunk(delta: dict[str, str], finish: str | None = None, **extra: object) -> str:
+        body = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    events = [chunk({"role": "assistant"})] + [chunk({"content": p}) for p in pieces]
+    tail = {"usage": {"prompt_tokens": 3, "completion_tokens": len(pieces), "total_tokens": 3 + len(pieces)}}
+    events.append(chunk({}, "stop", **(tail if usage else {})))
+    return ("".join(events) + "data: [DONE]\n\n").encode()
+
+
+def _answer(text: str, usage: bool = True) -> httpx.Response:
+    return httpx.Response(200, content=_sse([text[i:i + 3] for i in range(0, len(text), 3)], usage),
+                          headers={"Content-Type": "text/event-stream"})
 
 
 def test_openai_output_mode_auto_keeps_the_first_form_the_server_takes() -> None:
@@ -166,9 +179,12 @@ def test_openai_backend_against_a_real_llama_cpp_server(tmp_path: Path) -> None:
                     raise
                 time.sleep(0.5)
         outcome = rank(backend, MESSAGES, CANDIDATES, 2, retries=0, reason_max_chars=80, max_tokens=200)
-        answer = backend.complete(MESSAGES, {"type": "object", "properties": {"item_id": {"enum": ["10", "20"]}},
-                                             "required": ["item_id"]}, 30)
+        pieces: list[str] = []
+        with listening(pieces.append):
+            answer = backend.complete(MESSAGES, {"type": "object", "properties": {
+                "item_id": {"enum": ["10", "20"]}}, "required": ["item_id"]}, 30)
         assert json.loads(answer.text)["item_id"] in {"10", "20"}  # the server honoured the schema
+        assert len(pieces) > 1 and "".join(pieces) == answer.text  # streamed from the server, piece by piece
         assert answer.prompt_tokens > 0
         assert {i.item_id for i in outcome.items} <= {"10", "20", "30"} and len(outcome.items) == 2
     finally:
@@ -261,11 +277,6 @@ def test_a_model_file_changed_in_place_is_hashed_again(monkeypatch: pytest.Monke
 def test_a_cancelled_turn_stops_llama_cpp_between_two_tokens(tmp_path: Path) -> None:
     """Issue 13, point 5: an abandoned request held the model for its whole answer. The same streamed decoding
     hands each piece of text to a listener as it comes (what streams the model's reasons)."""
-    import threading
-
-    from genre_agent.errors import TurnCancelled
-    from genre_agent.llm.backends.base import cancellable, listening
-
     name, gguf = resolve_model("smollm2-135m", tmp_path)
     backend = LlamaCppBackend(gguf, name, n_ctx=1024, threads=2)
     story = [{"role": "user", "content": "Write a very long story about a journey through space."}]
@@ -305,14 +316,11 @@ class _Flaky:
                     body = json.dumps({"error": {"message": "busy", "type": "server_error"}}).encode()
                     self.send_response(status)
                     self.send_header("Retry-After", "0")
+                    self.send_header("Content-Type", "application/json")
                 else:
-                    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                       "choices": [{"index": 0, "finish_reason": "stop",
-                                                    "message": {"role": "assistant", "content": "ok"}}],
-                                       "usage": {"prompt_tokens": 3, "completion_tokens": 1,
-                                                 "total_tokens": 4}}).encode()
+                    body = _sse(["ok"])
                     self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -337,3 +345,100 @@ def test_openai_backend_retries_busy_servers_then_says_so() -> None:
         assert flaky.requests == 2
     finally:
         flaky.server.shutdown()
+
+
+def test_openai_backend_streams_each_piece_to_the_listener() -> None:
+    backend = _openai_with(lambda body: _answer(GOOD) if body.get("stream") is True else httpx.Response(400),
+                           OutputMode.JSON_SCHEMA)
+    pieces: list[str] = []
+    with listening(pieces.append):
+        answer = backend.complete(MESSAGES, {"type": "object"}, 200)
+    assert answer.text == GOOD and "".join(pieces) == GOOD and len(pieces) == len(range(0, len(GOOD), 3))
+    assert (answer.prompt_tokens, answer.completion_tokens) == (3, len(pieces))  # the server's usage
+    quiet = _openai_with(lambda body: _answer("{}", usage=False), OutputMode.JSON_SCHEMA)
+    assert quiet.complete(MESSAGES, None, 10).completion_tokens == 1  # no usage sent: one token per piece
+
+
+class _Trickle:
+    """A real HTTP server that streams `pieces` pieces of a completion, one every `every_s` seconds, after
+    `stall_s` seconds of silence following the second; it records how many it wrote and whether the client
+    closed the connection before the end."""
+
+    def __init__(self, pieces: int, every_s: float, stall_s: float = 0.0) -> None:
+        import http.server
+        import threading
+
+        trickle = self
+        self.written = 0
+        self.closed_early = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                events = _sse(["x"] * pieces).split(b"\n\n")
+                try:
+                    for n, event in enumerate(events):
+                        self.wfile.write(event + b"\n\n")
+                        self.wfile.flush()
+                        trickle.written = n
+                        time.sleep(stall_s if n == 2 else every_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    trickle.closed_early.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_cancelled_turn_closes_the_openai_stream_between_two_pieces() -> None:
+    trickle = _Trickle(pieces=400, every_s=0.02)  # 8 s to the end if nobody stops it
+    try:
+        backend = OpenAIBackend("m", trickle.url, None, timeout_s=10)
+        cancel = threading.Event()
+        heard_pieces: list[str] = []
+
+        def listener(piece: str) -> None:
+            heard_pieces.append(piece)
+            if len(heard_pieces) == 3:
+                cancel.set()  # the deadline passes, the client leaves, or Ctrl-C
+
+        with cancellable(cancel), listening(listener), pytest.raises(TurnCancelled):
+            backend.complete(MESSAGES, None, 500)
+        assert len(heard_pieces) == 3
+        assert trickle.closed_early.wait(5), "the server was never told the client had gone"
+        assert trickle.written < 400
+    finally:
+        trickle.server.shutdown()
+
+
+def test_an_openai_server_that_stalls_mid_answer_is_reported() -> None:
+    trickle = _Trickle(pieces=5, every_s=0.0, stall_s=3.0)
+    try:
+        backend = OpenAIBackend("m", trickle.url, None, timeout_s=0.5, max_retries=0)
+        with pytest.raises(BackendUnavailableError, match="stopped in the middle of its answer.*timeout_s"):
+            backend.complete(MESSAGES, None, 50)
+    finally:
+        trickle.server.shutdown()
+
+
+def test_a_server_that_stays_busy_or_stalls_leaves_the_retrieval_order() -> None:
+    """Hosted-backend faults: bounded retries with backoff, then the answer falls back to the retrieval order
+    and evidence reasons; never an error, never a re-ask of a server that is not answering."""
+    flaky = _Flaky(failures=10, status=503)
+    trickle = _Trickle(pieces=5, every_s=0.0, stall_s=3.0)
+    try:
+        for url, timeout_s in ((flaky.url, 10.0), (trickle.url, 0.5)):
+            backend = OpenAIBackend("m", url, None, timeout_s=timeout_s, max_retries=1)
+            outcome = rank(backend, MESSAGES, CANDIDATES, 2, retries=2, reason_max_chars=80, max_tokens=50)
+            assert outcome.fallback and outcome.reasks == 0 and len(outcome.errors) == 1
+            assert [i.item_id for i in outcome.items] == [c.item_id for c in CANDIDATES[:2]]
+        assert flaky.requests == 2  # the call and the client's one retry
+    finally:
+        flaky.server.shutdown()
+        trickle.server.shutdown()

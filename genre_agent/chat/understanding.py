@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise
-from genre_agent.errors import ContextLengthError
+from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.calibration import READING_FIELDS
 from genre_agent.llm.contexts import UnderstandingContext, UnderstandingSystemContext
@@ -276,7 +276,7 @@ def ask_model(backend: Backend, prompts: Prompts, message: str, state_lines: lis
     try:
         completion = backend.complete(messages, ModelUpdate.model_json_schema(), max_tokens)
         return ModelUpdate.model_validate_json(completion.text)
-    except (ValidationError, ContextLengthError):  # the rules' reading stands alone
+    except (ValidationError, ContextLengthError, BackendUnavailableError):  # the rules' reading stands alone
         return None
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from genre_agent.data.catalog import CatalogSpec
-from genre_agent.errors import ContextLengthError
+from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.llm.backends import Backend, Message
 from genre_agent.llm.backends.base import listening
 from genre_agent.llm.contexts import RankingContext
@@ -180,8 +180,8 @@ def rank(backend: Backend, messages: list[Message], candidates: list[Candidate],
         try:
             with listening(stream.feed) if stream else nullcontext():
                 completion = backend.complete(convo, schema, max_tokens)
-        except ContextLengthError as exc:  # nothing to re-ask: the answer comes from retrieval and evidence
-            outcome.errors.append(str(exc))
+        except (ContextLengthError, BackendUnavailableError) as exc:  # the answer comes from retrieval and
+            outcome.errors.append(str(exc))  # evidence: nothing to re-ask (a busy or gone server was retried)
             break
         finally:
             outcome.llm_ms += (time.perf_counter() - started) * 1000

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from genre_agent.errors import ConfigError, ContextLengthError
+from genre_agent.errors import BackendUnavailableError, ConfigError, ContextLengthError
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.calibration import READING_FIELDS, REASONS_MIN, InForce
 from genre_agent.llm.contexts import RankingContext
@@ -122,7 +122,7 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
                                          history=context.history, query=context.query)
                 order = _fused(order, llm, routes.ranking_weight)
                 routed.ranked_by = "llm-fused"
-            except ContextLengthError:  # asked and failed: the retrieval order stands
+            except (ContextLengthError, BackendUnavailableError):  # asked and failed: the retrieval order stands
                 routed.fallback = True
             routed.llm_ms += (time.perf_counter() - started) * 1000
         elif (named := ask(order)) is not None:

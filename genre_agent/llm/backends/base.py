@@ -55,7 +55,7 @@ def raise_if_cancelled() -> None:
 @contextmanager
 def listening(listener: Callable[[str], None]) -> Iterator[None]:
     """Completions made inside (in this thread) hand `listener` each piece of text as it is decoded, where the
-    backend decodes as a stream (llamacpp, fake); others hand it the whole text at the end."""
+    backend decodes as a stream (llamacpp, fake, openai); langchain hands it the whole text at the end."""
     token = _listener.set(listener)
     try:
         yield
@@ -68,6 +68,11 @@ def heard(text: str) -> None:
     listener = _listener.get()
     if listener is not None and text:
         listener(text)
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """Prompt tokens estimated from words (x 1.3), for a backend whose tokenizer is not local."""
+    return round(sum(len(m["content"].split()) for m in messages) * 1.3)
 
 
 @dataclass
@@ -126,8 +131,8 @@ class Backend(ABC):
     def count_tokens(cls, settings: Settings, messages: list[Message]) -> tuple[int, str]:
         """Prompt tokens of the messages for the configured model, and what counted them. Exact (chat
         template included) where `capabilities.local_tokenizer`; else an estimate."""
-        words = sum(len(m["content"].split()) for m in messages)
-        return round(words * 1.3), f"estimate (words x 1.3): the {cls.name} backend's tokenizer is not local"
+        return estimate_tokens(messages), f"estimate (words x 1.3): the {cls.name} backend's tokenizer is " \
+                                          "not local"
 
 
 class Wrapper(Backend):

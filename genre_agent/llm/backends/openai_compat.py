@@ -3,11 +3,17 @@
 The structured-output form is `backend.openai.output_mode`. Set it when you know the server (json_schema for
 the OpenAI API and vLLM, json_object_schema for llama.cpp's server); `auto` (the default) tries the forms
 most standard first on the first request and keeps the first one the server accepts.
+
+Answers are streamed (`stream: true`): each piece of text reaches the listener as the server sends it, and a
+cancelled turn (deadline, client gone, Ctrl-C) closes the connection between two pieces, which stops a
+server that watches for it (llama.cpp's server does) instead of letting it decode to the end.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import httpx
 
 from genre_agent.errors import BackendUnavailableError, ConfigError
 from genre_agent.llm.backends.base import (
@@ -16,6 +22,8 @@ from genre_agent.llm.backends.base import (
     Completion,
     Message,
     OutputMode,
+    cancel_event,
+    estimate_tokens,
     heard,
     raise_if_cancelled,
 )
@@ -76,9 +84,14 @@ class OpenAIBackend(Backend):
             try:
                 request: dict[str, Any] = dict(model=self.model, messages=messages,
                                                temperature=self.temperature, max_tokens=max_tokens, **extra)
-                out = self.client.chat.completions.create(**request)
+                stream = self.client.chat.completions.create(**request, stream=True)
             except (self._openai.BadRequestError, self._openai.InternalServerError,
                     self._openai.UnprocessableEntityError) as exc:
+                if exc.status_code in (502, 503, 504):  # busy or gone (after the client's retries), not a form
+                    raise BackendUnavailableError(
+                        f"The server at {self.client.base_url} kept answering {exc.status_code} after "
+                        f"{self.client.max_retries} retries with backoff: retry later, or raise "
+                        "backend.openai.max_retries.") from exc
                 last_error = exc
                 if mode is OutputMode.PROMPT or len(self._modes) == 1:
                     break
@@ -93,20 +106,42 @@ class OpenAIBackend(Backend):
                 raise BackendUnavailableError(
                     f"The server at {self.client.base_url} kept answering 429 (rate limited) after "
                     f"{self.client.max_retries} retries with backoff: retry later, or raise "
-                    "backend.openai.max_retries."
-                ) from exc
+                    "backend.openai.max_retries.") from exc
             except self._openai.AuthenticationError as exc:
                 raise BackendUnavailableError(
                     "The server rejected the API key: set GENRE_AGENT_BACKEND__OPENAI__API_KEY."
                 ) from exc
             if schema:
                 self._accepted(mode)
-            usage = out.usage
-            heard(out.choices[0].message.content or "")  # the whole answer at once: this backend does not stream
-            return Completion(text=out.choices[0].message.content or "",
-                              prompt_tokens=usage.prompt_tokens if usage else 0,
-                              completion_tokens=usage.completion_tokens if usage else 0)
+            return self._read(stream, messages)
         hint = "" if self.capabilities.output_mode is OutputMode.AUTO else (
             f" If it does not take output_mode '{self.capabilities.output_mode}', set backend.openai.output_mode "
             "to another (json_schema, json_object_schema, json_object, prompt) or to auto.")
         raise BackendUnavailableError(f"The server rejected the request: {last_error}.{hint}")
+
+    def _read(self, stream: Any, messages: list[Message]) -> Completion:
+        """The streamed answer, piece by piece: each piece to the listener; the connection closed as soon as
+        the turn is cancelled. Token counts are the server's where it reports usage in the stream, else the
+        number of pieces (one token each on llama.cpp's server) and an estimate of the prompt."""
+        event = cancel_event()
+        parts: list[str] = []
+        usage = None
+        with stream:
+            try:
+                for chunk in stream:
+                    if event is not None and event.is_set():
+                        stream.close()
+                        raise_if_cancelled()
+                    usage = chunk.usage or usage
+                    piece = chunk.choices[0].delta.content if chunk.choices else None
+                    if piece:
+                        parts.append(piece)
+                        heard(piece)
+            except (httpx.HTTPError, self._openai.APIError) as exc:
+                raise BackendUnavailableError(
+                    f"The server at {self.client.base_url} stopped in the middle of its answer ({exc!r}). "
+                    "Retry; if it is slow, raise backend.openai.timeout_s (the longest wait for the next piece)."
+                ) from exc
+        if usage is not None:
+            return Completion("".join(parts), usage.prompt_tokens, usage.completion_tokens)
+        return Completion("".join(parts), estimate_tokens(messages), len(parts))
