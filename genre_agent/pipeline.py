@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import warnings
 import zipfile
@@ -77,11 +80,15 @@ class BuildReport:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes building into the same data directory."""
+    """An exclusive lock between processes building into the same data directory. In a data directory this
+    process cannot write (a read-only mount), there is no lock: it can only read what was built."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = path.open("w")
+        fh = path.open("a")
     except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and path.parent.parent.is_dir():
+            yield
+            return
         raise DataDirError(f"cannot write the data directory ({exc}): make it writable, or set "
                            "GENRE_AGENT_DATA_DIR (or --data-dir) to a writable folder.") from exc
     with fh:
@@ -90,6 +97,17 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _copy_of(store: Path) -> Path:
+    """A copy of a vector store this process cannot write, in a temporary folder removed at exit: Chroma's
+    embedded store writes to its database even to read, so a read-only data directory is served from a copy."""
+    size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+    warnings.warn(f"{store} is read-only: reading a temporary copy of it ({size / 2**20:.1f} MB).", stacklevel=3)
+    tmp = Path(tempfile.mkdtemp(prefix="genre-agent-chroma-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    shutil.copytree(store, tmp / "chroma")
+    return tmp / "chroma"
 
 
 def catalog_key(catalog: Catalog) -> str:
@@ -336,6 +354,8 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
 
     with _locked(data / "locks" / f"{key}.lock"):
         store = data / "chroma"
+        if not settings.chroma.host and store.is_dir() and not os.access(store, os.W_OK):
+            store = _copy_of(store)
         try:
             client = make_client(store, settings.chroma.host, settings.chroma.port)
             index = VectorIndex(client, key)

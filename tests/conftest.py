@@ -1,8 +1,15 @@
-"""Shared fixtures: the tiny known-answer catalog, a built recommender on it, and the fake backend."""
+"""Shared fixtures: the tiny known-answer catalog, a built recommender on it, the fake backend, and a throwaway
+PostgreSQL server (skipped where its binaries or the psycopg driver are missing)."""
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
 import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +61,41 @@ def fake() -> FakeBackend:
 def tiny_recommender(tiny_built: Recommender, fake: FakeBackend) -> Recommender:
     """The session's built index and CF model, answering through this test's fake backend."""
     return Recommender(tiny_built.settings, tiny_built.catalog, tiny_built.retriever, backend=fake)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free local port (as the `postgres` user when run as root)."""
+    pytest.importorskip("psycopg")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries here (apt-get install postgresql)")
+    root = tmp_path_factory.mktemp("pg")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (root, *root.parents):
+            if path == Path("/"):
+                break
+            os.chmod(path, os.stat(path).st_mode | 0o011)  # let the server's user reach its folder
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
+                    str(root / "log"), "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)

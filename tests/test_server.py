@@ -152,6 +152,42 @@ def test_sessions_are_bound_to_the_key_that_made_them(server: str) -> None:
     assert httpx.delete(f"{server}/v1/sessions/{mine}", headers=auth).status_code == 404
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_replicas_sharing_the_store_continue_each_others_sessions(store: str, tmp_path: Path,
+                                                                  request: pytest.FixtureRequest) -> None:
+    """Two real `serve` processes behind one (imagined) load balancer: one data directory, and with
+    PostgreSQL one database for feedback and sessions. A session issued by one is continued by the other."""
+    env = {"GENRE_AGENT_SERVER__API_KEYS": json.dumps({KEY_A: "a"})}
+    if store == "postgresql":
+        env["GENRE_AGENT_STORE__URL"] = request.getfixturevalue("postgres_url")
+    a, base_a = _start(tmp_path, "--api-key", KEY, env=env)
+    b, base_b = _start(tmp_path, "--api-key", KEY, env=env)
+    try:
+        session = _session(base_a)
+        one = _client(base_a, session=session)
+        first = one.chat.completions.create(
+            model="genre-agent", messages=[{"role": "user", "content": "I loved Star Quest, no comedy please"}])
+        assert [r["item_id"] for r in first.model_extra["genre_agent"]["recommendations"]["recommendations"]] == [
+            "2", "5"]
+        # the other replica knows the list, the like and the filter
+        second = _client(base_b, session=session).chat.completions.create(
+            model="genre-agent", messages=[{"role": "user", "content": "why the first one?"}])
+        assert second.model_extra["genre_agent"]["explained_item"] == "2"
+        assert "Star Quest (1990)" in second.choices[0].message.content
+        assert second.model_extra["genre_agent"]["filters"] == ["no Comedy"]
+        with pytest.raises(openai.NotFoundError):  # still bound to the key that made it, on every replica
+            _client(base_b, key=KEY_A, session=session).chat.completions.create(
+                model="genre-agent", messages=[{"role": "user", "content": "more"}])
+        auth = {"Authorization": f"Bearer {KEY}"}
+        assert httpx.delete(f"{base_b}/v1/sessions/{session}", headers=auth).json()["deleted"] is True
+        with pytest.raises(openai.NotFoundError):  # ended on one replica: ended on all
+            one.chat.completions.create(model="genre-agent", messages=[{"role": "user", "content": "more"}])
+    finally:
+        for proc in (a, b):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def test_streaming(server: str) -> None:
     client = _client(server, session=_session(server))
     stream = client.chat.completions.create(

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent
+from genre_agent.data.feedback import SQLiteStore
 from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.server import Caller, Sessions, create_app
 from genre_agent.llm.backends import FakeBackend
@@ -174,25 +175,28 @@ def test_stateless_requests_leave_no_session_behind(agent: Agent) -> None:
         assert len(agent._sessions) == before
 
 
-def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent) -> None:
+def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent, tmp_path: Path) -> None:
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))  # a store of its own
     now = [0.0]
-    sessions = Sessions(agent, ttl_s=10, cap=2, clock=lambda: now[0])
+    sessions = Sessions(alone, ttl_s=10, cap=2, clock=lambda: now[0])
     me, other = Caller("k1", None), Caller("k2", None)
     first, second = sessions.issue(me), sessions.issue(me)
     now[0] = 5
-    sessions.use(first, me)  # `second` is now the least recently used
+    sessions.turn(first, me, lambda: alone.chat(first, "I loved Star Quest"))  # `second` is now the LRU
     third = sessions.issue(me)
     with pytest.raises(ApiError):
         sessions.use(second, me)
     with pytest.raises(ApiError):
         sessions.use(first, other)  # not your key
     assert len(sessions) == 2
+    assert sessions.use(first, me).liked == ["1"]  # the turn was written back to the store
     now[0] = 5 + 10.5
     with pytest.raises(ApiError):
         sessions.use(first, me)
     with pytest.raises(ApiError):
         sessions.use(third, me)
     assert len(sessions) == 0
+    assert second not in alone._sessions and first not in alone._sessions  # nor kept in memory
 
 
 def test_body_limit_applies_to_every_path(agent: Agent) -> None:
@@ -201,12 +205,13 @@ def test_body_limit_applies_to_every_path(agent: Agent) -> None:
         assert httpx.post(f"{base}/v1/sessions", content=b"x" * 10).status_code == 201
 
 
-def test_metrics_count_turns_by_outcome(agent: Agent, backend: GatedBackend) -> None:
+def test_metrics_count_turns_by_outcome(agent: Agent, backend: GatedBackend, tmp_path: Path) -> None:
     def metric(base: str, name: str) -> float:
         text = httpx.get(f"{base}/metrics").text
         return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
-    with live(agent, max_concurrent=1, deadline_s=1.0) as (base, _):
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))  # no other test's sessions
+    with live(alone, max_concurrent=1, deadline_s=1.0) as (base, _):
         httpx.post(f"{base}/v1/sessions")
         assert _chat(base, "something funny").status_code == 200
         backend.gate.clear()

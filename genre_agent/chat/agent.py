@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,8 @@ class Listeners:
     reason: Callable[[Recommendation], None] | None = None
 
 
-def _commit(state: SessionState, working: SessionState) -> None:
-    """The session becomes the turn's working copy (in place: other references to it see the change)."""
-    for name in type(state).model_fields:
-        setattr(state, name, getattr(working, name))
-
-
 class Agent:
-    """Thread-safe: each session has its own lock; the LLM backend serialises its own calls."""
+    """Thread-safe: each session has its own (re-entrant) lock; the LLM backend serialises its own calls."""
 
     def __init__(self, recommender: Recommender, store: FeedbackStore) -> None:
         self.recommender = recommender
@@ -76,7 +71,7 @@ class Agent:
         popularity = catalog.interactions.groupby("item_id").size()
         self.titles = TitleIndex(catalog.items, popularity)
         self._sessions: dict[str, SessionState] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
         self._title_ids: dict[str, str] | None = None
         self.debug = False
@@ -101,10 +96,18 @@ class Agent:
             state = self._sessions.get(session_id)
             if state is None:
                 state = self._sessions[session_id] = SessionState(session_id=session_id)
-                self._locks[session_id] = threading.Lock()
+                self._locks[session_id] = threading.RLock()
             if user is not None and user != state.user_id:
                 self._set_user(state, user)
             return state
+
+    @contextmanager
+    def held(self, session_id: str) -> Iterator[SessionState]:
+        """The session with its lock held: its other turns in this process wait until the block ends (what
+        reads a session from a shared store, runs a turn and writes it back does)."""
+        state = self.session(session_id)
+        with self._locks[session_id]:
+            yield state
 
     def forget(self, session_id: str) -> None:
         """Drop a session and everything it remembers (the server's expiry and its one-request sessions)."""
@@ -208,7 +211,7 @@ class Agent:
                     return reply  # nobody waits for it: nothing is kept
                 reply, working = shown[0]
             self._store(working, writes, message.strip())
-            _commit(state, working)
+            state.take(working)  # the session becomes the turn's working copy
             return reply
 
     def explain(self, session_id: str, item_id: str) -> Reply:
@@ -226,7 +229,7 @@ class Agent:
             working.turns += 1
             self._apply(working, StateUpdate(**{kind: [item_id]}), writes)
             self._store(working, writes, f"/{kind} {item_id}")
-            _commit(state, working)
+            state.take(working)  # the session becomes the turn's working copy
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",
                          filters=state.describe())

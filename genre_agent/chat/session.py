@@ -90,10 +90,13 @@ class SessionState(BaseModel):
 
     def reset(self) -> None:
         """Forget the conversation, keep who the user is."""
-        fresh = SessionState(session_id=self.session_id, pseudonym=self.pseudonym, user_id=self.user_id,
-                             turns=self.turns)
+        self.take(SessionState(session_id=self.session_id, pseudonym=self.pseudonym, user_id=self.user_id,
+                               turns=self.turns))
+
+    def take(self, other: SessionState) -> None:
+        """Become `other`, in place: every reference to this session sees the change."""
         for name in type(self).model_fields:
-            setattr(self, name, getattr(fresh, name))
+            setattr(self, name, getattr(other, name))
 
     def describe(self) -> list[str]:
         """The session's filters and wishes in words (the chat's `filters`)."""

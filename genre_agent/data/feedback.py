@@ -7,11 +7,15 @@ the next time the CF model is fitted (as ratings 5, 1 and 3: only likes count as
 every recording — who, what, when, from which message — so a wrong row can be found
 (`genre-agent feedback list`) and undone (`genre-agent feedback undo ID`). An event's id is a hash of who,
 what and its source (the turn and its message): recording the same event again changes nothing.
+
+The same store keeps the HTTP server's sessions (`server_sessions`: id, the API key it was issued to, the
+session as JSON, last use), so every replica that shares the store can continue any session.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -39,6 +43,8 @@ SCHEMA = (
     "user_key TEXT NOT NULL, item_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('like','dislike','seen')), "
     "created {real} NOT NULL, source TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS feedback_events_who ON feedback_events (catalog, user_key, item_id, created)",
+    "CREATE TABLE IF NOT EXISTS server_sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, "
+    "used {real} NOT NULL)",
 )
 
 
@@ -52,6 +58,13 @@ class FeedbackEvent:
     created: float
     source: str
     undone: bool
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    owner: str  # the id of the API key it was issued to
+    state: str  # the session, as JSON
+    used: float  # last use, seconds since the epoch
 
 
 def _event(row: Sequence[Any]) -> FeedbackEvent:
@@ -151,24 +164,62 @@ class FeedbackStore(ABC):
         return event
 
 
+    # -- the server's sessions ----------------------------------------------------------
+    def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int,
+                    expired_before: float) -> list[str]:
+        """Store a new session; sessions last used before `expired_before`, and the least recently used
+        beyond `cap`, are dropped. Returns the ids dropped."""
+        with self._db(write=True) as db:
+            self._run(db, "INSERT INTO server_sessions VALUES (?, ?, ?, ?)", (session_id, owner, state, used))
+            gone = self._run(db, "SELECT id FROM server_sessions WHERE used < ? OR id NOT IN (SELECT id FROM "
+                             "server_sessions ORDER BY used DESC LIMIT ?)", (expired_before, cap))
+            for (old,) in gone:
+                self._run(db, "DELETE FROM server_sessions WHERE id = ?", (old,))
+        return [old for (old,) in gone]
+
+    def session(self, session_id: str) -> StoredSession | None:
+        with self._db() as db:
+            rows = self._run(db, "SELECT owner, state, used FROM server_sessions WHERE id = ?", (session_id,))
+        return StoredSession(rows[0][0], rows[0][1], float(rows[0][2])) if rows else None
+
+    def save_session(self, session_id: str, state: str, used: float) -> None:
+        """Write a session back after a turn (a session ended meanwhile stays ended)."""
+        with self._db(write=True) as db:
+            self._run(db, "UPDATE server_sessions SET state = ?, used = ? WHERE id = ?", (state, used, session_id))
+
+    def end_session(self, session_id: str) -> None:
+        with self._db(write=True) as db:
+            self._run(db, "DELETE FROM server_sessions WHERE id = ?", (session_id,))
+
+    def session_count(self) -> int:
+        with self._db() as db:
+            return int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
+
+
 class SQLiteStore(FeedbackStore):
-    """One file per installation (WAL mode: concurrent sessions and processes are safe)."""
+    """One file per installation (WAL mode: concurrent sessions and processes are safe). In a data directory
+    that cannot be written (a read-only mount), an existing file is opened read-only: feedback is read, and
+    storing any raises DataDirError."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.read_only = False
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(path, timeout=30) as db:
-                db.execute("PRAGMA journal_mode=WAL")
-            super().__init__()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with sqlite3.connect(path, timeout=30) as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                super().__init__()
+            except sqlite3.OperationalError as exc:
+                if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                    raise
+                if not path.is_file() or os.access(path.parent, os.W_OK):
+                    raise DataDirError(f"cannot write {path} ({exc}): make its folder writable or set "
+                                       "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
+                self.read_only = True
             with self._db() as db:
                 db.execute("SELECT count(*) FROM feedback").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "unable to open" not in str(exc) and "readonly" not in str(exc):
-                raise
-            raise DataDirError(f"cannot write {path} ({exc}): make its folder writable or set "
-                               "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
             raise DataDirError(
                 f"{path} is not a readable SQLite database ({exc}). It holds the likes and dislikes given in "
@@ -180,10 +231,15 @@ class SQLiteStore(FeedbackStore):
                                "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:  # nothing can change the file: no locks, no WAL index to create
+            return sqlite3.connect(f"{self.path.as_uri()}?immutable=1", uri=True, isolation_level=None)
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)
 
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        if write and self.read_only:
+            raise DataDirError(f"cannot store feedback: {self.path} is in a read-only data directory. Make it "
+                               "writable, or set GENRE_AGENT_DATA_DIR to a writable folder.")
         with self._lock:
             db = self._connect()
             try:

@@ -52,7 +52,17 @@ class Repl:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, InMemoryHistory
 
-        history = FileHistory(str(self.history_file)) if self.history_file else InMemoryHistory()
+        class KeptWherePossible(FileHistory):
+            """The input history in its file; where the file cannot be written (a read-only data directory, a
+            full disk) the lines of this chat are still recalled, from memory."""
+
+            def store_string(self, string: str) -> None:
+                try:
+                    super().store_string(string)
+                except OSError:
+                    pass
+
+        history = KeptWherePossible(str(self.history_file)) if self.history_file else InMemoryHistory()
         prompt: PromptSession[str] = PromptSession(history=history)
         self.agent.session(self.session_id, user)
         catalog = self.agent.catalog_info()
@@ -180,8 +190,9 @@ class Repl:
             self.console.print(HELP, markup=False)
         elif name in ("like", "dislike", "seen"):
             item = self._item(arg)
-            if item:
-                self.show(self.agent.feedback(sid, item, name))
+            if item:  # as a turn: a store that cannot be written says so and the chat goes on
+                picked = item
+                self.turn(lambda cancel, first, reason: self.agent.feedback(sid, picked, name))
         elif name == "why":
             item = self._item(arg)
             if item:

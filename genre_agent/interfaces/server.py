@@ -39,6 +39,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
+from genre_agent.chat.session import SessionState
 from genre_agent.errors import ConfigError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_response, install
 from genre_agent.interfaces.metrics import Metrics
@@ -176,52 +177,79 @@ class Guard:
 
 
 class Sessions:
-    """Server-issued session ids, each bound to the key that asked for it; expire by TTL and LRU."""
+    """Server-issued session ids, each bound to the key that asked for it. Sessions live in the store (the
+    feedback's SQLite file, or PostgreSQL with `store.url`), so every replica sharing the store can continue
+    any of them: a turn reads its session from the store under the session's lock and writes it back. They
+    expire by TTL and, beyond `cap`, the least recently used first. A replica keeps in memory only the
+    sessions it used lately (the same TTL and cap); the store is what counts."""
 
-    def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.agent, self.ttl_s, self.cap, self.clock = agent, ttl_s, cap, clock
-        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()  # id -> (key id, last use), LRU first
+    def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.time) -> None:
+        self.agent, self.store, self.ttl_s, self.cap, self.clock = agent, agent.store, ttl_s, cap, clock
+        self._here: OrderedDict[str, float] = OrderedDict()  # id -> last use in this replica, LRU first
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return self.store.session_count()
 
     def issue(self, caller: Caller) -> str:
         session_id = f"sess_{secrets.token_urlsafe(24)}"
-        self.agent.session(session_id, caller.user)
-        with self._lock:
-            self._owners[session_id] = (caller.key_id, self.clock())
-            self._expire()
-            while len(self._owners) > self.cap:
-                self._drop(next(iter(self._owners)))
+        state = self.agent.session(session_id, caller.user)
+        now = self.clock()
+        for gone in self.store.add_session(session_id, caller.key_id, state.model_dump_json(), now, self.cap,
+                                           expired_before=now - self.ttl_s):
+            self._forget_here(gone)
+        self._used_here(session_id, now)
         return session_id
 
-    def use(self, session_id: str, caller: Caller) -> None:
-        """Mark a session used; ApiError 404 unless it exists and belongs to the caller's key."""
-        with self._lock:
-            self._expire()
-            owner = self._owners.get(session_id)
-            if owner is None or not secrets.compare_digest(owner[0], caller.key_id):
-                raise ApiError(404, "session_not_found", "no such session for this API key (it may have expired): "
-                               "create one with POST /v1/sessions, or send the whole conversation in `messages`")
-            self._owners[session_id] = (owner[0], self.clock())
-            self._owners.move_to_end(session_id)
+    def use(self, session_id: str, caller: Caller) -> SessionState:
+        """The caller's session as the store has it; ApiError 404 unless it exists, has not expired and belongs
+        to the caller's key."""
+        stored = self.store.session(session_id)
+        if stored is not None and self.clock() - stored.used > self.ttl_s:
+            self.store.end_session(session_id)
+            stored = None
+        if stored is None or not secrets.compare_digest(stored.owner, caller.key_id):
+            if stored is None:
+                self._forget_here(session_id)  # nothing of an unknown or expired id stays in memory
+            raise ApiError(404, "session_not_found", "no such session for this API key (it may have expired): "
+                           "create one with POST /v1/sessions, or send the whole conversation in `messages`")
+        return SessionState.model_validate_json(stored.state)
+
+    def turn(self, session_id: str, caller: Caller, run: Callable[[], Reply]) -> Reply:
+        """Run one turn of the caller's session: read from the store, `run`, written back (as the turn left it:
+        unchanged if it failed or was cancelled before its first answer)."""
+        with self.agent.held(session_id) as state:
+            try:
+                state.take(self.use(session_id, caller))
+            except ApiError:
+                with self._lock:
+                    mine = session_id in self._here
+                if not mine:  # another key's session this replica does not hold: nothing stays in memory
+                    self.agent.forget(session_id)
+                raise
+            try:
+                return run()
+            finally:
+                now = self.clock()
+                self.store.save_session(session_id, state.model_dump_json(), now)
+                self._used_here(session_id, now)
 
     def end(self, session_id: str, caller: Caller) -> None:
         self.use(session_id, caller)
+        self.store.end_session(session_id)
+        self._forget_here(session_id)
+
+    def _used_here(self, session_id: str, now: float) -> None:
         with self._lock:
-            self._drop(session_id)
+            self._here[session_id] = now
+            self._here.move_to_end(session_id)
+            while self._here and (len(self._here) > self.cap
+                                  or now - next(iter(self._here.values())) > self.ttl_s):
+                self.agent.forget(self._here.popitem(last=False)[0])
 
-    def _expire(self) -> None:
-        now = self.clock()
-        while self._owners:
-            oldest, (_, used) = next(iter(self._owners.items()))
-            if now - used <= self.ttl_s:
-                break
-            self._drop(oldest)
-
-    def _drop(self, session_id: str) -> None:
-        self._owners.pop(session_id, None)
+    def _forget_here(self, session_id: str) -> None:
+        with self._lock:
+            self._here.pop(session_id, None)
         self.agent.forget(session_id)
 
 
@@ -396,10 +424,9 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
         message = body.messages[last].text()
         session_id = request.headers.get("x-session-id") or body.session_id
         if session_id:
-            sessions.use(session_id, caller)
-
             def work(cancel: threading.Event, tell: Listen | None) -> Reply:
-                return agent.chat(session_id, message, cancel=cancel, on_first=tell, on_reason=tell)
+                return sessions.turn(session_id, caller, lambda: agent.chat(
+                    session_id, message, cancel=cancel, on_first=tell, on_reason=tell))
         else:
             history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
 
