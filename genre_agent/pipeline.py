@@ -86,7 +86,7 @@ def _locked(path: Path) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = path.open("a")
     except OSError as exc:
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and path.parent.parent.is_dir():
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and (path.parent.parent / "chroma").is_dir():
             yield
             return
         raise DataDirError(f"cannot write the data directory ({exc}): make it writable, or set "
@@ -106,7 +106,12 @@ def _copy_of(store: Path) -> Path:
     warnings.warn(f"{store} is read-only: reading a temporary copy of it ({size / 2**20:.1f} MB).", stacklevel=3)
     tmp = Path(tempfile.mkdtemp(prefix="genre-agent-chroma-"))
     atexit.register(shutil.rmtree, tmp, True)
-    shutil.copytree(store, tmp / "chroma")
+    try:
+        shutil.copytree(store, tmp / "chroma")
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataDirError(f"{store} is read-only and copying it to {tmp} failed ({exc}): make the data "
+                           "directory writable, or free space in the temporary folder (TMPDIR).") from exc
     return tmp / "chroma"
 
 
@@ -137,7 +142,14 @@ def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: s
     model.fit(matrix.matrix)
     tmp = root / f".{key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        warnings.warn(f"{root} cannot be written ({exc.strerror}): the {model_name} model trained for this "
+                      "run is used without being saved.", stacklevel=2)
+        return model, True
     model.save(tmp)
     (tmp / "done.json").write_text(json.dumps({"model": model_name, "users": matrix.matrix.shape[0],
                                                "items": matrix.matrix.shape[1], "nnz": matrix.matrix.nnz}))
@@ -371,6 +383,10 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
                 f"this catalog's collections on the Chroma server {settings.chroma.host}"
             raise DataDirError(f"The vector store cannot be read ({type(exc).__name__}: {exc}). Delete {where}; "
                                "the next run rebuilds it (every catalog is embedded again).") from exc
+        except OSError as exc:  # a data directory that cannot be written, with no index built in it yet
+            raise DataDirError(f"cannot write the vector store {store} ({exc}): make the data directory "
+                               "writable, or set GENRE_AGENT_DATA_DIR (or --data-dir) to a writable "
+                               "folder.") from exc
         matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
         factors = settings.retrieval.als_factors
         cf: CFModel | None

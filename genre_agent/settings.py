@@ -52,6 +52,8 @@ class OpenAIOptions(_Section):
     output_mode: Literal["auto", "json_schema", "json_object_schema", "json_object", "prompt"] = Field(
         "auto", description="structured-output form the server takes; auto = try json_schema, then "
         "json_object_schema, json_object, prompt, and keep the first one accepted")
+    cooldown_s: float = Field(30.0, ge=0, description="after the server failed (unreachable, busy past the "
+                              "retries, stalled), answers skip the model for this long and come from retrieval")
 
 
 class LangChainOptions(_Section):

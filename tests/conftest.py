@@ -99,3 +99,14 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str) -> str:
+    """The throwaway server's database, with nothing an earlier test stored (its tables are made again)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url) as db:
+        for table in ("feedback_events", "feedback", "server_sessions"):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+    return postgres_url

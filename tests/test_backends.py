@@ -434,11 +434,18 @@ def test_a_server_that_stays_busy_or_stalls_leaves_the_retrieval_order() -> None
     trickle = _Trickle(pieces=5, every_s=0.0, stall_s=3.0)
     try:
         for url, timeout_s in ((flaky.url, 10.0), (trickle.url, 0.5)):
-            backend = OpenAIBackend("m", url, None, timeout_s=timeout_s, max_retries=1)
+            backend = OpenAIBackend("m", url, None, timeout_s=timeout_s, max_retries=1, cooldown_s=60)
             outcome = rank(backend, MESSAGES, CANDIDATES, 2, retries=2, reason_max_chars=80, max_tokens=50)
             assert outcome.fallback and outcome.reasks == 0 and len(outcome.errors) == 1
             assert [i.item_id for i in outcome.items] == [c.item_id for c in CANDIDATES[:2]]
-        assert flaky.requests == 2  # the call and the client's one retry
+            again = rank(backend, MESSAGES, CANDIDATES, 2, retries=2, reason_max_chars=80, max_tokens=50)
+            assert again.fallback and "not asked again for 60 s" in again.errors[0]  # no second wait
+        assert flaky.requests == 2  # the call and the client's one retry; none during the cool-down
+        eager = OpenAIBackend("m", flaky.url, None, timeout_s=10, max_retries=0, cooldown_s=0)
+        for _ in range(2):
+            with pytest.raises(BackendUnavailableError):
+                eager.complete(MESSAGES, None, 10)
+        assert flaky.requests == 4  # no cool-down: each call asks
     finally:
         flaky.server.shutdown()
         trickle.server.shutdown()

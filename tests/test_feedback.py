@@ -23,12 +23,7 @@ from conftest import TINY, tiny_settings
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> FeedbackStore:
     if request.param == "sqlite":
         return SQLiteStore(tmp_path / "feedback.sqlite3")
-    url = request.getfixturevalue("postgres_url")
-    fresh = PostgresStore(url)
-    with fresh._db(write=True) as db:  # each test starts empty
-        db.execute("DELETE FROM feedback_events")
-        db.execute("DELETE FROM feedback")
-    return fresh
+    return PostgresStore(request.getfixturevalue("fresh_postgres"))
 
 
 def test_the_log_keeps_every_event_and_undo_restores_the_one_before(store: FeedbackStore) -> None:
@@ -90,8 +85,8 @@ def test_a_wrong_like_found_in_the_log_and_undone_from_the_cli(tmp_path: Path) -
     assert unknown.exit_code == 2 and "feedback list" in unknown.output
 
 
-def test_the_agent_keeps_feedback_in_postgresql(postgres_url: str, tmp_path: Path) -> None:
-    settings = tiny_settings(tmp_path, k=2, **{"store.url": postgres_url})
+def test_the_agent_keeps_feedback_in_postgresql(fresh_postgres: str, tmp_path: Path) -> None:
+    settings = tiny_settings(tmp_path, k=2, **{"store.url": fresh_postgres})
     agent = Agent.from_config(settings, backend=FakeBackend())
     agent.chat("pg", "I loved Laugh Riot")
     key = agent.session("pg").feedback_key

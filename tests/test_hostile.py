@@ -199,7 +199,8 @@ def test_a_data_dir_that_cannot_be_written_says_so(tmp_path: Path) -> None:
     assert code == 2 and "writable folder" in " ".join(err.split())
 
 
-def _read_only(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _read_only(data: Path, *args: str, stdin: str = "",
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`genre-agent ARGS` with `data` mounted read-only: a bind mount in a private mount namespace (util-linux
     `unshare`), which refuses writes to root too (EROFS), where permission bits do not; it ends with the
     process. Skips where this machine cannot make one."""
@@ -209,16 +210,21 @@ def _read_only(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedP
     if probe.returncode != 0:
         pytest.skip(f"no read-only mount here: {probe.stderr.strip()}")
     return subprocess.run([*prefix, sys.executable, "-m", "genre_agent.interfaces.cli", *args], input=stdin,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"},
+                          cwd=cwd)
 
 
 def test_a_read_only_data_dir_serves_read_only_commands(tmp_path: Path) -> None:
     assert _recommend(tmp_path)[0] == 0  # built while writable
-    assert _cli("chat", "--catalog", str(TINY), "--data-dir", str(tmp_path), "--backend", "fake")[0] == 0
     where = ["--catalog", str(TINY), "--data-dir", str(tmp_path), "--backend", "fake"]
-    ranked = _read_only(tmp_path, "recommend", *where, "--user", "a", "--json")
+    liked = subprocess.run([sys.executable, "-m", "genre_agent.interfaces.cli", "chat", *where],
+                           input="I loved Star Quest\n", capture_output=True, text=True, timeout=600)
+    assert liked.returncode == 0 and "Traceback" not in liked.stderr, liked.stderr  # the CF model is now stale
+    relative = ["--catalog", str(TINY), "--data-dir", tmp_path.name, "--backend", "fake"]
+    ranked = _read_only(tmp_path, "recommend", *relative, "--user", "a", "--json", cwd=tmp_path.parent)
     assert ranked.returncode == 0, ranked.stderr
     assert json.loads(ranked.stdout[ranked.stdout.index("{"):])["recommendations"]
+    assert "used without being saved" in ranked.stderr  # trained again in memory, with the stored like
     listed = _read_only(tmp_path, "feedback", "list", "--data-dir", str(tmp_path))
     assert listed.returncode == 0, listed.stderr
     chat = _read_only(tmp_path, "chat", *where, stdin="something funny\nI loved Star Quest\n/like 1\n")

@@ -159,7 +159,7 @@ def test_replicas_sharing_the_store_continue_each_others_sessions(store: str, tm
     PostgreSQL one database for feedback and sessions. A session issued by one is continued by the other."""
     env = {"GENRE_AGENT_SERVER__API_KEYS": json.dumps({KEY_A: "a"})}
     if store == "postgresql":
-        env["GENRE_AGENT_STORE__URL"] = request.getfixturevalue("postgres_url")
+        env["GENRE_AGENT_STORE__URL"] = request.getfixturevalue("fresh_postgres")
     a, base_a = _start(tmp_path, "--api-key", KEY, env=env)
     b, base_b = _start(tmp_path, "--api-key", KEY, env=env)
     try:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from genre_agent.chat.agent import LIVE, REVISED, Agent
+from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.server import Caller, Sessions, create_app
@@ -182,14 +182,15 @@ def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent, tmp_path: Pat
     me, other = Caller("k1", None), Caller("k2", None)
     first, second = sessions.issue(me), sessions.issue(me)
     now[0] = 5
-    sessions.turn(first, me, lambda: alone.chat(first, "I loved Star Quest"))  # `second` is now the LRU
-    third = sessions.issue(me)
+    sessions.turn(first, me, lambda: Reply(session_id=first, intent="other", text=""))  # used, unchanged
+    third = sessions.issue(me)  # `second` was the least recently used
     with pytest.raises(ApiError):
         sessions.use(second, me)
     with pytest.raises(ApiError):
         sessions.use(first, other)  # not your key
     assert len(sessions) == 2
-    assert sessions.use(first, me).liked == ["1"]  # the turn was written back to the store
+    sessions.turn(first, me, lambda: alone.chat(first, "I loved Star Quest"))
+    assert sessions.use(first, me)[0].liked == ["1"]  # the turn was written back to the store
     now[0] = 5 + 10.5
     with pytest.raises(ApiError):
         sessions.use(first, me)
@@ -197,6 +198,27 @@ def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent, tmp_path: Pat
         sessions.use(third, me)
     assert len(sessions) == 0
     assert second not in alone._sessions and first not in alone._sessions  # nor kept in memory
+
+
+def test_a_turn_that_lost_a_race_for_its_session_keeps_nothing(agent: Agent, tmp_path: Path) -> None:
+    """Two replicas (two agents, one store) run turns of one session at once: the turn that started from an
+    older version of it gets 409 and its change is not written over the other's."""
+    store = SQLiteStore(tmp_path / "feedback.sqlite3")
+    a, b = (Sessions(Agent(agent.recommender, store), ttl_s=60, cap=10) for _ in range(2))
+    me = Caller("k1", None)
+    sid = a.issue(me)
+
+    def a_turn() -> Reply:
+        reply = a.agent.chat(sid, "I loved Star Quest")
+        b.turn(sid, me, lambda: b.agent.chat(sid, "I loved Laugh Riot"))  # B's turn ends first
+        return reply
+
+    with pytest.raises(ApiError) as lost:
+        a.turn(sid, me, a_turn)
+    assert lost.value.status == 409
+    assert b.use(sid, me)[0].liked == ["3"]  # B's turn stands; A's like of item 1 is not in the session
+    a.turn(sid, me, lambda: a.agent.chat(sid, "I loved Star Quest"))  # A again, from the current version
+    assert a.use(sid, me)[0].liked == ["3", "1"]
 
 
 def test_body_limit_applies_to_every_path(agent: Agent) -> None:

@@ -92,21 +92,25 @@ class Agent:
 
     # -- sessions --------------------------------------------------------------------
     def session(self, session_id: str, user: str | None = None) -> SessionState:
+        return self._entry(session_id, user)[0]
+
+    def _entry(self, session_id: str, user: str | None = None) -> tuple[SessionState, threading.RLock]:
+        """A session and its lock, made together if new (and switched to `user` if given)."""
         with self._guard:
             state = self._sessions.get(session_id)
             if state is None:
                 state = self._sessions[session_id] = SessionState(session_id=session_id)
                 self._locks[session_id] = threading.RLock()
             if user is not None and user != state.user_id:
-                self._set_user(state, user)
-            return state
+                self.set_user(state, user)
+            return state, self._locks[session_id]
 
     @contextmanager
     def held(self, session_id: str) -> Iterator[SessionState]:
         """The session with its lock held: its other turns in this process wait until the block ends (what
         reads a session from a shared store, runs a turn and writes it back does)."""
-        state = self.session(session_id)
-        with self._locks[session_id]:
+        state, lock = self._entry(session_id)
+        with lock:
             yield state
 
     def forget(self, session_id: str) -> None:
@@ -119,8 +123,8 @@ class Agent:
         """Rebuild a session from an earlier conversation of (role, text) pairs, as a stateless HTTP request
         carries it: user turns are read by the rules alone (no model call, no feedback stored again) and the
         numbered list in an assistant turn becomes what was shown."""
-        state = self.session(session_id, user)
-        with self._locks[session_id]:
+        state, lock = self._entry(session_id, user)
+        with lock:
             for role, text in history:
                 if role == "assistant":
                     text = text.rpartition(REVISED)[2]
@@ -143,7 +147,9 @@ class Agent:
             self._title_ids = {str(t): str(i) for i, t in reversed(list(items["title"].items()))}
         return self._title_ids.get(title.strip()) or self.titles.resolve(title)
 
-    def _set_user(self, state: SessionState, user: str | None) -> None:
+    def set_user(self, state: SessionState, user: str | None) -> None:
+        """Make `state` a fresh conversation of `user` (checked to be in the catalog), with the user's stored
+        feedback."""
         from genre_agent.errors import UnknownUserError
 
         catalog = self.catalog_info().name
@@ -185,8 +191,8 @@ class Agent:
         and feedback are committed as they were when it was shown, and it is returned. With `on_reason` too,
         each reason the model writes for that first list goes to `on_reason` as soon as it is written and
         checked (the item at its rank in the first list)."""
-        state = self.session(session_id, user)
-        with self._locks[session_id]:
+        state, lock = self._entry(session_id, user)
+        with lock:
             working = state.model_copy(deep=True)
             writes: list[tuple[str, str]] = []
             shown: list[tuple[Reply, SessionState]] = []
@@ -216,18 +222,20 @@ class Agent:
 
     def explain(self, session_id: str, item_id: str) -> Reply:
         """Why an item fits this session's user, from its metadata and the user's history."""
-        state = self.session(session_id)
-        with self._locks[session_id]:
+        state, lock = self._entry(session_id)
+        with lock:
             return self._why(state, item_id)
 
-    def feedback(self, session_id: str, item_id: str, kind: str) -> Reply:
-        """Record like / dislike / seen on an item (what `/like N` does)."""
-        state = self.session(session_id)
-        with self._locks[session_id]:
+    def feedback(self, session_id: str, item_id: str, kind: str, cancel: threading.Event | None = None) -> Reply:
+        """Record like / dislike / seen on an item (what `/like N` does); nothing if `cancel` is set first."""
+        state, lock = self._entry(session_id)
+        with lock:
             working = state.model_copy(deep=True)  # the session changes only once the feedback is stored
             writes: list[tuple[str, str]] = []
             working.turns += 1
             self._apply(working, StateUpdate(**{kind: [item_id]}), writes)
+            if cancel is not None and cancel.is_set():
+                raise TurnCancelled("the feedback was cancelled; nothing was stored")
             self._store(working, writes, f"/{kind} {item_id}")
             state.take(working)  # the session becomes the turn's working copy
             title = self.titles.title_of(item_id)

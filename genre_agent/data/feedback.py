@@ -44,7 +44,8 @@ SCHEMA = (
     "created {real} NOT NULL, source TEXT NOT NULL, undone INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS feedback_events_who ON feedback_events (catalog, user_key, item_id, created)",
     "CREATE TABLE IF NOT EXISTS server_sessions (id TEXT PRIMARY KEY, owner TEXT NOT NULL, state TEXT NOT NULL, "
-    "used {real} NOT NULL)",
+    "used {real} NOT NULL, version INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS server_sessions_used ON server_sessions (used)",
 )
 
 
@@ -65,6 +66,7 @@ class StoredSession:
     owner: str  # the id of the API key it was issued to
     state: str  # the session, as JSON
     used: float  # last use, seconds since the epoch
+    version: int  # how many times its state was written: a write based on an older version is refused
 
 
 def _event(row: Sequence[Any]) -> FeedbackEvent:
@@ -83,8 +85,12 @@ class FeedbackStore(ABC):
     placeholder = "?"
     real = "REAL"
 
+    schema_lock: str | None = None  # a statement that serialises schema creation between processes
+
     def __init__(self) -> None:
         with self._db(write=True) as db:
+            if self.schema_lock:
+                self._run(db, self.schema_lock)
             for statement in SCHEMA:
                 self._run(db, statement.format(real=self.real))
 
@@ -167,25 +173,38 @@ class FeedbackStore(ABC):
     # -- the server's sessions ----------------------------------------------------------
     def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int,
                     expired_before: float) -> list[str]:
-        """Store a new session; sessions last used before `expired_before`, and the least recently used
-        beyond `cap`, are dropped. Returns the ids dropped."""
+        """Store a new session; the sessions last used before `expired_before`, and the least recently used
+        ones beyond `cap` (the new one counted), are dropped first. Returns the ids dropped."""
         with self._db(write=True) as db:
-            self._run(db, "INSERT INTO server_sessions VALUES (?, ?, ?, ?)", (session_id, owner, state, used))
-            gone = self._run(db, "SELECT id FROM server_sessions WHERE used < ? OR id NOT IN (SELECT id FROM "
-                             "server_sessions ORDER BY used DESC LIMIT ?)", (expired_before, cap))
-            for (old,) in gone:
-                self._run(db, "DELETE FROM server_sessions WHERE id = ?", (old,))
-        return [old for (old,) in gone]
+            expired = self._run(db, "SELECT id FROM server_sessions WHERE used < ?", (expired_before,))
+            gone = [old for (old,) in expired]
+            self._run(db, "DELETE FROM server_sessions WHERE used < ?", (expired_before,))
+            count = int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
+            if count >= cap:
+                oldest = self._run(db, "SELECT id FROM server_sessions ORDER BY used, id LIMIT ?",
+                                   (count - cap + 1,))
+                for (old,) in oldest:
+                    self._run(db, "DELETE FROM server_sessions WHERE id = ?", (old,))
+                    gone.append(old)
+            self._run(db, "INSERT INTO server_sessions VALUES (?, ?, ?, ?, 0)", (session_id, owner, state, used))
+        return gone
 
-    def session(self, session_id: str) -> StoredSession | None:
-        with self._db() as db:
-            rows = self._run(db, "SELECT owner, state, used FROM server_sessions WHERE id = ?", (session_id,))
-        return StoredSession(rows[0][0], rows[0][1], float(rows[0][2])) if rows else None
+    def session(self, session_id: str, touch: float | None = None) -> StoredSession | None:
+        """A session as stored; with `touch`, its last use becomes that time (a turn starts)."""
+        with self._db(write=touch is not None) as db:
+            rows = self._run(db, "SELECT owner, state, used, version FROM server_sessions WHERE id = ?",
+                             (session_id,))
+            if rows and touch is not None:
+                self._run(db, "UPDATE server_sessions SET used = ? WHERE id = ?", (touch, session_id))
+        return StoredSession(rows[0][0], rows[0][1], float(rows[0][2]), int(rows[0][3])) if rows else None
 
-    def save_session(self, session_id: str, state: str, used: float) -> None:
-        """Write a session back after a turn (a session ended meanwhile stays ended)."""
+    def save_session(self, session_id: str, state: str, used: float, version: int) -> bool:
+        """Write a session back after a turn that changed it, if nobody wrote it since `version` was read.
+        False if somebody did, or the session was ended meanwhile (then nothing is written)."""
         with self._db(write=True) as db:
-            self._run(db, "UPDATE server_sessions SET state = ?, used = ? WHERE id = ?", (state, used, session_id))
+            written = self._run(db, "UPDATE server_sessions SET state = ?, used = ?, version = version + 1 "
+                                "WHERE id = ? AND version = ? RETURNING id", (state, used, session_id, version))
+        return bool(written)
 
     def end_session(self, session_id: str) -> None:
         with self._db(write=True) as db:
@@ -199,11 +218,12 @@ class FeedbackStore(ABC):
 class SQLiteStore(FeedbackStore):
     """One file per installation (WAL mode: concurrent sessions and processes are safe). In a data directory
     that cannot be written (a read-only mount), an existing file is opened read-only: feedback is read, and
-    storing any raises DataDirError."""
+    storing any raises DataDirError. Where SQLite cannot open it read-only with its locks (WAL needs an index
+    file it cannot create there), it is opened as immutable: nothing may write it while it is open."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.read_only = False
+        self.read_only = ""  # how a file this process cannot write is opened (a SQLite URI parameter)
         self._lock = threading.Lock()
         try:
             try:
@@ -217,7 +237,12 @@ class SQLiteStore(FeedbackStore):
                 if not path.is_file() or os.access(path.parent, os.W_OK):
                     raise DataDirError(f"cannot write {path} ({exc}): make its folder writable or set "
                                        "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
-                self.read_only = True
+                self.read_only = "mode=ro"  # others may still write it: SQLite's locks apply
+                try:
+                    with self._db() as db:
+                        db.execute("SELECT count(*) FROM feedback").fetchone()
+                except sqlite3.OperationalError:  # a WAL file needs its index, which cannot be made here
+                    self.read_only = "immutable=1"  # so read it as a file nothing changes while it is open
             with self._db() as db:
                 db.execute("SELECT count(*) FROM feedback").fetchone()
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
@@ -231,15 +256,16 @@ class SQLiteStore(FeedbackStore):
                                "GENRE_AGENT_DATA_DIR to a writable folder.") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        if self.read_only:  # nothing can change the file: no locks, no WAL index to create
-            return sqlite3.connect(f"{self.path.as_uri()}?immutable=1", uri=True, isolation_level=None)
+        if self.read_only:
+            return sqlite3.connect(f"{self.path.resolve().as_uri()}?{self.read_only}", uri=True, timeout=30,
+                                   isolation_level=None)
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)
 
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         if write and self.read_only:
-            raise DataDirError(f"cannot store feedback: {self.path} is in a read-only data directory. Make it "
-                               "writable, or set GENRE_AGENT_DATA_DIR to a writable folder.")
+            raise DataDirError(f"cannot store feedback or sessions: {self.path} is in a read-only data "
+                               "directory. Make it writable, or set GENRE_AGENT_DATA_DIR to a writable folder.")
         with self._lock:
             db = self._connect()
             try:
@@ -266,6 +292,7 @@ class PostgresStore(FeedbackStore):
 
     placeholder = "%s"
     real = "DOUBLE PRECISION"
+    schema_lock = "SELECT pg_advisory_xact_lock(7355608)"  # replicas starting together create the tables once
 
     def __init__(self, url: str) -> None:
         try:
@@ -277,14 +304,18 @@ class PostgresStore(FeedbackStore):
         self.url = url
         try:
             super().__init__()
-        except psycopg.OperationalError as exc:
-            raise DataDirError(f"cannot reach the feedback database at {redacted(url)} ({exc}). Check "
+        except DataDirError as exc:
+            raise DataDirError(f"cannot reach the feedback database at {redacted(url)} ({exc.__cause__}). Check "
                                "store.url, or unset it to keep feedback in SQLite in the data directory.") from exc
 
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[Any]:
-        with self._psycopg.connect(self.url, connect_timeout=10) as db:  # commits at the end, else rolls back
-            yield db
+        try:
+            with self._psycopg.connect(self.url, connect_timeout=10) as db:  # commits at the end, else rolls back
+                yield db
+        except self._psycopg.OperationalError as exc:  # the server went away, a full disk, a timeout
+            raise DataDirError(f"the database at {redacted(self.url)} failed ({exc}); nothing of this turn was "
+                               "kept. Retry; if it persists, check the PostgreSQL server.") from exc
 
 
 def redacted(url: str) -> str:

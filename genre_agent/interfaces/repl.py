@@ -192,7 +192,7 @@ class Repl:
             item = self._item(arg)
             if item:  # as a turn: a store that cannot be written says so and the chat goes on
                 picked = item
-                self.turn(lambda cancel, first, reason: self.agent.feedback(sid, picked, name))
+                self.turn(lambda cancel, first, reason: self.agent.feedback(sid, picked, name, cancel))
         elif name == "why":
             item = self._item(arg)
             if item:

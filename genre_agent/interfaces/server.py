@@ -28,7 +28,7 @@ import json
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
 from genre_agent.chat.session import SessionState
-from genre_agent.errors import ConfigError, GenreAgentError
+from genre_agent.errors import ConfigError, DataDirError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_response, install
 from genre_agent.interfaces.metrics import Metrics
 from genre_agent.schemas import Recommendation
@@ -179,13 +179,15 @@ class Guard:
 class Sessions:
     """Server-issued session ids, each bound to the key that asked for it. Sessions live in the store (the
     feedback's SQLite file, or PostgreSQL with `store.url`), so every replica sharing the store can continue
-    any of them: a turn reads its session from the store under the session's lock and writes it back. They
-    expire by TTL and, beyond `cap`, the least recently used first. A replica keeps in memory only the
-    sessions it used lately (the same TTL and cap); the store is what counts."""
+    any of them: a turn reads its session from the store under the session's lock (which also marks it used)
+    and, if the turn changed it, writes it back unless another turn wrote it meanwhile (then 409 and nothing of
+    this turn's session is kept). They expire by TTL and, beyond `cap`, the least recently used first. A replica
+    keeps in memory only the sessions it used lately (the same TTL and cap), never one with a turn running."""
 
     def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.time) -> None:
         self.agent, self.store, self.ttl_s, self.cap, self.clock = agent, agent.store, ttl_s, cap, clock
         self._here: OrderedDict[str, float] = OrderedDict()  # id -> last use in this replica, LRU first
+        self._running: Counter[str] = Counter()  # id -> turns of it running here
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -193,46 +195,56 @@ class Sessions:
 
     def issue(self, caller: Caller) -> str:
         session_id = f"sess_{secrets.token_urlsafe(24)}"
-        state = self.agent.session(session_id, caller.user)
+        state = SessionState(session_id=session_id)
+        self.agent.set_user(state, caller.user)
         now = self.clock()
         for gone in self.store.add_session(session_id, caller.key_id, state.model_dump_json(), now, self.cap,
                                            expired_before=now - self.ttl_s):
             self._forget_here(gone)
-        self._used_here(session_id, now)
         return session_id
 
-    def use(self, session_id: str, caller: Caller) -> SessionState:
-        """The caller's session as the store has it; ApiError 404 unless it exists, has not expired and belongs
-        to the caller's key."""
-        stored = self.store.session(session_id)
-        if stored is not None and self.clock() - stored.used > self.ttl_s:
+    def use(self, session_id: str, caller: Caller, touch: bool = False) -> tuple[SessionState, int]:
+        """The caller's session as the store has it and its version (with `touch`, marked used now);
+        ApiError 404 unless it exists, has not expired and belongs to the caller's key."""
+        now = self.clock()
+        stored = self.store.session(session_id, touch=now if touch else None)
+        if stored is not None and now - stored.used > self.ttl_s:
             self.store.end_session(session_id)
+            self._forget_here(session_id)
             stored = None
         if stored is None or not secrets.compare_digest(stored.owner, caller.key_id):
-            if stored is None:
-                self._forget_here(session_id)  # nothing of an unknown or expired id stays in memory
             raise ApiError(404, "session_not_found", "no such session for this API key (it may have expired): "
                            "create one with POST /v1/sessions, or send the whole conversation in `messages`")
-        return SessionState.model_validate_json(stored.state)
+        return SessionState.model_validate_json(stored.state), stored.version
 
     def turn(self, session_id: str, caller: Caller, run: Callable[[], Reply]) -> Reply:
-        """Run one turn of the caller's session: read from the store, `run`, written back (as the turn left it:
-        unchanged if it failed or was cancelled before its first answer)."""
-        with self.agent.held(session_id) as state:
-            try:
-                state.take(self.use(session_id, caller))
-            except ApiError:
-                with self._lock:
-                    mine = session_id in self._here
-                if not mine:  # another key's session this replica does not hold: nothing stays in memory
-                    self.agent.forget(session_id)
-                raise
-            try:
-                return run()
-            finally:
-                now = self.clock()
-                self.store.save_session(session_id, state.model_dump_json(), now)
-                self._used_here(session_id, now)
+        """Run one turn of the caller's session (checked with `use` first): read from the store under the
+        session's lock, `run`, and written back if the turn changed it."""
+        with self._lock:
+            self._running[session_id] += 1
+        try:
+            with self.agent.held(session_id) as state:
+                stored, version = self.use(session_id, caller, touch=True)
+                state.take(stored)
+                before = state.model_dump_json()
+                reply = run()
+                after = state.model_dump_json()
+                try:
+                    saved = after == before or self.store.save_session(session_id, after, self.clock(), version)
+                except DataDirError as exc:
+                    raise DataDirError(f"this turn's session could not be saved ({exc.__cause__ or exc}); its "
+                                       "feedback, if any, was stored. Retry the turn.") from exc
+                if not saved:
+                    raise ApiError(409, "session_conflict", "another turn of this session changed it meanwhile, "
+                                   "or it was ended; this turn's changes to the session were not kept. Send "
+                                   "turns of one session one at a time.")
+                return reply
+        finally:
+            with self._lock:
+                self._running[session_id] -= 1
+                if not self._running[session_id]:
+                    del self._running[session_id]
+            self._used_here(session_id, self.clock())
 
     def end(self, session_id: str, caller: Caller) -> None:
         self.use(session_id, caller)
@@ -240,15 +252,24 @@ class Sessions:
         self._forget_here(session_id)
 
     def _used_here(self, session_id: str, now: float) -> None:
+        """Mark a session used in this replica; forget the ones used here longest ago beyond the TTL or cap."""
         with self._lock:
             self._here[session_id] = now
             self._here.move_to_end(session_id)
-            while self._here and (len(self._here) > self.cap
-                                  or now - next(iter(self._here.values())) > self.ttl_s):
-                self.agent.forget(self._here.popitem(last=False)[0])
+            drop: list[str] = []
+            for old, used in self._here.items():  # least recently used first
+                if len(self._here) - len(drop) <= self.cap and now - used <= self.ttl_s:
+                    break
+                if old not in self._running:
+                    drop.append(old)
+            for old in drop:
+                del self._here[old]
+                self.agent.forget(old)
 
     def _forget_here(self, session_id: str) -> None:
         with self._lock:
+            if session_id in self._running:  # its turn ends first; its write finds no row
+                return
             self._here.pop(session_id, None)
         self.agent.forget(session_id)
 
@@ -424,6 +445,8 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
         message = body.messages[last].text()
         session_id = request.headers.get("x-session-id") or body.session_id
         if session_id:
+            await asyncio.to_thread(sessions.use, session_id, caller)  # 404 before any turn starts
+
             def work(cancel: threading.Event, tell: Listen | None) -> Reply:
                 return sessions.turn(session_id, caller, lambda: agent.chat(
                     session_id, message, cancel=cancel, on_first=tell, on_reason=tell))

@@ -11,6 +11,7 @@ server that watches for it (llama.cpp's server does) instead of letting it decod
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -38,7 +39,8 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model: str, base_url: str | None, api_key: str | None,
                  temperature: float = 0.0, timeout_s: float = 120.0,
-                 output_mode: OutputMode = OutputMode.AUTO, max_retries: int = 2) -> None:
+                 output_mode: OutputMode = OutputMode.AUTO, max_retries: int = 2,
+                 cooldown_s: float = 30.0) -> None:
         import openai
 
         self._openai = openai
@@ -48,6 +50,8 @@ class OpenAIBackend(Backend):
         self.temperature = temperature
         self.capabilities = Capabilities(output_mode=output_mode)
         self._modes: list[OutputMode] = list(_PROBE) if output_mode is OutputMode.AUTO else [output_mode]
+        self.cooldown_s = cooldown_s
+        self._failed: tuple[float, str] | None = None  # when the server last failed, and how
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIBackend:
@@ -56,7 +60,8 @@ class OpenAIBackend(Backend):
             raise ConfigError("The openai backend needs backend.openai.base_url (a local server) or an API key "
                               "(GENRE_AGENT_BACKEND__OPENAI__API_KEY) for the hosted API.")
         return cls(b.model, options.base_url, options.api_key.get_secret_value() if options.api_key else None,
-                   b.temperature, options.timeout_s, OutputMode(options.output_mode), options.max_retries)
+                   b.temperature, options.timeout_s, OutputMode(options.output_mode), options.max_retries,
+                   options.cooldown_s)
 
     @staticmethod
     def _response_format(mode: OutputMode, schema: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +80,20 @@ class OpenAIBackend(Backend):
             self.capabilities = Capabilities(output_mode=mode)
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        """One streamed completion. A server that failed within `cooldown_s` is not asked again: the call raises
+        BackendUnavailableError at once (the answer comes from retrieval), so a dead server costs one timeout,
+        not one per model call."""
         raise_if_cancelled()  # a cancelled turn sends no request
+        if self._failed is not None and time.monotonic() - self._failed[0] < self.cooldown_s:
+            raise BackendUnavailableError(f"{self._failed[1]} (not asked again for {self.cooldown_s:g} s: "
+                                          "backend.openai.cooldown_s)")
+        try:
+            return self._complete(messages, schema, max_tokens)
+        except BackendUnavailableError as exc:
+            self._failed = (time.monotonic(), str(exc))
+            raise
+
+    def _complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         last_error: Exception | None = None
         modes: list[OutputMode] = list(self._modes) if schema else [OutputMode.PROMPT]
         for mode in modes:
@@ -108,12 +126,13 @@ class OpenAIBackend(Backend):
                     f"{self.client.max_retries} retries with backoff: retry later, or raise "
                     "backend.openai.max_retries.") from exc
             except self._openai.AuthenticationError as exc:
-                raise BackendUnavailableError(
+                raise ConfigError(
                     "The server rejected the API key: set GENRE_AGENT_BACKEND__OPENAI__API_KEY."
                 ) from exc
+            completion = self._read(stream, messages)
             if schema:
                 self._accepted(mode)
-            return self._read(stream, messages)
+            return completion
         hint = "" if self.capabilities.output_mode is OutputMode.AUTO else (
             f" If it does not take output_mode '{self.capabilities.output_mode}', set backend.openai.output_mode "
             "to another (json_schema, json_object_schema, json_object, prompt) or to auto.")
@@ -121,8 +140,9 @@ class OpenAIBackend(Backend):
 
     def _read(self, stream: Any, messages: list[Message]) -> Completion:
         """The streamed answer, piece by piece: each piece to the listener; the connection closed as soon as
-        the turn is cancelled. Token counts are the server's where it reports usage in the stream, else the
-        number of pieces (one token each on llama.cpp's server) and an estimate of the prompt."""
+        the turn is cancelled. Token counts are the server's where it sends usage in the stream unasked (no
+        `stream_options` is sent: not every server takes it), else the number of pieces (one token each on
+        llama.cpp's server) and an estimate of the prompt."""
         event = cancel_event()
         parts: list[str] = []
         usage = None
