@@ -1,6 +1,8 @@
 """Load on the real `genre-agent serve` (127.0.0.1, fake LLM backend by default): N concurrent sessions, each
 in its own server-issued session, chatting for a fixed time. Prints one row per N: requests, errors,
-throughput, latency p50/p95/p99, cross-session leaks and the server's memory before and after.
+throughput, latency p50/p95/p99, cross-session leaks, the server's memory before and after, and with
+`--llm-server` the CPU seconds the model servers spent (the sign that the model was asked: after a failed
+call the agent skips the model for `backend.openai.cooldown_s`, and answers come fast from retrieval).
 
 A leak is a reply that says "which you liked" about a title this session never named: the sign that one
 session's likes reached another (what issue 13 saw with the shared "default" session).
@@ -56,6 +58,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _titles(catalog: Path) -> list[str]:
@@ -133,7 +141,8 @@ def _llm_servers(model: str, count: int, threads: int, catalog: Path,
     ports = [_free_port() for _ in range(count)]
     servers = [subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port), "--n_ctx", "4096",
-         "--n_threads", str(max(1, threads // count)), "--model_alias", model],
+         "--n_threads", str(max(1, threads // count)), "--model_alias", model,
+         "--interrupt_requests", "False"],  # queue concurrent requests (its default cuts a running stream)
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port in ports]
     for port, server in zip(ports, servers, strict=True):
         if not _ready(f"http://127.0.0.1:{port}/v1/models", server, 120):
@@ -221,6 +230,7 @@ def main() -> None:
         for n in (int(x) for x in args.sessions.split(",")):
             tally = Tally()
             before = _rss_mb(server.pid)
+            llm_cpu = sum(_cpu_s(llm.pid) for llm in llm_servers)
             until = time.time() + args.seconds
             workers = [threading.Thread(target=_session_loop, args=(base, key, titles, i, until, tally))
                        for i in range(n)]
@@ -231,9 +241,10 @@ def main() -> None:
                 w.join()
             wall = time.perf_counter() - started
             lat = sorted(tally.latencies)
+            served = f"{sum(_cpu_s(llm.pid) for llm in llm_servers) - llm_cpu:.0f}" if llm_servers else "-"
             rows.append(f"| {n} | {len(lat)} | {tally.errors} | {len(lat) / wall:.1f} | "
                         f"{_quantile(lat, 0.5):.2f} | {_quantile(lat, 0.95):.2f} | {_quantile(lat, 0.99):.2f} | "
-                        f"{tally.leaks} | {before:.0f} → {_rss_mb(server.pid):.0f} |")
+                        f"{tally.leaks} | {before:.0f} → {_rss_mb(server.pid):.0f} | {served} |")
             print(rows[-1], flush=True)
     finally:
         server.terminate()
@@ -241,8 +252,8 @@ def main() -> None:
         for llm in llm_servers:
             llm.terminate()
             llm.wait(timeout=60)
-    table = ["| sessions | requests | errors | req/s | p50 s | p95 s | p99 s | leaks | server RSS MB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---|", *rows]
+    table = ["| sessions | requests | errors | req/s | p50 s | p95 s | p99 s | leaks | server RSS MB | "
+             "LLM servers CPU s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|", *rows]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     flags = "".join([f" --model {args.model}" if args.model else "", " --llm-reads" if args.llm_reads else "",
                      f" --llm-server {args.llm_server}" if args.llm_server else ""])
