@@ -5,8 +5,10 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
 - `POST /v1/chat/completions` (plain and `stream: true` SSE) is stateless: the conversation travels in
   `messages`; the last user message is the turn, the earlier ones rebuild the context (no model call for them).
   A server-side session exists only under an id the server issued (`POST /v1/sessions`) to the same API key;
-  send it as `X-Session-Id` (or the body field `session_id`). Sessions expire (`server.session_ttl_s`, and the
-  least recently used beyond `server.max_sessions`); `DELETE /v1/sessions/{id}` ends one.
+  send it as `X-Session-Id` (or the body field `session_id`). Sessions are kept in the store (shared by the
+  replicas that share it), expire (`server.session_ttl_s`, and the least recently used beyond
+  `server.max_sessions`); `DELETE /v1/sessions/{id}` ends one; two turns of one session racing on two replicas:
+  the one that started from the older version gets 409.
 - Identity comes from the API key alone (`server.api_keys` maps a key to the catalog user it speaks for);
   the body's `user` is only a hint, and no header grants an identity.
 - The readable answer is the reply's `content`; the structured reply (the schema of `Agent.chat`) is the extra
