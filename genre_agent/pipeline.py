@@ -78,6 +78,9 @@ class BuildReport:
     seconds: float
 
 
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)  # what writing into a folder this process cannot write raises
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock between processes building into the same data directory. In a data directory this
@@ -86,7 +89,7 @@ def _locked(path: Path) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = path.open("a")
     except OSError as exc:
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and (path.parent.parent / "chroma").is_dir():
+        if exc.errno in READ_ONLY and (path.parent.parent / "chroma").is_dir():
             yield
             return
         raise DataDirError(f"cannot write the data directory ({exc}): make it writable, or set "
@@ -145,7 +148,7 @@ def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: s
     try:
         tmp.mkdir(parents=True)
     except OSError as exc:
-        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if exc.errno not in READ_ONLY:
             raise
         warnings.warn(f"{root} cannot be written ({exc.strerror}): the {model_name} model trained for this "
                       "run is used without being saved.", stacklevel=2)

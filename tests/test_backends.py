@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import subprocess
@@ -297,18 +298,27 @@ def test_a_cancelled_turn_stops_llama_cpp_between_two_tokens(tmp_path: Path) -> 
     assert backend.complete([{"role": "user", "content": "hi"}], None, 2).completion_tokens > 0  # still usable
 
 
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """A real HTTP server with `handler` on a free local port, serving from a daemon thread, and its /v1 URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
 class _Flaky:
     """A real HTTP server on a free port that answers the first `failures` chat requests with `status`
     (Retry-After: 0) and then a valid completion; it counts the requests."""
 
     def __init__(self, failures: int, status: int) -> None:
-        import http.server
-        import threading
-
         flaky = self
         self.requests = 0
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(_Quiet):
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 self.rfile.read(int(self.headers["Content-Length"]))
                 flaky.requests += 1
@@ -325,12 +335,7 @@ class _Flaky:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = _serve(Handler)
 
 
 def test_openai_backend_retries_busy_servers_then_says_so() -> None:
@@ -365,14 +370,11 @@ class _Trickle:
     closed the connection before the end."""
 
     def __init__(self, pieces: int, every_s: float, stall_s: float = 0.0) -> None:
-        import http.server
-        import threading
-
         trickle = self
         self.written = 0
         self.closed_early = threading.Event()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(_Quiet):
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 self.rfile.read(int(self.headers["Content-Length"]))
                 self.send_response(200)
@@ -388,12 +390,7 @@ class _Trickle:
                 except (BrokenPipeError, ConnectionResetError):
                     trickle.closed_early.set()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = _serve(Handler)
 
 
 def test_a_cancelled_turn_closes_the_openai_stream_between_two_pieces() -> None:

@@ -169,25 +169,19 @@ class FeedbackStore(ABC):
                 self._run(db, "DELETE FROM feedback WHERE catalog = ? AND user_key = ? AND item_id = ?", who)
         return event
 
-
     # -- the server's sessions ----------------------------------------------------------
     def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int,
                     expired_before: float) -> list[str]:
         """Store a new session; the sessions last used before `expired_before`, and the least recently used
         ones beyond `cap` (the new one counted), are dropped first. Returns the ids dropped."""
         with self._db(write=True) as db:
-            expired = self._run(db, "SELECT id FROM server_sessions WHERE used < ?", (expired_before,))
-            gone = [old for (old,) in expired]
-            self._run(db, "DELETE FROM server_sessions WHERE used < ?", (expired_before,))
+            gone = self._run(db, "DELETE FROM server_sessions WHERE used < ? RETURNING id", (expired_before,))
             count = int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
             if count >= cap:
-                oldest = self._run(db, "SELECT id FROM server_sessions ORDER BY used, id LIMIT ?",
-                                   (count - cap + 1,))
-                for (old,) in oldest:
-                    self._run(db, "DELETE FROM server_sessions WHERE id = ?", (old,))
-                    gone.append(old)
+                gone += self._run(db, "DELETE FROM server_sessions WHERE id IN (SELECT id FROM server_sessions "
+                                  "ORDER BY used, id LIMIT ?) RETURNING id", (count - cap + 1,))
             self._run(db, "INSERT INTO server_sessions VALUES (?, ?, ?, ?, 0)", (session_id, owner, state, used))
-        return gone
+        return [old for (old,) in gone]
 
     def session(self, session_id: str, touch: float | None = None) -> StoredSession | None:
         """A session as stored; with `touch`, its last use becomes that time (a turn starts)."""

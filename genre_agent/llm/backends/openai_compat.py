@@ -106,10 +106,7 @@ class OpenAIBackend(Backend):
             except (self._openai.BadRequestError, self._openai.InternalServerError,
                     self._openai.UnprocessableEntityError) as exc:
                 if exc.status_code in (502, 503, 504):  # busy or gone (after the client's retries), not a form
-                    raise BackendUnavailableError(
-                        f"The server at {self.client.base_url} kept answering {exc.status_code} after "
-                        f"{self.client.max_retries} retries with backoff: retry later, or raise "
-                        "backend.openai.max_retries.") from exc
+                    raise self._still_busy(exc.status_code) from exc
                 last_error = exc
                 if mode is OutputMode.PROMPT or len(self._modes) == 1:
                     break
@@ -121,10 +118,7 @@ class OpenAIBackend(Backend):
                     "Start it or fix backend.openai.base_url."
                 ) from exc
             except self._openai.RateLimitError as exc:
-                raise BackendUnavailableError(
-                    f"The server at {self.client.base_url} kept answering 429 (rate limited) after "
-                    f"{self.client.max_retries} retries with backoff: retry later, or raise "
-                    "backend.openai.max_retries.") from exc
+                raise self._still_busy(429, " (rate limited)") from exc
             except self._openai.AuthenticationError as exc:
                 raise ConfigError(
                     "The server rejected the API key: set GENRE_AGENT_BACKEND__OPENAI__API_KEY."
@@ -137,6 +131,11 @@ class OpenAIBackend(Backend):
             f" If it does not take output_mode '{self.capabilities.output_mode}', set backend.openai.output_mode "
             "to another (json_schema, json_object_schema, json_object, prompt) or to auto.")
         raise BackendUnavailableError(f"The server rejected the request: {last_error}.{hint}")
+
+    def _still_busy(self, status: int, what: str = "") -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"The server at {self.client.base_url} kept answering {status}{what} after {self.client.max_retries} "
+            "retries with backoff: retry later, or raise backend.openai.max_retries.")
 
     def _read(self, stream: Any, messages: list[Message]) -> Completion:
         """The streamed answer, piece by piece: each piece to the listener; the connection closed as soon as
