@@ -30,6 +30,7 @@ from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
+from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
@@ -374,8 +375,13 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         try:
             client = make_client(store, settings.chroma.host, settings.chroma.port)
             index = VectorIndex(client, key)
-            report = index.sync(catalog.items, catalog.items_fingerprint(),
-                                (lambda d, t: progress("embedding items", d, t)) if progress else None)
+            fingerprint = catalog.items_fingerprint()
+            shipped = None
+            if catalog.spec.text.vectors and not index.is_current(fingerprint):
+                shipped = vector_file.load(catalog.root / catalog.spec.text.vectors, index.embedding.model_id(),
+                                           fingerprint)
+            report = index.sync(catalog.items, fingerprint,
+                                (lambda d, t: progress("embedding items", d, t)) if progress else None, shipped)
             if report.rebuilt and not settings.chroma.host:
                 remove_orphans(store)
         except ChromaError as exc:

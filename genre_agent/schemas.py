@@ -57,6 +57,10 @@ class Evidence(BaseModel):
     fans_also_liked: list[str] = Field([], description="titles the user liked that share fans (co-ratings)")
     tags: list[str] = []
     query_similarity: float | None = None
+    matched: list[str] = Field([], description="the request's needs (genres, tags) this item carries")
+    fits: bool = Field(False, description="it fits the request by its genres, tags or description (never by a "
+                       "word of its title alone)")
+    about: str | None = Field(None, description="the opening of the item's summary, shortened")
     liked_by: int = Field(0, description="how many users rated it highly")
     drawbacks: list[str] = Field([], description="honest caveats for this user (the critic prompts use them)")
 
@@ -68,6 +72,7 @@ class Candidate(BaseModel):
     year: int | None
     tags: list[str]
     details: dict[str, str] = Field({}, description="catalog metadata shown in prompts ([items].show)")
+    summary: str = Field("", description="what the item is about (spoiler-free opening), \"\" without one")
     scores: Scores
     evidence: Evidence
     facts: list[str] = Field(description="the evidence as short phrases")

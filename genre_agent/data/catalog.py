@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from genre_agent.data import descriptions
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import CatalogError
 
@@ -71,8 +72,24 @@ class TagsSpec(_Strict):
     genres: list[str] = []  # tags that are also genres of the item (used by genre rules and evidence)
 
 
+class DescriptionsSpec(_Strict):
+    """What each item is about (a plot, a product description): columns of the items file, or a file of its own
+    joined on the item id. Items without one work as before, item by item."""
+
+    path: str | None = None  # a file of its own; default: columns of the items file
+    item: str | None = None  # that file's item id column (default: the items file's id column name)
+    summary: str  # shown to people and models (evidence, prompts): the opening, cut to summary_chars
+    match: str | None = None  # embedded for matching by meaning, never shown (default: the summary)
+    summary_chars: int = Field(300, ge=40, le=2000)
+    match_chars: int = Field(1500, ge=40, le=20000)
+
+
 class TextSpec(_Strict):
+    """What is embedded per item. Leave the title out where items have descriptions or tags: a title word
+    would otherwise make an item match a request ("Magnolia" for "Steel Magnolias")."""
+
     template: str = "{title}. Genres: {genres}. Tags: {tags}."
+    vectors: str | None = None  # precomputed vectors of these texts beside the catalog (`index --export-vectors`)
 
 
 class CatalogSpec(_Strict):
@@ -83,6 +100,7 @@ class CatalogSpec(_Strict):
     items: ItemsSpec
     interactions: InteractionsSpec | None = None
     tags: TagsSpec | None = None
+    descriptions: DescriptionsSpec | None = None
     text: TextSpec = TextSpec()
 
 
@@ -105,9 +123,11 @@ class CleaningReport:
     unknown_item_interactions_dropped: int = 0
     unknown_item_tags_dropped: int = 0
     long_titles_cut: int = 0
+    notes: list[str] = field(default_factory=list)  # warnings that name the rows (descriptions)
 
     def lines(self) -> list[str]:
-        return [f"{k.replace('_', ' ')}: {v}" for k, v in self.__dict__.items() if v]
+        counts = {k: v for k, v in self.__dict__.items() if k != "notes"}
+        return [f"{k.replace('_', ' ')}: {v}" for k, v in counts.items() if v] + self.notes
 
 
 @dataclass
@@ -115,7 +135,8 @@ class Catalog:
     """A loaded catalog.
 
     `items` is indexed by item_id (str) with columns title, name (title without a trailing year),
-    genres (tuple), year (nullable int), tags (tuple), text and the metadata columns.
+    genres (tuple), year (nullable int), tags (tuple), summary and description (what the item is about: shown /
+    matched, "" without one), text (what is embedded) and the metadata columns.
     `interactions` has user_id, item_id (str), rating (float) and timestamp (int)."""
 
     spec: CatalogSpec
@@ -203,23 +224,28 @@ def load_catalog(name_or_path: str) -> Catalog:
     items["tags"] = tags.reindex(items.index).apply(lambda t: t if isinstance(t, tuple) else ())
     if spec.tags and spec.tags.genres:
         items["genres"] = _genres_from_tags(items, spec.tags.genres)
+    items["summary"], items["description"] = load_descriptions(root, spec, items, report)
     _check_template(root, spec, items)
     items["text"] = [_compose_text(spec.text.template, row) for row in items.to_dict("records")]
     return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report)
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet file as strings; errors name the file."""
+    """Read a CSV, JSONL or Parquet file (CSV and JSONL may be gzipped: `.csv.gz`) as strings; errors name
+    the file."""
     if not path.is_file():
         raise CatalogError(f"{path}: file not found. Fix the path in catalog.toml.")
     if path.stat().st_size == 0:
         raise CatalogError(f"{path}: the file is empty. It needs a header row and at least one row.")
-    suffix = path.suffix.lower()
+    gzipped = path.suffix.lower() == ".gz"
+    suffix = Path(path.stem).suffix.lower() if gzipped else path.suffix.lower()
+    compression = "gzip" if gzipped else None
     try:
         if suffix in (".csv", ".tsv"):
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",")
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",",
+                             compression=compression)
         elif suffix in (".jsonl", ".ndjson", ".json"):
-            df = _as_text(pd.read_json(path, lines=suffix != ".json", dtype=False))
+            df = _as_text(pd.read_json(path, lines=suffix != ".json", dtype=False, compression=compression))
         elif suffix in (".parquet", ".pq"):
             df = _as_text(pd.read_parquet(path))
         else:
@@ -393,6 +419,42 @@ def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: Clean
     return top.groupby("item_id").tag.agg(tuple)
 
 
+def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame,
+                      report: CleaningReport) -> tuple[list[str], list[str]]:
+    """Per item (in `items` order): its summary and its matching text, "" where it has none. Rows whose text
+    is empty, whose id is unknown or repeated, or that needed cleaning are named in the report's notes."""
+    s = spec.descriptions
+    if s is None:
+        return [""] * len(items), [""] * len(items)
+    path = root / (s.path or spec.items.path)
+    df = read_table(path)
+    id_column = s.item or spec.items.id
+    ids = _column(df, path, "descriptions", "item", id_column).astype(str)
+    summary = _column(df, path, "descriptions", "summary", s.summary)
+    match = _column(df, path, "descriptions", "match", s.match) if s.match else summary
+    where = [_where(path, i) for i in range(len(df))]
+    cleaned = descriptions.clean(summary.tolist(), match.tolist(), where, s.summary_chars, s.match_chars,
+                                 path.name)
+    table = pd.DataFrame({"item_id": ids.to_numpy(), "summary": cleaned.summaries, "match": cleaned.matches,
+                          "at": where})
+    empty = table.summary.eq("") & table.match.eq("")
+    unknown = ~table.item_id.isin(items.index)
+    repeated = table.item_id.duplicated() & ~unknown & ~empty
+    # in the items file, an item without a description is an ordinary item and a repeated row is
+    # counted as a duplicate item already: only a file of descriptions of its own is checked for those
+    checks = {"descriptions of unknown ids skipped at": unknown & ~empty}
+    if s.path is not None:
+        checks |= {"empty descriptions skipped at": empty,
+                   "repeated descriptions skipped (the first is kept) at": repeated}
+    for label, rows in checks.items():
+        if rows.any():
+            report.notes.append(descriptions.rows_note(f"{path.name}: {label}", table["at"][rows].tolist()))
+    report.notes += cleaned.notes
+    table = table[~(empty | unknown | repeated)].set_index("item_id")
+    return (table.summary.reindex(items.index, fill_value="").tolist(),
+            table.match.reindex(items.index, fill_value="").tolist())
+
+
 def _genres_from_tags(items: pd.DataFrame, genres: list[str]) -> pd.Series:
     """Add the item's tags that are listed as genres to its genres (in the order of the list)."""
     wanted = [g.lower() for g in genres]
@@ -401,7 +463,7 @@ def _genres_from_tags(items: pd.DataFrame, genres: list[str]) -> pd.Series:
 
 
 def _check_template(root: Path, spec: CatalogSpec, items: pd.DataFrame) -> None:
-    known = {"title", "name", "genres", "tags", "year", *spec.items.metadata}
+    known = {"title", "name", "genres", "tags", "year", "summary", "description", *spec.items.metadata}
     for name in _PLACEHOLDER.findall(spec.text.template):
         if name not in known:
             raise CatalogError(
@@ -417,4 +479,4 @@ def _compose_text(template: str, row: dict[str, object]) -> str:
             return ", ".join(v) if v else "none"
         return "unknown" if v is None or v is pd.NA else str(v)
 
-    return _PLACEHOLDER.sub(value, template)
+    return " ".join(_PLACEHOLDER.sub(value, template).split())

@@ -205,17 +205,26 @@ def index(
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
+    export_vectors: Annotated[Path | None, typer.Option("--export-vectors", help="also write the item vectors "
+                                                        "to this .npz file, to ship beside the catalog "
+                                                        "([text].vectors in catalog.toml)")] = None,
 ) -> None:
     """Validate a catalog and build (or update) its vector index and CF model."""
     from genre_agent.data.catalog import load_catalog
     from genre_agent.pipeline import build
+    from genre_agent.retrieval import vector_file
     from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir)
         cat = load_catalog(settings.catalog)
         with _progress() as report:
-            _, built = build(settings, cat, report)
+            retriever, built = build(settings, cat, report)
+        if export_vectors is not None:
+            index = retriever.index
+            vector_file.save(export_vectors, index.embedding.model_id(), cat.items_fingerprint(),
+                             *index.export(cat.items))
+            err.print(f"wrote {export_vectors} ({export_vectors.stat().st_size / 2**20:.1f} MB)", markup=False)
     except GenreAgentError as exc:
         _fail(exc)
         return
@@ -251,9 +260,13 @@ def evaluate(
     model: Annotated[str | None, typer.Option("--model")] = None,
     dialogues: Annotated[Path | None, typer.Option("--dialogues", help="ReDial-format JSONL: evaluate the chat "
                                                    "agent on real conversations instead")] = None,
+    requests: Annotated[Path | None, typer.Option("--requests", help="a request set (JSONL, see "
+                                                  "tests/data/requests): the share of the top 10 that "
+                                                  "satisfies each request, per category")] = None,
     cases: Annotated[int | None, typer.Option("--cases", min=1, help="--dialogues: draw this many cases "
                                               "(default: all)")] = None,
-    split: Annotated[str, typer.Option("--split", help="--dialogues: dev, test (held out) or all")] = "test",
+    split: Annotated[str | None, typer.Option("--split", help="dev, test (held out) or all: --dialogues "
+                                              "(default test), --requests (default all)")] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="--dialogues: rules only, the fake backend")] = False,
     no_adapter: Annotated[bool, typer.Option("--no-adapter", help="the base model, not the LoRA adapter "
                                              "`genre-agent tune` wrote for this catalog")] = False,
@@ -261,12 +274,12 @@ def evaluate(
     config: ConfigOpt = None,
 ) -> None:
     """Offline metrics of every method against the classical baselines, on the reference protocol; with
-    --dialogues, Recall@k of the chat agent on real dialogues next to popularity and item-kNN."""
-    if dialogues is not None:
-        _eval_dialogues(dialogues, cases, split, seed, out_dir,
-                        {"catalog": catalog, "data_dir": data_dir, "backend.name": "fake" if no_llm else backend,
-                         "backend.model": model, "conversation.understand_with_llm": False if no_llm else None},
-                        config, no_llm)
+    --dialogues, Recall@k of the chat agent on real dialogues next to popularity and item-kNN; with --requests,
+    the share of the top 10 that satisfies each request next to popularity and plain vector search."""
+    if dialogues is not None or requests is not None:
+        overrides = {"catalog": catalog, "data_dir": data_dir, "backend.name": "fake" if no_llm else backend,
+                     "backend.model": model, "conversation.understand_with_llm": False if no_llm else None}
+        _eval_conversations(dialogues, requests, cases, split, seed, out_dir, overrides, config, no_llm)
         return
     from genre_agent.data.catalog import load_catalog
     from genre_agent.eval import report as report_files
@@ -298,15 +311,19 @@ def evaluate(
     err.print(f"wrote {out_dir}/report.json, report.md, report.png in {result['seconds']} s")
 
 
-def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_dir: Path,
-                    overrides: dict[str, Any], config: Path | None, no_llm: bool) -> None:
+def _eval_conversations(dialogues: Path | None, requests: Path | None, cases: int | None, split: str | None,
+                        seed: int,
+                        out_dir: Path, overrides: dict[str, Any], config: Path | None, no_llm: bool) -> None:
     from genre_agent.eval import dialogues as conversations
+    from genre_agent.eval import requests as request_set
     from genre_agent.llm.routing import Routes
     from genre_agent.pipeline import Recommender
     from genre_agent.settings import load_settings
 
-    if split not in ("dev", "test", "all"):
+    if split not in (None, "dev", "test", "all"):
         raise typer.BadParameter("--split is dev, test or all")
+    if dialogues is not None and requests is not None:
+        raise typer.BadParameter("give --dialogues or --requests, not both")
     try:
         settings = load_settings(config, **overrides)
         with _progress() as report:
@@ -314,13 +331,19 @@ def _eval_dialogues(path: Path, cases: int | None, split: str, seed: int, out_di
             if no_llm:  # no role goes to a model, whatever a calibration says
                 rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
                                            reasons=False, calibration="pinned by --no-llm: no model call")
-            result = conversations.evaluate_dialogues(settings, path, split, cases, seed,  # type: ignore[arg-type]
-                                                      report, rec)
+            if requests is not None:
+                result = request_set.evaluate_requests(settings, requests, split or "all", seed, report, rec)
+                writer, render = request_set.write, request_set.markdown
+            else:
+                assert dialogues is not None
+                result = conversations.evaluate_dialogues(settings, dialogues, split or "test",  # type: ignore[arg-type]
+                                                          cases, seed, report, rec)
+                writer, render = conversations.write, conversations.markdown
     except GenreAgentError as exc:
         _fail(exc)
         return
-    conversations.write(result, out_dir)
-    typer.echo(conversations.markdown(result))
+    writer(result, out_dir)
+    typer.echo(render(result))
     err.print(f"wrote {out_dir}/report.json, report.md in {result['seconds']} s")
 
 

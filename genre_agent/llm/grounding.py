@@ -1,7 +1,8 @@
 """The grounding check of a model-written reason: it may say only what the item's listed facts say.
 
 A reason may name only titles from that item's evidence or the user's history, only genres the item has,
-and only tags, years and numbers that are listed for it. Concretely, every content word of the reason must
+and only tags, years and numbers that are listed for it, and what its summary says it is about (never what
+another item's summary says). Concretely, every content word of the reason must
 come from those facts, from the item's evidence sentence (`why`, written by the template set, so the glue
 words of the set's language are allowed), or from a short list of connecting words ("you", "fans",
 "similar" …). "A film about a dystopian future" for Terminator 2 is rejected: neither "dystopian" nor
@@ -56,9 +57,10 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int,
         return f"its reason is {len(text)} characters; the limit is {max_chars}"
     e = candidate.evidence
     titles = [*e.similar_liked, *e.fans_also_liked, *history_titles]
-    fact_text = " ".join([*e.similar_liked, *e.fans_also_liked, *e.tags, *e.shared_genres]).lower()
+    name_text = " ".join([*e.similar_liked, *e.fans_also_liked, *e.tags, *e.shared_genres]).lower()
+    fact_text = f"{name_text} {candidate.summary.lower()}"
     name = _name(candidate.title)
-    if name and name in text.lower() and name not in fact_text:
+    if name and name in text.lower() and name not in name_text:
         return "its reason restates the item's own title; cite a fact listed for it instead"
     own = words(candidate.title) | {w for g in candidate.genres for w in words(g)} | _FILLER
     said = words(text)
@@ -66,7 +68,7 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int,
         return "its reason only repeats the title or genres; cite a fact listed for it"
     if not said & (words(fact_text) - _FILLER - words(candidate.title)):
         return "its reason cites none of the facts listed for it (a liked title, a shared genre or a tag)"
-    if len(said - words(fact_text) - own) < 2:
+    if len(said - words(name_text) - own) < 2:
         return "its reason is a bare list of names; write a sentence saying how they connect it to the user"
     listed_years = {int(y) for y in _YEAR.findall(" ".join([*titles, candidate.why, *candidate.facts]))}
     if candidate.year:
@@ -75,7 +77,7 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int,
     if unlisted_years:
         return f"its reason names the year(s) {', '.join(map(str, unlisted_years))}, which are not listed for it"
     allowed = (words(" ".join([*titles, candidate.title, *candidate.genres, *candidate.tags, *e.tags,
-                               candidate.why, *candidate.facts, *candidate.details.values()]))
+                               candidate.why, *candidate.facts, *candidate.details.values(), candidate.summary]))
                | CONNECTING)
     unsupported = sorted(said - allowed, key=text.lower().find)
     if unsupported:

@@ -22,7 +22,7 @@ from genre_agent.retrieval.fusion import (
     unit_mean,
 )
 from genre_agent.retrieval.index import VectorIndex
-from genre_agent.retrieval.needs import NeedLexicon
+from genre_agent.retrieval.needs import Need, NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
 from genre_agent.settings import RetrievalSettings
 
@@ -145,12 +145,15 @@ class Retriever:
         cf = self._cf_scores(user, anchors)
         new_user = user.row < 0
         named = len(set(user.liked) | set(anchors or []))
-        fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
-                     query=self._similarity(query_vec) if query_vec is not None else None,
+        query_sims = self._similarity(query_vec) if query_vec is not None else None
+        fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity, query=query_sims,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
                      popularity_weight=new_user_popularity_weight(s, named) if new_user else None)
-        if query and s.weight_needs:
-            fused += s.weight_needs * minmax(self.needs.scores(self.needs.match(query)), mask)
+        needs = self.needs.match(query) if query else []
+        if needs and s.weight_needs:
+            fused += s.weight_needs * minmax(self.needs.scores(needs), mask)
+        if query and s.match_pool:
+            mask = mask & self._matches_words(query, query_vec if not anchors else None, needs, mask)
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
         if s.mmr_lambda < 1.0:
@@ -158,7 +161,20 @@ class Retriever:
         else:
             top = self._distinct_titles(order, n)
         return self.describe_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
-                                        profile_vec=profile_vec, reason=reason)
+                                        profile_vec=profile_vec, reason=reason, needs=needs)
+
+    def _matches_words(self, query: str, query_vec: np.ndarray | None, needs: list[Need],
+                       mask: np.ndarray) -> np.ndarray:
+        """The `match_pool` allowed items that match the request's words best: by meaning (their embedded text:
+        description, genres, tags) and by the needs they carry. `query_vec` is the words' vector when it has
+        nothing else in it."""
+        vec = query_vec if query_vec is not None else self.index.embed([query])[0]
+        content = minmax(self._similarity(vec), mask) + minmax(self.needs.scores(needs), mask)
+        content = np.where(mask, content, -np.inf)
+        pool = np.argsort(-content, kind="stable")[: self.settings.match_pool]
+        keep = np.zeros(len(mask), dtype=bool)
+        keep[pool] = True
+        return keep
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
@@ -201,9 +217,10 @@ class Retriever:
         """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
         col = int(self.items.index.get_loc(item_id))
         cf = self._cf_scores(user)
+        needs = self.needs.match(query) if query else []
         return self.describe_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
                                         query_vec=self._query_vector(query, []),
-                                        profile_vec=self.profile(user.liked), reason=reason)[0]
+                                        profile_vec=self.profile(user.liked), reason=reason, needs=needs)[0]
 
     def _query_vector(self, query: str | None, anchors: list[str]) -> np.ndarray | None:
         parts = list(self.index.vectors(anchors)) if anchors else []
@@ -238,8 +255,8 @@ class Retriever:
 
     def describe_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,
-                            query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None
-                            ) -> list[Candidate]:
+                            query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None,
+                            needs: list[Need] | None = None) -> list[Candidate]:
         """The items at catalog rows `top`, in that order, as candidates for this user: their scores (`fused`
         and `cf` are per catalog row), their evidence, its facts and the evidence sentence `reason` writes.
         The vector score is the similarity to the query, else to the taste vector."""
@@ -262,11 +279,17 @@ class Retriever:
             vector = q_sim if q_sim is not None else (
                 float(cand_vecs[row] @ profile_vec) if profile_vec is not None else 0.0)
             year = _year(item["year"])
+            carried = {g.lower() for g in item["genres"]} | {t.lower() for t in item["tags"]}
+            matched = [n.name for n in needs or [] if n.name.lower() in carried]
+            described = bool(item["description"])
+            fits = bool(matched) or (described and q_sim is not None and q_sim >= ev.FITS_MIN)
             evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
-                                 colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun)
+                                 colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun,
+                                 matched=matched, fits=fits, summary=item["summary"])
             out.append(Candidate(
                 item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
                 tags=list(item["tags"]), details={c: str(item[c]) for c in self.catalog.spec.items.show},
+                summary=item["summary"],
                 scores=Scores(vector=round(vector, 4), cf=round(float(cf[col]) if cf is not None else 0.0, 4),
                               fused=round(float(fused[col]), 4)),
                 evidence=evidence, facts=ev.facts(evidence, year, noun),

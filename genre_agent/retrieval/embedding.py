@@ -91,6 +91,11 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
     def name() -> str:
         return "genre-agent-minilm-int8"
 
+    @staticmethod
+    def model_id() -> str:
+        """Says which vectors this function makes: its weights and how much of a text it reads."""
+        return f"all-MiniLM-L6-v2-int8:{MODEL_SHA256[:16]}:{MAX_TOKENS}"
+
     def default_space(self) -> str:  # type: ignore[override]
         return "cosine"
 

@@ -12,6 +12,7 @@ from genre_agent.schemas import Evidence
 
 SIMILAR_MIN = 0.45  # cosine of item texts below which "similar to" is not claimed
 COLIKED_MIN = 0.15  # co-rating cosine below which "fans of X also liked it" is not claimed
+FITS_MIN = 0.35  # cosine of the request's words and a described item's text above which it "fits" the request
 
 
 def favourite_genres(liked_genres: list[tuple[str, ...]]) -> Counter[str]:
@@ -30,8 +31,12 @@ def gather(
     year: int | None = None,
     liked_years: list[int] | None = None,
     noun_plural: str = "items",
+    matched: list[str] | None = None,
+    fits: bool = False,
+    summary: str = "",
 ) -> Evidence:
-    """Evidence for one candidate. `text_sims` and `colike_sims` align with `liked_titles`."""
+    """Evidence for one candidate. `text_sims` and `colike_sims` align with `liked_titles`; `matched` are the
+    request's needs the item carries, `fits` whether it fits the request, `summary` what it is about."""
     shared = sorted((g for g in genres if g in favourites), key=lambda g: (-favourites[g], g))
     return Evidence(
         drawbacks=drawbacks(genres, favourites, year, liked_years or [], liked_by, noun_plural),
@@ -40,8 +45,19 @@ def gather(
         fans_also_liked=_top_titles(liked_titles, colike_sims, COLIKED_MIN),
         tags=list(tags[:3]),
         query_similarity=None if query_similarity is None else round(float(query_similarity), 3),
+        matched=matched or [], fits=fits, about=about(summary) if summary else None,
         liked_by=liked_by,
     )
+
+
+ABOUT_CHARS = 90  # the opening of a summary that evidence quotes: one clause, room left for other facts
+
+
+def about(summary: str) -> str:
+    """The opening of a summary, at most ABOUT_CHARS, cut at a word with "…", without a closing full stop."""
+    text = summary if len(summary) <= ABOUT_CHARS else \
+        summary[: ABOUT_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;:.") + "\u2026"
+    return text.rstrip(".")
 
 
 FEW_FANS = 5  # fewer users than this rating an item highly is worth a caveat
@@ -96,6 +112,10 @@ def facts(evidence: Evidence, year: int | None, noun_plural: str) -> list[str]:
         out.append(f"fans of {evidence.fans_also_liked[0]} liked it")
     if evidence.shared_genres:
         out.append(f"shares {', '.join(evidence.shared_genres)} with the user's favourite {noun_plural}")
+    if evidence.matched:
+        out.append(f"matches the request: {', '.join(evidence.matched)}")
+    if evidence.about:
+        out.append(f"about: {evidence.about}")
     if evidence.tags:
         out.append(f"tags: {', '.join(evidence.tags)}")
     if evidence.query_similarity is not None:

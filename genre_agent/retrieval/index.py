@@ -21,6 +21,7 @@ import pandas as pd
 
 from genre_agent.errors import BackendUnavailableError
 from genre_agent.retrieval.embedding import MiniLMEmbeddingFunction
+from genre_agent.retrieval.vector_file import VectorFile, text_hash
 
 if TYPE_CHECKING:  # chromadb is imported when a client is made, not when this module is
     from chromadb.api import ClientAPI
@@ -36,7 +37,7 @@ T = TypeVar("T")
 @dataclass
 class SyncReport:
     embedded: int = 0
-    reused: int = 0
+    reused: int = 0  # from the collection built before, or from a shipped vector file
     removed: int = 0
     rebuilt: bool = False
 
@@ -85,14 +86,19 @@ def remove_orphans(path: Path) -> list[str]:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+def collection_key(catalog_name: str) -> str:
+    """The prefix of a catalog's collection names: the name as Chroma allows it, and past 40 characters a
+    hash of the whole name, so two catalogs whose names share their first 40 characters never share an index."""
+    key = re.sub(r"[^a-zA-Z0-9_-]", "-", catalog_name) or "catalog"
+    if len(key) <= 40:
+        return key
+    return f"{key[:31]}-{hashlib.sha256(catalog_name.encode()).hexdigest()[:8]}"
+
+
 def _vectors_by_id(got: GetResult) -> dict[str, np.ndarray]:
     """The embeddings of a `get(..., include=["embeddings"])` by id."""
     embeddings = got["embeddings"]
     return {} if embeddings is None else dict(zip(got["ids"], map(np.asarray, embeddings), strict=False))
-
-
-def _text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class VectorIndex:
@@ -101,7 +107,7 @@ class VectorIndex:
     def __init__(self, client: ClientAPI, catalog_name: str,
                  embedding: MiniLMEmbeddingFunction | None = None) -> None:
         self.client = client
-        self.key = re.sub(r"[^a-zA-Z0-9_-]", "-", catalog_name)[:40] or "catalog"
+        self.key = collection_key(catalog_name)
         self.embedding = embedding or MiniLMEmbeddingFunction()
         # Chroma types the parameter for text-or-image functions; ours embeds text only, which is all we give it.
         self._embedding_function = cast("EmbeddingFunction[Embeddable]", self.embedding)
@@ -134,17 +140,21 @@ class VectorIndex:
         return name is not None and stored == fingerprint
 
     # -- build -------------------------------------------------------------------
-    def sync(self, items: pd.DataFrame, fingerprint: str, progress: Progress | None = None) -> SyncReport:
-        """Make the active collection hold exactly `items` (index item_id; columns text, title, year)."""
+    def sync(self, items: pd.DataFrame, fingerprint: str, progress: Progress | None = None,
+             shipped: VectorFile | None = None) -> SyncReport:
+        """Make the active collection hold exactly `items` (index item_id; columns text, title, year). Vectors
+        come from the collection built before, else from `shipped` (a vector file made for the same model),
+        for every item whose text is unchanged; only the others are embedded."""
         if self.is_current(fingerprint):
             return SyncReport(reused=len(items))
         old_name, _ = self._active_name()
         old = self._open(old_name) if old_name else None
         stored = self._stored_hashes(old)
-        wanted = {str(i): _text_hash(t) for i, t in zip(items.index, items["text"], strict=False)}
+        wanted = {str(i): text_hash(t) for i, t in zip(items.index, items["text"], strict=False)}
         reuse = [i for i, h in wanted.items() if stored.get(i) == h]
-        fresh = [i for i in wanted if stored.get(i) != wanted[i]]
-        report = SyncReport(embedded=len(fresh), reused=len(reuse),
+        from_file = shipped.matching({i: h for i, h in wanted.items() if stored.get(i) != h}) if shipped else {}
+        fresh = [i for i in wanted if stored.get(i) != wanted[i] and i not in from_file]
+        report = SyncReport(embedded=len(fresh), reused=len(reuse) + len(from_file),
                             removed=len(set(stored) - set(wanted)), rebuilt=True)
         new_name = f"{self.key}-{uuid.uuid4().hex[:8]}"
         new = self.client.create_collection(
@@ -156,6 +166,14 @@ class VectorIndex:
                 ids = reuse[start : start + BATCH]
                 vectors = _vectors_by_id(old.get(ids=ids, include=["embeddings"])) if old is not None else {}
                 new.add(ids=ids, embeddings=[vectors[i] for i in ids],
+                        metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
+                done += len(ids)
+                if progress:
+                    progress(done, len(wanted))
+            shipped_ids = list(from_file)
+            for start in range(0, len(shipped_ids), BATCH * 8):  # no model call: larger batches
+                ids = shipped_ids[start : start + BATCH * 8]
+                new.add(ids=ids, embeddings=[from_file[i] for i in ids],
                         metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
                 done += len(ids)
                 if progress:
@@ -177,6 +195,13 @@ class VectorIndex:
         self._collection = new
         self._drop_stale(keep=new_name)
         return report
+
+    def export(self, items: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+        """The active collection's (ids, text hashes, vectors) of `items`, in their order: what a vector file
+        shipped beside the catalog holds."""
+        ids = [str(i) for i in items.index]
+        hashes = self._stored_hashes(self.collection)
+        return ids, [hashes.get(i, "") for i in ids], self.vectors(ids)
 
     def _stored_hashes(self, collection: Collection | None) -> dict[str, str]:
         if collection is None:

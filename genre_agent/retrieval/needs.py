@@ -42,7 +42,9 @@ class NeedLexicon:
         tags = sorted(t for t, n in tag_items.items() if n >= MIN_ITEMS and t not in {g.lower() for g in genres})
         self.names = [*genres, *tags]
         self.kinds = ["genre"] * len(genres) + ["tag"] * len(tags)
-        self.vectors = np.asarray(embed([n.lower() for n in self.names]), dtype=np.float32)
+        # a catalog with no genres and no shared tags (only id and title) has no vocabulary: no need matches
+        self.vectors = (np.asarray(embed([n.lower() for n in self.names]), dtype=np.float32) if self.names
+                        else np.zeros((0, 0), dtype=np.float32))
         column = {name: i for i, name in enumerate(self.names)}
         rows, cols = [], []
         for row, (gs, ts) in enumerate(zip(items["genres"], items["tags"], strict=True)):
@@ -58,7 +60,7 @@ class NeedLexicon:
         compared with the vocabulary; the closest entry above the threshold is kept per phrase."""
         tokens = re.findall(r"[a-z0-9-]+", words.lower())
         phrases = list(dict.fromkeys([*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))]))
-        if not phrases:
+        if not phrases or not self.names:
             return []
         sims = np.asarray(self.embed(phrases), dtype=np.float32) @ self.vectors.T
         out: dict[str, Need] = {}

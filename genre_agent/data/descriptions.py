@@ -1,0 +1,102 @@
+"""Descriptions made fit to show and to embed: markup removed, bounded length, and a note naming the rows that
+were empty, carried markup, were cut, or do not read as English (the embedding model reads English).
+
+A summary is what people and models see, so it is cut at a sentence end where one fits; the matching text is
+only embedded, so it is cut at a word.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+_TAG = re.compile(r"</?[A-Za-z!][^>]{0,200}>")
+_ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[^\W\d_]+")
+HUGE = 100_000  # characters: a description this long is cut and named (a whole book pasted in a cell)
+# The commonest English words: a description of 20 words or more with almost none of them is not English.
+_ENGLISH = frozenset("""the a an and of to in is was his her he she they their it its with for on at by from as
+that this who which when after but are be has have had into while where one two not""".split())
+ENGLISH_MIN_SHARE = 0.08
+ROWS_SHOWN = 5
+
+
+@dataclass
+class Cleaned:
+    summaries: list[str]
+    matches: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _plain(text: str) -> tuple[str, bool]:
+    """Text without markup and control characters, whitespace collapsed; and whether it had markup."""
+    marked = bool(_TAG.search(text) or _ENTITY.search(text))
+    if marked:
+        text = html.unescape(_TAG.sub(" ", text))
+    return " ".join(_CONTROL.sub(" ", text).split()), marked
+
+
+def cut_sentences(text: str, max_chars: int) -> str:
+    """The opening sentences of `text` that fit in `max_chars`; the first alone cut at a word with "…"."""
+    if len(text) <= max_chars:
+        return text
+    out = ""
+    for sentence in _SENTENCE_END.split(text):
+        longer = f"{out} {sentence}".strip()
+        if len(longer) > max_chars:
+            break
+        out = longer
+    return out or cut_words(text, max_chars)
+
+
+def cut_words(text: str, max_chars: int) -> str:
+    """`text` cut at the last word that fits in `max_chars`, with "…" when it was cut."""
+    if len(text) <= max_chars:
+        return text
+    head = text[: max_chars - 1]
+    head = head.rsplit(" ", 1)[0] if " " in head else head
+    return head.rstrip(" ,;:") + "\u2026"
+
+
+def reads_as_english(text: str) -> bool:
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < 20:
+        return True  # too short to tell
+    return sum(w in _ENGLISH for w in words) / len(words) >= ENGLISH_MIN_SHARE
+
+
+def rows_note(label: str, rows: list[str]) -> str:
+    more = f" (+{len(rows) - ROWS_SHOWN} more)" if len(rows) > ROWS_SHOWN else ""
+    return f"{label}: {', '.join(rows[:ROWS_SHOWN])}{more}"
+
+
+def clean(summaries: Sequence[str], matches: Sequence[str], where: Sequence[str], summary_chars: int,
+          match_chars: int, source: str) -> Cleaned:
+    """Clean aligned summaries and matching texts; `where` names each row for the notes ("row 3 (line 4)")."""
+    out = Cleaned([], [])
+    markup: list[str] = []
+    huge: list[str] = []
+    foreign: list[str] = []
+    for summary, match, at in zip(summaries, matches, where, strict=True):
+        summary, marked_s = _plain(summary)
+        match, marked_m = _plain(match)
+        if marked_s or marked_m:
+            markup.append(at)
+        if max(len(summary), len(match)) > HUGE:
+            huge.append(at)
+        if summary and not reads_as_english(match or summary):
+            foreign.append(at)
+        out.summaries.append(cut_sentences(summary, summary_chars))
+        out.matches.append(cut_words(match or summary, match_chars))
+    if markup:
+        out.notes.append(rows_note(f"{source}: markup (HTML) removed from descriptions at", markup))
+    if huge:
+        out.notes.append(rows_note(f"{source}: descriptions over {HUGE:,} characters cut at", huge))
+    if foreign:
+        out.notes.append(rows_note(f"{source}: descriptions that do not read as English (kept; matching by "
+                               "meaning works on English text) at", foreign))
+    return out
