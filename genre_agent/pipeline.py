@@ -34,7 +34,7 @@ from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
-from genre_agent.retrieval.index import VectorIndex, make_client, remove_orphans
+from genre_agent.retrieval.index import SyncReport, VectorIndex, make_client, remove_orphans
 from genre_agent.schemas import (
     Candidate,
     CatalogInfo,
@@ -361,6 +361,19 @@ class Recommender:
         return Run(result=result, candidates=p.candidates, messages=p.messages)
 
 
+def _sync(index: VectorIndex, catalog: Catalog, column: str, vectors: str | None,
+          progress: Progress | None) -> SyncReport:
+    """Make `index` hold the catalog's `column` texts ("text" or "about"), taking the vectors of unchanged texts
+    from the vector file shipped beside the catalog, if it names one."""
+    fingerprint = catalog.items_fingerprint(column)
+    shipped = None
+    if vectors and not index.is_current(fingerprint):
+        shipped = vector_file.load(catalog.root / vectors, index.embedding.model_id(), fingerprint)
+    step = "embedding items" if column == "text" else "embedding what items are about"
+    return index.sync(catalog.items.assign(text=catalog.items[column]), fingerprint,
+                      (lambda d, t: progress(step, d, t)) if progress else None, shipped)
+
+
 def build(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> tuple[Retriever, BuildReport]:
     """Build or reuse the vector index and CF model of a catalog (under a lock), and return a Retriever."""
     started = time.perf_counter()
@@ -375,13 +388,13 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         try:
             client = make_client(store, settings.chroma.host, settings.chroma.port)
             index = VectorIndex(client, key)
-            fingerprint = catalog.items_fingerprint()
-            shipped = None
-            if catalog.spec.text.vectors and not index.is_current(fingerprint):
-                shipped = vector_file.load(catalog.root / catalog.spec.text.vectors, index.embedding.model_id(),
-                                           fingerprint)
-            report = index.sync(catalog.items, fingerprint,
-                                (lambda d, t: progress("embedding items", d, t)) if progress else None, shipped)
+            report = _sync(index, catalog, "text", catalog.spec.text.vectors, progress)
+            about = None
+            if catalog.spec.text.about:
+                about = VectorIndex(client, f"{key}__about", index.embedding)
+                about_report = _sync(about, catalog, "about", catalog.spec.text.about_vectors, progress)
+                report = SyncReport(report.embedded + about_report.embedded, report.reused + about_report.reused,
+                                    report.removed + about_report.removed, report.rebuilt or about_report.rebuilt)
             if report.rebuilt and not settings.chroma.host:
                 remove_orphans(store)
         except ChromaError as exc:
@@ -407,6 +420,6 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         else:
             cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
                                             progress)
-    retriever = Retriever(catalog, index, cf, matrix, settings.retrieval)
+    retriever = Retriever(catalog, index, cf, matrix, settings.retrieval, about)
     return retriever, BuildReport(report.embedded, report.reused, trained,
                                   round(time.perf_counter() - started, 2))

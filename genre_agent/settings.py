@@ -105,9 +105,15 @@ class RetrievalSettings(_Section):
     weight_needs: float = Field(1.0, description="weight of the request's needs (its words mapped to the "
                                 "catalog's genres and tags by meaning) in the fused score; 1.0 raised "
                                 "Recall@10 on the ReDial dev dialogues from 0.033 to 0.050 (300 cases)")
-    match_pool: int | None = Field(200, ge=10, description="with a request's words, only the items among the "
-                                   "N that match them best by meaning (description, genres, tags) are ranked; "
-                                   "CF and popularity order those. Unset: every allowed item is ranked")
+    weight_about: float = Field(1.0, description="weight of the similarity of a request's words to what items are "
+                                "about ([text].about in catalog.toml: their descriptions) in the fused score. "
+                                "When at least `candidates` items fit the request (by their description or the "
+                                "genres and tags its words mean), only those are ranked")
+    match_pool: int | None = Field(20, ge=1, description="when a request names no title, only the N items that "
+                                   "fit its words best (by what they are about, [text].about, and the genres and "
+                                   "tags the words mean) are ranked; popularity and CF order those. 0: all")
+    theme_min: float = Field(0.42, description="the gate above applies when some item is about the request's "
+                             "words (beyond its genres) at least this closely (cosine)")
     vector_pool: int = Field(1000, ge=10, description="nearest items fetched from Chroma per vector query")
     mmr_lambda: float = Field(1.0, ge=0.0, le=1.0, description="diversity of the candidate list: 1 = by score "
                               "only (default), lower = maximal marginal relevance trades score for variety")

@@ -46,7 +46,8 @@ def _with_descriptions(root: Path, rows: list[dict[str, object]] | None = None, 
     name = "descriptions.jsonl.gz" if gz else "descriptions.jsonl"
     (root / name).write_bytes(gzip.compress(data) if gz else data)
     toml = (root / "catalog.toml").read_text().replace(
-        'template = "{name}. Genres: {genres}. Tags: {tags}."', 'template = "Genres: {genres}. {description}"')
+        'template = "{name}. Genres: {genres}. Tags: {tags}."',
+        'template = "{name}. Genres: {genres}. Tags: {tags}."\nabout = "Genres: {genres}. {description}"')
     (root / "catalog.toml").write_text(toml + f'\n[descriptions]\npath = "{name}"\nitem = "item"\n'
                                        'summary = "summary"\nmatch = "plot"\nsummary_chars = 80\n')
     return root
@@ -58,8 +59,8 @@ def test_descriptions_load_item_by_item(tiny_dir: Path) -> None:
     assert items.at["5", "description"].startswith("A family moves into an old house haunted")
     assert items.at["5", "summary"] == "A family moves into an old house haunted by a vengeful ghost."
     assert items.at["4", "summary"] == items.at["4", "description"] == ""  # no description: as before
-    assert items.at["5", "text"].startswith("Genres: Horror. A family moves")
-    assert "Night Terror" not in items.at["5", "text"]
+    assert items.at["5", "about"].startswith("Genres: Horror. A family moves")
+    assert "Night Terror" not in items.at["5", "about"] and items.at["5", "text"].startswith("Night Terror.")
     assert cat.report.lines() == []
 
 
@@ -136,24 +137,26 @@ def test_grounding_takes_the_items_own_summary_and_no_other(described: Recommend
 
 
 def test_shipped_vectors_spare_the_embedding(described: Recommender, tmp_path: Path) -> None:
-    cat, index = described.catalog, described.retriever.index
-    path = tmp_path / "vectors.npz"
-    vector_file.save(path, index.embedding.model_id(), cat.items_fingerprint(), *index.export(cat.items))
-    shipped = vector_file.load(path, index.embedding.model_id(), cat.items_fingerprint())
-    assert shipped is not None and len(shipped.vectors) == len(cat.items)
+    """`index --export-vectors` writes both files; a fresh data directory then embeds nothing."""
+    cat, about = described.catalog, described.retriever.about
+    assert about is not None
     root = tmp_path / "copy"
     shutil.copytree(cat.root, root)
-    settings = _settings(tmp_path / "fresh", root)
+    result = CliRunner().invoke(app, ["index", "--catalog", str(cat.root), "--data-dir",
+                                      str(described.settings.data_dir), "--export-vectors", str(root / "v.npz")])
+    assert result.exit_code == 0, result.output
+    shipped = vector_file.load(root / "v.about.npz", about.embedding.model_id(), cat.items_fingerprint("about"))
+    assert shipped is not None and len(shipped.vectors) == len(cat.items)
     (root / "catalog.toml").write_text((root / "catalog.toml").read_text().replace(
-        'template = "Genres: {genres}. {description}"',
-        'template = "Genres: {genres}. {description}"\nvectors = "vectors.npz"'))
-    path.replace(root / "vectors.npz")
-    fresh = load_catalog(str(root))
-    _, built = build(settings, fresh)
-    assert (built.embedded, built.reused) == (0, len(fresh.items))
+        'about = "Genres: {genres}. {description}"',
+        'about = "Genres: {genres}. {description}"\nvectors = "v.npz"\nabout_vectors = "v.about.npz"'))
+    settings = _settings(tmp_path / "fresh", root)
+    _, built = build(settings, load_catalog(str(root)))
+    assert (built.embedded, built.reused) == (0, 2 * len(cat.items))
     again = Recommender.open(settings, backend=FakeBackend())
-    got = again.retriever.index.vectors(["5"])[0]
-    assert float(got @ index.vectors(["5"])[0]) > 0.999
+    assert again.retriever.about is not None
+    got = again.retriever.about.vectors(["5"])[0]
+    assert float(got @ about.vectors(["5"])[0]) > 0.999
 
 
 def test_a_vector_file_of_another_model_or_unreadable_is_ignored(tmp_path: Path) -> None:

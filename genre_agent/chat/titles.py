@@ -29,6 +29,13 @@ this that these those he she they we us her him them one up out so not no yes al
 when where there here good great love like more new old big little last first next other""".split())
 
 
+# Nouns after a one-word title that make it say what kind of item is wanted ("zombie films").
+_KINDS = frozenset("film films movie movies flick flicks book books novel novels story stories show shows".split())
+
+
+_LIKE_A = frozenset("kind type sort style".split())
+
+
 def _words(text: str) -> list[str]:
     text = text.lower().replace("&", " and ").replace("'", "").replace("\u2019", "")
     return _WORD.findall(text)
@@ -156,6 +163,12 @@ class TitleIndex:
                     continue  # "it", "up", "drive" in a sentence are words, not films
                 if size > 1 and year is None and all(w in _STOPWORDS for w in words[start:end]):
                     continue  # "the one", "how about"
+                if year is None and start > 0 and tokens[start - 1][0] in ("a", "an") and not (
+                        end < len(words) and words[end] in _LIKE_A):
+                    continue  # "a road trip", "about a cop and his partner": a thing, not a title (but "a dumb
+                    # and dumber kind of movie" names one)
+                if size == 1 and year is None and end < len(words) and words[end] in _KINDS:
+                    continue  # "zombie films", "western movies": what kind of film, not the film "Zombie"
                 item = self._pick(ids, year)
                 if item is None:
                     continue

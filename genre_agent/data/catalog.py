@@ -85,12 +85,15 @@ class DescriptionsSpec(_Strict):
 
 
 class TextSpec(_Strict):
-    """What is embedded per item. Leave the title out where items have descriptions or tags: a title word
-    would otherwise make an item match a request ("Magnolia" for "Steel Magnolias")."""
+    """What is embedded per item: `template` for similarity (between items, to a user's taste, to the words of a
+    request), and `about`, when set, for matching a request's words by what an item is about (its description).
+    Leave the title out of `about`: a word of the title must never make an item match a request ("Magnolia"
+    for "Steel Magnolias")."""
 
     template: str = "{title}. Genres: {genres}. Tags: {tags}."
-    vectors: str | None = None  # precomputed vectors of these texts beside the catalog (`index --export-vectors`)
-
+    about: str | None = None
+    vectors: str | None = None  # precomputed vectors of the template texts (`index --export-vectors`)
+    about_vectors: str | None = None  # the same for the `about` texts
 
 class CatalogSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, '_', '.', "
@@ -153,9 +156,9 @@ class Catalog:
     def positive_min(self) -> float:
         return self.spec.interactions.positive_min if self.spec.interactions else 4.0
 
-    def items_fingerprint(self) -> str:
-        """Changes when any item's embedded text changes."""
-        return _digest(self.items.index.to_series() + "\x1f" + self.items["text"])
+    def items_fingerprint(self, column: str = "text") -> str:
+        """Changes when any item's embedded text (`text`, or `about`) changes."""
+        return _digest(self.items.index.to_series() + "\x1f" + self.items[column])
 
     def interactions_fingerprint(self) -> str:
         """Changes when any interaction changes."""
@@ -226,7 +229,9 @@ def load_catalog(name_or_path: str) -> Catalog:
         items["genres"] = _genres_from_tags(items, spec.tags.genres)
     items["summary"], items["description"] = load_descriptions(root, spec, items, report)
     _check_template(root, spec, items)
-    items["text"] = [_compose_text(spec.text.template, row) for row in items.to_dict("records")]
+    rows = items.to_dict("records")
+    items["text"] = [_compose_text(spec.text.template, row) for row in rows]
+    items["about"] = [_compose_text(spec.text.about, row) for row in rows] if spec.text.about else ""
     return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report)
 
 
@@ -464,12 +469,13 @@ def _genres_from_tags(items: pd.DataFrame, genres: list[str]) -> pd.Series:
 
 def _check_template(root: Path, spec: CatalogSpec, items: pd.DataFrame) -> None:
     known = {"title", "name", "genres", "tags", "year", "summary", "description", *spec.items.metadata}
-    for name in _PLACEHOLDER.findall(spec.text.template):
-        if name not in known:
-            raise CatalogError(
-                f"{root / 'catalog.toml'}: [text].template uses '{{{name}}}', which is not an item field "
-                f"(fields: {', '.join(sorted(known))})."
-            )
+    for key, template in (("template", spec.text.template), ("about", spec.text.about or "")):
+        for name in _PLACEHOLDER.findall(template):
+            if name not in known:
+                raise CatalogError(
+                    f"{root / 'catalog.toml'}: [text].{key} uses '{{{name}}}', which is not an item field "
+                    f"(fields: {', '.join(sorted(known))})."
+                )
 
 
 def _compose_text(template: str, row: dict[str, object]) -> str:

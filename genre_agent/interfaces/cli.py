@@ -207,7 +207,8 @@ def index(
     config: ConfigOpt = None,
     export_vectors: Annotated[Path | None, typer.Option("--export-vectors", help="also write the item vectors "
                                                         "to this .npz file, to ship beside the catalog "
-                                                        "([text].vectors in catalog.toml)")] = None,
+                                                        "([text].vectors in catalog.toml; the [text].about "
+                                                        "vectors go to NAME.about.npz)")] = None,
 ) -> None:
     """Validate a catalog and build (or update) its vector index and CF model."""
     from genre_agent.data.catalog import load_catalog
@@ -221,10 +222,13 @@ def index(
         with _progress() as report:
             retriever, built = build(settings, cat, report)
         if export_vectors is not None:
-            index = retriever.index
-            vector_file.save(export_vectors, index.embedding.model_id(), cat.items_fingerprint(),
-                             *index.export(cat.items))
-            err.print(f"wrote {export_vectors} ({export_vectors.stat().st_size / 2**20:.1f} MB)", markup=False)
+            indexes = {"text": (retriever.index, export_vectors)}
+            if retriever.about is not None:
+                indexes["about"] = (retriever.about, export_vectors.with_suffix(".about.npz"))
+            for column, (index, path) in indexes.items():
+                vector_file.save(path, index.embedding.model_id(), cat.items_fingerprint(column),
+                                 *index.export(cat.items))
+                err.print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)", markup=False)
     except GenreAgentError as exc:
         _fail(exc)
         return

@@ -79,10 +79,11 @@ class Retriever:
     """Turns (user, query, filters) into N scored candidates with evidence."""
 
     def __init__(self, catalog: Catalog, index: VectorIndex, cf: CFModel | None,
-                 matrix: InteractionMatrix, settings: RetrievalSettings) -> None:
+                 matrix: InteractionMatrix, settings: RetrievalSettings, about: VectorIndex | None = None) -> None:
         self.catalog = catalog
         self.items = catalog.items
         self.index = index
+        self.about = about  # what items are about ([text].about), matched against a request's words
         self.cf = cf
         self.matrix = matrix
         self.settings = settings
@@ -140,20 +141,31 @@ class Retriever:
         if not mask.any():
             return []
         ids = self.items.index
-        query_vec = self._query_vector(query, anchors or [])
+        words_vec = self.index.embed([query])[0] if query else None
+        query_vec = self._query_vector(words_vec, anchors or [])
         profile_vec = self.profile(user.liked)
         cf = self._cf_scores(user, anchors)
         new_user = user.row < 0
         named = len(set(user.liked) | set(anchors or []))
-        query_sims = self._similarity(query_vec) if query_vec is not None else None
-        fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity, query=query_sims,
+        fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
+                     query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
                      popularity_weight=new_user_popularity_weight(s, named) if new_user else None)
         needs = self.needs.match(query) if query else []
         if needs and s.weight_needs:
             fused += s.weight_needs * minmax(self.needs.scores(needs), mask)
-        if query and s.match_pool:
-            mask = mask & self._matches_words(query, query_vec if not anchors else None, needs, mask)
+        theme = _theme(query, needs) if query and self.about is not None else ""
+        if theme:  # what the request is about, beyond its genres: matched against what items are about
+            assert self.about is not None
+            theme_vec = words_vec if theme == query else self.index.embed([theme])[0]
+            about = self._similarity(theme_vec, self.about)
+            fused += s.weight_about * minmax(about, mask)
+            if s.match_pool and not named and float(about[mask].max(initial=-1.0)) >= s.theme_min:
+                # no title named, and some items are plainly about it: only the best matches are ranked
+                content = np.where(mask, minmax(about, mask) + minmax(self.needs.scores(needs), mask), -np.inf)
+                keep = np.zeros(len(mask), dtype=bool)
+                keep[np.argsort(-content, kind="stable")[: s.match_pool]] = True
+                mask = mask & keep
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
         if s.mmr_lambda < 1.0:
@@ -161,20 +173,7 @@ class Retriever:
         else:
             top = self._distinct_titles(order, n)
         return self.describe_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
-                                        profile_vec=profile_vec, reason=reason, needs=needs)
-
-    def _matches_words(self, query: str, query_vec: np.ndarray | None, needs: list[Need],
-                       mask: np.ndarray) -> np.ndarray:
-        """The `match_pool` allowed items that match the request's words best: by meaning (their embedded text:
-        description, genres, tags) and by the needs they carry. `query_vec` is the words' vector when it has
-        nothing else in it."""
-        vec = query_vec if query_vec is not None else self.index.embed([query])[0]
-        content = minmax(self._similarity(vec), mask) + minmax(self.needs.scores(needs), mask)
-        content = np.where(mask, content, -np.inf)
-        pool = np.argsort(-content, kind="stable")[: self.settings.match_pool]
-        keep = np.zeros(len(mask), dtype=bool)
-        keep[pool] = True
-        return keep
+                                        profile_vec=profile_vec, reason=reason, needs=needs, words_vec=words_vec)
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
@@ -218,19 +217,23 @@ class Retriever:
         col = int(self.items.index.get_loc(item_id))
         cf = self._cf_scores(user)
         needs = self.needs.match(query) if query else []
+        words_vec = self.index.embed([query])[0] if query else None
         return self.describe_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
-                                        query_vec=self._query_vector(query, []),
-                                        profile_vec=self.profile(user.liked), reason=reason, needs=needs)[0]
+                                        query_vec=self._query_vector(words_vec, []),
+                                        profile_vec=self.profile(user.liked), reason=reason, needs=needs,
+                                        words_vec=words_vec)[0]
 
-    def _query_vector(self, query: str | None, anchors: list[str]) -> np.ndarray | None:
+    def _query_vector(self, words_vec: np.ndarray | None, anchors: list[str]) -> np.ndarray | None:
+        """The request's words (embedded) and the items it is "like", as one vector."""
         parts = list(self.index.vectors(anchors)) if anchors else []
-        if query:
-            parts.append(self.index.embed([query])[0])
+        if words_vec is not None:
+            parts.append(words_vec)
         return unit_mean(np.array(parts)) if parts else None
 
-    def _similarity(self, vector: np.ndarray) -> np.ndarray:
-        """Cosine to every item: exact for the pool Chroma returns, the pool's minimum for the rest."""
-        found = self.index.nearest(vector, self.settings.vector_pool)
+    def _similarity(self, vector: np.ndarray, index: VectorIndex | None = None) -> np.ndarray:
+        """Cosine to every item in `index` (default: the similarity index): exact for the pool Chroma returns,
+        the pool's minimum for the rest."""
+        found = (index or self.index).nearest(vector, self.settings.vector_pool)
         floor = min(found.values()) if found else 0.0
         sims = np.full(len(self.items), floor)
         cols = self.items.index.get_indexer(list(found))
@@ -256,12 +259,15 @@ class Retriever:
     def describe_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,
                             query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None,
-                            needs: list[Need] | None = None) -> list[Candidate]:
+                            needs: list[Need] | None = None, words_vec: np.ndarray | None = None
+                            ) -> list[Candidate]:
         """The items at catalog rows `top`, in that order, as candidates for this user: their scores (`fused`
         and `cf` are per catalog row), their evidence, its facts and the evidence sentence `reason` writes.
         The vector score is the similarity to the query, else to the taste vector."""
         cand_ids = [str(i) for i in self.items.index[top]]
         cand_vecs = self.index.vectors(cand_ids)
+        about_sims = (self.about.vectors(cand_ids) @ words_vec if self.about is not None and words_vec is not None
+                      else np.full(len(cand_ids), -1.0))
         liked = user.liked
         liked_vecs = self.index.vectors(liked)
         text_sims = cand_vecs @ liked_vecs.T if liked else np.zeros((len(top), 0))
@@ -282,7 +288,7 @@ class Retriever:
             carried = {g.lower() for g in item["genres"]} | {t.lower() for t in item["tags"]}
             matched = [n.name for n in needs or [] if n.name.lower() in carried]
             described = bool(item["description"])
-            fits = bool(matched) or (described and q_sim is not None and q_sim >= ev.FITS_MIN)
+            fits = bool(matched) or (described and float(about_sims[row]) >= ev.FITS_MIN)
             evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
                                  colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun,
                                  matched=matched, fits=fits, summary=item["summary"])
@@ -296,6 +302,13 @@ class Retriever:
                 why=reason(evidence, year, query, said_liked),
             ))
         return out
+
+
+def _theme(query: str, needs: list[Need]) -> str:
+    """The words of a request that say what it is about beyond its genres ("ghost paranormal" of "scary ghost
+    paranormal movies", where "scary" means Horror)."""
+    genre_words = {w for n in needs if n.kind == "genre" for w in n.phrase.split()}
+    return " ".join(w for w in query.split() if w.lower() not in genre_words)
 
 
 def _year(value: object) -> int | None:

@@ -12,7 +12,10 @@ from genre_agent.schemas import Evidence
 
 SIMILAR_MIN = 0.45  # cosine of item texts below which "similar to" is not claimed
 COLIKED_MIN = 0.15  # co-rating cosine below which "fans of X also liked it" is not claimed
-FITS_MIN = 0.35  # cosine of the request's words and a described item's text above which it "fits" the request
+# Cosine of the request's words and a described item's text from which it "fits" the request: among the 60
+# nearest described items of each themed dev request (tests/data/requests), 81% of those at >= 0.40 satisfy the
+# request's rule (40% of the satisfying ones reach it); at 0.35, 73%.
+FITS_MIN = 0.40
 
 
 def favourite_genres(liked_genres: list[tuple[str, ...]]) -> Counter[str]:
