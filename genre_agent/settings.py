@@ -122,10 +122,22 @@ class ServerSettings(_Section):
     api_keys: dict[str, str] = Field({}, description="API key -> the catalog user it speaks for ('' = a new "
                                      "user); as JSON in GENRE_AGENT_SERVER__API_KEYS. Keys are >= 16 characters")
     max_body: int = Field(64 * 1024, ge=1024, description="request body limit in bytes (413 above it)")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line and headers limit in bytes "
+                                  "(431 above it, and the connection is closed)")
+    read_timeout_s: float = Field(30.0, gt=0, description="a client must send a request's headers within this "
+                                  "of connecting (or of its last answer), and its body within this of its "
+                                  "headers (408); else the connection is closed")
     deadline_s: float = Field(300.0, gt=0, description="a turn still running after this is cancelled (503)")
     max_concurrent: int = Field(8, ge=1, description="turns running at once; more get 429")
     session_ttl_s: float = Field(1800.0, gt=0, description="a session unused this long is forgotten")
-    max_sessions: int = Field(10_000, ge=1, description="the least recently used session goes beyond this")
+    max_sessions: int = Field(10_000, ge=1, description="sessions kept in all; when full, a key's new session "
+                              "replaces its own least recently used one, never another key's (429 if it has none)")
+    max_sessions_per_key: int = Field(100, ge=1, description="sessions one API key keeps; its least recently "
+                                      "used one goes beyond this")
+    turns_per_minute: int = Field(60, ge=1, description="turns one API key may start per minute, in bursts up "
+                                  "to this many (per replica); more get 429 with Retry-After")
+    feedback_per_minute: int = Field(30, ge=1, description="likes, dislikes and 'seen' one API key may store "
+                                     "per minute (per replica); a turn over it gets 429 and keeps nothing")
     docs: bool = Field(False, description="serve /docs and /openapi.json (behind the API key)")
     shutdown_s: int = Field(10, ge=0, description="on SIGTERM, how long running turns may finish")
 

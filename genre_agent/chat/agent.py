@@ -30,6 +30,8 @@ _LISTED = re.compile(r"^\s*\d+\. (.+?) \u2014 ", re.M)  # "1. Title (1999) — r
 # A streamed answer is the list shown at once, then this line and the model's list (a client shows the text as
 # it arrives and cannot take text back); rebuilding a conversation reads the list after the last such line.
 REVISED = "Revised by the model:"
+# told a turn's finished session and its count of feedback rows: whether to store them (raises: keep nothing)
+Commit = Callable[[SessionState, int], bool]
 LIVE = "The model's reasons, as it writes them:"  # each line "N. Title — reason", N its place in the list above
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
@@ -180,7 +182,8 @@ class Agent:
 
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None, on_first: Callable[[Reply], None] | None = None,
-             on_reason: Callable[[Recommendation], None] | None = None) -> Reply:
+             on_reason: Callable[[Recommendation], None] | None = None,
+             commit: Commit | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
         The session and the feedback store change only when the turn finishes and was not cancelled; a model
         call running when `cancel` is set stops and raises TurnCancelled.
@@ -190,7 +193,11 @@ class Agent:
         the model's answer is returned. A turn cancelled after its first answer keeps that answer: the session
         and feedback are committed as they were when it was shown, and it is returned. With `on_reason` too,
         each reason the model writes for that first list goes to `on_reason` as soon as it is written and
-        checked (the item at its rank in the first list)."""
+        checked (the item at its rank in the first list).
+
+        With `commit`, it is told the finished session and how many feedback rows the turn would store, before
+        anything is kept: it returns whether they go to the store (the session uses them either way), or raises
+        to keep nothing of the turn (the server's session write, its budgets)."""
         state, lock = self._entry(session_id, user)
         with lock:
             working = state.model_copy(deep=True)
@@ -216,7 +223,8 @@ class Agent:
                 if not shown:
                     return reply  # nobody waits for it: nothing is kept
                 reply, working = shown[0]
-            self._store(working, writes, message.strip())
+            if commit is None or commit(working, len(writes)):
+                self._store(working, writes, message.strip())
             state.take(working)  # the session becomes the turn's working copy
             return reply
 

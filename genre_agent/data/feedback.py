@@ -170,18 +170,24 @@ class FeedbackStore(ABC):
         return event
 
     # -- the server's sessions ----------------------------------------------------------
-    def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int,
-                    expired_before: float) -> list[str]:
-        """Store a new session; the sessions last used before `expired_before`, and the least recently used
-        ones beyond `cap` (the new one counted), are dropped first. Returns the ids dropped."""
+    def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int, owner_cap: int,
+                    expired_before: float) -> tuple[list[str], bool]:
+        """Store a new session. The sessions last used before `expired_before` are dropped first; then, while the
+        owner holds `owner_cap` sessions or the store holds `cap` (the new one counted), the owner's least
+        recently used ones, never another owner's. Returns the ids dropped and whether the session was stored
+        (not when the store is full of other owners' sessions)."""
         with self._db(write=True) as db:
             gone = self._run(db, "DELETE FROM server_sessions WHERE used < ? RETURNING id", (expired_before,))
-            count = int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
-            if count >= cap:
+            total = int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
+            own = int(self._run(db, "SELECT COUNT(*) FROM server_sessions WHERE owner = ?", (owner,))[0][0])
+            excess = max(own - owner_cap + 1, total - cap + 1, 0)
+            if excess > own:
+                return [old for (old,) in gone], False
+            if excess:
                 gone += self._run(db, "DELETE FROM server_sessions WHERE id IN (SELECT id FROM server_sessions "
-                                  "ORDER BY used, id LIMIT ?) RETURNING id", (count - cap + 1,))
+                                  "WHERE owner = ? ORDER BY used, id LIMIT ?) RETURNING id", (owner, excess))
             self._run(db, "INSERT INTO server_sessions VALUES (?, ?, ?, ?, 0)", (session_id, owner, state, used))
-        return [old for (old,) in gone]
+        return [old for (old,) in gone], True
 
     def session(self, session_id: str, touch: float | None = None) -> StoredSession | None:
         """A session as stored; with `touch`, its last use becomes that time (a turn starts)."""

@@ -176,6 +176,7 @@ def serve(
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
     from genre_agent.chat.agent import Agent
+    from genre_agent.interfaces.limits import uvicorn_options
     from genre_agent.interfaces.server import create_app, is_local, key_table
     from genre_agent.settings import load_settings
 
@@ -197,7 +198,7 @@ def serve(
     err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
               "(model id 'genre-agent')")
     uvicorn.run(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=settings.server.shutdown_s)
+                **uvicorn_options(settings.server))
 
 
 @app.command()

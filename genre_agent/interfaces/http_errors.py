@@ -23,8 +23,9 @@ from genre_agent.errors import (
 log = logging.getLogger("genre_agent.server")
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-         429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+         404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
+         409: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
+         431: "invalid_request_error", 499: "invalid_request_error", 500: "server_error", 503: "server_error"}
 
 
 class ApiError(Exception):

@@ -6,17 +6,24 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
   `messages`; the last user message is the turn, the earlier ones rebuild the context (no model call for them).
   A server-side session exists only under an id the server issued (`POST /v1/sessions`) to the same API key;
   send it as `X-Session-Id` (or the body field `session_id`). Sessions are kept in the store (shared by the
-  replicas that share it), expire (`server.session_ttl_s`, and the least recently used beyond
-  `server.max_sessions`); `DELETE /v1/sessions/{id}` ends one; two turns of one session racing on two replicas:
-  the one that started from the older version gets 409.
+  replicas that share it) and expire (`server.session_ttl_s`); a key keeps at most
+  `server.max_sessions_per_key` (its least recently used goes), and never pushes out another key's: with
+  `server.max_sessions` held, a new session replaces the caller's own least recently used, else 429.
+  `DELETE /v1/sessions/{id}` ends one; two turns of one session racing on two replicas: the one that started
+  from the older version gets 409 and keeps nothing (its feedback included).
+- Per key and replica, at most `server.turns_per_minute` turns and `server.feedback_per_minute` stored feedback
+  rows (429 with Retry-After). A stateless turn stores feedback only under a key that speaks for a catalog user:
+  a new user's pseudonym lives for one request, and its likes would train CF under a name nobody has.
 - Identity comes from the API key alone (`server.api_keys` maps a key to the catalog user it speaks for);
   the body's `user` is only a hint, and no header grants an identity.
 - The readable answer is the reply's `content`; the structured reply (the schema of `Agent.chat`) is the extra
   top-level field `genre_agent` (of the last chunk when streaming).
 - With keys configured, everything but `/healthz` (liveness, no data) and `/readyz` needs
   `Authorization: Bearer KEY`; the key is checked before any body byte is read, and the body is counted while
-  it is read (chunked too): over `server.max_body` bytes is 413. `/docs` and `/openapi.json` exist only with
-  `server.docs = true`.
+  it is read (chunked too): over `server.max_body` bytes is 413, not all there `server.read_timeout_s` after
+  the headers is 408. Headers over `server.max_header_bytes` get 431, and a connection that has not sent a
+  request's headers within `server.read_timeout_s` is closed (`limits.uvicorn_options`). `/docs` and
+  `/openapi.json` exist only with `server.docs = true`.
 - A turn runs at most `server.deadline_s` (then 503); a client that disconnects cancels its turn; a cancelled
   turn changes no session and stores no feedback. More than `server.max_concurrent` turns at once get 429.
 - Errors are OpenAI-shaped (`genre_agent.interfaces.http_errors`).
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
 import threading
 import time
@@ -40,10 +48,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
+from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.chat.session import SessionState
 from genre_agent.errors import ConfigError, DataDirError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_response, install
+from genre_agent.interfaces.limits import KeyRates
 from genre_agent.interfaces.metrics import Metrics
 from genre_agent.schemas import Recommendation
 from genre_agent.settings import ServerSettings
@@ -113,10 +122,10 @@ class Guard:
     """ASGI middleware: the API key first, then the body, counted while it is read and never held beyond
     `max_body` bytes. The authenticated `Caller` goes into `request.state.caller`."""
 
-    def __init__(self, app: ASGIApp, keys: dict[str, str | None], max_body: int) -> None:
+    def __init__(self, app: ASGIApp, keys: dict[str, str | None], max_body: int, read_timeout_s: float) -> None:
         self.app = app
         self.keys = [(key.encode(), Caller(_key_id(key), user)) for key, user in keys.items()]
-        self.max_body = max_body
+        self.max_body, self.read_timeout_s = max_body, read_timeout_s
 
     def authenticate(self, scope: Scope) -> Caller | None:
         if not self.keys:
@@ -148,8 +157,16 @@ class Guard:
             return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:  # a body trickled in slowly holds a connection and its memory
+                await error_response(408, "request_timeout", f"the request body did not arrive within "
+                                     f"{self.read_timeout_s:g} s (server.read_timeout_s)",
+                                     headers={"Connection": "close"})(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -186,8 +203,10 @@ class Sessions:
     this turn's session is kept). They expire by TTL and, beyond `cap`, the least recently used first. A replica
     keeps in memory only the sessions it used lately (the same TTL and cap), never one with a turn running."""
 
-    def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.time,
+                 per_key: int | None = None) -> None:
         self.agent, self.store, self.ttl_s, self.cap, self.clock = agent, agent.store, ttl_s, cap, clock
+        self.per_key = per_key or cap
         self._here: OrderedDict[str, float] = OrderedDict()  # id -> last use in this replica, LRU first
         self._running: Counter[str] = Counter()  # id -> turns of it running here
         self._lock = threading.Lock()
@@ -200,9 +219,15 @@ class Sessions:
         state = SessionState(session_id=session_id)
         self.agent.set_user(state, caller.user)
         now = self.clock()
-        for gone in self.store.add_session(session_id, caller.key_id, state.model_dump_json(), now, self.cap,
-                                           expired_before=now - self.ttl_s):
-            self._forget_here(gone)
+        gone, added = self.store.add_session(session_id, caller.key_id, state.model_dump_json(), now, self.cap,
+                                             self.per_key, expired_before=now - self.ttl_s)
+        for old in gone:
+            self._forget_here(old)
+        if not added:
+            raise ApiError(429, "too_many_sessions", f"the server holds its {self.cap} sessions "
+                           "(server.max_sessions), all of other API keys; retry later, or send the whole "
+                           "conversation in `messages` without a session",
+                           headers={"Retry-After": str(math.ceil(self.ttl_s))})  # the longest one lasts unused
         return session_id
 
     def use(self, session_id: str, caller: Caller, touch: bool = False) -> tuple[SessionState, int]:
@@ -219,9 +244,12 @@ class Sessions:
                            "create one with POST /v1/sessions, or send the whole conversation in `messages`")
         return SessionState.model_validate_json(stored.state), stored.version
 
-    def turn(self, session_id: str, caller: Caller, run: Callable[[], Reply]) -> Reply:
+    def turn(self, session_id: str, caller: Caller, run: Callable[[Commit], Reply],
+             budget: Callable[[int], None] | None = None) -> Reply:
         """Run one turn of the caller's session (checked with `use` first): read from the store under the
-        session's lock, `run`, and written back if the turn changed it."""
+        session's lock, then `run` with the `commit` the agent calls before it stores the turn's feedback:
+        it spends the feedback `budget` and writes the session back, unless another turn wrote it meanwhile
+        (409: nothing of this turn is kept, its feedback included)."""
         with self._lock:
             self._running[session_id] += 1
         try:
@@ -229,18 +257,23 @@ class Sessions:
                 stored, version = self.use(session_id, caller, touch=True)
                 state.take(stored)
                 before = state.model_dump_json()
-                reply = run()
-                after = state.model_dump_json()
-                try:
-                    saved = after == before or self.store.save_session(session_id, after, self.clock(), version)
-                except DataDirError as exc:
-                    raise DataDirError(f"this turn's session could not be saved ({exc.__cause__ or exc}); its "
-                                       "feedback, if any, was stored. Retry the turn.") from exc
-                if not saved:
-                    raise ApiError(409, "session_conflict", "another turn of this session changed it meanwhile, "
-                                   "or it was ended; this turn's changes to the session were not kept. Send "
-                                   "turns of one session one at a time.")
-                return reply
+
+                def commit(after: SessionState, writes: int) -> bool:
+                    if budget is not None:
+                        budget(writes)
+                    text = after.model_dump_json()
+                    try:
+                        saved = text == before or self.store.save_session(session_id, text, self.clock(), version)
+                    except DataDirError as exc:
+                        raise DataDirError(f"this turn's session could not be saved ({exc.__cause__ or exc}); "
+                                           "nothing of the turn was kept. Retry the turn.") from exc
+                    if not saved:
+                        raise ApiError(409, "session_conflict", "another turn of this session changed it "
+                                       "meanwhile, or it was ended; nothing of this turn was kept. Send turns "
+                                       "of one session one at a time.")
+                    return True
+
+                return run(commit)
         finally:
             with self._lock:
                 self._running[session_id] -= 1
@@ -394,8 +427,11 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
                keys: dict[str, str | None] | None = None) -> FastAPI:
     """The FastAPI app; `keys` maps API keys to catalog users (see `key_table`); none = open (local use)."""
     settings = settings or ServerSettings()
-    sessions = Sessions(agent, settings.session_ttl_s, settings.max_sessions)
+    sessions = Sessions(agent, settings.session_ttl_s, settings.max_sessions,
+                        per_key=settings.max_sessions_per_key)
     turns = Turns(settings.max_concurrent)
+    turn_rates = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
+    feedback_rates = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -450,18 +486,30 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
             await asyncio.to_thread(sessions.use, session_id, caller)  # 404 before any turn starts
 
             def work(cancel: threading.Event, tell: Listen | None) -> Reply:
-                return sessions.turn(session_id, caller, lambda: agent.chat(
-                    session_id, message, cancel=cancel, on_first=tell, on_reason=tell))
+                return sessions.turn(session_id, caller, lambda commit: agent.chat(
+                    session_id, message, cancel=cancel, on_first=tell, on_reason=tell, commit=commit),
+                    budget=lambda writes: feedback_rates.take(caller.key_id, writes))
         else:
             history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
+
+            def durable(_: SessionState, writes: int) -> bool:
+                """A key of a catalog user stores its feedback (within its budget); a new user's throwaway
+                pseudonym of one request stores none (it would train CF under a name nobody can use again)."""
+                if caller.user is None:
+                    return False
+                feedback_rates.take(caller.key_id, writes)
+                return True
 
             def work(cancel: threading.Event, tell: Listen | None) -> Reply:
                 once = f"req_{secrets.token_urlsafe(12)}"
                 try:
                     agent.restore(once, history, caller.user)
-                    return agent.chat(once, message, cancel=cancel, on_first=tell, on_reason=tell)
+                    return agent.chat(once, message, cancel=cancel, on_first=tell, on_reason=tell,
+                                      commit=durable)
                 finally:
                     agent.forget(once)
+
+        turn_rates.take(caller.key_id)
 
         running = Running(request, turns, work, settings.deadline_s, stream=body.stream)
         reply, final = await running.next()  # errors before any byte is sent get their status
@@ -476,7 +524,8 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
                              "finish_reason": "stop"}],
                 "usage": _usage(reply), "genre_agent": reply.model_dump(mode="json")}
 
-    app.add_middleware(Guard, keys=keys or {}, max_body=settings.max_body)  # type: ignore[arg-type]
+    app.add_middleware(Guard, keys=keys or {}, max_body=settings.max_body,  # type: ignore[arg-type]
+                       read_timeout_s=settings.read_timeout_s)
     return app
 
 
