@@ -464,3 +464,74 @@ def test_idle_and_slow_connections_are_closed(agent: Agent) -> None:
             answer = _closed_within(trickle, 3)
             assert answer.startswith(b"HTTP/1.1 408") and b"server.read_timeout_s" in answer
         assert httpx.post(f"{base}/v1/sessions").status_code == 201  # a prompt client is served
+
+
+def _last_event(base: str, body: bytes) -> str:
+    with httpx.stream("POST", f"{base}/v1/chat/completions", content=body, timeout=30,
+                      headers={"Content-Type": "application/json"}) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    return lines[-1]
+
+
+def test_a_lone_surrogate_is_not_a_500_and_a_stream_ends_properly(agent: Agent) -> None:
+    """Issue 27.6: "I loved \\ud800 Star Quest" -> 500; streamed, a 200 cut with no error chunk."""
+    said = b'"content": "I loved \\ud800 Star Quest and \\udfff\\ud83d"'
+    with live(agent) as (base, _):
+        for session in (httpx.post(f"{base}/v1/sessions").json()["id"], None):  # the session stores the like
+            plain = httpx.post(f"{base}/v1/chat/completions", timeout=30, headers={
+                "Content-Type": "application/json", **({"X-Session-Id": session} if session else {})},
+                content=b'{"messages": [{"role": "user", %s}]}' % said)
+            assert plain.status_code == 200, plain.text
+            assert plain.json()["genre_agent"]["recommendations"]["recommendations"]
+        last = _last_event(base, b'{"stream": true, "messages": [{"role": "user", %s}]}' % said)
+        assert last == "data: [DONE]"
+
+
+class BreaksAfterTheFirstList(FakeBackend):
+    """A model whose call fails in a way nobody planned for (a bug, not a backend's error)."""
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        raise RuntimeError("an unplanned failure")
+
+
+def test_a_stream_that_breaks_after_its_first_list_ends_with_an_error_chunk(tmp_path: Path) -> None:
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=BreaksAfterTheFirstList())
+    body = b'{"stream": true, "messages": [{"role": "user", "content": "I loved Star Quest"}]}'
+    with live(agent) as (base, _), _reasons_by_the_model(agent):
+        last = _last_event(base, body)
+    assert json.loads(last.removeprefix("data: "))["error"]["code"] == "internal_error"
+
+
+def test_a_stream_past_its_deadline_says_the_list_stands_and_the_session_keeps_it(tmp_path: Path) -> None:
+    """Issue 27.16: the deadline note said "nothing was saved" while the session kept the list."""
+    model = WritesInTwoSteps(json.dumps({"recommendations": [{"item_id": "2", "reason": "x"}]}), cut="x")
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
+    with live(agent, deadline_s=1.0) as (base, _), _reasons_by_the_model(agent):
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest"}]}
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30,
+                          headers={"X-Session-Id": session}) as response:
+            events = list(_events(response.iter_lines()))
+        model.gate.set()
+    content = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    assert "server.deadline_s" in content and "the list already sent stands" in content
+    assert "nothing was saved" not in content
+    state = agent.session(session)
+    assert state.last == ["2", "3"] and state.liked == ["1"]  # the list sent, as the stream showed it
+
+
+def test_a_cancelled_turn_gives_its_slot_back_at_once(agent: Agent, backend: GatedBackend) -> None:
+    """Issue 27.7: a cancelled turn kept its max_concurrent slot until the backend answered (minutes)."""
+    with live(agent, max_concurrent=1) as (base, server):
+        turns = server.config.app.state.turns  # type: ignore[attr-defined]
+        backend.gate.clear()
+        with pytest.raises(httpx.ReadTimeout):
+            _chat(base, "something funny", timeout=0.5)  # the client gives up; the model is still busy
+        _wait(lambda: all(c.is_set() for c in turns.running))
+        thread, got = _background(lambda: _chat(base, "something funny"))
+        time.sleep(0.3)
+        assert not got, got[0].text  # not refused with 429: it waits for the (serialised) model
+        backend.gate.set()
+        thread.join(10)
+        assert got[0].status_code == 200

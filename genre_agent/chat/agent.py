@@ -23,6 +23,7 @@ from genre_agent.llm.backends import Backend
 from genre_agent.llm.backends.base import cancellable
 from genre_agent.llm.prompts import Prompts
 from genre_agent.pipeline import Progress, Recommender, Run, build
+from genre_agent.sanitize import clean_message
 from genre_agent.schemas import CatalogInfo, Recommendation, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
 
@@ -136,7 +137,7 @@ class Agent:
                         state.last = ids
                         state.shown += [i for i in ids if i not in state.shown]
                 elif role == "user":
-                    update = parse_rules(text.strip(), state, self.genres, self.titles,
+                    update = parse_rules(clean_message(text), state, self.genres, self.titles,
                                          self.recommender.years(state.last))
                     if update.intent == "reset":
                         state.reset()
@@ -199,6 +200,7 @@ class Agent:
         anything is kept: it returns whether they go to the store (the session uses them either way), or raises
         to keep nothing of the turn (the server's session write, its budgets)."""
         state, lock = self._entry(session_id, user)
+        message = clean_message(message)
         with lock:
             working = state.model_copy(deep=True)
             writes: list[tuple[str, str]] = []
@@ -214,7 +216,7 @@ class Agent:
             working.turns += 1
             try:
                 with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
-                    reply = self._turn(working, message.strip(), writes, listen)
+                    reply = self._turn(working, message, writes, listen)
             except TurnCancelled:
                 if not shown:
                     raise
@@ -224,7 +226,7 @@ class Agent:
                     return reply  # nobody waits for it: nothing is kept
                 reply, working = shown[0]
             if commit is None or commit(working, len(writes)):
-                self._store(working, writes, message.strip())
+                self._store(working, writes, message)
             state.take(working)  # the session becomes the turn's working copy
             return reply
 

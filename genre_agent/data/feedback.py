@@ -34,6 +34,8 @@ from genre_agent.errors import ConfigError, DataDirError
 Kind = Literal["like", "dislike", "seen"]
 RATING: dict[str, float] = {"like": 5.0, "dislike": 1.0, "seen": 3.0}
 SOURCE_CHARS = 500  # the message an event came from is kept up to this length
+# SQLite's words for storage that failed under it, not for a fault of ours: the server answers them 503
+STORAGE_FAILURES = ("database or disk is full", "disk I/O error", "locked", "readonly")
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, item_id TEXT NOT NULL, "
@@ -277,12 +279,12 @@ class SQLiteStore(FeedbackStore):
                         db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:  # disk full, read-only, locked past the timeout
-                if not any(s in str(exc) for s in ("database or disk is full", "locked", "readonly")):
+            except sqlite3.OperationalError as exc:  # disk full or failing, read-only, locked past the timeout
+                if not any(s in str(exc) for s in STORAGE_FAILURES):
                     raise
                 raise DataDirError(f"cannot write the feedback to {self.path} ({exc}); nothing of this turn "
-                                   "was kept. Free disk space, make the file writable or wait for the other "
-                                   "writer, and try again.") from exc
+                                   "was kept. Free disk space, check the disk, make the file writable or wait "
+                                   "for the other writer, and try again.") from exc
             finally:
                 db.close()
 

@@ -51,9 +51,10 @@ from pydantic import BaseModel, ConfigDict
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.chat.session import SessionState
 from genre_agent.errors import ConfigError, DataDirError, GenreAgentError
-from genre_agent.interfaces.http_errors import ApiError, error_response, install
+from genre_agent.interfaces.http_errors import ApiError, error_body, error_response, install, log
 from genre_agent.interfaces.limits import KeyRates
 from genre_agent.interfaces.metrics import Metrics
+from genre_agent.sanitize import clean_message
 from genre_agent.schemas import Recommendation
 from genre_agent.settings import ServerSettings
 
@@ -77,8 +78,10 @@ class ChatMessage(BaseModel):
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            return " ".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
-        return self.content or ""
+            text = " ".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        else:
+            text = self.content or ""
+        return clean_message(text)
 
 
 class ChatRequest(BaseModel):
@@ -311,10 +314,13 @@ class Sessions:
 
 class Turns:
     """Runs turns in daemon threads (a stuck turn never blocks the process from exiting), at most `limit` at
-    once, each with its cancel Event so shutdown, a deadline or a gone client can cancel it."""
+    once, each with its cancel Event so shutdown, a deadline or a gone client can cancel it. A cancelled turn
+    gives its slot back at once, though its thread may wait a while for the backend to stop."""
 
     def __init__(self, limit: int) -> None:
         self._slots = threading.Semaphore(limit)
+        self._holding: set[threading.Event] = set()  # the turns holding a slot
+        self._lock = threading.Lock()
         self.running: set[threading.Event] = set()
         self.draining = False
         self.metrics = Metrics()
@@ -329,6 +335,7 @@ class Turns:
         future: asyncio.Future[T] = loop.create_future()
         cancel = threading.Event()
         self.running.add(cancel)
+        self._holding.add(cancel)
 
         def settle(result: Any, exc: BaseException | None) -> None:
             if future.done():
@@ -346,7 +353,7 @@ class Turns:
                 error = exc
             finally:
                 self.running.discard(cancel)
-                self._slots.release()
+                self._release(cancel)
             try:
                 loop.call_soon_threadsafe(settle, result, error)
             except RuntimeError:  # the event loop is gone (shutdown): nobody waits for this turn
@@ -355,10 +362,22 @@ class Turns:
         threading.Thread(target=run, daemon=True, name="genre-agent-turn").start()
         return future, cancel
 
+    def cancel(self, cancel: threading.Event) -> None:
+        """Cancel a turn and free its slot."""
+        cancel.set()
+        self._release(cancel)
+
+    def _release(self, cancel: threading.Event) -> None:
+        with self._lock:
+            if cancel not in self._holding:
+                return
+            self._holding.discard(cancel)
+        self._slots.release()
+
     def cancel_all(self) -> None:
         self.draining = True
         for cancel in list(self.running):
-            cancel.set()
+            self.cancel(cancel)
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -374,6 +393,7 @@ class Running:
                  deadline_s: float, stream: bool) -> None:
         self.request, self.turns, self.deadline_s = request, turns, deadline_s
         self.started = time.perf_counter()
+        self.answered = False  # the turn handed over its first answer (which a cancel keeps)
         self.events: asyncio.Queue[Reply | Recommendation] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -396,13 +416,14 @@ class Running:
             waiting: set[asyncio.Future[Any]] = {self.future, event, gone}
             done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            self.cancel.set()
+            self.turns.cancel(self.cancel)
             raise
         finally:
             gone.cancel()
             event.cancel()
         seconds = time.perf_counter() - self.started
         if event in done and not event.cancelled():
+            self.answered = True
             return event.result(), False
         if self.future in done:
             try:
@@ -413,14 +434,16 @@ class Running:
             answer = reply.recommendations
             self.turns.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
             return reply, True
-        self.cancel.set()
+        self.turns.cancel(self.cancel)
         self.future.cancel()
         self.turns.metrics.turn("client_closed" if gone in done else "deadline", seconds)
+        kept = "the list already sent stands: it is what a session keeps" if self.answered else "nothing was saved"
         if gone in done:
-            raise ApiError(499, "client_closed_request", "the client disconnected; the turn was cancelled")
+            raise ApiError(499, "client_closed_request", f"the client disconnected; the turn was cancelled; "
+                           f"{kept}")
         raise ApiError(503, "deadline_exceeded", f"the turn took longer than {self.deadline_s:g} s "
-                       "(server.deadline_s) and was cancelled; nothing was saved. Retry, or ask the operator for "
-                       "a faster backend")
+                       f"(server.deadline_s) and was cancelled; {kept}. Retry, or ask the operator for a faster "
+                       "backend")
 
 
 def create_app(agent: Agent, settings: ServerSettings | None = None,
@@ -544,28 +567,34 @@ async def _stream(reply: Reply, running: Running | None, completion_id: str, cre
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(body)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    for line in reply.text.splitlines(keepends=True):
-        yield chunk({"content": line})
-    streamed: dict[str, str] = {}
-    while running is not None:
-        try:
-            event, final = await running.next()
-        except (ApiError, GenreAgentError) as exc:  # the list above stands (and is what the session keeps)
-            yield chunk({"content": f"\n\n({exc}; the list above stands)"})
-            break
-        if isinstance(event, Recommendation):
-            heading = "" if streamed else f"\n\n{LIVE}"
-            streamed[event.item_id] = event.reason
-            yield chunk({"content": f"{heading}\n{event.rank}. {event.title} \u2014 {event.reason}"})
-        elif final:
-            if event.listed() != reply.listed(streamed):  # else the client has the model's answer already
-                for line in f"\n\n{REVISED}\n{event.text}".splitlines(keepends=True):
-                    yield chunk({"content": line})
-            reply = event
-            break
-    yield chunk({}, "stop", genre_agent=reply.model_dump(mode="json"))
-    yield "data: [DONE]\n\n"
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for line in reply.text.splitlines(keepends=True):
+            yield chunk({"content": line})
+        streamed: dict[str, str] = {}
+        while running is not None:
+            try:
+                event, final = await running.next()
+            except (ApiError, GenreAgentError) as exc:  # it says whether the list above stands
+                yield chunk({"content": f"\n\n({exc})"})
+                break
+            if isinstance(event, Recommendation):
+                heading = "" if streamed else f"\n\n{LIVE}"
+                streamed[event.item_id] = event.reason
+                yield chunk({"content": f"{heading}\n{event.rank}. {event.title} \u2014 {event.reason}"})
+            elif final:
+                if event.listed() != reply.listed(streamed):  # else the client has the model's answer already
+                    for line in f"\n\n{REVISED}\n{event.text}".splitlines(keepends=True):
+                        yield chunk({"content": line})
+                reply = event
+                break
+        yield chunk({}, "stop", genre_agent=reply.model_dump(mode="json"))
+        yield "data: [DONE]\n\n"
+    except Exception:  # after the 200 went out: the client still learns the answer broke off
+        log.exception("unexpected error while streaming a turn")
+        broken = error_body(500, "internal_error", "internal error; the answer above is incomplete and the "
+                            "server log has the details")
+        yield f"data: {json.dumps(broken)}\n\n"
 
 
 def is_local(host: str) -> bool:
