@@ -20,7 +20,7 @@ from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.interfaces.http_errors import ApiError, error_body
 from genre_agent.interfaces.limits import uvicorn_options
-from genre_agent.interfaces.server import Caller, Sessions, create_app
+from genre_agent.interfaces.server import Caller, Server, Sessions, create_app
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.backends.base import Completion, Message, heard
 from genre_agent.llm.routing import Routes
@@ -68,8 +68,8 @@ def live(agent: Agent, keys: dict[str, str | None] | None = None,
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = ServerSettings(**{"shutdown_s": 1, **limits})
-    server = uvicorn.Server(uvicorn.Config(create_app(agent, settings, keys), host="127.0.0.1", port=port,
-                                           log_level="warning", **uvicorn_options(settings)))
+    server = Server(uvicorn.Config(create_app(agent, settings, keys), host="127.0.0.1", port=port,
+                                   log_level="warning", **uvicorn_options(settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     _wait(lambda: server.started)
@@ -535,3 +535,36 @@ def test_a_cancelled_turn_gives_its_slot_back_at_once(agent: Agent, backend: Gat
         backend.gate.set()
         thread.join(10)
         assert got[0].status_code == 200
+
+
+def test_a_turn_running_past_shutdown_s_gets_a_json_error_and_a_stream_a_closing_note(tmp_path: Path) -> None:
+    """Issue 27.9: SIGTERM past shutdown_s gave a text/plain 500 and a stream cut with no note."""
+    model = WritesInTwoSteps(json.dumps({"recommendations": [{"item_id": "2", "reason": "x"}]}), cut="x")
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
+    with live(agent, shutdown_s=1) as (base, server), _reasons_by_the_model(agent):
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest"}]}
+        lines: list[str] = []
+
+        def stream() -> httpx.Response:
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30,
+                              headers={"X-Session-Id": session}) as response:
+                lines.extend(response.iter_lines())
+            return response
+
+        streamed, _ = _background(stream)
+        plain, got = _background(lambda: _chat(base, "I loved Star Quest"))
+        assert model.midway.wait(10)
+        time.sleep(0.3)
+        server.should_exit = True  # what uvicorn's SIGTERM handler does
+        plain.join(15)
+        streamed.join(15)
+        model.gate.set()
+    answer = got[0]
+    assert answer.status_code == 503 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["code"] == "shutting_down" and "server.shutdown_s" in answer.text
+    content = "".join(e["choices"][0]["delta"].get("content", "") for e in _events(iter(lines)))
+    assert "server.shutdown_s" in content and "the list already sent stands" in content
+    assert [line for line in lines if line][-1] == "data: [DONE]"
+    _wait(lambda: agent.session(session).last == ["2", "3"])  # the list sent was kept
+    assert agent.session(session).liked == ["1"]

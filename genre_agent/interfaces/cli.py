@@ -177,7 +177,7 @@ def serve(
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
     from genre_agent.chat.agent import Agent
     from genre_agent.interfaces.limits import uvicorn_options
-    from genre_agent.interfaces.server import create_app, is_local, key_table
+    from genre_agent.interfaces.server import Server, create_app, is_local, key_table
     from genre_agent.settings import load_settings
 
     try:
@@ -197,8 +197,8 @@ def serve(
 
     err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
               "(model id 'genre-agent')")
-    uvicorn.run(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
-                **uvicorn_options(settings.server))
+    Server(uvicorn.Config(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
+                          **uvicorn_options(settings.server))).run()
 
 
 @app.command()

@@ -17,6 +17,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from genre_agent.interfaces.http_errors import ApiError, error_body
 from genre_agent.settings import ServerSettings
 
+# after `server.shutdown_s`, the time cancelled turns get to answer their clients and save what they showed
+# (a cancelled model call stops at its next token) before uvicorn cancels what is left
+SHUTDOWN_GRACE_S = 1
+
 
 class KeyRates:
     """Each key may spend `per_minute` units a minute, in bursts of up to `per_minute` (a token bucket that
@@ -110,4 +114,4 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
     protocol = type("GuardedH11", (GuardedH11,), {"max_header_bytes": settings.max_header_bytes,
                                                   "read_timeout_s": settings.read_timeout_s})
     return {"http": protocol, "h11_max_incomplete_event_size": settings.max_header_bytes,
-            "timeout_graceful_shutdown": settings.shutdown_s}
+            "timeout_graceful_shutdown": settings.shutdown_s + SHUTDOWN_GRACE_S}

@@ -36,6 +36,7 @@ import hashlib
 import json
 import math
 import secrets
+import socket
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -44,6 +45,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -52,7 +54,7 @@ from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.chat.session import SessionState
 from genre_agent.errors import ConfigError, DataDirError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_body, error_response, install, log
-from genre_agent.interfaces.limits import KeyRates
+from genre_agent.interfaces.limits import SHUTDOWN_GRACE_S, KeyRates
 from genre_agent.interfaces.metrics import Metrics
 from genre_agent.sanitize import clean_message
 from genre_agent.schemas import Recommendation
@@ -322,7 +324,9 @@ class Turns:
         self._holding: set[threading.Event] = set()  # the turns holding a slot
         self._lock = threading.Lock()
         self.running: set[threading.Event] = set()
+        self._ended = threading.Condition()  # notified as each turn's thread ends
         self.draining = False
+        self.stopping = asyncio.Event()  # set `shutdown_s` after shutdown began: running turns are cancelled
         self.metrics = Metrics()
 
     def start(self, work: Callable[[threading.Event], T]) -> tuple[asyncio.Future[T], threading.Event]:
@@ -352,7 +356,9 @@ class Turns:
             except BaseException as exc:  # handed to the awaiting request, which answers it
                 error = exc
             finally:
-                self.running.discard(cancel)
+                with self._ended:
+                    self.running.discard(cancel)
+                    self._ended.notify_all()
                 self._release(cancel)
             try:
                 loop.call_soon_threadsafe(settle, result, error)
@@ -374,10 +380,19 @@ class Turns:
             self._holding.discard(cancel)
         self._slots.release()
 
-    def cancel_all(self) -> None:
+    def drain(self, grace_s: float) -> None:
+        """Shutdown began: new turns get 503, and the turns still running `grace_s` later are cancelled (each
+        answers its client: 503, or a note that ends its stream)."""
+        self.draining = True
+        asyncio.get_running_loop().call_later(grace_s, self.stopping.set)
+
+    def cancel_all(self, wait_s: float) -> None:
+        """Cancel every turn, and wait up to `wait_s` for their threads to end (and save what they showed)."""
         self.draining = True
         for cancel in list(self.running):
             self.cancel(cancel)
+        with self._ended:
+            self._ended.wait_for(lambda: not self.running, timeout=wait_s)
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -411,16 +426,17 @@ class Running:
         deadline passed (the turn is cancelled: nothing after its first answer is kept)."""
         event: asyncio.Future[Any] = asyncio.ensure_future(self.events.get())
         gone: asyncio.Future[Any] = asyncio.ensure_future(_until_disconnect(self.request))
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self.turns.stopping.wait())
         remaining = max(self.deadline_s - (time.perf_counter() - self.started), 0.0)
         try:
-            waiting: set[asyncio.Future[Any]] = {self.future, event, gone}
+            waiting: set[asyncio.Future[Any]] = {self.future, event, gone, stopping}
             done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             self.turns.cancel(self.cancel)
             raise
         finally:
-            gone.cancel()
-            event.cancel()
+            for waited in (gone, event, stopping):
+                waited.cancel()
         seconds = time.perf_counter() - self.started
         if event in done and not event.cancelled():
             self.answered = True
@@ -436,8 +452,12 @@ class Running:
             return reply, True
         self.turns.cancel(self.cancel)
         self.future.cancel()
-        self.turns.metrics.turn("client_closed" if gone in done else "deadline", seconds)
+        outcome = "client_closed" if gone in done else "shutdown" if stopping in done else "deadline"
+        self.turns.metrics.turn(outcome, seconds)
         kept = "the list already sent stands: it is what a session keeps" if self.answered else "nothing was saved"
+        if stopping in done:
+            raise ApiError(503, "shutting_down", f"the server is shutting down and cancelled this turn "
+                           f"(server.shutdown_s); {kept}. Retry on another instance")
         if gone in done:
             raise ApiError(499, "client_closed_request", f"the client disconnected; the turn was cancelled; "
                            f"{kept}")
@@ -459,7 +479,7 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        turns.cancel_all()
+        await asyncio.to_thread(turns.cancel_all, SHUTDOWN_GRACE_S)
 
     docs = settings.docs
     app = FastAPI(title="genre-agent", version="0.1.0", lifespan=lifespan, docs_url="/docs" if docs else None,
@@ -467,6 +487,7 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
     install(app)
     app.state.sessions = sessions
     app.state.turns = turns
+    app.state.shutdown_s = settings.shutdown_s
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -550,6 +571,18 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
     app.add_middleware(Guard, keys=keys or {}, max_body=settings.max_body,  # type: ignore[arg-type]
                        read_timeout_s=settings.read_timeout_s)
     return app
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server for an app of `create_app`: when it starts to shut down (SIGTERM), the app stops taking
+    turns, and cancels the turns still running `server.shutdown_s` later; each answers its client (503 JSON, or
+    a note that ends its stream) before uvicorn's own deadline, SHUTDOWN_GRACE_S later, would cut it off."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        assert isinstance(app, FastAPI), "Server serves an app of create_app"
+        app.state.turns.drain(app.state.shutdown_s)
+        await super().shutdown(sockets)
 
 
 def _usage(reply: Reply) -> dict[str, int]:
