@@ -568,3 +568,16 @@ def test_a_turn_running_past_shutdown_s_gets_a_json_error_and_a_stream_a_closing
     assert [line for line in lines if line][-1] == "data: [DONE]"
     _wait(lambda: agent.session(session).last == ["2", "3"])  # the list sent was kept
     assert agent.session(session).liked == ["1"]
+
+
+def test_a_new_user_asking_only_for_comedies_from_the_90s_gets_them(agent: Agent) -> None:
+    """Issue 27.10: "only comedies from the 90s" (a README phrase) from a new user -> 400 unknown_user, in
+    the chat too: filters alone are enough to answer, with the most liked items that pass them."""
+    reply = agent.chat("only-filters", "only comedies from the 90s")
+    assert reply.recommendations is not None
+    assert [r.item_id for r in reply.recommendations.recommendations] == ["4", "3"]
+    with live(agent, {KEY_B: None}) as (base, _):
+        answer = _chat(base, "only comedies from the 90s", key=KEY_B)
+    assert answer.status_code == 200, answer.text
+    listed = answer.json()["genre_agent"]["recommendations"]["recommendations"]
+    assert [r["item_id"] for r in listed] == ["4", "3"]

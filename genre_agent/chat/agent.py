@@ -303,7 +303,8 @@ class Agent:
 
     def _recommend(self, state: SessionState, intent: str, listen: Listeners | None,
                    popular: bool = False, note: str | None = None) -> Reply:
-        request = state.request(self.settings.k, allow_popular=popular)
+        only_filters = not (state.user_id or state.liked or state.query or state.anchors)  # "only comedies"
+        request = state.request(self.settings.k, allow_popular=popular or only_filters)
         if listen is None:
             return self._listing(state, intent, self.recommender.run(request), note)
         run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),
