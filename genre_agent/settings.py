@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from genre_agent.errors import ConfigError
 from genre_agent.filters import Filters
+from genre_agent.sanitize import redact
 
 
 def default_data_dir() -> Path:
@@ -291,9 +292,22 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     try:
         return cls(**nested)  # init values win; nested sections are deep-merged with the other sources
     except ValidationError as exc:
-        raise ConfigError(f"Invalid settings ({config or 'genre-agent.toml / env'}): {exc}") from exc
+        raise ConfigError(redact(f"Invalid settings ({config or 'genre-agent.toml / env'}): {_problems(exc)}. "
+                                 "`genre-agent config show` lists every key.")) from None
     except SettingsError as exc:  # an env var of a table or list setting that is not JSON
-        raise ConfigError(f"{exc} ({_json_hint()}).") from exc
+        raise ConfigError(redact(f"{exc} ({_json_hint()}).")) from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each invalid setting and what is wrong with it, without the value given (it may be a secret, and so may
+    a table's key: the keys of server.api_keys are API keys)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = [str(part) for part in error["loc"]]
+        if "api_keys" in where:
+            where = where[:where.index("api_keys") + 1]
+        problems.append(f"{'.'.join(where)}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def _json_hint() -> str:
@@ -310,5 +324,5 @@ def _json_hint() -> str:
             json.loads(value)
         except ValueError:
             if key in structured:
-                bad.append(f"GENRE_AGENT_{key.upper().replace('.', '__')}={value!r} is not JSON")
+                bad.append(f"GENRE_AGENT_{key.upper().replace('.', '__')} is not JSON")  # its value may be a key
     return "; ".join(bad) + ". Tables and lists take JSON, e.g. GENRE_AGENT_RULES__WHERE='{\"language\": \"en\"}'"

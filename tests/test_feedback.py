@@ -15,10 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
-from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store, redacted
+from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store
 from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
+from genre_agent.sanitize import redact
 
 from conftest import TINY, tiny_settings
 
@@ -67,7 +68,7 @@ def test_open_store_picks_the_database_by_url(tmp_path: Path) -> None:
     assert isinstance(open_store(None, tmp_path), SQLiteStore)
     with pytest.raises(ConfigError, match="not a postgresql:// URL"):
         open_store("mysql://root:hunter2@db/x", tmp_path)
-    assert redacted("postgresql://app:hunter2@db:5432/recs") == "postgresql://app:***@db:5432/recs"
+    assert redact("postgresql://app:hunter2@db:5432/recs") == "postgresql://app:***@db:5432/recs"
 
 
 def test_a_wrong_like_found_in_the_log_and_undone_from_the_cli(tmp_path: Path) -> None:

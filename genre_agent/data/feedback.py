@@ -30,6 +30,7 @@ import pandas as pd
 
 from genre_agent.data.catalog import Catalog
 from genre_agent.errors import ConfigError, DataDirError
+from genre_agent.sanitize import redact
 
 Kind = Literal["like", "dislike", "seen"]
 RATING: dict[str, float] = {"like": 5.0, "dislike": 1.0, "seen": 3.0}
@@ -159,6 +160,9 @@ class FeedbackStore(ABC):
                              "FROM feedback_events WHERE id = ?", (eid,))
             if not rows:
                 raise ConfigError(f"No feedback event {eid!r}: `genre-agent feedback list` shows the event ids.")
+            if rows[0][7]:
+                raise ConfigError(f"Feedback event {eid!r} was already undone; `genre-agent feedback list` shows "
+                                  "what stands.")
             event = _event((*rows[0][:7], True))
             who = (event.catalog, event.user_key, event.item_id)
             self._run(db, "UPDATE feedback_events SET undone = 1 WHERE id = ?", (eid,))
@@ -307,7 +311,7 @@ class PostgresStore(FeedbackStore):
         try:
             super().__init__()
         except DataDirError as exc:
-            raise DataDirError(f"cannot reach the feedback database at {redacted(url)} ({exc.__cause__}). Check "
+            raise DataDirError(f"cannot reach the feedback database at {redact(url)} ({exc.__cause__}). Check "
                                "store.url, or unset it to keep feedback in SQLite in the data directory.") from exc
 
     @contextmanager
@@ -316,17 +320,8 @@ class PostgresStore(FeedbackStore):
             with self._psycopg.connect(self.url, connect_timeout=10) as db:  # commits at the end, else rolls back
                 yield db
         except self._psycopg.OperationalError as exc:  # the server went away, a full disk, a timeout
-            raise DataDirError(f"the database at {redacted(self.url)} failed ({exc}); nothing of this turn was "
+            raise DataDirError(f"the database at {redact(self.url)} failed ({exc}); nothing of this turn was "
                                "kept. Retry; if it persists, check the PostgreSQL server.") from exc
-
-
-def redacted(url: str) -> str:
-    """The URL without its password."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, credentials = head.partition("://")
-    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
 
 
 def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
@@ -335,7 +330,7 @@ def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
         return SQLiteStore(data_dir / "feedback.sqlite3")
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
-    raise ConfigError(f"store.url {redacted(url)!r} is not a postgresql:// URL; unset it to keep feedback in "
+    raise ConfigError(f"store.url {redact(url)!r} is not a postgresql:// URL; unset it to keep feedback in "
                       "SQLite in the data directory.")
 
 

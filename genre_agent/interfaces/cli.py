@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genre_agent.errors import ConfigError, GenreAgentError
+from genre_agent.sanitize import for_terminal, redact
 
 if TYPE_CHECKING:
     from genre_agent.llm.calibration import Calibration
@@ -30,6 +31,7 @@ CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catal
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")]
+SQL_MAX_INT = 2**63 - 1  # the largest integer SQLite and PostgreSQL take
 PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="template set name or folder")]
 
 
@@ -49,7 +51,7 @@ def _progress() -> Iterator[Any]:
 
 
 def _fail(exc: GenreAgentError) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(for_terminal(redact(str(exc))))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -127,7 +129,8 @@ def recommend(
     table.add_column("reason")
     table.add_column("fused", justify="right")
     for r in result.recommendations:
-        table.add_row(str(r.rank), Text(r.title), Text(r.reason), f"{r.scores.fused:.2f}")
+        table.add_row(str(r.rank), Text(for_terminal(r.title)), Text(for_terminal(r.reason)),
+                      f"{r.scores.fused:.2f}")
     out.print(table)
     t = result.timings_ms
     err.print(f"{result.backend}:{result.model}; {result.what_the_llm_did()}; re-asks {result.reasks}; "
@@ -615,7 +618,6 @@ def config_show(
     config: ConfigOpt = None,
 ) -> None:
     """Every setting's effective value and where it came from (flag > env > file > default)."""
-    from genre_agent.data.feedback import redacted
     from genre_agent.settings import flatten, load_settings, sources
 
     flags = {"catalog": catalog, "data_dir": data_dir, "prompts": prompts, "backend.name": backend,
@@ -632,9 +634,7 @@ def config_show(
         table.add_column(column)
     for key, source in where.items():
         value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
-        if key == "store.url" and value:
-            value = redacted(str(value))
-        table.add_row(key, Text(str(value)), Text(source))
+        table.add_row(key, Text(for_terminal(redact(str(value)), one_line=True)), Text(source))
     table.add_row("(calibration)", *(Text(v) for v in _calibration_in_force(settings)))
     out.print(table)
 
@@ -657,7 +657,7 @@ def _calibration_in_force(settings: Any) -> tuple[str, str]:
 @feedback_app.command("list")
 def feedback_list(
     user: Annotated[str | None, typer.Option("--user", help="a catalog user id or a chat pseudonym")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=SQL_MAX_INT)] = 50,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -681,8 +681,8 @@ def feedback_list(
     for e in events:
         when = datetime.datetime.fromtimestamp(e.created, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         kind = f"{e.kind} (undone)" if e.undone else e.kind
-        out.print(f"{e.id}  {when}  {e.user_key}  {kind}  {e.item_id}  \u2014 {e.source}", markup=False,
-                  highlight=False, soft_wrap=True)
+        line = f"{e.id}  {when}  {e.user_key}  {kind}  {e.item_id}  \u2014 {e.source}"
+        out.print(for_terminal(line, one_line=True), markup=False, highlight=False, soft_wrap=True)
 
 
 @feedback_app.command("undo")
@@ -701,8 +701,8 @@ def feedback_undo(
     except GenreAgentError as exc:
         _fail(exc)
         return
-    out.print(f"undone: {undone.kind} of item {undone.item_id} by {undone.user_key} ({undone.source})",
-              markup=False, highlight=False)
+    line = f"undone: {undone.kind} of item {undone.item_id} by {undone.user_key} ({undone.source})"
+    out.print(for_terminal(line, one_line=True), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from genre_agent.errors import (
     GenreAgentError,
     UnknownUserError,
 )
+from genre_agent.sanitize import redact
 
 log = logging.getLogger("genre_agent.server")
 
@@ -68,7 +69,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(GenreAgentError)
     async def agent_error(_: Request, exc: GenreAgentError) -> JSONResponse:
         api = from_agent_error(exc)
-        return error_response(api.status, api.code, api.message)
+        return error_response(api.status, api.code, redact(api.message))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
