@@ -186,7 +186,7 @@ class Recommender:
     def open(cls, settings: Settings, backend: Backend | None = None,
              progress: Progress | None = None) -> Recommender:
         """Load the catalog and build (or reuse) the vector index and the CF model."""
-        catalog = load_catalog(settings.catalog)
+        catalog = load_catalog(settings.catalog, settings.catalog_files)
         retriever, _ = build(settings, catalog, progress)
         return cls(settings, catalog, retriever, backend)
 

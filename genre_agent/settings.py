@@ -143,6 +143,17 @@ class ServerSettings(_Section):
     shutdown_s: int = Field(10, ge=0, description="on SIGTERM, how long running turns may finish")
 
 
+class CatalogFilesSettings(_Section):
+    """Which files a catalog may read, and how big: checked before any is read."""
+
+    allow_outside: bool = Field(False, description="read files that catalog.toml names outside the catalog "
+                                "folder (directly or through a symlink); `--allow-outside` sets it for one "
+                                "command. Only for catalogs you trust: a path can name any file you can read")
+    max_file_mb: int = Field(512, ge=1, description="the largest catalog file, in MB (loading one takes "
+                             "several times its size in memory)")
+    max_columns: int = Field(1000, ge=1, description="the most columns a catalog file may have")
+
+
 class StoreSettings(_Section):
     """Where feedback is kept."""
 
@@ -171,6 +182,7 @@ class Settings(BaseSettings):
     rules: Filters = Field(default_factory=Filters,
                            description="standing filters, applied to every request on top of its own")
     chroma: ChromaSettings = ChromaSettings()
+    catalog_files: CatalogFilesSettings = CatalogFilesSettings()
     store: StoreSettings = StoreSettings()
     conversation: ConversationSettings = ConversationSettings()
     server: ServerSettings = ServerSettings()

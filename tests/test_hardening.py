@@ -3,6 +3,7 @@ the backend made once, and the small ones. Each test is the attack the issue rep
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
+from genre_agent.data.catalog import load_catalog
 from genre_agent.data.feedback import SQLiteStore, open_store
-from genre_agent.errors import ConfigError
+from genre_agent.errors import CatalogError, ConfigError
 from genre_agent.interfaces.cli import app
 from genre_agent.interfaces.repl import Repl
 from genre_agent.sanitize import for_terminal, redact
-from genre_agent.settings import load_settings
+from genre_agent.settings import CatalogFilesSettings, load_settings
 
 from conftest import TINY, tiny_settings
 
@@ -105,3 +107,42 @@ def test_feedback_list_with_a_huge_limit_and_undo_twice(tmp_path: Path) -> None:
     assert runner.invoke(app, ["feedback", "undo", eid, "--data-dir", str(tmp_path)]).exit_code == 0
     again = runner.invoke(app, ["feedback", "undo", eid, "--data-dir", str(tmp_path)])
     assert again.exit_code == 2 and "already undone" in again.output
+
+
+def test_catalog_files_outside_the_folder_are_refused(tiny_dir: Path, tmp_path: Path) -> None:
+    """Issue 27.13: `path = "../../secret/creds.csv"` and a symlinked items.csv -> a file elsewhere were read
+    and served."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "creds.csv").write_text((tiny_dir / "ratings.csv").read_text())
+    toml = tiny_dir / "catalog.toml"
+    toml.write_text(toml.read_text().replace('path = "ratings.csv"', 'path = "../secret/creds.csv"'))
+    with pytest.raises(CatalogError, match="outside the catalog folder.*--allow-outside"):
+        load_catalog(str(tiny_dir))
+    assert len(load_catalog(str(tiny_dir), CatalogFilesSettings(allow_outside=True)).interactions) > 0
+    toml.write_text(toml.read_text().replace('path = "../secret/creds.csv"', 'path = "ratings.csv"'))
+    (secret / "items.csv").write_text((tiny_dir / "items.csv").read_text())
+    (tiny_dir / "items.csv").unlink()
+    (tiny_dir / "items.csv").symlink_to(secret / "items.csv")
+    with pytest.raises(CatalogError, match="outside the catalog folder"):
+        load_catalog(str(tiny_dir))
+    runner = CliRunner()
+    command = ["index", "--catalog", str(tiny_dir), "--data-dir", str(tmp_path / "data")]
+    refused = runner.invoke(app, command)
+    assert refused.exit_code == 2 and "--allow-outside" in refused.output
+    assert runner.invoke(app, [*command, "--allow-outside"]).exit_code == 0
+
+
+def test_catalog_files_are_bounded_before_they_are_read(tiny_dir: Path) -> None:
+    """Issue 27.15: a 1 GB sparse ratings file peaked at 7.5 GB before "no rows"; a 100k-column CSV took
+    980 MB."""
+    ratings = tiny_dir / "ratings.csv"
+    with ratings.open("r+b") as f:
+        f.truncate(1 << 30)  # sparse: 1 GB that takes no disk
+    started = time.perf_counter()
+    with pytest.raises(CatalogError, match=r"over the 512 MB.*catalog_files\.max_file_mb"):
+        load_catalog(str(tiny_dir))
+    assert time.perf_counter() - started < 5  # refused, not read
+    ratings.write_text(",".join(f"c{i}" for i in range(100_000)) + "\n" + "1," * 99_999 + "1\n")
+    with pytest.raises(CatalogError, match=r"100,000 columns.*catalog_files\.max_columns"):
+        load_catalog(str(tiny_dir))

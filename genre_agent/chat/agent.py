@@ -85,7 +85,7 @@ class Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
         store = open_store(settings.store.url, settings.data_dir)
-        catalog = with_feedback(load_catalog(settings.catalog), store)
+        catalog = with_feedback(load_catalog(settings.catalog, settings.catalog_files), store)
         retriever, _ = build(settings, catalog, progress)
         return cls(Recommender(settings, catalog, retriever, backend), store)
 

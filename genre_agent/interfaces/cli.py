@@ -31,6 +31,8 @@ CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catal
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")]
+AllowOutsideOpt = Annotated[bool, typer.Option(
+    "--allow-outside", help="read catalog files outside the catalog folder (only for catalogs you trust)")]
 SQL_MAX_INT = 2**63 - 1  # the largest integer SQLite and PostgreSQL take
 PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="template set name or folder")]
 
@@ -80,6 +82,7 @@ def recommend(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     prompts: PromptsOpt = None,
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -95,11 +98,12 @@ def recommend(
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
-                                 **{"backend.name": backend, "backend.model": model})
+                                 **{"backend.name": backend, "backend.model": model,
+                                    "catalog_files.allow_outside": allow_outside or None})
         filters = Filters(exclude_seen=not include_seen, include_genres=include_genre or [],
                           exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
                           where=_parse_where(where or []))
-        loaded = load_catalog(settings.catalog)
+        loaded = load_catalog(settings.catalog, settings.catalog_files)
         try:  # a catalog user's likes, dislikes and "seen" from chats count as their ratings
             if settings.store.url or (settings.data_dir / "feedback.sqlite3").exists():
                 loaded = with_feedback(loaded, open_store(settings.store.url, settings.data_dir))
@@ -145,6 +149,7 @@ def chat(
     model: ModelOpt = None,
     prompts: PromptsOpt = None,
     k: Annotated[int | None, typer.Option("-k", help="recommendations per answer (default 10)")] = None,
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -157,7 +162,8 @@ def chat(
     try:
         with _progress() as report:
             settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
-                                     **{"backend.name": backend, "backend.model": model})
+                                     **{"backend.name": backend, "backend.model": model,
+                                        "catalog_files.allow_outside": allow_outside or None})
             agent = Agent.from_config(settings, progress=report)
         repl = Repl(agent, out, history_file=agent.settings.data_dir / "chat_history")
         repl.run(user)
@@ -173,6 +179,7 @@ def serve(
                                                 help="required for a non-local bind")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -185,7 +192,8 @@ def serve(
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
-                                 **{"backend.name": backend, "backend.model": model})
+                                 **{"backend.name": backend, "backend.model": model,
+                                    "catalog_files.allow_outside": allow_outside or None})
         keys = key_table(settings.server, api_key)
         if not is_local(host) and not keys:
             err.print(f"[bold red]error:[/] refusing to bind {escape(host)} without an API key: pass --api-key, "
@@ -206,6 +214,7 @@ def serve(
 
 @app.command()
 def index(
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -216,8 +225,9 @@ def index(
     from genre_agent.settings import load_settings
 
     try:
-        settings = load_settings(config, catalog=catalog, data_dir=data_dir)
-        cat = load_catalog(settings.catalog)
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir,
+                                 **{"catalog_files.allow_outside": allow_outside or None})
+        cat = load_catalog(settings.catalog, settings.catalog_files)
         with _progress() as report:
             _, built = build(settings, cat, report)
     except GenreAgentError as exc:
@@ -288,7 +298,7 @@ def evaluate(
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"backend.name": backend, "backend.model": model,
                                     "backend.llamacpp.adapter": "none" if no_adapter else None})
-        cat = load_catalog(settings.catalog)
+        cat = load_catalog(settings.catalog, settings.catalog_files)
         cfg = EvalConfig(methods=chosen, protocols=protocols, users=users, seed=seed,
                          ks=tuple(int(k) for k in ks.split(",")), cache=not no_cache, tune=tune,
                          permutations=permutations, tune_users=tune_users)
@@ -372,7 +382,7 @@ def calibrate_command(
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
                                  **{"backend.name": backend, "backend.model": model})
-        cat = load_catalog(settings.catalog)
+        cat = load_catalog(settings.catalog, settings.catalog_files)
         if cat.interactions.empty:
             raise ConfigError(f"Catalog '{cat.name}' has no interactions: there is nothing to calibrate on, "
                               "and answers come from text retrieval and evidence only.")
@@ -647,8 +657,9 @@ def _calibration_in_force(settings: Any) -> tuple[str, str]:
     from genre_agent.llm.routing import routes_for
 
     try:
-        in_force = find(settings.data_dir, key_for(settings, load_catalog(settings.catalog),
-                                                   Prompts(resolve_prompts_dir(settings.prompts))))
+        catalog = load_catalog(settings.catalog, settings.catalog_files)
+        templates = Prompts(resolve_prompts_dir(settings.prompts))
+        in_force = find(settings.data_dir, key_for(settings, catalog, templates))
     except GenreAgentError as exc:
         return "unknown", f"cannot read the catalog or templates: {exc}"
     return routes_for(in_force, settings).describe(), in_force.describe()
@@ -671,7 +682,7 @@ def feedback_list(
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir)
-        name = load_catalog(settings.catalog).name
+        name = load_catalog(settings.catalog, settings.catalog_files).name
         events = open_store(settings.store.url, settings.data_dir).events(name, user, limit)
     except GenreAgentError as exc:
         _fail(exc)
