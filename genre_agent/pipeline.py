@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -176,6 +177,7 @@ class Recommender:
         self.catalog = catalog
         self.retriever = retriever
         self._backend = backend
+        self._backend_lock = threading.Lock()  # a burst of first turns creates (loads) one backend
         self.prompts = Prompts(resolve_prompts_dir(settings.prompts))
         self._prompt_sets: dict[str, Prompts] = {}
         self._calibrations: dict[Key, InForce] = {}
@@ -198,9 +200,11 @@ class Recommender:
 
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = make_backend(self.settings)
-        return self._backend
+        """The backend, created on first use, once."""
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = make_backend(self.settings)
+            return self._backend
 
     def recommend(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
                   filters: Filters | None = None, *, liked: list[str] | None = None,

@@ -3,9 +3,13 @@ the backend made once, and the small ones. Each test is the attack the issue rep
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -16,8 +20,11 @@ from genre_agent.data.feedback import SQLiteStore, open_store
 from genre_agent.errors import CatalogError, ConfigError
 from genre_agent.interfaces.cli import app
 from genre_agent.interfaces.repl import Repl
+from genre_agent.llm.backends import BACKENDS, Backend, FakeBackend, OutputMode
+from genre_agent.llm.backends.openai_compat import OpenAIBackend
+from genre_agent.pipeline import Recommender
 from genre_agent.sanitize import for_terminal, redact
-from genre_agent.settings import CatalogFilesSettings, load_settings
+from genre_agent.settings import CatalogFilesSettings, Settings, load_settings
 
 from conftest import TINY, tiny_settings
 
@@ -146,3 +153,63 @@ def test_catalog_files_are_bounded_before_they_are_read(tiny_dir: Path) -> None:
     ratings.write_text(",".join(f"c{i}" for i in range(100_000)) + "\n" + "1," * 99_999 + "1\n")
     with pytest.raises(CatalogError, match=r"100,000 columns.*catalog_files\.max_columns"):
         load_catalog(str(tiny_dir))
+
+
+class SlowToLoad(FakeBackend):
+    """The fake backend, slow to create as a model file read from disk is; counts its instances."""
+
+    made: list[SlowToLoad] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlowToLoad:
+        time.sleep(0.3)
+        cls.made.append(cls())
+        return cls.made[-1]
+
+
+def test_a_cold_burst_of_turns_creates_one_backend(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27.14: the backend was created lazily without a lock: 4 turns at once loaded 4 models."""
+    monkeypatch.setitem(BACKENDS, "fake", SlowToLoad)  # the registry of backend plug-ins
+    cold = Recommender(agent.settings, agent.recommender.catalog, agent.recommender.retriever)
+    got: list[Backend] = []
+    threads = [threading.Thread(target=lambda: got.append(cold.backend)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(SlowToLoad.made) == 1 and all(b is SlowToLoad.made[0] for b in got) and len(got) == 4
+
+
+def test_openai_output_mode_probing_under_concurrent_calls() -> None:
+    """Issue 27.14: four concurrent first calls probing the server's output form -> `ValueError:
+    list.remove(x)` (each removed the rejected form from one shared list)."""
+    all_asked = threading.Barrier(4)
+
+    def llama_server(request: httpx.Request) -> httpx.Response:  # takes only llama.cpp's own form
+        fmt = json.loads(request.content).get("response_format", {})
+        if fmt.get("type") == "json_object" and "schema" in fmt:
+            body = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": "{}"}, "finish_reason": "stop"}]}
+            return httpx.Response(200, content=f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n".encode(),
+                                  headers={"Content-Type": "text/event-stream"})
+        all_asked.wait(5)  # the four calls are all probing the first form now
+        return httpx.Response(400, json={"error": {"message": "unsupported response_format"}})
+
+    backend = OpenAIBackend("m", "http://server.test/v1", None, output_mode=OutputMode.AUTO)
+    backend.client = openai.OpenAI(base_url="http://server.test/v1", api_key="k", max_retries=0,
+                                   http_client=httpx.Client(transport=httpx.MockTransport(llama_server)))
+    answers: list[str | BaseException] = []
+
+    def call() -> None:
+        try:
+            answers.append(backend.complete([{"role": "user", "content": "hi"}], {"type": "object"}, 10).text)
+        except Exception as exc:
+            answers.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == ["{}"] * 4
+    assert backend.capabilities.output_mode is OutputMode.JSON_OBJECT_SCHEMA
