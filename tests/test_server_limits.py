@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.data.feedback import SQLiteStore
@@ -581,3 +582,13 @@ def test_a_new_user_asking_only_for_comedies_from_the_90s_gets_them(agent: Agent
     assert answer.status_code == 200, answer.text
     listed = answer.json()["genre_agent"]["recommendations"]["recommendations"]
     assert [r["item_id"] for r in listed] == ["4", "3"]
+
+
+def test_turns_served_from_different_event_loops(agent: Agent) -> None:
+    """A TestClient without `with` runs each request in an event loop of its own: the second turn was taken
+    for one cut off by shutdown (503) when the shutdown signal was bound to the first request's loop."""
+    client = TestClient(create_app(agent))
+    for stream in (False, True, False):
+        answer = client.post("/v1/chat/completions", json={"stream": stream, "messages": [
+            {"role": "user", "content": "something funny"}]})
+        assert answer.status_code == 200, answer.text

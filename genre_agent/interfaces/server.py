@@ -326,7 +326,8 @@ class Turns:
         self.running: set[threading.Event] = set()
         self._ended = threading.Condition()  # notified as each turn's thread ends
         self.draining = False
-        self.stopping = asyncio.Event()  # set `shutdown_s` after shutdown began: running turns are cancelled
+        self.stopped = False  # `shutdown_s` after shutdown began: running turns are cancelled
+        self._stop_waiters: set[asyncio.Future[None]] = set()
         self.metrics = Metrics()
 
     def start(self, work: Callable[[threading.Event], T]) -> tuple[asyncio.Future[T], threading.Event]:
@@ -384,7 +385,22 @@ class Turns:
         """Shutdown began: new turns get 503, and the turns still running `grace_s` later are cancelled (each
         answers its client: 503, or a note that ends its stream)."""
         self.draining = True
-        asyncio.get_running_loop().call_later(grace_s, self.stopping.set)
+        asyncio.get_running_loop().call_later(grace_s, self._stop)
+
+    def stop_waiter(self) -> asyncio.Future[None]:
+        """A future of the running event loop, done when the running turns are to stop."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.stopped:
+            waiter.set_result(None)
+        else:
+            self._stop_waiters.add(waiter)
+            waiter.add_done_callback(self._stop_waiters.discard)
+        return waiter
+
+    def _stop(self) -> None:
+        self.stopped = True
+        for waiter in list(self._stop_waiters):  # each in its own loop's thread
+            waiter.get_loop().call_soon_threadsafe(_settle, waiter)
 
     def cancel_all(self, wait_s: float) -> None:
         """Cancel every turn, and wait up to `wait_s` for their threads to end (and save what they showed)."""
@@ -393,6 +409,11 @@ class Turns:
             self.cancel(cancel)
         with self._ended:
             self._ended.wait_for(lambda: not self.running, timeout=wait_s)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -426,7 +447,7 @@ class Running:
         deadline passed (the turn is cancelled: nothing after its first answer is kept)."""
         event: asyncio.Future[Any] = asyncio.ensure_future(self.events.get())
         gone: asyncio.Future[Any] = asyncio.ensure_future(_until_disconnect(self.request))
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(self.turns.stopping.wait())
+        stopping = self.turns.stop_waiter()
         remaining = max(self.deadline_s - (time.perf_counter() - self.started), 0.0)
         try:
             waiting: set[asyncio.Future[Any]] = {self.future, event, gone, stopping}
