@@ -437,6 +437,11 @@ def test_an_8mb_header_gets_431_unread(agent: Agent) -> None:
         assert sent < 8 * 1024 * 1024 or answer.startswith(b"HTTP/1.1 431")
         if answer:
             assert b'"request_header_too_large"' in answer and b"server.max_header_bytes" in answer
+    with live(agent, max_body=64 * 1024) as (base, _), _connect(base) as s:  # small headers, a big body at once
+        body = json.dumps({"messages": [{"role": "user", "content": "something funny " + "x" * 40_000}]}).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert _closed_within(s, 10).startswith(b"HTTP/1.1 200")
 
 
 def _closed_within(s: socket.socket, seconds: float) -> bytes:

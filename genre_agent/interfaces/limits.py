@@ -62,19 +62,23 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the request being read, while its headers are incomplete
+        self._tail = b""  # the last bytes received, where the blank line ending the headers may begin
         self._head_timer: asyncio.TimerHandle | None = None
         self._arm()
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE:  # still reading a request's line and headers
-            self._head_bytes += len(data)
+            seen = self._tail + data
+            ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := seen.find(blank)) >= 0]
+            self._head_bytes += (min(ends) - len(self._tail)) if ends else len(data)  # not the body after them
             if self._head_bytes > self.max_header_bytes:
                 self._refuse_headers()
                 return
+            self._tail = seen[-3:]
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
-            self._head_bytes = 0
+            self._head_bytes, self._tail = 0, b""
             self._disarm()
 
     def on_response_complete(self) -> None:
