@@ -205,7 +205,8 @@ class Sessions:
     feedback's SQLite file, or PostgreSQL with `store.url`), so every replica sharing the store can continue
     any of them: a turn reads its session from the store under the session's lock (which also marks it used)
     and, if the turn changed it, writes it back unless another turn wrote it meanwhile (then 409 and nothing of
-    this turn's session is kept). They expire by TTL and, beyond `cap`, the least recently used first. A replica
+    this turn is kept). They expire by TTL; a key's new session beyond `per_key` of its own, or beyond `cap` in
+    all, replaces the key's own least recently used one, never another key's (429 when it has none). A replica
     keeps in memory only the sessions it used lately (the same TTL and cap), never one with a turn running."""
 
     def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.time,
