@@ -108,7 +108,7 @@ def recommend(
             if settings.store.url or (settings.data_dir / "feedback.sqlite3").exists():
                 loaded = with_feedback(loaded, open_store(settings.store.url, settings.data_dir))
         except DataDirError as exc:
-            err.print(f"[dim]note: stored feedback not read ({escape(str(exc))})[/]")
+            err.print(f"[dim]note: stored feedback not read ({escape(for_terminal(redact(str(exc))))})[/]")
         with _progress() as report:
             retriever, _ = build(settings, loaded, report)
         rec = Recommender(settings, loaded, retriever)
