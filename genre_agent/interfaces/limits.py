@@ -114,7 +114,7 @@ class GuardedH11(H11Protocol):
 
 
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
-    """What `uvicorn.run` / `uvicorn.Config` take to enforce the server's connection limits."""
+    """What `uvicorn.Config` takes to enforce the server's connection limits (run it with `server.Server`)."""
     protocol = type("GuardedH11", (GuardedH11,), {"max_header_bytes": settings.max_header_bytes,
                                                   "read_timeout_s": settings.read_timeout_s})
     return {"http": protocol, "h11_max_incomplete_event_size": settings.max_header_bytes,
