@@ -170,6 +170,7 @@ class SlowToLoad(FakeBackend):
 def test_a_cold_burst_of_turns_creates_one_backend(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 27.14: the backend was created lazily without a lock: 4 turns at once loaded 4 models."""
     monkeypatch.setitem(BACKENDS, "fake", SlowToLoad)  # the registry of backend plug-ins
+    SlowToLoad.made.clear()
     cold = Recommender(agent.settings, agent.recommender.catalog, agent.recommender.retriever)
     got: list[Backend] = []
     threads = [threading.Thread(target=lambda: got.append(cold.backend)) for _ in range(4)]
