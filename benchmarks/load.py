@@ -1,8 +1,10 @@
 """Load on the real `genre-agent serve` (127.0.0.1, fake LLM backend by default): N concurrent sessions, each
-in its own server-issued session, chatting for a fixed time. Prints one row per N: requests, errors,
-throughput, latency p50/p95/p99, cross-session leaks, the server's memory before and after, and with
-`--llm-server` the CPU seconds the model servers spent (the sign that the model was asked: after a failed
-call the agent skips the model for `backend.openai.cooldown_s`, and answers come fast from retrieval).
+in its own server-issued session under its own API key (the per-key limits on: a 429 is waited out as its
+Retry-After says and counted as throttled, not as an error), chatting for a fixed time. Prints one row per N:
+requests, errors, throttled, throughput, latency p50/p95/p99, cross-session leaks, the server's memory before
+and after, and with `--llm-server` the CPU seconds the model servers spent (the sign that the model was
+asked: after a failed call the agent skips the model for `backend.openai.cooldown_s`, and answers come fast
+from retrieval).
 
 A leak is a reply that says "which you liked" about a title this session never named: the sign that one
 session's likes reached another (what issue 13 saw with the shared "default" session).
@@ -21,6 +23,7 @@ robin, so the same load can be compared with the model in the serving process.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -43,6 +46,7 @@ LIKED = re.compile(r"Close to (.+?), which you liked")
 class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
+    throttled: int = 0  # 429s from the per-key limits, waited out as Retry-After says (not errors)
     leaks: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -92,6 +96,11 @@ def _session_loop(base: str, key: str, titles: list[str], seed: int, until: floa
             try:
                 reply = client.post("/v1/chat/completions", json={
                     "model": "genre-agent", "messages": [{"role": "user", "content": script[turn % len(script)]}]})
+                if reply.status_code == 429 and "retry-after" in reply.headers:  # a client that honours it
+                    with tally.lock:
+                        tally.throttled += 1
+                    time.sleep(max(0.0, min(float(reply.headers["retry-after"]), until - time.time())))
+                    continue
                 ok = reply.status_code == 200
                 text = reply.json()["choices"][0]["message"]["content"] if ok else ""
             except httpx.HTTPError:
@@ -203,10 +212,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    key = secrets.token_urlsafe(24)
+    keys = [secrets.token_urlsafe(24) for _ in range(max(int(x) for x in args.sessions.split(",")))]
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "GENRE_AGENT_SERVER__MAX_CONCURRENT": "256", "GENRE_AGENT_SERVER__DEADLINE_S": "600"}
+    env = {**os.environ, "GENRE_AGENT_SERVER__MAX_CONCURRENT": "256", "GENRE_AGENT_SERVER__DEADLINE_S": "600",
+           "GENRE_AGENT_SERVER__API_KEYS": json.dumps(dict.fromkeys(keys, ""))}  # a key per client: new users
     backend = args.backend
     llm_servers: list[subprocess.Popen[bytes]] = []
     if args.llm_server:
@@ -218,7 +228,7 @@ def main() -> None:
     if args.llm_reads:
         env["GENRE_AGENT_CONVERSATION__UNDERSTAND_WITH_LLM"] = "true"
     command = [sys.executable, "-m", "genre_agent.interfaces.cli", "serve", "--port", str(port), "--catalog",
-               str(args.catalog), "--data-dir", str(args.data_dir), "--backend", backend, "--api-key", key]
+               str(args.catalog), "--data-dir", str(args.data_dir), "--backend", backend]
     if args.model:
         command += ["--model", args.model]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -232,7 +242,7 @@ def main() -> None:
             before = _rss_mb(server.pid)
             llm_cpu = sum(_cpu_s(llm.pid) for llm in llm_servers)
             until = time.time() + args.seconds
-            workers = [threading.Thread(target=_session_loop, args=(base, key, titles, i, until, tally))
+            workers = [threading.Thread(target=_session_loop, args=(base, keys[i], titles, i, until, tally))
                        for i in range(n)]
             started = time.perf_counter()
             for w in workers:
@@ -242,7 +252,7 @@ def main() -> None:
             wall = time.perf_counter() - started
             lat = sorted(tally.latencies)
             served = f"{sum(_cpu_s(llm.pid) for llm in llm_servers) - llm_cpu:.0f}" if llm_servers else "-"
-            rows.append(f"| {n} | {len(lat)} | {tally.errors} | {len(lat) / wall:.1f} | "
+            rows.append(f"| {n} | {len(lat)} | {tally.errors} | {tally.throttled} | {len(lat) / wall:.1f} | "
                         f"{_quantile(lat, 0.5):.2f} | {_quantile(lat, 0.95):.2f} | {_quantile(lat, 0.99):.2f} | "
                         f"{tally.leaks} | {before:.0f} → {_rss_mb(server.pid):.0f} | {served} |")
             print(rows[-1], flush=True)
@@ -252,8 +262,9 @@ def main() -> None:
         for llm in llm_servers:
             llm.terminate()
             llm.wait(timeout=60)
-    table = ["| sessions | requests | errors | req/s | p50 s | p95 s | p99 s | leaks | server RSS MB | "
-             "LLM servers CPU s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|", *rows]
+    table = ["| sessions | requests | errors | throttled (429) | req/s | p50 s | p95 s | p99 s | leaks | "
+             "server RSS MB | LLM servers CPU s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+             *rows]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     flags = "".join([f" --model {args.model}" if args.model else "", " --llm-reads" if args.llm_reads else "",
                      f" --llm-server {args.llm_server}" if args.llm_server else ""])

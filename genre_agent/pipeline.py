@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -177,6 +178,7 @@ class Recommender:
         self.catalog = catalog
         self.retriever = retriever
         self._backend = backend
+        self._backend_lock = threading.Lock()  # a burst of first turns creates (loads) one backend
         self.prompts = Prompts(resolve_prompts_dir(settings.prompts))
         self._prompt_sets: dict[str, Prompts] = {}
         self._calibrations: dict[Key, InForce] = {}
@@ -187,7 +189,7 @@ class Recommender:
     def open(cls, settings: Settings, backend: Backend | None = None,
              progress: Progress | None = None) -> Recommender:
         """Load the catalog and build (or reuse) the vector index and the CF model."""
-        catalog = load_catalog(settings.catalog)
+        catalog = load_catalog(settings.catalog, settings.catalog_files)
         retriever, _ = build(settings, catalog, progress)
         return cls(settings, catalog, retriever, backend)
 
@@ -199,9 +201,11 @@ class Recommender:
 
     @property
     def backend(self) -> Backend:
-        if self._backend is None:
-            self._backend = make_backend(self.settings)
-        return self._backend
+        """The backend, created on first use, once."""
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = make_backend(self.settings)
+            return self._backend
 
     def recommend(self, user_id: str | None = None, query: str | None = None, k: int | None = None,
                   filters: Filters | None = None, *, liked: list[str] | None = None,

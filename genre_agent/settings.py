@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from genre_agent.errors import ConfigError
 from genre_agent.filters import Filters
+from genre_agent.sanitize import redact
 
 
 def default_data_dir() -> Path:
@@ -131,12 +132,35 @@ class ServerSettings(_Section):
     api_keys: dict[str, str] = Field({}, description="API key -> the catalog user it speaks for ('' = a new "
                                      "user); as JSON in GENRE_AGENT_SERVER__API_KEYS. Keys are >= 16 characters")
     max_body: int = Field(64 * 1024, ge=1024, description="request body limit in bytes (413 above it)")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line and headers limit in bytes "
+                                  "(431 above it, and the connection is closed)")
+    read_timeout_s: float = Field(30.0, gt=0, description="a client must send a request's headers within this "
+                                  "of connecting (or of its last answer), and its body within this of its "
+                                  "headers (408); else the connection is closed")
     deadline_s: float = Field(300.0, gt=0, description="a turn still running after this is cancelled (503)")
     max_concurrent: int = Field(8, ge=1, description="turns running at once; more get 429")
     session_ttl_s: float = Field(1800.0, gt=0, description="a session unused this long is forgotten")
-    max_sessions: int = Field(10_000, ge=1, description="the least recently used session goes beyond this")
+    max_sessions: int = Field(10_000, ge=1, description="sessions kept in all; when full, a key's new session "
+                              "replaces its own least recently used one, never another key's (429 if it has none)")
+    max_sessions_per_key: int = Field(100, ge=1, description="sessions one API key keeps; its least recently "
+                                      "used one goes beyond this")
+    turns_per_minute: int = Field(60, ge=1, description="turns one API key may start per minute, in bursts up "
+                                  "to this many (per replica); more get 429 with Retry-After")
+    feedback_per_minute: int = Field(30, ge=1, description="likes, dislikes and 'seen' one API key may store "
+                                     "per minute (per replica); a turn over it gets 429 and keeps nothing")
     docs: bool = Field(False, description="serve /docs and /openapi.json (behind the API key)")
     shutdown_s: int = Field(10, ge=0, description="on SIGTERM, how long running turns may finish")
+
+
+class CatalogFilesSettings(_Section):
+    """Which files a catalog may read, and how big: checked before any is read."""
+
+    allow_outside: bool = Field(False, description="read files that catalog.toml names outside the catalog "
+                                "folder (directly or through a symlink); `--allow-outside` sets it for one "
+                                "command. Only for catalogs you trust: a path can name any file you can read")
+    max_file_mb: int = Field(512, ge=1, description="the largest catalog file, in MB (loading one takes "
+                             "several times its size in memory)")
+    max_columns: int = Field(1000, ge=1, description="the most columns a catalog file may have")
 
 
 class StoreSettings(_Section):
@@ -167,6 +191,7 @@ class Settings(BaseSettings):
     rules: Filters = Field(default_factory=Filters,
                            description="standing filters, applied to every request on top of its own")
     chroma: ChromaSettings = ChromaSettings()
+    catalog_files: CatalogFilesSettings = CatalogFilesSettings()
     store: StoreSettings = StoreSettings()
     conversation: ConversationSettings = ConversationSettings()
     server: ServerSettings = ServerSettings()
@@ -288,9 +313,22 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     try:
         return cls(**nested)  # init values win; nested sections are deep-merged with the other sources
     except ValidationError as exc:
-        raise ConfigError(f"Invalid settings ({config or 'genre-agent.toml / env'}): {exc}") from exc
+        raise ConfigError(redact(f"Invalid settings ({config or 'genre-agent.toml / env'}): {_problems(exc)}. "
+                                 "`genre-agent config show` lists every key.")) from None
     except SettingsError as exc:  # an env var of a table or list setting that is not JSON
-        raise ConfigError(f"{exc} ({_json_hint()}).") from exc
+        raise ConfigError(redact(f"{exc} ({_json_hint()}).")) from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each invalid setting and what is wrong with it, without the value given (it may be a secret, and so may
+    a table's key: the keys of server.api_keys are API keys)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = [str(part) for part in error["loc"]]
+        if "api_keys" in where:
+            where = where[:where.index("api_keys") + 1]
+        problems.append(f"{'.'.join(where)}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def _json_hint() -> str:
@@ -307,5 +345,5 @@ def _json_hint() -> str:
             json.loads(value)
         except ValueError:
             if key in structured:
-                bad.append(f"GENRE_AGENT_{key.upper().replace('.', '__')}={value!r} is not JSON")
+                bad.append(f"GENRE_AGENT_{key.upper().replace('.', '__')} is not JSON")  # its value may be a key
     return "; ".join(bad) + ". Tables and lists take JSON, e.g. GENRE_AGENT_RULES__WHERE='{\"language\": \"en\"}'"

@@ -4,17 +4,22 @@ the PostgreSQL binaries or the psycopg driver are missing)."""
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
-from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store, redacted
+from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store
 from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
+from genre_agent.sanitize import redact
 
 from conftest import TINY, tiny_settings
 
@@ -63,7 +68,7 @@ def test_open_store_picks_the_database_by_url(tmp_path: Path) -> None:
     assert isinstance(open_store(None, tmp_path), SQLiteStore)
     with pytest.raises(ConfigError, match="not a postgresql:// URL"):
         open_store("mysql://root:hunter2@db/x", tmp_path)
-    assert redacted("postgresql://app:hunter2@db:5432/recs") == "postgresql://app:***@db:5432/recs"
+    assert redact("postgresql://app:hunter2@db:5432/recs") == "postgresql://app:***@db:5432/recs"
 
 
 def test_a_wrong_like_found_in_the_log_and_undone_from_the_cli(tmp_path: Path) -> None:
@@ -154,6 +159,34 @@ def test_a_full_disk_fails_the_turn_cleanly_and_the_repl_goes_on(tmp_path: Path)
 
     from genre_agent.interfaces.server import create_app
 
-    with TestClient(create_app(agent)) as client:
-        answer = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": long}]})
+    key = "key-of-alice-0123456789"  # a key of a catalog user: its stateless turns store their feedback
+    with TestClient(create_app(agent, keys={key: "alice"})) as client:
+        answer = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": long}]},
+                             headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "storage_unavailable"
+
+
+@contextmanager
+def _file_size_limit(size: int) -> Iterator[None]:
+    """Writes past `size` bytes of any file fail with EFBIG (what SQLite reports as "disk I/O error")."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_disk_io_error_is_storage_unavailable_like_a_full_disk(tmp_path: Path) -> None:
+    """Issue 27.8: SQLite's "disk I/O error" (a failing disk, a file past its size limit) was a 500."""
+    from genre_agent.interfaces.http_errors import from_agent_error
+
+    store = SQLiteStore(tmp_path / "feedback.sqlite3")
+    with _file_size_limit(1), pytest.raises(DataDirError) as failed:
+        store.record("tiny", "alice", "1", "like", "I loved Star Quest")
+    assert "disk I/O error" in str(failed.value)
+    assert (from_agent_error(failed.value).status, from_agent_error(failed.value).code) == (
+        503, "storage_unavailable")
+    assert store.for_user("tiny", "alice") == {}

@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
-from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
+from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.data.feedback import SQLiteStore
-from genre_agent.interfaces.http_errors import ApiError
-from genre_agent.interfaces.server import Caller, Sessions, create_app
+from genre_agent.interfaces.http_errors import ApiError, error_body
+from genre_agent.interfaces.limits import uvicorn_options
+from genre_agent.interfaces.server import Caller, Server, Sessions, create_app
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.backends.base import Completion, Message, heard
 from genre_agent.llm.routing import Routes
@@ -61,13 +63,14 @@ def _open_gate(backend: GatedBackend) -> Iterator[None]:
 
 
 @contextmanager
-def live(agent: Agent, **limits: Any) -> Iterator[tuple[str, uvicorn.Server]]:
+def live(agent: Agent, keys: dict[str, str | None] | None = None,
+         **limits: Any) -> Iterator[tuple[str, uvicorn.Server]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(agent, ServerSettings(**limits))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+    settings = ServerSettings(**{"shutdown_s": 1, **limits})
+    server = Server(uvicorn.Config(create_app(agent, settings, keys), host="127.0.0.1", port=port,
+                                   log_level="warning", **uvicorn_options(settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     _wait(lambda: server.started)
@@ -85,8 +88,11 @@ def _wait(condition: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def _chat(base: str, text: str, session: str | None = None, timeout: float = 30) -> httpx.Response:
+def _chat(base: str, text: str, session: str | None = None, timeout: float = 30,
+          key: str | None = None) -> httpx.Response:
     headers = {"X-Session-Id": session} if session else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     return httpx.post(f"{base}/v1/chat/completions", headers=headers, timeout=timeout,
                       json={"messages": [{"role": "user", "content": text}]})
 
@@ -182,14 +188,14 @@ def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent, tmp_path: Pat
     me, other = Caller("k1", None), Caller("k2", None)
     first, second = sessions.issue(me), sessions.issue(me)
     now[0] = 5
-    sessions.turn(first, me, lambda: Reply(session_id=first, intent="other", text=""))  # used, unchanged
+    sessions.turn(first, me, lambda _: Reply(session_id=first, intent="other", text=""))  # used, unchanged
     third = sessions.issue(me)  # `second` was the least recently used
     with pytest.raises(ApiError):
         sessions.use(second, me)
     with pytest.raises(ApiError):
         sessions.use(first, other)  # not your key
     assert len(sessions) == 2
-    sessions.turn(first, me, lambda: alone.chat(first, "I loved Star Quest"))
+    sessions.turn(first, me, lambda commit: alone.chat(first, "I loved Star Quest", commit=commit))
     assert sessions.use(first, me)[0].liked == ["1"]  # the turn was written back to the store
     now[0] = 5 + 10.5
     with pytest.raises(ApiError):
@@ -208,16 +214,17 @@ def test_a_turn_that_lost_a_race_for_its_session_keeps_nothing(agent: Agent, tmp
     me = Caller("k1", None)
     sid = a.issue(me)
 
-    def a_turn() -> Reply:
-        reply = a.agent.chat(sid, "I loved Star Quest")
-        b.turn(sid, me, lambda: b.agent.chat(sid, "I loved Laugh Riot"))  # B's turn ends first
-        return reply
+    def a_turn(commit: Commit) -> Reply:
+        b.turn(sid, me, lambda theirs: b.agent.chat(sid, "I loved Laugh Riot", commit=theirs))  # B ends first
+        return a.agent.chat(sid, "I loved Star Quest", commit=commit)
 
     with pytest.raises(ApiError) as lost:
         a.turn(sid, me, a_turn)
     assert lost.value.status == 409
+    assert error_body(409, lost.value.code, "")["error"]["type"] == "invalid_request_error"  # was server_error
     assert b.use(sid, me)[0].liked == ["3"]  # B's turn stands; A's like of item 1 is not in the session
-    a.turn(sid, me, lambda: a.agent.chat(sid, "I loved Star Quest"))  # A again, from the current version
+    assert store.for_user(a.agent.catalog_info().name, b.use(sid, me)[0].feedback_key) == {"3": "like"}  # 27.16
+    a.turn(sid, me, lambda commit: a.agent.chat(sid, "I loved Star Quest", commit=commit))  # A again
     assert a.use(sid, me)[0].liked == ["3", "1"]
 
 
@@ -298,9 +305,9 @@ def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_i
     model = WritesInTwoSteps(answer, cut="liked.\"}")
     agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
     user = {"role": "user", "content": "I loved Star Quest, no comedy please"}
-    with live(agent) as (base, _), _reasons_by_the_model(agent):
+    with live(agent, {KEY_B: None, KEY_A: "a"}) as (base, _), _reasons_by_the_model(agent):
         with httpx.stream("POST", f"{base}/v1/chat/completions", json={"stream": True, "messages": [user]},
-                          timeout=30) as response:
+                          headers={"Authorization": f"Bearer {KEY_B}"}, timeout=30) as response:
             events = _events(response.iter_lines())
             content = ""
             while "which you liked." not in content.partition(LIVE)[2]:
@@ -318,9 +325,9 @@ def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_i
         assert [r["reason_from"] for r in final["recommendations"]] == ["llm", "evidence"]
         again = {"role": "user", "content": "I loved the second one"}
         follow = httpx.post(f"{base}/v1/chat/completions", timeout=30, json={"messages": [
-            user, {"role": "assistant", "content": content}, again]})
+            user, {"role": "assistant", "content": content}, again]}, headers={"Authorization": f"Bearer {KEY_A}"})
         assert follow.status_code == 200
-        newest = agent.store.events()[0]
+        newest = agent.store.events()[0]  # stored: this key speaks for catalog user "a"
         assert (newest.item_id, newest.kind) == ("5", "like")  # "the second one" is Night Terror, as shown
 
 
@@ -345,3 +352,248 @@ def test_a_streamed_answer_the_model_reordered_ends_with_its_list(agent: Agent, 
         final = events[-1]["genre_agent"]["recommendations"]
         assert final["ranked_by"] == "llm-fused"
         assert revised.splitlines()[0].startswith(f"1. {final['recommendations'][0]['title']} \u2014 ")
+
+
+KEY_A = "key-of-user-a-0123456789"  # speaks for catalog user "a"
+KEY_B = "key-of-a-new-user-0123456"
+KEY_C = "key-of-another-new-user-01"
+
+
+def _new_session(base: str, key: str) -> httpx.Response:
+    return httpx.post(f"{base}/v1/sessions", headers={"Authorization": f"Bearer {key}"})
+
+
+def test_one_keys_sessions_never_evict_another_keys(agent: Agent, tmp_path: Path) -> None:
+    """Issue 27.1: with server.max_sessions at 5, key B's five new sessions made key A's next turn 404."""
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    keys: dict[str, str | None] = {KEY_A: "a", KEY_B: None, KEY_C: None}
+    with live(alone, keys, max_sessions=3, max_sessions_per_key=2) as (base, _):
+        mine = _new_session(base, KEY_A).json()["id"]
+        theirs = [_new_session(base, KEY_B) for _ in range(5)]
+        assert [r.status_code for r in theirs] == [201] * 5  # B replaces its own least recently used
+        assert _chat(base, "something funny", mine, key=KEY_A).status_code == 200
+        assert _chat(base, "something funny", theirs[0].json()["id"], key=KEY_B).status_code == 404
+        assert _chat(base, "something funny", theirs[-1].json()["id"], key=KEY_B).status_code == 200
+        full = _new_session(base, KEY_C)  # 3 sessions, none of them C's: C may not take one
+        assert full.status_code == 429 and full.json()["error"]["code"] == "too_many_sessions"
+        assert int(full.headers["retry-after"]) >= 1
+        assert _chat(base, "something funny", mine, key=KEY_A).status_code == 200
+
+
+def test_turns_per_minute_are_limited_per_key(agent: Agent) -> None:
+    with live(agent, {KEY_B: None, KEY_C: None}, turns_per_minute=2) as (base, _):
+        assert [_chat(base, "something funny", key=KEY_B).status_code for _ in range(2)] == [200, 200]
+        over = _chat(base, "something funny", key=KEY_B)
+        assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limit_exceeded"
+        assert 1 <= int(over.headers["retry-after"]) <= 30 and "server.turns_per_minute" in over.text
+        assert _chat(base, "something funny", key=KEY_C).status_code == 200  # another key's budget is its own
+
+
+def test_feedback_writes_are_limited_per_key_and_an_over_budget_turn_keeps_nothing(agent: Agent,
+                                                                                   tmp_path: Path) -> None:
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    with live(alone, {KEY_B: None}, feedback_per_minute=1) as (base, _):
+        session = _new_session(base, KEY_B).json()["id"]
+        assert _chat(base, "I loved Star Quest", session, key=KEY_B).status_code == 200
+        over = _chat(base, "I loved Laugh Riot", session, key=KEY_B)
+        assert over.status_code == 429 and "server.feedback_per_minute" in over.text
+        assert "retry-after" in over.headers
+        state = alone.session(session)
+        assert state.liked == ["1"]
+        assert alone.store.for_user(alone.catalog_info().name, state.feedback_key) == {"1": "like"}
+
+
+def test_stateless_turns_of_a_new_user_store_no_feedback(agent: Agent, tmp_path: Path) -> None:
+    """Issue 27.2: 40 stateless "I loved Star Quest and I loved Night Terror" from a new-user key made Night
+    Terror user a's #1 after a restart: each throwaway pseudonym's likes were stored for good."""
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    with live(alone, {KEY_A: "a", KEY_B: None}) as (base, _):
+        for _ in range(3):
+            assert _chat(base, "I loved Star Quest and I loved Night Terror", key=KEY_B).status_code == 200
+        assert alone.store.events() == []
+        assert _chat(base, "I loved Night Terror", key=KEY_A).status_code == 200  # a key of a catalog user
+        assert [(e.user_key, e.item_id, e.kind) for e in alone.store.events()] == [("a", "5", "like")]
+
+
+def _connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def test_an_8mb_header_gets_431_unread(agent: Agent) -> None:
+    """Issue 27.3: a 200 MB header was read in full (41 s, +410 MB) before the 401."""
+    with live(agent, {KEY_B: None}) as (base, _), _connect(base) as s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+        line = b"X-Filler: " + b"y" * 8180 + b"\r\n"
+        sent = 0
+        try:
+            for _ in range(1024):  # 8 MB
+                s.sendall(line)
+                sent += len(line)
+        except OSError:  # refused and closed before the rest was sent
+            pass
+        answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 431") or answer == b"", answer[:200]
+        assert sent < 8 * 1024 * 1024 or answer.startswith(b"HTTP/1.1 431")
+        if answer:
+            assert b'"request_header_too_large"' in answer and b"server.max_header_bytes" in answer
+    with live(agent, max_body=64 * 1024) as (base, _), _connect(base) as s:  # small headers, a big body at once
+        body = json.dumps({"messages": [{"role": "user", "content": "something funny " + "x" * 40_000}]}).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert _closed_within(s, 10).startswith(b"HTTP/1.1 200")
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bytes:
+    """What the server sent before it closed the connection; fails if it is still open after `seconds`."""
+    s.settimeout(seconds)
+    got = b""
+    while chunk := s.recv(65536):
+        got += chunk
+    return got
+
+
+def test_idle_and_slow_connections_are_closed(agent: Agent) -> None:
+    """Issue 27.3: idle, slow-header and slow-body connections stayed open (slowloris)."""
+    with live(agent, read_timeout_s=0.5) as (base, _):
+        with _connect(base) as idle:
+            assert _closed_within(idle, 3) == b""
+        with _connect(base) as slow:
+            slow.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+            started = time.time()
+            with pytest.raises(OSError):
+                while time.time() - started < 3:  # a header byte every 0.1 s, never the blank line
+                    slow.sendall(b"X")
+                    time.sleep(0.1)
+        with _connect(base) as trickle:
+            trickle.sendall(b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            answer = _closed_within(trickle, 3)
+            assert answer.startswith(b"HTTP/1.1 408") and b"server.read_timeout_s" in answer
+        assert httpx.post(f"{base}/v1/sessions").status_code == 201  # a prompt client is served
+
+
+def _last_event(base: str, body: bytes) -> str:
+    with httpx.stream("POST", f"{base}/v1/chat/completions", content=body, timeout=30,
+                      headers={"Content-Type": "application/json"}) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    return lines[-1]
+
+
+def test_a_lone_surrogate_is_not_a_500_and_a_stream_ends_properly(agent: Agent) -> None:
+    """Issue 27.6: "I loved \\ud800 Star Quest" -> 500; streamed, a 200 cut with no error chunk."""
+    said = b'"content": "I loved \\ud800 Star Quest and \\udfff\\ud83d"'
+    with live(agent) as (base, _):
+        for session in (httpx.post(f"{base}/v1/sessions").json()["id"], None):  # the session stores the like
+            plain = httpx.post(f"{base}/v1/chat/completions", timeout=30, headers={
+                "Content-Type": "application/json", **({"X-Session-Id": session} if session else {})},
+                content=b'{"messages": [{"role": "user", %s}]}' % said)
+            assert plain.status_code == 200, plain.text
+            assert plain.json()["genre_agent"]["recommendations"]["recommendations"]
+        last = _last_event(base, b'{"stream": true, "messages": [{"role": "user", %s}]}' % said)
+        assert last == "data: [DONE]"
+
+
+class BreaksAfterTheFirstList(FakeBackend):
+    """A model whose call fails in a way nobody planned for (a bug, not a backend's error)."""
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        raise RuntimeError("an unplanned failure")
+
+
+def test_a_stream_that_breaks_after_its_first_list_ends_with_an_error_chunk(tmp_path: Path) -> None:
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=BreaksAfterTheFirstList())
+    body = b'{"stream": true, "messages": [{"role": "user", "content": "I loved Star Quest"}]}'
+    with live(agent) as (base, _), _reasons_by_the_model(agent):
+        last = _last_event(base, body)
+    assert json.loads(last.removeprefix("data: "))["error"]["code"] == "internal_error"
+
+
+def test_a_stream_past_its_deadline_says_the_list_stands_and_the_session_keeps_it(tmp_path: Path) -> None:
+    """Issue 27.16: the deadline note said "nothing was saved" while the session kept the list."""
+    model = WritesInTwoSteps(json.dumps({"recommendations": [{"item_id": "2", "reason": "x"}]}), cut="x")
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
+    with live(agent, deadline_s=1.0) as (base, _), _reasons_by_the_model(agent):
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest"}]}
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30,
+                          headers={"X-Session-Id": session}) as response:
+            events = list(_events(response.iter_lines()))
+        model.gate.set()
+    content = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    assert "server.deadline_s" in content and "the list already sent stands" in content
+    assert "nothing was saved" not in content
+    state = agent.session(session)
+    assert state.last == ["2", "3"] and state.liked == ["1"]  # the list sent, as the stream showed it
+
+
+def test_a_cancelled_turn_gives_its_slot_back_at_once(agent: Agent, backend: GatedBackend) -> None:
+    """Issue 27.7: a cancelled turn kept its max_concurrent slot until the backend answered (minutes)."""
+    with live(agent, max_concurrent=1) as (base, server):
+        turns = server.config.app.state.turns  # type: ignore[attr-defined]
+        backend.gate.clear()
+        with pytest.raises(httpx.ReadTimeout):
+            _chat(base, "something funny", timeout=0.5)  # the client gives up; the model is still busy
+        _wait(lambda: all(c.is_set() for c in turns.running))
+        thread, got = _background(lambda: _chat(base, "something funny"))
+        time.sleep(0.3)
+        assert not got, got[0].text  # not refused with 429: it waits for the (serialised) model
+        backend.gate.set()
+        thread.join(10)
+        assert got[0].status_code == 200
+
+
+def test_a_turn_running_past_shutdown_s_gets_a_json_error_and_a_stream_a_closing_note(tmp_path: Path) -> None:
+    """Issue 27.9: SIGTERM past shutdown_s gave a text/plain 500 and a stream cut with no note."""
+    model = WritesInTwoSteps(json.dumps({"recommendations": [{"item_id": "2", "reason": "x"}]}), cut="x")
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
+    with live(agent, shutdown_s=1) as (base, server), _reasons_by_the_model(agent):
+        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+        body = {"stream": True, "messages": [{"role": "user", "content": "I loved Star Quest"}]}
+        lines: list[str] = []
+
+        def stream() -> httpx.Response:
+            with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=30,
+                              headers={"X-Session-Id": session}) as response:
+                lines.extend(response.iter_lines())
+            return response
+
+        streamed, _ = _background(stream)
+        plain, got = _background(lambda: _chat(base, "I loved Star Quest"))
+        assert model.midway.wait(10)
+        time.sleep(0.3)
+        server.should_exit = True  # what uvicorn's SIGTERM handler does
+        plain.join(15)
+        streamed.join(15)
+        model.gate.set()
+    answer = got[0]
+    assert answer.status_code == 503 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["code"] == "shutting_down" and "server.shutdown_s" in answer.text
+    content = "".join(e["choices"][0]["delta"].get("content", "") for e in _events(iter(lines)))
+    assert "server.shutdown_s" in content and "the list already sent stands" in content
+    assert [line for line in lines if line][-1] == "data: [DONE]"
+    _wait(lambda: agent.session(session).last == ["2", "3"])  # the list sent was kept
+    assert agent.session(session).liked == ["1"]
+
+
+def test_a_new_user_asking_only_for_comedies_from_the_90s_gets_them(agent: Agent) -> None:
+    """Issue 27.10: "only comedies from the 90s" (a README phrase) from a new user -> 400 unknown_user, in
+    the chat too: filters alone are enough to answer, with the most liked items that pass them."""
+    reply = agent.chat("only-filters", "only comedies from the 90s")
+    assert reply.recommendations is not None
+    assert [r.item_id for r in reply.recommendations.recommendations] == ["4", "3"]
+    with live(agent, {KEY_B: None}) as (base, _):
+        answer = _chat(base, "only comedies from the 90s", key=KEY_B)
+    assert answer.status_code == 200, answer.text
+    listed = answer.json()["genre_agent"]["recommendations"]["recommendations"]
+    assert [r["item_id"] for r in listed] == ["4", "3"]
+
+
+def test_turns_served_from_different_event_loops(agent: Agent) -> None:
+    """A TestClient without `with` runs each request in an event loop of its own: the second turn was taken
+    for one cut off by shutdown (503) when the shutdown signal was bound to the first request's loop."""
+    client = TestClient(create_app(agent))
+    for stream in (False, True, False):
+        answer = client.post("/v1/chat/completions", json={"stream": stream, "messages": [
+            {"role": "user", "content": "something funny"}]})
+        assert answer.status_code == 200, answer.text

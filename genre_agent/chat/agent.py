@@ -23,6 +23,7 @@ from genre_agent.llm.backends import Backend
 from genre_agent.llm.backends.base import cancellable
 from genre_agent.llm.prompts import Prompts
 from genre_agent.pipeline import Progress, Recommender, Run, build
+from genre_agent.sanitize import clean_message
 from genre_agent.schemas import CatalogInfo, Recommendation, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
 
@@ -30,6 +31,8 @@ _LISTED = re.compile(r"^\s*\d+\. (.+?) \u2014 ", re.M)  # "1. Title (1999) — r
 # A streamed answer is the list shown at once, then this line and the model's list (a client shows the text as
 # it arrives and cannot take text back); rebuilding a conversation reads the list after the last such line.
 REVISED = "Revised by the model:"
+# told a turn's finished session and its count of feedback rows: whether to store them (raises: keep nothing)
+Commit = Callable[[SessionState, int], bool]
 LIVE = "The model's reasons, as it writes them:"  # each line "N. Title — reason", N its place in the list above
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
@@ -82,7 +85,7 @@ class Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
         store = open_store(settings.store.url, settings.data_dir)
-        catalog = with_feedback(load_catalog(settings.catalog), store)
+        catalog = with_feedback(load_catalog(settings.catalog, settings.catalog_files), store)
         retriever, _ = build(settings, catalog, progress)
         return cls(Recommender(settings, catalog, retriever, backend), store)
 
@@ -134,7 +137,7 @@ class Agent:
                         state.last = ids
                         state.shown += [i for i in ids if i not in state.shown]
                 elif role == "user":
-                    update = parse_rules(text.strip(), state, self.genres, self.titles,
+                    update = parse_rules(clean_message(text), state, self.genres, self.titles,
                                          self.recommender.years(state.last))
                     if update.intent == "reset":
                         state.reset()
@@ -180,7 +183,8 @@ class Agent:
 
     def chat(self, session_id: str, message: str, user: str | None = None,
              cancel: threading.Event | None = None, on_first: Callable[[Reply], None] | None = None,
-             on_reason: Callable[[Recommendation], None] | None = None) -> Reply:
+             on_reason: Callable[[Recommendation], None] | None = None,
+             commit: Commit | None = None) -> Reply:
         """One turn of a conversation: update the session from the message, then answer.
         The session and the feedback store change only when the turn finishes and was not cancelled; a model
         call running when `cancel` is set stops and raises TurnCancelled.
@@ -190,8 +194,13 @@ class Agent:
         the model's answer is returned. A turn cancelled after its first answer keeps that answer: the session
         and feedback are committed as they were when it was shown, and it is returned. With `on_reason` too,
         each reason the model writes for that first list goes to `on_reason` as soon as it is written and
-        checked (the item at its rank in the first list)."""
+        checked (the item at its rank in the first list).
+
+        With `commit`, it is told the finished session and how many feedback rows the turn would store, before
+        anything is kept: it returns whether they go to the store (the session uses them either way), or raises
+        to keep nothing of the turn (the server's session write, its budgets)."""
         state, lock = self._entry(session_id, user)
+        message = clean_message(message)
         with lock:
             working = state.model_copy(deep=True)
             writes: list[tuple[str, str]] = []
@@ -207,7 +216,7 @@ class Agent:
             working.turns += 1
             try:
                 with cancellable(cancel):  # a model call of this turn stops when `cancel` is set (TurnCancelled)
-                    reply = self._turn(working, message.strip(), writes, listen)
+                    reply = self._turn(working, message, writes, listen)
             except TurnCancelled:
                 if not shown:
                     raise
@@ -216,7 +225,8 @@ class Agent:
                 if not shown:
                     return reply  # nobody waits for it: nothing is kept
                 reply, working = shown[0]
-            self._store(working, writes, message.strip())
+            if commit is None or commit(working, len(writes)):
+                self._store(working, writes, message)
             state.take(working)  # the session becomes the turn's working copy
             return reply
 
@@ -293,7 +303,8 @@ class Agent:
 
     def _recommend(self, state: SessionState, intent: str, listen: Listeners | None,
                    popular: bool = False, note: str | None = None) -> Reply:
-        request = state.request(self.settings.k, allow_popular=popular)
+        only_filters = not (state.user_id or state.liked or state.query or state.anchors)  # "only comedies"
+        request = state.request(self.settings.k, allow_popular=popular or only_filters)
         if listen is None:
             return self._listing(state, intent, self.recommender.run(request), note)
         run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),

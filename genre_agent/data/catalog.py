@@ -18,8 +18,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.data import descriptions
+from genre_agent.data.paths import check_catalog_files
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import CatalogError
+from genre_agent.settings import CatalogFilesSettings
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -216,10 +218,12 @@ def load_spec(root: Path) -> CatalogSpec:
         raise CatalogError(f"{toml_path}: {exc}") from exc
 
 
-def load_catalog(name_or_path: str) -> Catalog:
-    """Load, clean and validate a catalog by shipped name or folder path."""
+def load_catalog(name_or_path: str, files: CatalogFilesSettings | None = None) -> Catalog:
+    """Load, clean and validate a catalog by shipped name or folder path; its files are checked first
+    (`data.paths`: inside the folder, within the size limits of `files`)."""
     root = resolve_catalog_dir(name_or_path)
     spec = load_spec(root)
+    check_catalog_files(root, spec, files or CatalogFilesSettings())
     report = CleaningReport()
     items = _load_items(root, spec, report)
     interactions = _load_interactions(root, spec, items, report)

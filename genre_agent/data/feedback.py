@@ -30,10 +30,13 @@ import pandas as pd
 
 from genre_agent.data.catalog import Catalog
 from genre_agent.errors import ConfigError, DataDirError
+from genre_agent.sanitize import redact
 
 Kind = Literal["like", "dislike", "seen"]
 RATING: dict[str, float] = {"like": 5.0, "dislike": 1.0, "seen": 3.0}
 SOURCE_CHARS = 500  # the message an event came from is kept up to this length
+# SQLite's words for storage that failed under it, not for a fault of ours: the server answers them 503
+STORAGE_FAILURES = ("database or disk is full", "disk I/O error", "locked", "readonly")
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS feedback (catalog TEXT NOT NULL, user_key TEXT NOT NULL, item_id TEXT NOT NULL, "
@@ -157,6 +160,9 @@ class FeedbackStore(ABC):
                              "FROM feedback_events WHERE id = ?", (eid,))
             if not rows:
                 raise ConfigError(f"No feedback event {eid!r}: `genre-agent feedback list` shows the event ids.")
+            if rows[0][7]:
+                raise ConfigError(f"Feedback event {eid!r} was already undone; `genre-agent feedback list` shows "
+                                  "what stands.")
             event = _event((*rows[0][:7], True))
             who = (event.catalog, event.user_key, event.item_id)
             self._run(db, "UPDATE feedback_events SET undone = 1 WHERE id = ?", (eid,))
@@ -170,18 +176,24 @@ class FeedbackStore(ABC):
         return event
 
     # -- the server's sessions ----------------------------------------------------------
-    def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int,
-                    expired_before: float) -> list[str]:
-        """Store a new session; the sessions last used before `expired_before`, and the least recently used
-        ones beyond `cap` (the new one counted), are dropped first. Returns the ids dropped."""
+    def add_session(self, session_id: str, owner: str, state: str, used: float, cap: int, owner_cap: int,
+                    expired_before: float) -> tuple[list[str], bool]:
+        """Store a new session. The sessions last used before `expired_before` are dropped first; then, while the
+        owner holds `owner_cap` sessions or the store holds `cap` (the new one counted), the owner's least
+        recently used ones, never another owner's. Returns the ids dropped and whether the session was stored
+        (not when the store is full of other owners' sessions)."""
         with self._db(write=True) as db:
             gone = self._run(db, "DELETE FROM server_sessions WHERE used < ? RETURNING id", (expired_before,))
-            count = int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
-            if count >= cap:
+            total = int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
+            own = int(self._run(db, "SELECT COUNT(*) FROM server_sessions WHERE owner = ?", (owner,))[0][0])
+            excess = max(own - owner_cap + 1, total - cap + 1, 0)
+            if excess > own:
+                return [old for (old,) in gone], False
+            if excess:
                 gone += self._run(db, "DELETE FROM server_sessions WHERE id IN (SELECT id FROM server_sessions "
-                                  "ORDER BY used, id LIMIT ?) RETURNING id", (count - cap + 1,))
+                                  "WHERE owner = ? ORDER BY used, id LIMIT ?) RETURNING id", (owner, excess))
             self._run(db, "INSERT INTO server_sessions VALUES (?, ?, ?, ?, 0)", (session_id, owner, state, used))
-        return [old for (old,) in gone]
+        return [old for (old,) in gone], True
 
     def session(self, session_id: str, touch: float | None = None) -> StoredSession | None:
         """A session as stored; with `touch`, its last use becomes that time (a turn starts)."""
@@ -271,12 +283,12 @@ class SQLiteStore(FeedbackStore):
                         db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:  # disk full, read-only, locked past the timeout
-                if not any(s in str(exc) for s in ("database or disk is full", "locked", "readonly")):
+            except sqlite3.OperationalError as exc:  # disk full or failing, read-only, locked past the timeout
+                if not any(s in str(exc) for s in STORAGE_FAILURES):
                     raise
                 raise DataDirError(f"cannot write the feedback to {self.path} ({exc}); nothing of this turn "
-                                   "was kept. Free disk space, make the file writable or wait for the other "
-                                   "writer, and try again.") from exc
+                                   "was kept. Free disk space, check the disk, make the file writable or wait "
+                                   "for the other writer, and try again.") from exc
             finally:
                 db.close()
 
@@ -299,7 +311,7 @@ class PostgresStore(FeedbackStore):
         try:
             super().__init__()
         except DataDirError as exc:
-            raise DataDirError(f"cannot reach the feedback database at {redacted(url)} ({exc.__cause__}). Check "
+            raise DataDirError(f"cannot reach the feedback database at {redact(url)} ({exc.__cause__}). Check "
                                "store.url, or unset it to keep feedback in SQLite in the data directory.") from exc
 
     @contextmanager
@@ -308,17 +320,8 @@ class PostgresStore(FeedbackStore):
             with self._psycopg.connect(self.url, connect_timeout=10) as db:  # commits at the end, else rolls back
                 yield db
         except self._psycopg.OperationalError as exc:  # the server went away, a full disk, a timeout
-            raise DataDirError(f"the database at {redacted(self.url)} failed ({exc}); nothing of this turn was "
+            raise DataDirError(f"the database at {redact(self.url)} failed ({exc}); nothing of this turn was "
                                "kept. Retry; if it persists, check the PostgreSQL server.") from exc
-
-
-def redacted(url: str) -> str:
-    """The URL without its password."""
-    head, at, tail = url.rpartition("@")
-    if not at:
-        return url
-    scheme, _, credentials = head.partition("://")
-    return f"{scheme}://{credentials.split(':')[0]}:***@{tail}"
 
 
 def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
@@ -327,7 +330,7 @@ def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
         return SQLiteStore(data_dir / "feedback.sqlite3")
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
-    raise ConfigError(f"store.url {redacted(url)!r} is not a postgresql:// URL; unset it to keep feedback in "
+    raise ConfigError(f"store.url {redact(url)!r} is not a postgresql:// URL; unset it to keep feedback in "
                       "SQLite in the data directory.")
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genre_agent.errors import ConfigError, GenreAgentError
+from genre_agent.sanitize import for_terminal, redact
 
 if TYPE_CHECKING:
     from genre_agent.llm.calibration import Calibration
@@ -30,6 +31,9 @@ CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catal
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
 BackendOpt = Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")]
+AllowOutsideOpt = Annotated[bool, typer.Option(
+    "--allow-outside", help="read catalog files outside the catalog folder (only for catalogs you trust)")]
+SQL_MAX_INT = 2**63 - 1  # the largest integer SQLite and PostgreSQL take
 PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="template set name or folder")]
 
 
@@ -49,7 +53,7 @@ def _progress() -> Iterator[Any]:
 
 
 def _fail(exc: GenreAgentError) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(for_terminal(redact(str(exc))))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -78,6 +82,7 @@ def recommend(
     backend: BackendOpt = None,
     model: ModelOpt = None,
     prompts: PromptsOpt = None,
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -93,16 +98,17 @@ def recommend(
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
-                                 **{"backend.name": backend, "backend.model": model})
+                                 **{"backend.name": backend, "backend.model": model,
+                                    "catalog_files.allow_outside": allow_outside or None})
         filters = Filters(exclude_seen=not include_seen, include_genres=include_genre or [],
                           exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
                           where=_parse_where(where or []))
-        loaded = load_catalog(settings.catalog)
+        loaded = load_catalog(settings.catalog, settings.catalog_files)
         try:  # a catalog user's likes, dislikes and "seen" from chats count as their ratings
             if settings.store.url or (settings.data_dir / "feedback.sqlite3").exists():
                 loaded = with_feedback(loaded, open_store(settings.store.url, settings.data_dir))
         except DataDirError as exc:
-            err.print(f"[dim]note: stored feedback not read ({escape(str(exc))})[/]")
+            err.print(f"[dim]note: stored feedback not read ({escape(for_terminal(redact(str(exc))))})[/]")
         with _progress() as report:
             retriever, _ = build(settings, loaded, report)
         rec = Recommender(settings, loaded, retriever)
@@ -127,7 +133,8 @@ def recommend(
     table.add_column("reason")
     table.add_column("fused", justify="right")
     for r in result.recommendations:
-        table.add_row(str(r.rank), Text(r.title), Text(r.reason), f"{r.scores.fused:.2f}")
+        table.add_row(str(r.rank), Text(for_terminal(r.title)), Text(for_terminal(r.reason)),
+                      f"{r.scores.fused:.2f}")
     out.print(table)
     t = result.timings_ms
     err.print(f"{result.backend}:{result.model}; {result.what_the_llm_did()}; re-asks {result.reasks}; "
@@ -142,6 +149,7 @@ def chat(
     model: ModelOpt = None,
     prompts: PromptsOpt = None,
     k: Annotated[int | None, typer.Option("-k", help="recommendations per answer (default 10)")] = None,
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -154,7 +162,8 @@ def chat(
     try:
         with _progress() as report:
             settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts,
-                                     **{"backend.name": backend, "backend.model": model})
+                                     **{"backend.name": backend, "backend.model": model,
+                                        "catalog_files.allow_outside": allow_outside or None})
             agent = Agent.from_config(settings, progress=report)
         repl = Repl(agent, out, history_file=agent.settings.data_dir / "chat_history")
         repl.run(user)
@@ -170,18 +179,21 @@ def serve(
                                                 help="required for a non-local bind")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
     from genre_agent.chat.agent import Agent
-    from genre_agent.interfaces.server import create_app, is_local, key_table
+    from genre_agent.interfaces.limits import uvicorn_options
+    from genre_agent.interfaces.server import Server, create_app, is_local, key_table
     from genre_agent.settings import load_settings
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
-                                 **{"backend.name": backend, "backend.model": model})
+                                 **{"backend.name": backend, "backend.model": model,
+                                    "catalog_files.allow_outside": allow_outside or None})
         keys = key_table(settings.server, api_key)
         if not is_local(host) and not keys:
             err.print(f"[bold red]error:[/] refusing to bind {escape(host)} without an API key: pass --api-key, "
@@ -196,12 +208,13 @@ def serve(
 
     err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
               "(model id 'genre-agent')")
-    uvicorn.run(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=settings.server.shutdown_s)
+    Server(uvicorn.Config(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
+                          **uvicorn_options(settings.server))).run()
 
 
 @app.command()
 def index(
+    allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -217,8 +230,9 @@ def index(
     from genre_agent.settings import load_settings
 
     try:
-        settings = load_settings(config, catalog=catalog, data_dir=data_dir)
-        cat = load_catalog(settings.catalog)
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir,
+                                 **{"catalog_files.allow_outside": allow_outside or None})
+        cat = load_catalog(settings.catalog, settings.catalog_files)
         with _progress() as report:
             retriever, built = build(settings, cat, report)
         if export_vectors is not None:
@@ -301,7 +315,7 @@ def evaluate(
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"backend.name": backend, "backend.model": model,
                                     "backend.llamacpp.adapter": "none" if no_adapter else None})
-        cat = load_catalog(settings.catalog)
+        cat = load_catalog(settings.catalog, settings.catalog_files)
         cfg = EvalConfig(methods=chosen, protocols=protocols, users=users, seed=seed,
                          ks=tuple(int(k) for k in ks.split(",")), cache=not no_cache, tune=tune,
                          permutations=permutations, tune_users=tune_users)
@@ -395,7 +409,7 @@ def calibrate_command(
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, prompts=prompts,
                                  **{"backend.name": backend, "backend.model": model})
-        cat = load_catalog(settings.catalog)
+        cat = load_catalog(settings.catalog, settings.catalog_files)
         if cat.interactions.empty:
             raise ConfigError(f"Catalog '{cat.name}' has no interactions: there is nothing to calibrate on, "
                               "and answers come from text retrieval and evidence only.")
@@ -641,7 +655,6 @@ def config_show(
     config: ConfigOpt = None,
 ) -> None:
     """Every setting's effective value and where it came from (flag > env > file > default)."""
-    from genre_agent.data.feedback import redacted
     from genre_agent.settings import flatten, load_settings, sources
 
     flags = {"catalog": catalog, "data_dir": data_dir, "prompts": prompts, "backend.name": backend,
@@ -658,9 +671,7 @@ def config_show(
         table.add_column(column)
     for key, source in where.items():
         value = "(secret)" if key.endswith(("api_key", "api_keys")) and values.get(key) else values.get(key)
-        if key == "store.url" and value:
-            value = redacted(str(value))
-        table.add_row(key, Text(str(value)), Text(source))
+        table.add_row(key, Text(for_terminal(redact(str(value)), one_line=True)), Text(source))
     table.add_row("(calibration)", *(Text(v) for v in _calibration_in_force(settings)))
     out.print(table)
 
@@ -673,8 +684,9 @@ def _calibration_in_force(settings: Any) -> tuple[str, str]:
     from genre_agent.llm.routing import routes_for
 
     try:
-        in_force = find(settings.data_dir, key_for(settings, load_catalog(settings.catalog),
-                                                   Prompts(resolve_prompts_dir(settings.prompts))))
+        catalog = load_catalog(settings.catalog, settings.catalog_files)
+        templates = Prompts(resolve_prompts_dir(settings.prompts))
+        in_force = find(settings.data_dir, key_for(settings, catalog, templates))
     except GenreAgentError as exc:
         return "unknown", f"cannot read the catalog or templates: {exc}"
     return routes_for(in_force, settings).describe(), in_force.describe()
@@ -683,7 +695,7 @@ def _calibration_in_force(settings: Any) -> tuple[str, str]:
 @feedback_app.command("list")
 def feedback_list(
     user: Annotated[str | None, typer.Option("--user", help="a catalog user id or a chat pseudonym")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=SQL_MAX_INT)] = 50,
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
@@ -697,7 +709,7 @@ def feedback_list(
 
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir)
-        name = load_catalog(settings.catalog).name
+        name = load_catalog(settings.catalog, settings.catalog_files).name
         events = open_store(settings.store.url, settings.data_dir).events(name, user, limit)
     except GenreAgentError as exc:
         _fail(exc)
@@ -707,8 +719,8 @@ def feedback_list(
     for e in events:
         when = datetime.datetime.fromtimestamp(e.created, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         kind = f"{e.kind} (undone)" if e.undone else e.kind
-        out.print(f"{e.id}  {when}  {e.user_key}  {kind}  {e.item_id}  \u2014 {e.source}", markup=False,
-                  highlight=False, soft_wrap=True)
+        line = f"{e.id}  {when}  {e.user_key}  {kind}  {e.item_id}  \u2014 {e.source}"
+        out.print(for_terminal(line, one_line=True), markup=False, highlight=False, soft_wrap=True)
 
 
 @feedback_app.command("undo")
@@ -727,8 +739,8 @@ def feedback_undo(
     except GenreAgentError as exc:
         _fail(exc)
         return
-    out.print(f"undone: {undone.kind} of item {undone.item_id} by {undone.user_key} ({undone.source})",
-              markup=False, highlight=False)
+    line = f"undone: {undone.kind} of item {undone.item_id} by {undone.user_key} ({undone.source})"
+    out.print(for_terminal(line, one_line=True), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

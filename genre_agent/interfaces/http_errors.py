@@ -19,12 +19,14 @@ from genre_agent.errors import (
     GenreAgentError,
     UnknownUserError,
 )
+from genre_agent.sanitize import redact
 
 log = logging.getLogger("genre_agent.server")
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-         404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-         429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+         404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
+         409: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
+         431: "invalid_request_error", 499: "invalid_request_error", 500: "server_error", 503: "server_error"}
 
 
 class ApiError(Exception):
@@ -67,7 +69,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(GenreAgentError)
     async def agent_error(_: Request, exc: GenreAgentError) -> JSONResponse:
         api = from_agent_error(exc)
-        return error_response(api.status, api.code, api.message)
+        return error_response(api.status, api.code, redact(api.message))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

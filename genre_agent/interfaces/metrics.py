@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 
 BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-OUTCOMES = ("ok", "error", "client_closed", "deadline", "rejected")
+OUTCOMES = ("ok", "error", "client_closed", "deadline", "shutdown", "rejected")
 
 
 class Metrics:

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
 from genre_agent.errors import GenreAgentError
+from genre_agent.sanitize import for_terminal
 from genre_agent.schemas import Recommendation
 
 HELP = """\
@@ -118,8 +119,8 @@ class Repl:
                         if not streamed:
                             self.console.print(LIVE, style="bold", markup=False)
                         streamed[event.item_id] = event.reason
-                        self.console.print(f"{event.rank}. {event.title} \u2014 {event.reason}", markup=False,
-                                           highlight=False)
+                        self.console.print(for_terminal(f"{event.rank}. {event.title} \u2014 {event.reason}"),
+                                           markup=False, highlight=False)
                 if future.done() and events.empty():
                     reply = future.result()
                     break
@@ -129,7 +130,7 @@ class Repl:
                                                           if first else "(the session is unchanged)"))
             return
         except GenreAgentError as exc:
-            self.console.print(f"[red]{escape(str(exc))}[/]")
+            self.console.print(f"[red]{escape(for_terminal(str(exc)))}[/]")
             return
         if first is None:
             self.show(reply)
@@ -149,25 +150,25 @@ class Repl:
             table.add_column("title")
             table.add_column("why")
             for r in rec.recommendations:
-                table.add_row(str(r.rank), Text(r.title), Text(r.reason))
+                table.add_row(str(r.rank), Text(for_terminal(r.title)), Text(for_terminal(r.reason)))
             self.console.print(table)
-            self.console.print(f"{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s · "
-                               f"{rec.what_the_llm_did()}" + (f" · filters: {'; '.join(reply.filters)}"
-                                                               if reply.filters else ""),
+            filters = f" · filters: {'; '.join(reply.filters)}" if reply.filters else ""
+            self.console.print(for_terminal(f"{rec.backend}:{rec.model} · {rec.timings_ms.total / 1000:.1f} s · "
+                                            f"{rec.what_the_llm_did()}{filters}"),
                                style="dim", markup=False, highlight=False)
             if len(reply.text.splitlines()) > len(rec.recommendations):  # a note above the list
-                self.console.print(reply.text.splitlines()[0], markup=False)
+                self.console.print(for_terminal(reply.text.splitlines()[0]), markup=False)
         else:
-            self.console.print(reply.text, markup=False)
+            self.console.print(for_terminal(reply.text), markup=False)
         if reply.debug:
             self.console.print(f"[bold]routing[/]: {reply.debug['routes']}\n[bold]calibration[/]: "
                                f"{reply.debug['calibration']}", highlight=False)
             self.console.print("[bold]prompt[/]")
             for m in reply.debug["messages"]:
-                self.console.print(f"[cyan]{m['role']}[/]: {m['content']}", markup=False, highlight=False)
+                self.console.print(for_terminal(f"{m['role']}: {m['content']}"), markup=False, highlight=False)
             table = Table("id", "title", "vector", "cf", "fused", title="candidates")
             for c in reply.debug["candidates"]:
-                table.add_row(Text(c["item_id"]), Text(c["title"]),
+                table.add_row(Text(for_terminal(c["item_id"])), Text(for_terminal(c["title"])),
                               *(f"{c[key]:.3f}" for key in ("vector", "cf", "fused")))
             self.console.print(table)
             self.console.print(f"timings ms: {reply.debug['timings_ms']}")
@@ -202,26 +203,26 @@ class Repl:
         elif name == "filters":
             state = self.agent.session(sid)
             titles = self.agent.title_of
-            self.console.print(f"user: {state.user_id or 'new (' + state.pseudonym + ')'}\n"
-                               f"filters: {'; '.join(state.describe()) or 'none'}\n"
-                               f"liked: {', '.join(map(titles, state.liked)) or '-'}\n"
-                               f"disliked: {', '.join(map(titles, state.disliked)) or '-'}\n"
-                               f"seen: {', '.join(map(titles, state.seen)) or '-'}\n"
-                               f"shown so far: {len(state.shown)}", markup=False)
+            self.console.print(for_terminal(f"user: {state.user_id or 'new (' + state.pseudonym + ')'}\n"
+                                            f"filters: {'; '.join(state.describe()) or 'none'}\n"
+                                            f"liked: {', '.join(map(titles, state.liked)) or '-'}\n"
+                                            f"disliked: {', '.join(map(titles, state.disliked)) or '-'}\n"
+                                            f"seen: {', '.join(map(titles, state.seen)) or '-'}\n"
+                                            f"shown so far: {len(state.shown)}"), markup=False)
         elif name == "user":
             try:
                 self.agent.session(sid, arg or None)
                 self.console.print(f"now chatting as user {arg}" if arg else "now chatting as a new user",
                                    markup=False)
             except GenreAgentError as exc:
-                self.console.print(f"[red]{escape(str(exc))}[/]")
+                self.console.print(f"[red]{escape(for_terminal(str(exc)))}[/]")
         elif name == "template" and arg == "reload":
             try:
                 prompts = self.agent.reload_templates()
                 self.console.print(f"reloaded templates from {prompts.directory}; the next answer uses them",
                                    markup=False)
             except GenreAgentError as exc:
-                self.console.print(f"[red]{escape(str(exc))}[/]")
+                self.console.print(f"[red]{escape(for_terminal(str(exc)))}[/]")
         elif name == "debug":
             self.agent.debug = not self.agent.debug
             self.console.print(f"debug {'on' if self.agent.debug else 'off'}")

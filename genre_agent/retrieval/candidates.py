@@ -157,7 +157,7 @@ class Retriever:
         theme = _theme(query, needs) if query and self.about is not None else ""
         if theme:  # what the request is about, beyond its genres: matched against what items are about
             assert self.about is not None
-            theme_vec = words_vec if theme == query else self.index.embed([theme])[0]
+            theme_vec = words_vec if theme == query and words_vec is not None else self.index.embed([theme])[0]
             about = self._similarity(theme_vec, self.about)
             fused += s.weight_about * minmax(about, mask)
             if s.match_pool and not named and float(about[mask].max(initial=-1.0)) >= s.theme_min:

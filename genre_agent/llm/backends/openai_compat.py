@@ -11,6 +11,7 @@ server that watches for it (llama.cpp's server does) instead of letting it decod
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -49,7 +50,8 @@ class OpenAIBackend(Backend):
         self.model = model
         self.temperature = temperature
         self.capabilities = Capabilities(output_mode=output_mode)
-        self._modes: list[OutputMode] = list(_PROBE) if output_mode is OutputMode.AUTO else [output_mode]
+        self._modes: tuple[OutputMode, ...] = _PROBE if output_mode is OutputMode.AUTO else (output_mode,)
+        self._modes_lock = threading.Lock()  # concurrent first calls probe and narrow `_modes` together
         self.cooldown_s = cooldown_s
         self._failed: tuple[float, str] | None = None  # when the server last failed, and how
 
@@ -75,9 +77,16 @@ class OpenAIBackend(Backend):
 
     def _accepted(self, mode: OutputMode) -> None:
         """The server took this form: keep it for every later request."""
-        if self.capabilities.output_mode is OutputMode.AUTO:
-            self._modes = [mode]
-            self.capabilities = Capabilities(output_mode=mode)
+        with self._modes_lock:
+            if self.capabilities.output_mode is OutputMode.AUTO:
+                self._modes = (mode,)
+                self.capabilities = Capabilities(output_mode=mode)
+
+    def _rejected(self, mode: OutputMode) -> None:
+        """auto: the server rejects this form; later requests do not try it (unless it is the last left)."""
+        with self._modes_lock:
+            if len(self._modes) > 1:
+                self._modes = tuple(m for m in self._modes if m is not mode)
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         """One streamed completion. A server that failed within `cooldown_s` is not asked again: the call raises
@@ -95,7 +104,7 @@ class OpenAIBackend(Backend):
 
     def _complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         last_error: Exception | None = None
-        modes: list[OutputMode] = list(self._modes) if schema else [OutputMode.PROMPT]
+        modes = self._modes if schema else (OutputMode.PROMPT,)
         for mode in modes:
             fmt = self._response_format(mode, schema or {})
             extra: dict[str, Any] = {"response_format": fmt} if fmt else {}
@@ -108,9 +117,9 @@ class OpenAIBackend(Backend):
                 if exc.status_code in (502, 503, 504):  # busy or gone (after the client's retries), not a form
                     raise self._still_busy(exc.status_code) from exc
                 last_error = exc
-                if mode is OutputMode.PROMPT or len(self._modes) == 1:
+                if mode is OutputMode.PROMPT or len(modes) == 1:
                     break
-                self._modes.remove(mode)  # auto: this server rejects this form; try the next one
+                self._rejected(mode)  # auto: try the next form
                 continue
             except self._openai.APIConnectionError as exc:
                 raise BackendUnavailableError(
