@@ -22,7 +22,9 @@ from genre_agent.llm.backends.fake import FakeBackend
 from genre_agent.llm.grounding import reason_problem
 from genre_agent.pipeline import Recommender, build
 from genre_agent.retrieval import vector_file
+from genre_agent.retrieval.candidates import theme_words
 from genre_agent.retrieval.index import collection_key
+from genre_agent.retrieval.needs import Need
 from genre_agent.settings import Settings, load_settings
 
 DESCRIPTIONS = {
@@ -218,3 +220,23 @@ def test_eval_requests_from_the_command_line(described: Recommender, tmp_path: P
     assert result.exit_code == 0, result.output
     assert "| all / all | 1 |" in result.output
     assert json.loads((tmp_path / "out" / "report.json").read_text())["requests"][0]["id"] == "ghost"
+
+
+def test_theme_words_are_the_request_beyond_its_genres() -> None:
+    needs = [Need("scary", "Horror", "genre", 0.7), Need("ghost", "ghosts", "tag", 0.9)]
+    assert theme_words("scary ghost paranormal", needs) == "ghost paranormal"
+    assert theme_words("scary", needs) == ""
+
+
+def test_a_request_some_items_are_about_ranks_only_those(tmp_path: Path, described: Recommender) -> None:
+    """With popularity at full weight: a request nothing is named in, that an item is plainly about, ranks the
+    best matches only (here the one best); naming a title keeps every item in play (CF steers)."""
+    settings = load_settings(catalog=str(described.catalog.root), data_dir=described.settings.data_dir,
+                             **{"backend.name": "fake", "retrieval.match_pool": 1})
+    rec = Recommender(settings, described.catalog, described.retriever.__class__(
+        described.catalog, described.retriever.index, described.retriever.cf, described.retriever.matrix,
+        settings.retrieval, described.retriever.about), backend=FakeBackend())
+    asked = rec.recommend(query="a vengeful ghost haunts the family's old house", k=3)
+    assert [r.title for r in asked.recommendations] == ["Night Terror (1985)"]
+    named = rec.recommend(query="a vengeful ghost haunts the family's old house", k=3, liked=["1"])
+    assert len(named.recommendations) == 3

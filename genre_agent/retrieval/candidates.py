@@ -154,14 +154,15 @@ class Retriever:
         needs = self.needs.match(query) if query else []
         if needs and s.weight_needs:
             fused += s.weight_needs * minmax(self.needs.scores(needs), mask)
-        theme = _theme(query, needs) if query and self.about is not None else ""
+        theme = theme_words(query, needs) if query and self.about is not None else ""
         if theme:  # what the request is about, beyond its genres: matched against what items are about
             assert self.about is not None
             theme_vec = words_vec if theme == query and words_vec is not None else self.index.embed([theme])[0]
             about = self._similarity(theme_vec, self.about)
-            fused += s.weight_about * minmax(about, mask)
             if s.match_pool and not named and float(about[mask].max(initial=-1.0)) >= s.theme_min:
-                # no title named, and some items are plainly about it: only the best matches are ranked
+                # no title named, and some items are plainly about it: only the best matches are ranked, and
+                # how closely they match joins their order
+                fused += s.weight_about * minmax(about, mask)
                 content = np.where(mask, minmax(about, mask) + minmax(self.needs.scores(needs), mask), -np.inf)
                 keep = np.zeros(len(mask), dtype=bool)
                 keep[np.argsort(-content, kind="stable")[: s.match_pool]] = True
@@ -304,7 +305,7 @@ class Retriever:
         return out
 
 
-def _theme(query: str, needs: list[Need]) -> str:
+def theme_words(query: str, needs: list[Need]) -> str:
     """The words of a request that say what it is about beyond its genres ("ghost paranormal" of "scary ghost
     paranormal movies", where "scary" means Horror)."""
     genre_words = {w for n in needs if n.kind == "genre" for w in n.phrase.split()}
