@@ -31,7 +31,7 @@ def first_answer(catalog: Path, message: str) -> float:
         done = subprocess.run(["genre-agent", "chat"], input=f"{message}\n", env=env, capture_output=True,
                               text=True, timeout=1800)
         seconds = time.perf_counter() - started
-    if done.returncode != 0 or not re.search(r"^\s*1\. ", done.stdout, re.M):
+    if done.returncode != 0 or not re.search(r"│\s+1\s+│", done.stdout):  # the first row of the list
         raise SystemExit(f"no list in the answer (exit {done.returncode}):\n{done.stdout[-2000:]}\n"
                          f"{done.stderr[-2000:]}")
     return seconds
@@ -48,7 +48,7 @@ def main() -> None:
         bare = Path(tmp) / shipped.name
         shutil.copytree(shipped, bare)
         toml = bare / "catalog.toml"
-        toml.write_text(re.sub(r"(?m)^vectors\s*=.*\n", "", toml.read_text()))
+        toml.write_text(re.sub(r"(?m)^(about_)?vectors\s*=.*\n", "", toml.read_text()))
         rows = {"shipped vectors": [first_answer(shipped, args.message) for _ in range(args.runs)],
                 "every item embedded (baseline)": [first_answer(bare, args.message) for _ in range(args.runs)]}
     base = statistics.median(rows["every item embedded (baseline)"])

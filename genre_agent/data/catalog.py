@@ -489,4 +489,4 @@ def _compose_text(template: str, row: dict[str, object]) -> str:
             return ", ".join(v) if v else "none"
         return "unknown" if v is None or v is pd.NA else str(v)
 
-    return " ".join(_PLACEHOLDER.sub(value, template).split())
+    return _PLACEHOLDER.sub(value, template).strip()  # an empty last field ({description}) leaves no space
