@@ -13,30 +13,21 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import re
 import sys
 from pathlib import Path
+
+from genre_agent.data.descriptions import cut_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTS = ROOT.parent / "shared" / "datasets" / "movie-plots" / "plots.jsonl.gz"
 OUT = ROOT / "catalogs" / "movielens" / "descriptions.jsonl.gz"
 SUMMARY_CHARS = 300  # the opening sentences that fit; the first one is cut with "…" if it alone is longer
 MATCH_WORDS = 180  # MiniLM reads 256 word pieces at most: ~180 words fill them
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“(])")
 
 
 def summary(plot: str, max_chars: int = SUMMARY_CHARS) -> str:
     """The plot's opening sentences that fit in `max_chars` (at least the first, cut with an ellipsis)."""
-    text = " ".join(plot.split())
-    out = ""
-    for sentence in _SENTENCE_END.split(text):
-        candidate = f"{out} {sentence}".strip()
-        if len(candidate) > max_chars:
-            break
-        out = candidate
-    if not out:
-        out = text[: max_chars - 1].rsplit(" ", 1)[0].rstrip(",;:") + "\u2026"
-    return out
+    return cut_sentences(" ".join(plot.split()), max_chars)
 
 
 def plot_start(plot: str, words: int = MATCH_WORDS) -> str:

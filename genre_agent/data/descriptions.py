@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 _TAG = re.compile(r"</?[A-Za-z!][^>]{0,200}>")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'\u201c(])")  # "e.g. the" does not end one
 _WORD = re.compile(r"[^\W\d_]+")
 HUGE = 100_000  # characters: a description this long is cut and named (a whole book pasted in a cell)
 # The commonest English words: a description of 20 words or more with almost none of them is not English.
