@@ -1,4 +1,7 @@
-"""Candidate generation: fuse vector similarity (query, liked items) with CF scores, then apply the filters."""
+"""Candidate generation: fuse vector similarity (query, liked items) with CF scores, then apply the filters.
+
+Where the catalog says what items are about ([text].about), a request that names no title and that some items
+are plainly about ranks only the items that fit it best; popularity and CF order those."""
 
 from __future__ import annotations
 
