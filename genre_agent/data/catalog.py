@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.data import descriptions
-from genre_agent.data.paths import check_catalog_files
+from genre_agent.data.paths import check_catalog_files, file_kind
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import CatalogError
 from genre_agent.settings import CatalogFilesSettings
@@ -225,13 +225,14 @@ def load_catalog(name_or_path: str, files: CatalogFilesSettings | None = None) -
     spec = load_spec(root)
     check_catalog_files(root, spec, files or CatalogFilesSettings())
     report = CleaningReport()
-    items = _load_items(root, spec, report)
+    items_table = read_table(root / spec.items.path)
+    items = _load_items(items_table, root, spec, report)
     interactions = _load_interactions(root, spec, items, report)
     tags = _load_tags(root, spec, items, report)
     items["tags"] = tags.reindex(items.index).apply(lambda t: t if isinstance(t, tuple) else ())
     if spec.tags and spec.tags.genres:
         items["genres"] = _genres_from_tags(items, spec.tags.genres)
-    items["summary"], items["description"] = load_descriptions(root, spec, items, report)
+    items["summary"], items["description"] = load_descriptions(root, spec, items, report, items_table)
     _check_template(root, spec, items)
     rows = items.to_dict("records")
     items["text"] = [_compose_text(spec.text.template, row) for row in rows]
@@ -246,8 +247,7 @@ def read_table(path: Path) -> pd.DataFrame:
         raise CatalogError(f"{path}: file not found. Fix the path in catalog.toml.")
     if path.stat().st_size == 0:
         raise CatalogError(f"{path}: the file is empty. It needs a header row and at least one row.")
-    gzipped = path.suffix.lower() == ".gz"
-    suffix = Path(path.stem).suffix.lower() if gzipped else path.suffix.lower()
+    suffix, gzipped = file_kind(path)
     compression = "gzip" if gzipped else None
     try:
         if suffix in (".csv", ".tsv"):
@@ -306,10 +306,10 @@ def _numeric(df: pd.DataFrame, path: Path, section: str, key: str, column: str) 
     return numbers
 
 
-def _load_items(root: Path, spec: CatalogSpec, report: CleaningReport) -> pd.DataFrame:
+def _load_items(df: pd.DataFrame, root: Path, spec: CatalogSpec, report: CleaningReport) -> pd.DataFrame:
+    """The items of `df`, the items file as read."""
     s = spec.items
     path = root / s.path
-    df = read_table(path)
     ids = _require(df, path, "items", "id", s.id)
     titles = _require(df, path, "items", "title", s.title)
     long = titles.str.len() > MAX_TITLE_CHARS
@@ -428,15 +428,16 @@ def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: Clean
     return top.groupby("item_id").tag.agg(tuple)
 
 
-def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame,
-                      report: CleaningReport) -> tuple[list[str], list[str]]:
+def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport,
+                      items_table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Per item (in `items` order): its summary and its matching text, "" where it has none. Rows whose text
-    is empty, whose id is unknown or repeated, or that needed cleaning are named in the report's notes."""
+    is empty, whose id is unknown or repeated, or that needed cleaning are named in the report's notes.
+    `items_table` is the items file as read, where the descriptions are columns of it."""
     s = spec.descriptions
     if s is None:
         return [""] * len(items), [""] * len(items)
     path = root / (s.path or spec.items.path)
-    df = read_table(path)
+    df = read_table(path) if s.path else items_table
     id_column = s.item or spec.items.id
     ids = _column(df, path, "descriptions", "item", id_column).astype(str)
     summary = _column(df, path, "descriptions", "summary", s.summary)

@@ -57,11 +57,16 @@ def _paths(model: BaseModel) -> Iterator[str]:
             yield from _paths(value)
 
 
+def file_kind(path: Path) -> tuple[str, bool]:
+    """The file's type suffix (".csv", ".jsonl", …) and whether it is gzipped ("items.csv.gz": ".csv", True)."""
+    gzipped = path.suffix.lower() == ".gz"
+    return (Path(path.stem).suffix if gzipped else path.suffix).lower(), gzipped
+
+
 def _columns(path: Path) -> int:
     """How many columns the file's header (CSV, TSV), first record (JSON lines) or schema (Parquet) has, read
     without reading the file."""
-    gzipped = path.suffix.lower() == ".gz"
-    suffix = Path(path.stem).suffix.lower() if gzipped else path.suffix.lower()
+    suffix, gzipped = file_kind(path)
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
