@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -95,6 +95,10 @@ def collection_key(catalog_name: str) -> str:
     return f"{key[:31]}-{hashlib.sha256(catalog_name.encode()).hexdigest()[:8]}"
 
 
+def _batches(ids: list[str], size: int) -> Iterator[list[str]]:
+    return (ids[start : start + size] for start in range(0, len(ids), size))
+
+
 def _vectors_by_id(got: GetResult) -> dict[str, np.ndarray]:
     """The embeddings of a `get(..., include=["embeddings"])` by id."""
     embeddings = got["embeddings"]
@@ -162,29 +166,21 @@ class VectorIndex:
         )
         try:
             done = 0
-            for start in range(0, len(reuse), BATCH):  # `reuse` is empty without an old collection
-                ids = reuse[start : start + BATCH]
+
+            def add(ids: list[str], **content: Any) -> None:
+                nonlocal done
+                new.add(ids=ids, metadatas=[self._metadata(items, i, wanted[i]) for i in ids], **content)
+                done += len(ids)
+                if progress:
+                    progress(done, len(wanted))
+
+            for ids in _batches(reuse, BATCH):  # `reuse` is empty without an old collection
                 vectors = _vectors_by_id(old.get(ids=ids, include=["embeddings"])) if old is not None else {}
-                new.add(ids=ids, embeddings=[vectors[i] for i in ids],
-                        metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
-                done += len(ids)
-                if progress:
-                    progress(done, len(wanted))
-            shipped_ids = list(from_file)
-            for start in range(0, len(shipped_ids), BATCH * 8):  # no model call: larger batches
-                ids = shipped_ids[start : start + BATCH * 8]
-                new.add(ids=ids, embeddings=[from_file[i] for i in ids],
-                        metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
-                done += len(ids)
-                if progress:
-                    progress(done, len(wanted))
-            for start in range(0, len(fresh), BATCH):
-                ids = fresh[start : start + BATCH]
-                new.add(ids=ids, documents=[items.at[i, "text"] for i in ids],
-                        metadatas=[self._metadata(items, i, wanted[i]) for i in ids])
-                done += len(ids)
-                if progress:
-                    progress(done, len(wanted))
+                add(ids, embeddings=[vectors[i] for i in ids])
+            for ids in _batches(list(from_file), BATCH * 8):  # no model call: larger batches
+                add(ids, embeddings=[from_file[i] for i in ids])
+            for ids in _batches(fresh, BATCH):
+                add(ids, documents=[items.at[i, "text"] for i in ids])
             self._pointers().modify(metadata={
                 **(self._pointers().metadata or {}),
                 f"{self.key}:collection": new_name, f"{self.key}:fingerprint": fingerprint,
