@@ -374,8 +374,8 @@ def _sync(index: VectorIndex, catalog: Catalog, column: str, vectors: str | None
     if vectors and not index.is_current(fingerprint):
         shipped = vector_file.load(catalog.root / vectors, index.embedding.model_id(), fingerprint)
     step = "embedding items" if column == "text" else "embedding what items are about"
-    return index.sync(catalog.items.assign(text=catalog.items[column]), fingerprint,
-                      (lambda d, t: progress(step, d, t)) if progress else None, shipped)
+    return index.sync(catalog.items, fingerprint, (lambda d, t: progress(step, d, t)) if progress else None,
+                      shipped, column)
 
 
 def build(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> tuple[Retriever, BuildReport]:

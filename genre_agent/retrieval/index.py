@@ -145,16 +145,16 @@ class VectorIndex:
 
     # -- build -------------------------------------------------------------------
     def sync(self, items: pd.DataFrame, fingerprint: str, progress: Progress | None = None,
-             shipped: VectorFile | None = None) -> SyncReport:
-        """Make the active collection hold exactly `items` (index item_id; columns text, title, year). Vectors
-        come from the collection built before, else from `shipped` (a vector file made for the same model),
-        for every item whose text is unchanged; only the others are embedded."""
+             shipped: VectorFile | None = None, column: str = "text") -> SyncReport:
+        """Make the active collection hold exactly `items` (index item_id; columns title, year and `column`, the
+        texts to embed). Vectors come from the collection built before, else from `shipped` (a vector file made
+        for the same model), for every item whose text is unchanged; only the others are embedded."""
         if self.is_current(fingerprint):
             return SyncReport(reused=len(items))
         old_name, _ = self._active_name()
         old = self._open(old_name) if old_name else None
         stored = self._stored_hashes(old)
-        wanted = {str(i): text_hash(t) for i, t in zip(items.index, items["text"], strict=False)}
+        wanted = {str(i): text_hash(t) for i, t in zip(items.index, items[column], strict=False)}
         reuse = [i for i, h in wanted.items() if stored.get(i) == h]
         from_file = shipped.matching({i: h for i, h in wanted.items() if stored.get(i) != h}) if shipped else {}
         fresh = [i for i in wanted if stored.get(i) != wanted[i] and i not in from_file]
@@ -180,7 +180,7 @@ class VectorIndex:
             for ids in _batches(list(from_file), BATCH * 8):  # no model call: larger batches
                 add(ids, embeddings=[from_file[i] for i in ids])
             for ids in _batches(fresh, BATCH):
-                add(ids, documents=[items.at[i, "text"] for i in ids])
+                add(ids, documents=[items.at[i, column] for i in ids])
             self._pointers().modify(metadata={
                 **(self._pointers().metadata or {}),
                 f"{self.key}:collection": new_name, f"{self.key}:fingerprint": fingerprint,
