@@ -18,6 +18,11 @@ def _stricter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> 
     return b if a is None else a if b is None else pick(a, b)
 
 
+def _shortlist(a: list[str] | None, b: list[str] | None) -> list[str] | None:
+    """Items on both shortlists (in the first one's order); a missing shortlist allows everything."""
+    return b if a is None else a if b is None else [i for i in a if i in set(b)]
+
+
 class Filters(BaseModel):
     """Which items may be recommended. Genre matching is case-insensitive; `where` is metadata equality."""
 
@@ -30,6 +35,8 @@ class Filters(BaseModel):
     year_max: int | None = Field(None, description="only items up to this year")
     where: dict[str, str] = Field({}, description="metadata equality, column -> value")
     exclude_items: list[str] = Field([], description="item ids never to recommend")
+    only_items: list[str] | None = Field(None, description="a shortlist: only these item ids (what is in "
+                                         "stock, the candidates an evaluation ranks)")
 
     def merge(self, other: Filters) -> Filters:
         """Both at once (standing rules and a request's own): genre lists, metadata conditions and excluded
@@ -43,6 +50,7 @@ class Filters(BaseModel):
             year_max=_stricter(self.year_max, other.year_max, min),
             where={**self.where, **other.where},
             exclude_items=_union(self.exclude_items, other.exclude_items),
+            only_items=_shortlist(self.only_items, other.only_items),
         )
 
     def revised(self, newer: Filters) -> Filters:
@@ -69,6 +77,7 @@ class Filters(BaseModel):
             (bool(self.exclude_genres), f"no {', '.join(self.exclude_genres)}"),
             (self.year_min is not None, f"from {self.year_min}{' on' if for_prompt else ''}"),
             (self.year_max is not None, f"up to {self.year_max}"),
+            (self.only_items is not None and not for_prompt, f"only {len(self.only_items or [])} listed items"),
         ]
         return [text for active, text in said if active] + [f"{k} = {v}" for k, v in self.where.items()]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_agent.data.catalog import Catalog, load_catalog
+from genre_agent.data.feedback import FEEDBACK_FILE, FeedbackStore, open_store, with_feedback
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError, DataDirError, UnknownUserError
 from genre_agent.filters import Filters
@@ -36,9 +37,11 @@ from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import SyncReport, VectorIndex, make_client, remove_orphans
+from genre_agent.sanitize import redact
 from genre_agent.schemas import (
     Candidate,
     CatalogInfo,
+    HistoryItem,
     Recommendation,
     Recommendations,
     RecommendRequest,
@@ -57,6 +60,8 @@ class Run:
     result: Recommendations
     candidates: list[Candidate]
     messages: list[dict[str, str]]
+    history: list[HistoryItem]  # the user's ratings the prompt showed
+    verdicts: list[tuple[str, str, str | None]]  # each reason the model wrote: (id, reason, problem or None)
 
 
 @dataclass
@@ -80,6 +85,9 @@ class BuildReport:
     seconds: float
 
 
+# CF models kept per catalog: the served interactions, an evaluation's training part and a calibration's
+# validation part each have their own, so switching between them does not retrain.
+CF_MODELS_KEPT = 3
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)  # what writing into a folder this process cannot write raises
 
 
@@ -118,6 +126,22 @@ def _copy_of(store: Path) -> Path:
         raise DataDirError(f"{store} is read-only and copying it to {tmp} failed ({exc}): make the data "
                            "directory writable, or free space in the temporary folder (TMPDIR).") from exc
     return tmp / "chroma"
+
+
+def served_catalog(settings: Settings, store: FeedbackStore | None = None) -> Catalog:
+    """The configured catalog as it is served: a user's likes, dislikes and "seen" from chats (in `store`, else
+    in the configured store if one exists) count as their ratings. A store that cannot be read is warned about
+    and left out."""
+    catalog = load_catalog(settings.catalog, settings.catalog_files)
+    if store is None:
+        if not settings.store.url and not (settings.data_dir / FEEDBACK_FILE).exists():
+            return catalog
+        try:
+            store = open_store(settings.store.url, settings.data_dir)
+        except DataDirError as exc:
+            warnings.warn(f"stored feedback not read ({redact(str(exc))})", stacklevel=2)
+            return catalog
+    return with_feedback(catalog, store)
 
 
 def catalog_key(catalog: Catalog) -> str:
@@ -160,9 +184,10 @@ def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: s
                                                "items": matrix.matrix.shape[1], "nnz": matrix.matrix.nnz}))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    for stale in root.iterdir():  # models of older interactions
-        if stale.name.startswith(f"{model_name}-") and stale.name != key:
-            shutil.rmtree(stale, ignore_errors=True)
+    others = sorted((p for p in root.iterdir() if p.name.startswith(f"{model_name}-") and p.name != key),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in others[CF_MODELS_KEPT - 1:]:  # models of older interactions
+        shutil.rmtree(stale, ignore_errors=True)
     model.load(target)
     if progress:
         progress(f"training {model_name}", 1, 1)
@@ -186,12 +211,26 @@ class Recommender:
         self._fingerprint = catalog.items_fingerprint()
 
     @classmethod
-    def open(cls, settings: Settings, backend: Backend | None = None,
-             progress: Progress | None = None) -> Recommender:
-        """Load the catalog and build (or reuse) the vector index and the CF model."""
-        catalog = load_catalog(settings.catalog, settings.catalog_files)
+    def open(cls, settings: Settings, backend: Backend | None = None, progress: Progress | None = None, *,
+             catalog: Catalog | None = None, store: FeedbackStore | None = None) -> Recommender:
+        """The one way every front-end, evaluation and workflow opens the service: the configured catalog with
+        the stored feedback of its users joined to its interactions (`served_catalog`), or exactly `catalog`
+        (an evaluation's training part), then its vector index and CF model, built or reused."""
+        catalog = catalog if catalog is not None else served_catalog(settings, store)
         retriever, _ = build(settings, catalog, progress)
         return cls(settings, catalog, retriever, backend)
+
+    def with_backend(self, backend: Backend, routes: Routes | None = None) -> Recommender:
+        """The same catalog, index and CF answering with another backend (a measurement's model), with the
+        roles pinned to `routes` if given (else as the calibration routes them)."""
+        other = Recommender(self.settings, self.catalog, self.retriever, backend)
+        other.pinned_routes = routes
+        return other
+
+    @property
+    def backend_in_use(self) -> Backend | None:
+        """The backend answers use, or None while no answer has needed (loaded) one."""
+        return self._backend
 
     def _names(self) -> tuple[str, str]:
         """(backend, model) as the answer reports them, without loading a model that was not needed."""
@@ -242,6 +281,10 @@ class Recommender:
         if key not in self._calibrations:
             self._calibrations[key] = find(self.settings.data_dir, key)
         return self._calibrations[key]
+
+    def reload_calibrations(self) -> None:
+        """Read the calibrations again on the next request (one was saved or removed since)."""
+        self._calibrations.clear()
 
     def routes(self, prompts: str | None = None) -> Routes:
         """What the model is asked to do for requests with this template set (calibration + settings), unless
@@ -362,7 +405,8 @@ class Recommender:
                                llm=round(outcome.llm_ms, 1), total=ms(started, done)),
             prompt_tokens=outcome.prompt_tokens,
         )
-        return Run(result=result, candidates=p.candidates, messages=p.messages)
+        return Run(result=result, candidates=p.candidates, messages=p.messages, history=p.context.history,
+                   verdicts=outcome.verdicts)
 
 
 def _sync(index: VectorIndex, catalog: Catalog, column: str, vectors: str | None,

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from genre_agent.errors import ConfigError
-from genre_agent.retrieval.cf import CF_MODELS, make_cf
+from genre_agent.retrieval.cf import ALS, CF_MODELS, make_cf
 
 from conftest import TINY, tiny_settings
 
@@ -108,24 +108,24 @@ def test_als_factors_trained_elsewhere_are_loaded_and_score_as_trained(tmp_path:
 
     catalog = load_catalog(str(TINY))
     matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
-    trained = make_cf("als")
+    trained = ALS()
     trained.fit(matrix.matrix)
-    model = trained._model  # type: ignore[attr-defined]
+    user_factors, item_factors = trained.factors()
     export = tmp_path / "als-export"
     exported_users = list(matrix.user_index[:-1])  # the last catalog user is not in the export
-    _spark_layout(export, "userFactors", [str(u) for u in exported_users], np.asarray(model.user_factors)[:-1])
-    _spark_layout(export, "itemFactors", [int(i) for i in matrix.item_index], np.asarray(model.item_factors))
+    _spark_layout(export, "userFactors", [str(u) for u in exported_users], user_factors[:-1])
+    _spark_layout(export, "itemFactors", [int(i) for i in matrix.item_index], item_factors)
     settings = tiny_settings(tmp_path / "d", **{"retrieval.cf_model": "als", "retrieval.als_factors": export})
     rec = Recommender.open(settings)
     cf = rec.retriever.cf
     assert cf is not None and not (tmp_path / "d" / "cf").exists()  # nothing trained here
-    items = np.asarray(model.item_factors, dtype=np.float64)
+    items = item_factors.astype(np.float64)
     history = matrix.history([str(matrix.item_index[0])])
     np.testing.assert_allclose(cf.score(np.array([-1]), history), trained.score(np.array([-1]), history),
                                rtol=1e-4, atol=1e-5)  # folded in from the same item factors
     rows = np.arange(len(exported_users))
     np.testing.assert_allclose(cf.score(rows, matrix.matrix[rows]),
-                               np.asarray(model.user_factors)[rows] @ items.T, rtol=1e-5, atol=1e-6)
+                               user_factors[rows] @ items.T, rtol=1e-5, atol=1e-6)
     missing = np.array([len(matrix.user_index) - 1])
     assert not cf.score(missing, matrix.matrix[missing]).any()
     assert rec.recommend(query="space adventure", k=2).recommendations

@@ -118,7 +118,7 @@ class _SameReading(FakeBackend):
 
 def test_reading_gains_compare_each_field_with_rules_on_the_same_cases(tiny_recommender: Recommender) -> None:
     backend = _SameReading()
-    rec = Recommender(tiny_recommender.settings, tiny_recommender.catalog, tiny_recommender.retriever, backend)
+    rec = tiny_recommender.with_backend(backend)
     steps: list[tuple[str, int, int]] = []
     reading = reading_gains(rec, DIALOGUES, None, progress=lambda *s: steps.append(s))
     assert reading.measured and reading.cases == 1 and reading.rules_recall == 1.0  # dev part: dialogue 2
@@ -144,4 +144,4 @@ def test_lists_the_seeker_never_saw_do_not_count_as_shown(tiny_recommender: Reco
     restored = run_agent(agent, case, "restored")
     assert "2" not in fed.ids and len(fed.turn_seconds) == 2
     assert restored.ids[0] == "2" and "1" not in restored.ids and len(restored.turn_seconds) == 1
-    assert restored.error is None and "restored" not in agent._sessions  # the eval's sessions are forgotten
+    assert restored.error is None and "restored" not in agent.session_ids()  # the eval's sessions are forgotten

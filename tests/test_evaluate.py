@@ -14,14 +14,16 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.data.catalog import load_catalog
-from genre_agent.eval.llm_methods import FUSION_GRID, llm_sampled_scores, tune_llm_fusion
+from genre_agent.eval.llm_methods import FUSION_GRID, Measured, pinned, tune_llm_fusion
 from genre_agent.eval.methods import Scorer
 from genre_agent.eval.metrics import beyond_accuracy, expected_ranks, rank_metrics
 from genre_agent.eval.protocol import make_split, validation_split
+from genre_agent.eval.served import open_on, served_lists, training_catalog
 from genre_agent.interfaces.cli import app
-from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends import FakeBackend, Message
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.scoring import rank_fusion
+from genre_agent.pipeline import Recommender
 from genre_agent.settings import load_settings
 
 ROOT = Path(__file__).parents[1]
@@ -93,33 +95,56 @@ def test_beyond_accuracy_known_answers() -> None:
     assert got["novelty"] == pytest.approx(np.mean(-np.log2(share[[0, 1, 0, 2]])))
 
 
-def test_llm_method_falls_back_to_exactly_the_hybrid_order_and_counts_hallucinations(
+def test_llm_method_falls_back_to_exactly_the_served_order_and_counts_hallucinations(
         small_movielens: Path, tmp_path: Path) -> None:
     settings = load_settings(catalog=str(small_movielens), data_dir=tmp_path / "data",
                              **{"backend.name": "fake", "ranking.retries": 1})
     catalog = load_catalog(settings.catalog)
-    from genre_agent.pipeline import build
-
-    retriever = build(settings, catalog)[0]
     split = make_split(catalog.interactions, catalog.positive_min)
     pos = split.subsample(8, seed=0)
-    scorer = Scorer(split, catalog, retriever.index.vectors, settings, pos)
+    rec = open_on(settings, catalog, split)
     invented = json.dumps({"recommendations": [{"item_id": "999999", "reason": "x"}]})
     backend = FakeBackend([invented] * 100)
-    prompts = Prompts(resolve_prompts_dir(settings.prompts))
-    S, stats = llm_sampled_scores(scorer, backend, prompts, retriever.index, tmp_path / "cache")
+    lists, stats = Measured(rec, backend, tmp_path / "cache").lists(pinned("llm"), split, pos, 10)
     summary = stats.summary()
     assert summary["json_valid_pct"] == 100.0
     assert summary["hallucinated_id_pct"] == 100.0
     assert summary["fallback_pct"] == 100.0 and summary["reask_pct"] == 100.0
     assert len(backend.calls) == 16  # one ask and one re-ask per user
-    _, llm = rank_metrics(S, split, pos, (10,))
-    _, hybrid = rank_metrics(scorer.scores("hybrid"), split, pos, (10,))
-    assert llm["NDCG@10"].tolist() == pytest.approx(hybrid["NDCG@10"].tolist())
+    assert lists == served_lists(rec, split, pos, "sampled", 10)  # what is served without the model
+    assert all(len(ids) == 10 and set(ids) <= set(split.items[split.cands[p]])
+               for ids, p in zip(lists, pos, strict=True))
     # a rerun answers from the cache by prompt hash: the backend is not called again
     again = FakeBackend()
-    S2, _ = llm_sampled_scores(scorer, again, prompts, retriever.index, tmp_path / "cache")
-    assert again.calls == [] and np.array_equal(S, S2)
+    lists2, _ = Measured(rec, again, tmp_path / "cache").lists(pinned("llm"), split, pos, 10)
+    assert again.calls == [] and lists2 == lists
+
+
+def test_eval_served_returns_exactly_what_recommend_serves(small_movielens: Path, tmp_path: Path) -> None:
+    """The lists `eval --methods served` scores are the lists `recommend` gives the same 50 users when the
+    catalog holds the evaluation's training part."""
+    out = tmp_path / "eval-out"
+    data = ["--data-dir", str(tmp_path / "data"), "--backend", "fake"]  # uncalibrated: the model ranks too
+    result = CliRunner().invoke(app, ["eval", "--catalog", str(small_movielens), "--methods", "served,ease",
+                                      "--users", "50", "--out", str(out), *data])
+    assert result.exit_code == 0, result.output
+    served = json.loads((out / "report.json").read_text())["results"]["full"]["served"]["lists"]
+    assert len(served) == 50
+    catalog = load_catalog(str(small_movielens))
+    training = tmp_path / "training"  # the same catalog folder, with only the training ratings
+    training.mkdir()
+    (training / "movies.csv").write_bytes((small_movielens / "movies.csv").read_bytes())
+    before = training_catalog(catalog, make_split(catalog.interactions, catalog.positive_min)).interactions
+    before.rename(columns={"user_id": "userId", "item_id": "movieId"}).to_csv(training / "ratings.csv",
+                                                                             index=False)
+    rec = Recommender.open(load_settings(catalog=str(training), data_dir=tmp_path / "data",
+                                         **{"backend.name": "fake"}))
+    for user, ids in served.items():
+        assert [r.item_id for r in rec.recommend(user_id=user).recommendations] == ids, user
+    user = next(iter(served))
+    cli = CliRunner().invoke(app, ["recommend", "--catalog", str(training), "--user", user, "--json", *data])
+    assert cli.exit_code == 0, cli.output
+    assert [r["item_id"] for r in json.loads(cli.stdout)["recommendations"]] == served[user]
 
 
 def test_eval_command_writes_the_three_reports(small_movielens: Path, tmp_path: Path) -> None:
@@ -174,25 +199,21 @@ def test_rank_fusion_weights_interpolate_between_the_two_orders() -> None:
     assert not np.isfinite(rank_fusion(hybrid, llm, 0.5)[0, 3])
 
 
+class Contrarian(FakeBackend):
+    """Prefers the labels shown last: it reverses whatever order it is shown."""
+
+    def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
+        return [float(n) for n in range(len(options))]
+
+
 def test_llm_fusion_weight_is_zero_for_a_model_that_ranks_against_the_evidence(
         small_movielens: Path, tmp_path: Path) -> None:
-    """A scorer that reverses the hybrid order gets weight 0 on validation: the fused ranking is the hybrid one."""
+    """A model that reverses the served order gets weight 0 on validation: the fused ranking is the served one."""
     settings = load_settings(catalog=str(small_movielens), data_dir=tmp_path / "data", **{"backend.name": "fake"})
     catalog = load_catalog(settings.catalog)
-    from genre_agent.pipeline import build
-
-    index = build(settings, catalog)[0].index
-
-    def contrarian(scorer: Scorer) -> np.ndarray:
-        hybrid = scorer.scores("hybrid")
-        S = np.full_like(hybrid, -np.inf)
-        for n, p in enumerate(scorer.pos):
-            cols = scorer.split.cands[p]
-            S[n, cols] = -hybrid[n, cols]
-        return S
-
     val = validation_split(make_split(catalog.interactions, catalog.positive_min), catalog.positive_min)
-    weight, table = tune_llm_fusion(val, catalog, settings, index, contrarian, users=40)
+    measured = Measured(open_on(settings, catalog, val), Contrarian(), None)
+    weight, table = tune_llm_fusion(measured, "logprobs", val, permutations=1, users=40, k=10)
     assert weight == 0.0
     assert [row["weight_llm"] for row in table] == list(FUSION_GRID)
     assert table[0]["val_NDCG@10"] > table[-1]["val_NDCG@10"]

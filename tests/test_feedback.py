@@ -151,8 +151,8 @@ def test_a_full_disk_fails_the_turn_cleanly_and_the_repl_goes_on(tmp_path: Path)
     assert agent.session("s").liked == [] and agent.session("s").turns == 0  # the turn left no trace
     console = Console(record=True, width=200)
     repl = Repl(agent, console)
-    repl.turn(repl._chat(long))
-    repl.turn(repl._chat("something funny"))  # the REPL is still answering
+    repl.turn(repl.chat(long))
+    repl.turn(repl.chat("something funny"))  # the REPL is still answering
     text = console.export_text()
     assert "cannot write the feedback" in text and "Laugh Riot" in text
     from fastapi.testclient import TestClient

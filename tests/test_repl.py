@@ -98,7 +98,7 @@ def test_the_repl_shows_the_list_then_the_models_reasons_as_they_come(tmp_path: 
                                              reasons=True)
     console = Console(record=True, width=200)
     repl = Repl(agent, console)
-    repl.turn(repl._chat("I loved Star Quest, no comedy please"))
+    repl.turn(repl.chat("I loved Star Quest, no comedy please"))
     text = console.export_text()
     table, _, after = text.partition(LIVE)
     assert "Star Quest II (1992)" in table and "Night Terror (1985)" in table  # the list, at once

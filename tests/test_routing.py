@@ -85,7 +85,7 @@ def test_measured_ranking_gain_fuses_the_label_scores(tiny_recommender: Recommen
     retrieval = [c.item_id for c in rec.run(request).candidates]  # the retrieval order
     backend.calls.clear()
     backend.schemas.clear()
-    rec._calibrations.clear()
+    rec.reload_calibrations()
     _calibrate(rec, weight=1.0)
     result = rec.recommend("alice", query="space", k=4)
     assert len(backend.calls) == 2 and backend.schemas == [None, None]  # 2 label-scoring passes, no decoding
@@ -174,9 +174,8 @@ def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
     assert result.reasons.asked == 6 and result.reasons.accepted == 0
     save(result, settings.data_dir)
     assert find(settings.data_dir, result.key).state == "local"
-    rec._backend = backend
     backend.calls.clear()
-    answer = rec.recommend("1", k=3)
+    answer = rec.with_backend(backend).recommend("1", k=3)
     assert backend.calls == [] and answer.llm_roles == [] and not answer.fallback
 
 

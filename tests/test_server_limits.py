@@ -175,10 +175,10 @@ def test_shutdown_with_a_turn_running_cancels_it(agent: Agent, backend: GatedBac
 
 def test_stateless_requests_leave_no_session_behind(agent: Agent) -> None:
     with live(agent) as (base, _):
-        before = len(agent._sessions)
+        before = len(agent.session_ids())
         for _ in range(5):
             assert _chat(base, "I loved Star Quest").status_code == 200
-        assert len(agent._sessions) == before
+        assert len(agent.session_ids()) == before
 
 
 def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent, tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_sessions_expire_by_ttl_and_least_recent_use(agent: Agent, tmp_path: Pat
     with pytest.raises(ApiError):
         sessions.use(third, me)
     assert len(sessions) == 0
-    assert second not in alone._sessions and first not in alone._sessions  # nor kept in memory
+    assert second not in alone.session_ids() and first not in alone.session_ids()  # nor kept in memory
 
 
 def test_a_turn_that_lost_a_race_for_its_session_keeps_nothing(agent: Agent, tmp_path: Path) -> None:

@@ -15,14 +15,13 @@ from pydantic import BaseModel, Field
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.understanding import ask_model, merge, parse_rules
-from genre_agent.data.catalog import load_catalog
-from genre_agent.data.feedback import FeedbackStore, open_store, with_feedback
+from genre_agent.data.feedback import FeedbackStore, open_store
 from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.backends.base import cancellable
 from genre_agent.llm.prompts import Prompts
-from genre_agent.pipeline import Progress, Recommender, Run, build
+from genre_agent.pipeline import Progress, Recommender, Run
 from genre_agent.sanitize import clean_message
 from genre_agent.schemas import CatalogInfo, Recommendation, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
@@ -85,9 +84,7 @@ class Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
         store = open_store(settings.store.url, settings.data_dir)
-        catalog = with_feedback(load_catalog(settings.catalog, settings.catalog_files), store)
-        retriever, _ = build(settings, catalog, progress)
-        return cls(Recommender(settings, catalog, retriever, backend), store)
+        return cls(Recommender.open(settings, backend, progress, store=store), store)
 
     @property
     def settings(self) -> Settings:
@@ -115,6 +112,11 @@ class Agent:
         state, lock = self._entry(session_id)
         with lock:
             yield state
+
+    def session_ids(self) -> list[str]:
+        """The sessions this process holds in memory."""
+        with self._guard:
+            return list(self._sessions)
 
     def forget(self, session_id: str) -> None:
         """Drop a session and everything it remembers (the server's expiry and its one-request sessions)."""

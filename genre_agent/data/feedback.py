@@ -324,10 +324,13 @@ class PostgresStore(FeedbackStore):
                                "kept. Retry; if it persists, check the PostgreSQL server.") from exc
 
 
+FEEDBACK_FILE = "feedback.sqlite3"  # the SQLite store's file in the data directory
+
+
 def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
     """The configured store: PostgreSQL for a postgresql:// URL, else SQLite in the data directory."""
     if not url:
-        return SQLiteStore(data_dir / "feedback.sqlite3")
+        return SQLiteStore(data_dir / FEEDBACK_FILE)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
     raise ConfigError(f"store.url {redact(url)!r} is not a postgresql:// URL; unset it to keep feedback in "

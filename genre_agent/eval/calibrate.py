@@ -9,30 +9,43 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from genre_agent.errors import ConfigError
 from genre_agent.eval.dialogues import reading_gains
-from genre_agent.eval.llm_methods import (
-    evidence_writer,
-    llm_sampled_scores,
-    tune_llm_fusion,
-    user_requests,
-    verbalizer_matrix,
-)
-from genre_agent.eval.methods import Scorer
+from genre_agent.eval.llm_methods import Measured, tune_llm_fusion
 from genre_agent.eval.protocol import Split, make_split, validation_split
+from genre_agent.eval.served import open_on, served_lists
 from genre_agent.llm.backends import Backend
-from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, ReasonSample, key_for
+from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, ReasonSample, key_for, save
 from genre_agent.llm.prompts import Prompts
-from genre_agent.llm.ranking import rank, ranking_context
-from genre_agent.pipeline import Recommender
+from genre_agent.llm.routing import Routes
+from genre_agent.pipeline import Recommender, Run
 from genre_agent.settings import Settings
 
 Report = Callable[[str, int, int], None]
 
 
 ROLES = ("ranking", "reasons", "reading")
+REASONS_ONLY = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=True,
+                      calibration="pinned: the model writes the reasons of the retrieval order")
+
+
+def run_calibration(settings: Settings, *, users: int = 40, reason_users: int = 8, permutations: int = 3,
+                    seed: int = 0, dialogues: Path | None = None, dialogue_cases: int | None = None,
+                    roles: tuple[str, ...] = ROLES, command: str = "", progress: Report | None = None
+                    ) -> tuple[Calibration, Path]:
+    """`genre-agent calibrate`: open the service as `recommend` does, measure the `roles` of its model (the
+    others kept from this model's local or shipped calibration) and save the result in the data directory."""
+    rec = Recommender.open(settings, progress=progress)
+    if rec.catalog.interactions.empty:
+        raise ConfigError(f"Catalog '{rec.catalog.name}' has no interactions: there is nothing to calibrate on, "
+                          "and answers come from text retrieval and evidence only.")
+    in_force = rec.calibration()
+    result = calibrate(rec.settings, rec, rec.backend, rec.prompts, settings.prompts, users=users,
+                       reason_users=reason_users, permutations=permutations, seed=seed, dialogues=dialogues,
+                       dialogue_cases=dialogue_cases, roles=roles,
+                       keep=in_force.calibration if in_force.state in ("local", "shipped") else None,
+                       command=command, progress=progress)
+    return result, save(result, rec.settings.data_dir)
 
 
 def calibrate(settings: Settings, recommender: Recommender, backend: Backend, prompts: Prompts,
@@ -56,16 +69,17 @@ def calibrate(settings: Settings, recommender: Recommender, backend: Backend, pr
     def step(name: str) -> Callable[[int, int], None] | None:
         return (lambda d, t: progress(name, d, t)) if progress else None
 
-    ranking = (_ranking(settings, recommender, backend, prompts, val, users, permutations, seed, step("ranking"))
-               if "ranking" in roles or keep is None else keep.ranking)
-    reasons = (_reasons(settings, recommender, backend, prompts, val, reason_users, seed, step("reasons"))
-               if "reasons" in roles or keep is None else keep.reasons)
+    measure = [role for role in ("ranking", "reasons") if keep is None or role in roles]
+    measured = open_on(settings, catalog, val, progress) if measure else recommender
+    ranking = _ranking(measured, backend, val, users, permutations, seed, step("ranking")) \
+        if "ranking" in measure or keep is None else keep.ranking
+    reasons = _reasons(settings, measured, backend, val, reason_users, seed, step("reasons")) \
+        if "reasons" in measure or keep is None else keep.reasons
     reading = Reading()
     if "reading" not in roles and keep is not None:
         reading = keep.reading
     elif dialogues is not None:
-        reader = Recommender(settings, catalog, recommender.retriever, backend)
-        reading = reading_gains(reader, dialogues, dialogue_cases, seed, progress)
+        reading = reading_gains(recommender.with_backend(backend), dialogues, dialogue_cases, seed, progress)
     kept = [role for role in ROLES if role not in roles]
     if kept and keep is not None:  # say where the kept measurements come from, and count their time
         command = f"{command} (kept {', '.join(kept)} from `{keep.command}`)"
@@ -77,50 +91,37 @@ def calibrate(settings: Settings, recommender: Recommender, backend: Backend, pr
     )
 
 
-def _ranking(settings: Settings, recommender: Recommender, backend: Backend, prompts: Prompts, val: Split,
-             users: int, permutations: int, seed: int, progress: Callable[[int, int], None] | None) -> Ranking:
-    """The fusion weight of the model's ranking tuned on `users` validation users, and the paired bootstrap
-    interval of its NDCG@10 gain over weight 0."""
-    catalog, index = recommender.catalog, recommender.retriever.index
+def _ranking(measured: Recommender, backend: Backend, val: Split, users: int, permutations: int, seed: int,
+             progress: Callable[[int, int], None] | None) -> Ranking:
+    """The fusion weight of the model's ranking tuned on `users` validation users (the served path on the
+    validation split's training part, roles pinned), and the paired bootstrap interval of its NDCG@10 gain over
+    weight 0."""
     method: Literal["logprobs", "json"] = "logprobs" if backend.capabilities.logprobs else "json"
-
-    def llm_scores(scorer: Scorer) -> np.ndarray:
-        if method == "logprobs":
-            return verbalizer_matrix(scorer, backend, prompts, index, None, permutations, progress)[0]
-        return llm_sampled_scores(scorer, backend, prompts, index, None, progress)[0]
-
-    weight, grid = tune_llm_fusion(val, catalog, settings, index, llm_scores, users, seed)
+    weight, grid = tune_llm_fusion(Measured(measured, backend, None), method, val, permutations, users, 10, seed,
+                                   progress)
     chosen = next(row for row in grid if row["weight_llm"] == weight)
     return Ranking(method=method, weight=weight, users=min(users, len(val.rows)),
                    permutations=permutations if method == "logprobs" else 1, grid=grid,
                    gain_ci95=(chosen["gain_ci95_lo"], chosen["gain_ci95_hi"]))
 
 
-def _reasons(settings: Settings, recommender: Recommender, backend: Backend, prompts: Prompts, val: Split,
-             reason_users: int, seed: int, progress: Callable[[int, int], None] | None) -> Reasons:
-    """The share of the reasons the model writes for the top k of `reason_users` validation users that pass
-    the grounding check, with every sample and its verdict."""
-    catalog, index = recommender.catalog, recommender.retriever.index
+def _reasons(settings: Settings, measured: Recommender, backend: Backend, val: Split, reason_users: int,
+             seed: int, progress: Callable[[int, int], None] | None) -> Reasons:
+    """The share of the reasons the model writes for the served top k of `reason_users` validation users that
+    pass the grounding check, with every sample and its verdict."""
     pos = val.subsample(reason_users, seed + 1)
-    scorer = Scorer(val, catalog, index.vectors, settings, pos)
-    policy = settings.ranking
-    max_chars = prompts.reason_max_chars(policy.reason_max_chars)
-    accepted = asked = 0
     samples: list[ReasonSample] = []
-    rules = settings.rules.describe(for_prompt=True)
-    for n, req in enumerate(user_requests(scorer, index, evidence_writer(prompts, scorer))):
-        top = req.candidates[:settings.k]
-        history_titles = [h.title for h in req.history]
-        context = ranking_context(catalog.spec, k=len(top), reason_max_chars=max_chars, history=req.history,
-                                  candidates=top, query=None, rules=rules)
-        outcome = rank(backend, prompts.messages(context), top, len(top), retries=0, reason_max_chars=max_chars,
-                       max_tokens=policy.max_tokens, history_titles=history_titles)
-        asked += len(top)
-        accepted += len(outcome.model_reasons)
-        by_id = {c.item_id: c for c in top}
-        samples += [ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem,
-                                 candidate=by_id[i], history_titles=history_titles)
-                    for i, reason, problem in outcome.verdicts]
-        if progress:
-            progress(n + 1, len(pos))
-    return Reasons(accepted=accepted, asked=asked, users=len(pos), samples=samples)
+    asked = 0
+
+    def check(_: int, run: Run) -> None:
+        nonlocal asked
+        asked += len(run.result.recommendations)
+        by_id = {c.item_id: c for c in run.candidates}
+        history_titles = [h.title for h in run.history]
+        samples.extend(ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem,
+                                    candidate=by_id[i], history_titles=history_titles)
+                       for i, reason, problem in run.verdicts)
+
+    writing = measured.with_backend(backend, REASONS_ONLY)
+    served_lists(writing, val, pos, "full", settings.k, on_run=check, progress=progress)
+    return Reasons(accepted=sum(s.accepted for s in samples), asked=asked, users=len(pos), samples=samples)

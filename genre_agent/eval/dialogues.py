@@ -279,9 +279,8 @@ def reading_gains(recommender: Recommender, path: Path, cases: int | None, seed:
     reads each seeker turn once (in the session of the first variant that reads it) and every variant merges
     that same reading, so the variants differ only in the fields they take. A group is routed to the model
     when its interval lies above 0."""
-    settings = recommender.settings
     reader = _ReadOnce(recommender.backend)
-    rec = Recommender(settings, recommender.catalog, recommender.retriever, reader)
+    rec = recommender.with_backend(reader)
     variants = {"rules": frozenset(), **{f: frozenset([f]) for f in READING_FIELDS}}
     hits: dict[str, list[bool]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:

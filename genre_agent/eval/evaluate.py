@@ -22,10 +22,13 @@ from genre_agent.eval.llm_methods import LLM_METHODS, LLMParts, llm_method, make
 from genre_agent.eval.methods import Scorer, tune_fusion
 from genre_agent.eval.metrics import bootstrap_ci, protocol_summary, rank_metrics
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
+from genre_agent.eval.served import list_scores, open_on, served_lists
 from genre_agent.llm.adapters import with_adapter
+from genre_agent.pipeline import Recommender, build
 from genre_agent.settings import Settings
 
-METHODS = ("random", "pop", "itemknn", "ease", "als", "vector", "hybrid", *LLM_METHODS)
+METHODS = ("random", "pop", "itemknn", "ease", "als", "vector", "hybrid", "served", *LLM_METHODS)
+SERVED = ("served", *LLM_METHODS)  # answered by the served path (`eval/served.py`), on the training part
 SECRETS: dict[str, Any] = {"backend": {"openai": {"api_key"}, "langchain": {"api_key"}}}
 
 
@@ -68,13 +71,11 @@ def _paired_llm_differences(results: dict[str, Any], per_user: dict[tuple[str, s
 def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
         progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Evaluate every method on one split and return the report (numbers, config, commit)."""
-    from genre_agent.pipeline import build
-
     started = time.perf_counter()
     settings, adapter = with_adapter(settings, catalog)
     split = make_split(catalog.interactions, catalog.positive_min, seed=config.seed)
     pos = split.subsample(config.users, config.seed)
-    needs_index = config.tune or any(m in config.methods for m in ("vector", "hybrid", *LLM_METHODS))
+    needs_index = config.tune or any(m in config.methods for m in ("vector", "hybrid", *SERVED))
     retriever = build(settings, catalog, progress)[0] if needs_index else None
     tuning: dict[str, Any] = {}
 
@@ -91,6 +92,15 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
     genres = [set(catalog.items.at[i, "genres"]) for i in split.items]
     results: dict[str, Any] = {}
     per_user: dict[tuple[str, str], np.ndarray] = {}  # (protocol, method) -> NDCG@max(k) of each user
+    k = max(config.ks)
+
+    @functools.cache
+    def served_on_training() -> Recommender:
+        return open_on(settings, catalog, split, progress)
+
+    @functools.cache
+    def served_on_validation() -> tuple[Split, Recommender]:
+        return validation(), open_on(settings, catalog, validation(), progress)
 
     @functools.cache
     def llm_parts() -> LLMParts:
@@ -100,25 +110,32 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
     def report(step: str) -> Callable[[int, int], None] | None:
         return (lambda d, t: progress(step, d, t)) if progress else None
 
+    def scores(method: str, protocol: str) -> tuple[np.ndarray, dict[str, Any]]:
+        if method in LLM_METHODS:
+            return llm_method(method, split, pos, k, llm_parts(), served_on_training(), served_on_validation,
+                              tuning, report)
+        if method == "served":
+            lists = served_lists(served_on_training(), split, pos, protocol, k,
+                                 progress=report(f"served {protocol}"))
+            users = split.users[split.rows[pos]].astype(str)
+            return list_scores(lists, split), ({"lists": dict(zip(users, lists, strict=True))}
+                                               if protocol == "full" else {})
+        return scorer.scores(method), {}
+
     for n, method in enumerate(config.methods):
         if progress:
             progress("methods", n, len(config.methods))
-        t0 = time.perf_counter()
-        extra: dict[str, Any] = {}
-        if method in LLM_METHODS and retriever is not None:
-            S, extra = llm_method(method, scorer, llm_parts(), retriever.index, validation, tuning, report)
-            protocols = tuple(p for p in config.protocols if p == "sampled")
-        else:
-            S = scorer.scores(method)
-            protocols = config.protocols
-        seconds = time.perf_counter() - t0
-        full, sampled = rank_metrics(S, split, pos, config.ks)
-        for protocol, users_metrics in (("full", full), ("sampled", sampled)):
-            if protocol in protocols:
-                entry = protocol_summary(S, split, pos, protocol, users_metrics, config.ks, config.seed, genres,
-                                         scorer.pop)
-                results.setdefault(protocol, {})[method] = {**entry, "seconds": round(seconds, 2), **extra}
-                per_user[protocol, method] = users_metrics[f"NDCG@{max(config.ks)}"]
+        protocols = tuple(p for p in config.protocols if p == "sampled" or method not in LLM_METHODS)
+        for protocol in protocols:
+            t0 = time.perf_counter()
+            S, extra = scores(method, protocol)
+            seconds = time.perf_counter() - t0
+            full, sampled = rank_metrics(S, split, pos, config.ks)
+            users_metrics = full if protocol == "full" else sampled
+            entry = protocol_summary(S, split, pos, protocol, users_metrics, config.ks, config.seed, genres,
+                                     scorer.pop)
+            results.setdefault(protocol, {})[method] = {**entry, "seconds": round(seconds, 2), **extra}
+            per_user[protocol, method] = users_metrics[f"NDCG@{k}"]
     _paired_llm_differences(results, per_user, max(config.ks), config.seed)
     return {
         "catalog": catalog.name, "commit": git_commit(), "seconds": round(time.perf_counter() - started, 1),
@@ -128,5 +145,8 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
         "split": split.info, "results": results, "tuning": tuning,
         "llm_adapter": adapter if any(m in LLM_METHODS for m in config.methods) else None,
         "notes": ["RMSE/MAE: not reported, no method here predicts ratings (all rank implicit positives).",
-                  "llm: sampled protocol only (ranking all ~9.7k items with an LLM is not feasible)."],
+                  "llm: sampled protocol only (ranking all ~9.7k items with an LLM is not feasible).",
+                  "served: what `recommend` answers each user (the service opened on the training part, the "
+                  "sampled candidates given as a shortlist); items it does not list tie at the bottom, so MRR "
+                  "counts its top k only. report.json has each user's full-protocol list."],
     }

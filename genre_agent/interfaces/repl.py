@@ -84,11 +84,12 @@ class Repl:
                 if not self.command(text):
                     break
                 continue
-            self.turn(self._chat(text))
+            self.turn(self.chat(text))
         self.console.print("bye")
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _chat(self, message: str) -> Work:
+    def chat(self, message: str) -> Work:
+        """The work of one chat message, for `turn`."""
         return lambda cancel, first, reason: self.agent.chat(self.session_id, message, cancel=cancel,
                                                             on_first=first, on_reason=reason)
 
@@ -199,7 +200,7 @@ class Repl:
             if item:
                 self.turn(lambda cancel, first, reason: self.agent.explain(sid, item))
         elif name in ("more", "reset"):
-            self.turn(self._chat(name))
+            self.turn(self.chat(name))
         elif name == "filters":
             state = self.agent.session(sid)
             titles = self.agent.title_of

@@ -81,6 +81,7 @@ class Routed:
     reasks: int = 0
     prompt_tokens: int = 0
     llm_ms: float = 0.0
+    verdicts: list[tuple[str, str, str | None]] = field(default_factory=list)  # (id, model reason, problem)
 
 
 def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, context: RankingContext, k: int, *,
@@ -105,6 +106,7 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
         routed.prompt_tokens += outcome.prompt_tokens
         routed.llm_ms += outcome.llm_ms
         routed.fallback = outcome.fallback
+        routed.verdicts += outcome.verdicts
         written.update({i.item_id: i.reason for i in outcome.items if i.item_id in outcome.model_reasons})
         return None if outcome.fallback else [i.item_id for i in outcome.items]
 

@@ -59,6 +59,8 @@ def allowed(filters: Filters, items: pd.DataFrame, seen: set[str], genres: dict[
         ok &= (year <= filters.year_max).fillna(False).to_numpy(dtype=bool)
     for column, value in filters.where.items():
         ok &= (items[column].astype(str).str.lower() == str(value).lower()).to_numpy()
+    if filters.only_items is not None:
+        ok &= items.index.isin(filters.only_items)
     blocked = set(filters.exclude_items) | (seen if filters.exclude_seen else set())
     if blocked:  # by title too: the catalog may list the same film under two ids
         titles = items.loc[items.index.intersection(list(blocked)), "title"]

@@ -167,6 +167,12 @@ class ALS:
                 rows.append(np.asarray(model.recalculate_user(0, history), dtype=np.float64).ravel())  # type: ignore[attr-defined]
         return np.vstack(rows) @ itf.T if rows else np.zeros((0, itf.shape[0]))
 
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user factors, item factors) of the fitted or loaded model, rows in the matrix's order."""
+        if self._model is None:
+            raise ConfigError("ALS: call fit() or load() before factors().")
+        return np.asarray(self._model.user_factors), np.asarray(self._model.item_factors)  # type: ignore[attr-defined]
+
     def save(self, directory: Path) -> None:
         model = self._model
         np.save(directory / "als_user.npy", np.asarray(model.user_factors))  # type: ignore[union-attr]

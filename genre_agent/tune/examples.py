@@ -18,21 +18,26 @@ retrieval order can gain from is what the model knows beyond that order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 from genre_agent.data.catalog import Catalog
+from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError
-from genre_agent.eval.llm_methods import evidence_writer, user_requests
 from genre_agent.eval.methods import Scorer
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.scoring import LABELS, scoring_messages
+from genre_agent.retrieval.candidates import HISTORY_ITEMS, Retriever, UserView
+from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import VectorIndex
+from genre_agent.schemas import Candidate, HistoryItem
 from genre_agent.settings import Settings
 
 
@@ -97,6 +102,52 @@ def _retriever_top(scorer: Scorer, n: int, rng: np.random.Generator) -> np.ndarr
 
 def _sampled_shuffled(scorer: Scorer, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(scorer.split.cands[scorer.pos[n]])
+
+
+@dataclass
+class UserRequest:
+    """One evaluated user's sampled candidates as the pipeline would present them."""
+
+    n: int
+    order: np.ndarray  # split columns of the candidates, in the order shown
+    history: list[HistoryItem]
+    candidates: list[Candidate]
+
+
+def user_requests(scorer: Scorer, index: VectorIndex, reason: ReasonWriter,
+                  shown: Callable[[Scorer, int], np.ndarray]) -> Iterator[UserRequest]:
+    """For each evaluated user: the candidates `shown` picks (split columns, in the order shown), described as
+    served (`reason` words the evidence sentence), with
+    their evidence from the user's training history only."""
+    split, catalog, settings = scorer.split, scorer.catalog, scorer.settings
+    items = catalog.items
+    hybrid = scorer.scores("hybrid")
+    col_of = items.index.get_indexer(split.items)  # split column -> catalog row
+    X_cat = sp.csr_matrix((split.X.data, col_of[split.X.indices], split.X.indptr),
+                          shape=(split.X.shape[0], len(items)))
+    matrix = InteractionMatrix(X_cat, pd.Index(split.users), items.index)
+    retriever = Retriever(catalog, index, None, matrix, settings.retrieval)
+    for n, row in enumerate(scorer.rows):
+        order = shown(scorer, n)
+        liked = [str(split.items[i]) for i in scorer.liked(row)]
+        history = [retriever.history_item(str(split.items[r.i]), float(r.rating))
+                   for r in scorer.rated[row].head(HISTORY_ITEMS).itertuples()]
+        view = UserView(None, -1, set(), liked, history)
+        fused = np.zeros(len(items))
+        fused[col_of[order]] = hybrid[n, order]
+        candidates = retriever.describe_candidates(col_of[order], view, fused,
+                                                   profile_vec=retriever.profile(liked),
+                                                   reason=reason)
+        yield UserRequest(n, order, history, candidates)
+
+
+def evidence_writer(prompts: Prompts, scorer: Scorer) -> ReasonWriter:
+    """The set's `reason.j2` at the set's reason length, as serving words evidence sentences."""
+    spec = scorer.catalog.spec
+    return prompts.reason_writer(prompts.reason_max_chars(scorer.settings.ranking.reason_max_chars),
+                                 spec.item_noun, spec.item_noun_plural)
+
+
 
 
 def build_examples(settings: Settings, catalog: Catalog, index: VectorIndex, prompts: Prompts,

@@ -11,13 +11,16 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from genre_agent.errors import ConfigError
 from genre_agent.llm.adapters import Adapter, Checkpoint, adapters_dir, record_path, save, sha256_of
+from genre_agent.llm.calibration import Calibration
 from genre_agent.llm.models import resolve_model
 from genre_agent.llm.prompts import Prompts
 from genre_agent.pipeline import Recommender
+from genre_agent.settings import Settings
 from genre_agent.tune.examples import Tokenizer, build_examples
 from genre_agent.tune.export import write_lora_gguf
 from genre_agent.tune.train import TrainConfig, Trained, require_tune_extra, train
@@ -28,6 +31,24 @@ class Tuned:
     adapter: Adapter | None  # None: the budget ended before a first checkpoint
     trained: Trained
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: tuple[Calibration, Path] | None = None  # the recalibration with the adapter, and its file
+
+
+def tune_and_calibrate(settings: Settings, calibrated: Settings | None, prompts: Prompts, *, budget_minutes: float,
+                       val_users: int, config: TrainConfig, command: str,
+                       progress: Callable[[str, int, int], None] | None = None,
+                       on_checkpoint: Callable[[Checkpoint], None] | None = None) -> Tuned:
+    """`genre-agent tune`: open the service as `recommend` does (`settings`: the base model, no adapter), tune
+    its model, then, if the adapter beats the base model and `calibrated` (the settings answers will use) is
+    given, recalibrate with it so the router decides whether to use it."""
+    from genre_agent.eval.calibrate import run_calibration
+
+    recommender = Recommender.open(settings, progress=progress)
+    tuned = tune(recommender, prompts, budget_minutes=budget_minutes, val_users=val_users, config=config,
+                 command=command, progress=progress, on_checkpoint=on_checkpoint)
+    if tuned.adapter is not None and tuned.adapter.beats_base and calibrated is not None:
+        tuned.calibration = run_calibration(calibrated, seed=config.seed, command=command, progress=progress)
+    return tuned
 
 
 def tune(recommender: Recommender, prompts: Prompts, *, budget_minutes: float, val_users: int = 40,
