@@ -29,6 +29,14 @@ def expected_ranks(g: np.ndarray, e: np.ndarray, ks: tuple[int, ...]) -> dict[st
     return out
 
 
+def ndcg_of(scores: np.ndarray, target: int, k: int = 10) -> float:
+    """NDCG@k of one held-out item (position `target`) among candidates scored `scores`, ties broken at random
+    (in expectation), as `rank_metrics` scores every method."""
+    higher = int((scores > scores[target]).sum())
+    tied = int((scores == scores[target]).sum()) - 1
+    return float(expected_ranks(np.array([higher]), np.array([tied]), (k,))[f"NDCG@{k}"][0])
+
+
 def rank_metrics(S: np.ndarray, split: Split, pos: np.ndarray, ks: tuple[int, ...]
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(full, sampled) per-user metrics for scores S (users in `pos` x items)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from genre_agent.errors import ConfigError
+from genre_agent.eval.metrics import ndcg_of
 from genre_agent.llm.adapters import Checkpoint
 from genre_agent.tune.examples import Example
 
@@ -57,12 +58,6 @@ def require_tune_extra() -> None:
                           f"peft; {exc.name} is missing).") from exc
 
 
-def ndcg10(scores: np.ndarray, target: int) -> float:
-    """NDCG@10 of one held-out item among candidates scored `scores` (ties broken against the target)."""
-    rank = int((scores >= scores[target]).sum()) - 1
-    return float(1.0 / np.log2(rank + 2)) if rank < 10 else 0.0
-
-
 def train(model_path: Path, train_examples: list[Example], val_examples: list[Example], budget_s: float,
           config: TrainConfig, progress: Callable[[float, float], None] | None = None,
           on_checkpoint: Callable[[Checkpoint], None] | None = None) -> Trained:
@@ -99,7 +94,7 @@ def train(model_path: Path, train_examples: list[Example], val_examples: list[Ex
         t0 = time.perf_counter()
         model.eval()
         with T.no_grad():
-            scores = [ndcg10(label_logits(e).numpy(), e.target) for e in val_examples]
+            scores = [ndcg_of(label_logits(e).numpy(), e.target) for e in val_examples]
         model.train()
         return float(np.mean(scores)), time.perf_counter() - t0
 
