@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from genre_agent.errors import ConfigError, GenreAgentError
+from genre_agent.plugins import backend_names
 from genre_agent.sanitize import for_terminal, redact
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ out = Console()
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default ./genre-agent.toml)")]
 CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catalog name or a folder")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")]
+BACKENDS_HELP = " | ".join(backend_names())  # the registered backends (entry point group genre_agent.backends)
+BackendOpt = Annotated[str | None, typer.Option("--backend", help=BACKENDS_HELP)]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")]
 AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside", help="read catalog files outside the catalog folder (only for catalogs you trust)")]
@@ -177,7 +179,7 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="GENRE_AGENT_API_KEY",
                                                 help="required for a non-local bind")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
+    backend: BackendOpt = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
     allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
@@ -274,7 +276,7 @@ def evaluate(
                                                                             "llm-score / llm-fused")] = 3,
     tune_users: Annotated[int, typer.Option("--tune-users", min=1, help="validation users that tune the "
                                                                         "llm-fused weight")] = 100,
-    backend: Annotated[str | None, typer.Option("--backend")] = None,
+    backend: BackendOpt = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
     dialogues: Annotated[Path | None, typer.Option("--dialogues", help="ReDial-format JSONL: evaluate the chat "
                                                    "agent on real conversations instead")] = None,
@@ -650,7 +652,7 @@ def config_show(
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     prompts: Annotated[str | None, typer.Option("--prompts")] = None,
-    backend: Annotated[str | None, typer.Option("--backend")] = None,
+    backend: BackendOpt = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
     config: ConfigOpt = None,
 ) -> None:
