@@ -39,8 +39,9 @@ def backend_plugins() -> dict[str, type]:
         try:
             cls = point.load()
         except Exception as exc:  # any error of a third-party module: say which and go on
-            warnings.warn(f"{where} cannot be imported ({exc!r}): it is left out; fix or uninstall its package.",
-                          stacklevel=2)
+            warnings.warn(f"{where} cannot be imported ({exc!r}): it is left out; fix or uninstall its package "
+                          "(a backend module imports genre_agent.settings only under TYPE_CHECKING: the "
+                          "settings load the backends).", stacklevel=2)
             continue
         options = getattr(cls, "Options", None)
         if not (isinstance(cls, type) and getattr(cls, "name", None) == point.name and isinstance(options, type)

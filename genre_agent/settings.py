@@ -46,19 +46,24 @@ class BackendSettings(_Section):
     temperature: float = 0.0
 
     def options(self, kind: type[OptionsT]) -> OptionsT:
-        """The sub-table whose model is `kind`, e.g. `settings.backend.options(LlamaCppOptions)`."""
-        for name, field in type(self).model_fields.items():
-            if field.annotation is kind:
-                value = getattr(self, name)
-                assert isinstance(value, kind)
-                return value
-        raise ConfigError(f"No backend of these settings has the options {kind.__name__}: register its backend "
-                          f"in the entry point group {GROUP}.")
+        """The sub-table of the model `kind`, e.g. `settings.backend.options(LlamaCppOptions)`."""
+        value = getattr(self, self._section(kind))
+        assert isinstance(value, kind)
+        return value
 
     def with_options(self, options: BaseModel) -> Self:
         """A copy with the sub-table of `options`' model replaced by it."""
-        name = next(n for n, f in type(self).model_fields.items() if f.annotation is type(options))
-        return self.model_copy(update={name: options})
+        return self.model_copy(update={self._section(type(options)): options})
+
+    def _section(self, kind: type[BaseModel]) -> str:
+        """The name of the sub-table of the model `kind`: the configured backend's if it is of that model (two
+        backends may share one), else the first one."""
+        fields = type(self).model_fields
+        for name in sorted(fields, key=lambda n: n != self.name):
+            if fields[name].annotation is kind:
+                return name
+        raise ConfigError(f"No backend of these settings has the options {kind.__name__}: register its backend "
+                          f"in the entry point group {GROUP}.")
 
 
 def with_backend_sections(base: type[BackendSettings]) -> type[BackendSettings]:

@@ -128,6 +128,14 @@ def test_prompt_tokens_are_counted(contracted: Contracted) -> None:
     assert isinstance(tokens, int) and tokens > 0 and counted_by
 
 
+def test_options_of_no_registered_backend_are_refused() -> None:
+    class Unregistered(BackendOptions):
+        pass
+
+    with pytest.raises(ConfigError, match="No backend of these settings has the options Unregistered"):
+        load_settings().backend.options(Unregistered)
+
+
 def test_an_unregistered_name_says_what_is_registered() -> None:
     with pytest.raises(ConfigError, match="choose one of fake, langchain, llamacpp, openai, or install"):
         backend_class("ollama")
@@ -136,31 +144,8 @@ def test_an_unregistered_name_says_what_is_registered() -> None:
         load_settings(**{"backend.name": "ollama"})
 
 
-ECHO = '''
-from genre_agent.llm.backends import Backend, BackendOptions, Completion, heard, raise_if_cancelled
-
-
-class EchoOptions(BackendOptions):
-    prefix: str = "echo: "
-
-
-class EchoBackend(Backend):
-    name = "echo"
-    Options = EchoOptions
-
-    def __init__(self, prefix):
-        self.prefix, self.model = prefix, "echo"
-
-    @classmethod
-    def from_settings(cls, settings):
-        return cls(settings.backend.options(EchoOptions).prefix)
-
-    def complete(self, messages, schema, max_tokens):
-        raise_if_cancelled()
-        text = self.prefix + messages[-1]["content"]
-        heard(text)
-        return Completion(text, 1, len(text.split()))
-'''
+DOCS = Path(__file__).parents[1] / "docs" / "backends.md"
+ECHO = re.search(r"```python\n# my_backend.py\n(.*?)```", DOCS.read_text(), re.S)[1]  # type: ignore[index]
 
 USE_ECHO = '''
 import sys
@@ -177,12 +162,13 @@ print(CliRunner().invoke(app, ["recommend", "--help"]).output)
 
 
 def test_a_backend_installed_from_another_package_is_found_and_meets_the_contract(tmp_path: Path) -> None:
-    """A third-party backend is one module and one entry point: nothing in the project is edited."""
-    (tmp_path / "echo_backend.py").write_text(ECHO)
-    info = tmp_path / "echo_backend-0.1.dist-info"
+    """A third-party backend is one module and one entry point: nothing in the project is edited. The module is
+    the example of docs/backends.md."""
+    (tmp_path / "my_backend.py").write_text(ECHO)
+    info = tmp_path / "my_backend-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-backend\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[genre_agent.backends]\necho = echo_backend:EchoBackend\n"
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-backend\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[genre_agent.backends]\necho = my_backend:EchoBackend\n"
                                            "broken = no_such_module:Backend\n")
     config = tmp_path / "genre-agent.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n[backend]\nname = "echo"\n[backend.echo]\n'
