@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from genre_agent.chat.agent import Agent
+from genre_agent.llm.backends.llamacpp import LlamaCppOptions
 from genre_agent.settings import load_settings
 
 TURNS = ("I loved The Matrix and Alien, no horror please", "more like the second one", "why that one?",
@@ -72,7 +73,7 @@ def main() -> None:
 
     print(f"model {settings.backend.model} via {settings.backend.name}, catalog {rec.catalog.name}, "
           f"prompts {settings.prompts}, k={args.k}, {settings.retrieval.candidates} candidates, "
-          f"threads={settings.backend.llamacpp.threads}")
+          f"threads={settings.backend.options(LlamaCppOptions).threads}")
     print(f"routing: {routes.describe()}\ncalibration: {routes.calibration}")
     head = (f"{'answer':<10} {'user':>6} {'retrieve ms':>11} {'LLM ms':>8} {'total ms':>9} {'total/retr':>10}"
             "  roles")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from genre_agent.llm.backends import Backend, Completion, Message, Wrapper, make_backend
+from genre_agent.llm.backends.llamacpp import LlamaCppOptions
 from genre_agent.llm.models import resolve_model
 from genre_agent.llm.ranking import rank
 from genre_agent.pipeline import Recommender
@@ -72,7 +73,7 @@ def main() -> None:
     settings = load_settings(catalog=args.catalog, **overrides)
     timed = Timed(make_backend(settings))
     rec = Recommender.open(settings, backend=timed)
-    b = settings.backend.llamacpp
+    b = settings.backend.options(LlamaCppOptions)
     _, path = resolve_model(settings.backend.model, settings.data_dir / "models")
     raw = Llama(model_path=str(path), n_ctx=b.n_ctx, n_threads=b.threads,
                 n_threads_batch=b.threads, seed=0, verbose=False)

@@ -6,9 +6,9 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from genre_agent.errors import ConfigError
 from genre_agent.filters import Filters
+from genre_agent.plugins import GROUP, backend_plugins
 from genre_agent.sanitize import redact
 
 
@@ -31,49 +32,56 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LlamaCppOptions(_Section):
-    """Options of the llamacpp backend (a local GGUF through llama-cpp-python)."""
-
-    n_ctx: int = Field(8192, ge=512, description="context window in tokens")
-    threads: int = Field(2, ge=1, le=512, description="CPU threads")
-    seed: int = 0
-    adapter: str = Field("auto", description="LoRA adapter: 'auto' = the one `genre-agent tune` wrote for this "
-                         "catalog and model (if any), 'none', or the path of a GGUF LoRA")
-
-
-class OpenAIOptions(_Section):
-    """Options of the openai backend (any OpenAI-compatible server)."""
-
-    base_url: str | None = Field(None, description="the server's URL, e.g. http://127.0.0.1:8080/v1; unset = "
-                                 "the hosted OpenAI API")
-    api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__OPENAI__API_KEY")
-    timeout_s: float = 120.0
-    max_retries: int = Field(2, ge=0, le=10, description="retries of a request that failed to connect, timed "
-                             "out or got 408/409/429/5xx, with exponential backoff that honours Retry-After")
-    output_mode: Literal["auto", "json_schema", "json_object_schema", "json_object", "prompt"] = Field(
-        "auto", description="structured-output form the server takes; auto = try json_schema, then "
-        "json_object_schema, json_object, prompt, and keep the first one accepted")
-    cooldown_s: float = Field(30.0, ge=0, description="after the server failed (unreachable, busy past the "
-                              "retries, stalled), answers skip the model for this long and come from retrieval")
-
-
-class LangChainOptions(_Section):
-    """Options of the langchain backend (`init_chat_model`)."""
-
-    base_url: str | None = None
-    api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__LANGCHAIN__API_KEY")
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class BackendSettings(_Section):
-    """Which backend and model; each backend's own options in its sub-table ([backend.llamacpp], …)."""
+    """Which backend and model; each registered backend's own options in its sub-table ([backend.llamacpp],
+    …), of the backend's `Options` model (see `with_backend_sections`)."""
 
-    name: Literal["llamacpp", "openai", "langchain", "fake"] = "llamacpp"
+    name: str = Field("llamacpp", description="a backend registered in the entry point group "
+                      "genre_agent.backends: llamacpp, openai, langchain, fake or a plug-in's")
     model: str = Field("smollm2-135m", description="llamacpp: registered name or .gguf path; openai: the "
                        "server's model id; langchain: 'provider:model' for init_chat_model; fake: answers file")
     temperature: float = 0.0
-    llamacpp: LlamaCppOptions = LlamaCppOptions()
-    openai: OpenAIOptions = OpenAIOptions()
-    langchain: LangChainOptions = LangChainOptions()
+
+    def options(self, kind: type[OptionsT]) -> OptionsT:
+        """The sub-table of the model `kind`, e.g. `settings.backend.options(LlamaCppOptions)`."""
+        value = getattr(self, self._section(kind))
+        assert isinstance(value, kind)
+        return value
+
+    def with_options(self, options: BaseModel) -> Self:
+        """A copy with the sub-table of `options`' model replaced by it."""
+        return self.model_copy(update={self._section(type(options)): options})
+
+    def _section(self, kind: type[BaseModel]) -> str:
+        """The name of the sub-table of the model `kind`: the configured backend's if it is of that model (two
+        backends may share one), else the first one."""
+        fields = type(self).model_fields
+        for name in sorted(fields, key=lambda n: n != self.name):
+            if fields[name].annotation is kind:
+                return name
+        raise ConfigError(f"No backend of these settings has the options {kind.__name__}: register its backend "
+                          f"in the entry point group {GROUP}.")
+
+
+def with_backend_sections(base: type[BackendSettings]) -> type[BackendSettings]:
+    """`base` with one sub-table per registered backend ([backend.<name>], of its `Options` model), and `name`
+    restricted to the registered backends."""
+    plugins = backend_plugins()
+    sections: dict[str, Any] = {name: (cls.Options, Field(default_factory=cls.Options,  # type: ignore[attr-defined]
+                                                          description=f"options of the {name} backend"))
+                                for name, cls in plugins.items()}
+    names = Literal[tuple(plugins)]  # type: ignore[valid-type]
+    return create_model("BackendSettings", __base__=base, __doc__=base.__doc__,
+                        name=(names, base.model_fields["name"]), **sections)  # type: ignore[arg-type]
+
+
+if TYPE_CHECKING:
+    Backends = BackendSettings
+else:
+    Backends = with_backend_sections(BackendSettings)
 
 
 class RankingSettings(_Section):
@@ -189,7 +197,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     prompts: str = Field("default", description="a shipped prompt set name or a folder of templates")
     k: int = Field(10, ge=1, le=50)
-    backend: BackendSettings = BackendSettings()
+    backend: Backends = Field(default_factory=Backends)
     ranking: RankingSettings = RankingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     rules: Filters = Field(default_factory=Filters,

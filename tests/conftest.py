@@ -9,9 +9,12 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from genre_agent.llm.backends import FakeBackend
@@ -63,6 +66,42 @@ def tiny_recommender(tiny_built: Recommender, fake: FakeBackend) -> Recommender:
     return Recommender(tiny_built.settings, tiny_built.catalog, tiny_built.retriever, backend=fake)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server (llama.cpp's, `python -m llama_cpp.server`) serving the bundled small
+    model as "smol" on a free local port, started once per session; its /v1 URL."""
+    from genre_agent.llm.models import resolve_model
+
+    _, gguf = resolve_model("smollm2-135m", tmp_path_factory.mktemp("models"))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port),
+         "--n_ctx", "2048", "--model_alias", "smol"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/models", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def _postgres_bin() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
@@ -85,9 +124,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.chmod(path, os.stat(path).st_mode | 0o011)  # let the server's user reach its folder
         os.chown(root, owner.pw_uid, owner.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = root / "data"
     subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)

@@ -11,6 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from genre_agent.chat.agent import REVISED, Agent, Reply
+from genre_agent.chat.transcript import with_shown
 from genre_agent.errors import TurnCancelled
 from genre_agent.interfaces.langchain_tool import chat_runnable, recommend_tool
 from genre_agent.llm.backends import Completion, FakeBackend
@@ -143,6 +144,16 @@ def test_restoring_a_streamed_answer_reads_the_models_list(agent: Agent) -> None
             f"{REVISED}\n1. Laugh Riot (1995) \u2014 a reason\n2. Star Quest II (1992) \u2014 another")
     agent.restore("r", [("user", "I loved Star Quest"), ("assistant", text)])
     assert agent.session("r").last == ["3", "2"]
+
+
+def test_restoring_reads_the_ids_an_answer_names_before_its_list(agent: Agent) -> None:
+    """Issue 26.6: the ids line of an answer is what it showed; its numbered list is read only without one."""
+    listed = "1. Star Quest II (1992) \u2014 evidence\n2. Night Terror (1985) \u2014 evidence"
+    marked = with_shown(listed, ["5", "99", "2", "5"])
+    agent.restore("marked", [("user", "I loved Star Quest"), ("assistant", marked)])
+    assert agent.session("marked").last == ["5", "2"]  # ids the catalog lacks, and repeats, are left out
+    agent.restore("listed", [("user", "I loved Star Quest"), ("assistant", listed)])
+    assert agent.session("listed").last == ["2", "5"]
 
 
 def test_concurrent_sessions(agent: Agent) -> None:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -20,9 +19,10 @@ from genre_agent.data.feedback import SQLiteStore, open_store
 from genre_agent.errors import CatalogError, ConfigError
 from genre_agent.interfaces.cli import app
 from genre_agent.interfaces.repl import Repl
-from genre_agent.llm.backends import BACKENDS, Backend, FakeBackend, OutputMode
+from genre_agent.llm.backends import Backend, FakeBackend, OutputMode
 from genre_agent.llm.backends.openai_compat import OpenAIBackend
 from genre_agent.pipeline import Recommender
+from genre_agent.plugins import backend_plugins
 from genre_agent.sanitize import for_terminal, redact
 from genre_agent.settings import CatalogFilesSettings, Settings, load_settings
 
@@ -169,7 +169,7 @@ class SlowToLoad(FakeBackend):
 
 def test_a_cold_burst_of_turns_creates_one_backend(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 27.14: the backend was created lazily without a lock: 4 turns at once loaded 4 models."""
-    monkeypatch.setitem(BACKENDS, "fake", SlowToLoad)  # the registry of backend plug-ins
+    monkeypatch.setitem(backend_plugins(), "fake", SlowToLoad)  # the registry of backend plug-ins
     SlowToLoad.made.clear()
     cold = Recommender(agent.settings, agent.recommender.catalog, agent.recommender.retriever)
     got: list[Backend] = []
@@ -196,9 +196,8 @@ def test_openai_output_mode_probing_under_concurrent_calls() -> None:
         all_asked.wait(5)  # the four calls are all probing the first form now
         return httpx.Response(400, json={"error": {"message": "unsupported response_format"}})
 
-    backend = OpenAIBackend("m", "http://server.test/v1", None, output_mode=OutputMode.AUTO)
-    backend.client = openai.OpenAI(base_url="http://server.test/v1", api_key="k", max_retries=0,
-                                   http_client=httpx.Client(transport=httpx.MockTransport(llama_server)))
+    backend = OpenAIBackend("m", "http://server.test/v1", None, output_mode=OutputMode.AUTO, max_retries=0,
+                            http_client=httpx.Client(transport=httpx.MockTransport(llama_server)))
     answers: list[str | BaseException] = []
 
     def call() -> None:

@@ -18,6 +18,8 @@ import httpx
 import openai
 import pytest
 
+from genre_agent.chat.transcript import with_shown
+
 from conftest import TINY
 
 KEY = "test-key-0123456789abcdef"  # a new user
@@ -117,6 +119,25 @@ def test_stateless_by_default_the_conversation_travels_in_messages(server: str) 
     assert "which you liked" in second.choices[0].message.content
 
 
+def test_a_stateless_conversation_reads_what_was_shown_from_the_ids_line_else_the_list(server: str) -> None:
+    """Issue 26.6: an answer's content ends with the ids it showed; a client keeps only role and content, and
+    the next request reads what was shown from that line (the numbered list only when the line is gone)."""
+    client = _client(server)
+    said = {"role": "user", "content": "I loved Star Quest, no comedy please"}
+    content = client.chat.completions.create(model="genre-agent", messages=[said]).choices[0].message.content
+    listed, _, ids_line = content.rpartition("\n\n")
+    assert ids_line == "[//]: # (genre-agent shown: 2 5)" and listed.startswith("1. Star Quest II (1992) \u2014")
+
+    def first_one(assistant: str) -> str | None:
+        reply = client.chat.completions.create(model="genre-agent", messages=[
+            said, {"role": "assistant", "content": assistant}, {"role": "user", "content": "why the first one?"}])
+        return reply.model_extra["genre_agent"]["explained_item"]
+
+    reworded = "1. Night Terror (1985) \u2014 the client rewrote its copy of the list"
+    assert first_one(f"{reworded}\n\n{ids_line}") == "2"  # the ids line, not the prose
+    assert first_one(reworded) == "5"  # no ids line: the numbered list is read
+
+
 def test_callers_without_a_session_share_nothing(server: str) -> None:
     """Issue 13.2: client Y was told "Close to Matrix, which you liked" from client X's chat."""
     x = _client(server)
@@ -196,7 +217,8 @@ def test_streaming(server: str) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
     final = chunks[-1].model_extra["genre_agent"]
-    assert text == final["text"] and "Laugh Riot" in text
+    shown = [r["item_id"] for r in final["recommendations"]["recommendations"]]
+    assert text == with_shown(final["text"], shown) and "Laugh Riot" in text  # the ids line comes last
     more = client.chat.completions.create(
         model="genre-agent", stream=True, messages=[{"role": "user", "content": "more"}])
     shown_before = {r["item_id"] for r in final["recommendations"]["recommendations"]}

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
+from genre_agent.chat.transcript import with_shown
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.interfaces.http_errors import ApiError, error_body
 from genre_agent.interfaces.limits import uvicorn_options
@@ -318,7 +319,8 @@ def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_i
         content += "".join(e["choices"][0]["delta"].get("content", "") for e in rest)
         shown, _, live_reasons = content.partition(f"\n\n{LIVE}\n")
         assert shown.startswith("1. Star Quest II (1992) \u2014 ") and "2. Night Terror (1985)" in shown
-        assert live_reasons == "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked."
+        assert live_reasons == "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked." + \
+            with_shown("", ["2", "5"])  # then the line naming what was shown, in its order
         assert REVISED not in content  # the model's answer is the list with that reason: nothing to repeat
         final = rest[-1]["genre_agent"]["recommendations"]
         assert final["pending"] == [] and final["llm_roles"] == ["reasons"]

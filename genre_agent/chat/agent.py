@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
+from genre_agent.chat.transcript import shown_in
 from genre_agent.chat.understanding import ask_model, merge, parse_rules
 from genre_agent.data.feedback import FeedbackStore, open_store
 from genre_agent.errors import TurnCancelled
@@ -126,15 +127,13 @@ class Agent:
 
     def restore(self, session_id: str, history: list[tuple[str, str]], user: str | None = None) -> None:
         """Rebuild a session from an earlier conversation of (role, text) pairs, as a stateless HTTP request
-        carries it: user turns are read by the rules alone (no model call, no feedback stored again) and the
-        numbered list in an assistant turn becomes what was shown."""
+        carries it: user turns are read by the rules alone (no model call, no feedback stored again) and what
+        an assistant turn showed is what its ids line names (`transcript.with_shown`), else its numbered list."""
         state, lock = self._entry(session_id, user)
         with lock:
             for role, text in history:
                 if role == "assistant":
-                    text = text.rpartition(REVISED)[2]
-                    listed = [self._listed_item(m.group(1)) for m in _LISTED.finditer(text)]
-                    ids = list(dict.fromkeys(i for i in listed if i is not None))  # streamed reasons repeat items
+                    ids = self._shown(text)
                     if ids:
                         state.last = ids
                         state.shown += [i for i in ids if i not in state.shown]
@@ -145,6 +144,15 @@ class Agent:
                         state.reset()
                         continue
                     self._apply(state, update, [])
+
+    def _shown(self, text: str) -> list[str]:
+        """The catalog items an assistant turn showed, in order: the ids its ids line names, else the titles of
+        its numbered list (after the last REVISED line) looked up."""
+        marked = shown_in(text)
+        if marked is not None:
+            return [i for i in dict.fromkeys(marked) if self.titles.knows(i)]
+        listed = [self._listed_item(m.group(1)) for m in _LISTED.finditer(text.rpartition(REVISED)[2])]
+        return list(dict.fromkeys(i for i in listed if i is not None))  # streamed reasons repeat items
 
     def _listed_item(self, title: str) -> str | None:
         if self._title_ids is None:

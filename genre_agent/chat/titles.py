@@ -119,6 +119,10 @@ class TitleIndex:
     def title_of(self, item_id: str) -> str:
         return self._titles.get(item_id, item_id)
 
+    def knows(self, item_id: str) -> bool:
+        """Whether the catalog has an item of this id."""
+        return item_id in self._titles
+
     def _pick(self, ids: list[str], year: int | None) -> str | None:
         """The item among same-named ones whose year fits (exact first, then ±1); the most popular if no year."""
         if year is None:

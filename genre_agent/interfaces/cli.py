@@ -137,7 +137,7 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="GENRE_AGENT_API_KEY",
                                                 help="required for a non-local bind")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")] = None,
+    backend: BackendOpt = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
     allow_outside: AllowOutsideOpt = False,
     catalog: CatalogOpt = None,
@@ -191,7 +191,7 @@ def evaluate(
                                                                             "llm-score / llm-fused")] = 3,
     tune_users: Annotated[int, typer.Option("--tune-users", min=1, help="validation users that tune the "
                                                                         "llm-fused weight")] = 100,
-    backend: Annotated[str | None, typer.Option("--backend")] = None,
+    backend: BackendOpt = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
     dialogues: Annotated[Path | None, typer.Option("--dialogues", help="ReDial-format JSONL: evaluate the chat "
                                                    "agent on real conversations instead")] = None,

@@ -16,6 +16,7 @@ from genre_agent.errors import GenreAgentError
 from genre_agent.interfaces.console import (
     SQL_MAX_INT,
     AllowOutsideOpt,
+    BackendOpt,
     CatalogOpt,
     ConfigOpt,
     DataDirOpt,
@@ -94,7 +95,7 @@ def config_show(
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     prompts: Annotated[str | None, typer.Option("--prompts")] = None,
-    backend: Annotated[str | None, typer.Option("--backend")] = None,
+    backend: BackendOpt = None,
     model: Annotated[str | None, typer.Option("--model")] = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from genre_agent.errors import GenreAgentError
+from genre_agent.plugins import backend_names
 from genre_agent.sanitize import for_terminal, redact
 
 err = Console(stderr=True)
@@ -22,7 +23,8 @@ out = Console()
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default ./genre-agent.toml)")]
 CatalogOpt = Annotated[str | None, typer.Option("--catalog", help="shipped catalog name or a folder")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="where the index and models are cached")]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help="llamacpp | openai | langchain | fake")]
+BACKENDS_HELP = " | ".join(backend_names())  # the registered backends (entry point group genre_agent.backends)
+BackendOpt = Annotated[str | None, typer.Option("--backend", help=BACKENDS_HELP)]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="model name, .gguf path, or server model")]
 AllowOutsideOpt = Annotated[bool, typer.Option(
     "--allow-outside", help="read catalog files outside the catalog folder (only for catalogs you trust)")]

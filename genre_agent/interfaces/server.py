@@ -17,7 +17,9 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
 - Identity comes from the API key alone (`server.api_keys` maps a key to the catalog user it speaks for);
   the body's `user` is only a hint, and no header grants an identity.
 - The readable answer is the reply's `content`; the structured reply (the schema of `Agent.chat`) is the extra
-  top-level field `genre_agent` (of the last chunk when streaming).
+  top-level field `genre_agent` (of the last chunk when streaming). A content that lists items ends with a
+  line naming their ids (`[//]: # (genre-agent shown: …)`, invisible in Markdown): clients send back only
+  role and content, and a stateless conversation reads what was shown from that line (`chat.transcript`).
 - With keys configured, everything but `/healthz` (liveness, no data) and `/readyz` needs
   `Authorization: Bearer KEY`; the key is checked before any body byte is read, and the body is counted while
   it is read (chunked too): over `server.max_body` bytes is 413, not all there `server.read_timeout_s` after
@@ -52,6 +54,7 @@ from pydantic import BaseModel, ConfigDict
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.chat.session import SessionState
+from genre_agent.chat.transcript import with_shown
 from genre_agent.errors import ConfigError, DataDirError, GenreAgentError
 from genre_agent.interfaces.http_errors import ApiError, error_body, error_response, install, log
 from genre_agent.interfaces.limits import SHUTDOWN_GRACE_S, KeyRates
@@ -585,8 +588,9 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
         if body.stream:
             return StreamingResponse(_stream(reply, None if final else running, completion_id, created),
                                      media_type="text/event-stream")
+        content = with_shown(reply.text, _shown(reply))
         return {"id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                              "finish_reason": "stop"}],
                 "usage": _usage(reply), "genre_agent": reply.model_dump(mode="json")}
 
@@ -605,6 +609,12 @@ class Server(uvicorn.Server):
         assert isinstance(app, FastAPI), "Server serves an app of create_app"
         app.state.turns.drain(app.state.shutdown_s)
         await super().shutdown(sockets)
+
+
+def _shown(reply: Reply) -> list[str]:
+    """The ids of the items a reply shows, in order: its content ends with a line naming them, which a client
+    sends back with the text (`chat.transcript`)."""
+    return [item_id for item_id, _ in reply.listed()]
 
 
 def _usage(reply: Reply) -> dict[str, int]:
@@ -643,6 +653,9 @@ async def _stream(reply: Reply, running: Running | None, completion_id: str, cre
                         yield chunk({"content": line})
                 reply = event
                 break
+        ending = with_shown("", _shown(reply))
+        if ending:
+            yield chunk({"content": ending})
         yield chunk({}, "stop", genre_agent=reply.model_dump(mode="json"))
         yield "data: [DONE]\n\n"
     except Exception:  # after the 200 went out: the client still learns the answer broke off

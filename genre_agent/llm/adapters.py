@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from genre_agent.data.catalog import Catalog
+from genre_agent.llm.backends.llamacpp import LlamaCppOptions
 from genre_agent.settings import Settings
 
 
@@ -106,7 +107,7 @@ def find(data_dir: Path, catalog: Catalog, model: str) -> tuple[Adapter | None, 
 
 def with_adapter(settings: Settings, catalog: Catalog) -> tuple[Settings, str]:
     """`settings` with `backend.llamacpp.adapter` resolved to a path or "none", and what was chosen, in words."""
-    options = settings.backend.llamacpp
+    options = settings.backend.options(LlamaCppOptions)
     if settings.backend.name != "llamacpp" or options.adapter == "none":
         return _pinned(settings, "none"), "none"
     if options.adapter != "auto":
@@ -121,13 +122,13 @@ def with_adapter(settings: Settings, catalog: Catalog) -> tuple[Settings, str]:
 
 def _pinned(settings: Settings, adapter: str) -> Settings:
     backend = settings.backend
-    llamacpp = backend.llamacpp.model_copy(update={"adapter": adapter})
-    return settings.model_copy(update={"backend": backend.model_copy(update={"llamacpp": llamacpp})})
+    llamacpp = backend.options(LlamaCppOptions).model_copy(update={"adapter": adapter})
+    return settings.model_copy(update={"backend": backend.with_options(llamacpp)})
 
 
 def adapter_tag(settings: Settings) -> str:
     """'' for the base model, else `+<adapter file stem>` (the model id's suffix)."""
-    adapter = settings.backend.llamacpp.adapter
+    adapter = settings.backend.options(LlamaCppOptions).adapter
     if settings.backend.name != "llamacpp" or adapter in ("auto", "none"):
         return ""
     return "+" + Path(adapter).stem

@@ -16,6 +16,7 @@ from typing import Any
 
 from genre_agent.errors import ConfigError
 from genre_agent.llm.adapters import Adapter, Checkpoint, adapters_dir, record_path, save, sha256_of
+from genre_agent.llm.backends.llamacpp import LlamaCppOptions
 from genre_agent.llm.calibration import Calibration
 from genre_agent.llm.models import resolve_model
 from genre_agent.llm.prompts import Prompts
@@ -70,9 +71,9 @@ def tune(recommender: Recommender, prompts: Prompts, *, budget_minutes: float, v
     model_name, model_path = resolve_model(settings.backend.model, settings.data_dir / "models")
     tokenizer = Tokenizer(model_path)
     step = (lambda d, t: progress("examples", d, t)) if progress else None
+    n_ctx = settings.backend.options(LlamaCppOptions).n_ctx
     examples = build_examples(settings, catalog, recommender.retriever.index, prompts, tokenizer,
-                              val_users=val_users, max_tokens=settings.backend.llamacpp.n_ctx, seed=config.seed,
-                              progress=step)
+                              val_users=val_users, max_tokens=n_ctx, seed=config.seed, progress=step)
     left = budget_s - (time.perf_counter() - started)
     if left < 60:
         raise ConfigError(f"Building the examples took {budget_s - left:.0f} s of the {budget_s:.0f} s budget: "

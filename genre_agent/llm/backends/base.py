@@ -4,7 +4,8 @@ A backend is a small class with one job (`complete`); what it can do beyond that
 `capabilities.logprobs` (it reads the next-token distribution, so `option_logprobs` works),
 `capabilities.output_mode` (how it asks for structured output) and `capabilities.local_tokenizer` (it counts
 prompt tokens exactly, without a server). Each backend names its own options model (a section of the
-settings, `[backend.<name>]`) and builds itself from the settings in `from_settings`.
+settings, `[backend.<name>]`, built from the registered backends) and builds itself from the settings in
+`from_settings`. A backend is registered by an entry point in the group `genre_agent.backends` (docs/backends.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from genre_agent.errors import ConfigError, TurnCancelled
 
@@ -100,16 +101,20 @@ class Capabilities:
     local_tokenizer: bool = False  # count_tokens is exact (else an estimate)
 
 
-class NoOptions(BaseModel):
-    """For a backend with no options of its own."""
+class BackendOptions(BaseModel):
+    """The base of a backend's options model (its settings sub-table, `[backend.<name>]`); as it is, the
+    options of a backend that has none."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Backend(ABC):
-    """One chat model behind one method. Subclasses set `name`, `capabilities` and `Options`."""
+    """One chat model behind one method. Subclasses set `name` (their entry point's name in the group
+    `genre_agent.backends`), `capabilities` and `Options` (a subclass of BackendOptions)."""
 
     name: str
     capabilities: Capabilities = Capabilities()
-    Options: ClassVar[type[BaseModel]] = NoOptions
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
     model: str
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genre_agent.llm.backends.base import (
     Backend,
@@ -16,7 +16,9 @@ from genre_agent.llm.backends.base import (
     heard,
     raise_if_cancelled,
 )
-from genre_agent.settings import Settings
+
+if TYPE_CHECKING:
+    from genre_agent.settings import Settings
 
 
 class FakeBackend(Backend):
@@ -45,6 +47,7 @@ class FakeBackend(Backend):
     def option_logprobs(self, messages: list[Message], options: list[str]) -> list[float]:
         """Deterministic scores for tests: options whose line in the prompt names a title in `preferred`
         get log-probability 0, the rest -5; the call is recorded like a completion."""
+        raise_if_cancelled()
         self.calls.append([dict(m) for m in messages])
         self.schemas.append(None)
         lines = messages[-1]["content"].splitlines()

@@ -6,10 +6,32 @@ other model the output mode is prompt: validation and re-asks do the rest."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genre_agent.llm.backends.base import Backend, Capabilities, Completion, Message, OutputMode, heard
-from genre_agent.settings import LangChainOptions, Settings
+from pydantic import Field, SecretStr
+
+from genre_agent.llm.backends.base import (
+    Backend,
+    BackendOptions,
+    Capabilities,
+    Completion,
+    Message,
+    OutputMode,
+    heard,
+    raise_if_cancelled,
+)
+
+if TYPE_CHECKING:
+    from genre_agent.settings import Settings
+
+
+
+class LangChainOptions(BackendOptions):
+    """Options of the langchain backend (`init_chat_model`)."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__LANGCHAIN__API_KEY")
+
 
 _ROLES = {"system": "SystemMessage", "user": "HumanMessage", "assistant": "AIMessage"}
 
@@ -28,7 +50,7 @@ class LangChainBackend(Backend):
     def from_settings(cls, settings: Settings) -> LangChainBackend:
         from langchain.chat_models import init_chat_model
 
-        b, options = settings.backend, settings.backend.langchain
+        b, options = settings.backend, settings.backend.options(LangChainOptions)
         kwargs: dict[str, Any] = {"temperature": b.temperature, "max_tokens": settings.ranking.max_tokens}
         if options.base_url:
             kwargs["base_url"] = options.base_url
@@ -39,6 +61,7 @@ class LangChainBackend(Backend):
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
         from langchain_core import messages as lc
 
+        raise_if_cancelled()  # a cancelled turn sends no request
         converted = [getattr(lc, _ROLES[m["role"]])(content=m["content"]) for m in messages]
         model = self.chat_model
         if schema and self.capabilities.output_mode is OutputMode.JSON_SCHEMA:

@@ -7,11 +7,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
 
 from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.llm.backends.base import (
     Backend,
+    BackendOptions,
     Capabilities,
     Completion,
     Message,
@@ -20,7 +23,19 @@ from genre_agent.llm.backends.base import (
     heard,
     raise_if_cancelled,
 )
-from genre_agent.settings import LlamaCppOptions, Settings
+
+if TYPE_CHECKING:
+    from genre_agent.settings import Settings
+
+
+class LlamaCppOptions(BackendOptions):
+    """Options of the llamacpp backend (a local GGUF through llama-cpp-python)."""
+
+    n_ctx: int = Field(8192, ge=512, description="context window in tokens")
+    threads: int = Field(2, ge=1, le=512, description="CPU threads")
+    seed: int = 0
+    adapter: str = Field("auto", description="LoRA adapter: 'auto' = the one `genre-agent tune` wrote for this "
+                         "catalog and model (if any), 'none', or the path of a GGUF LoRA")
 
 
 class ChatTokens:
@@ -75,7 +90,7 @@ class LlamaCppBackend(Backend):
         means the base model."""
         from genre_agent.llm.models import resolve_model
 
-        options = settings.backend.llamacpp
+        options = settings.backend.options(LlamaCppOptions)
         name, path = resolve_model(settings.backend.model, settings.data_dir / "models")
         lora = None if options.adapter in ("auto", "none") else Path(options.adapter).expanduser()
         if lora is not None and not lora.is_file():

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
+from pydantic import Field, SecretStr
 
 from genre_agent.errors import BackendUnavailableError, ConfigError
 from genre_agent.llm.backends.base import (
     Backend,
+    BackendOptions,
     Capabilities,
     Completion,
     Message,
@@ -29,9 +30,29 @@ from genre_agent.llm.backends.base import (
     heard,
     raise_if_cancelled,
 )
-from genre_agent.settings import OpenAIOptions, Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from genre_agent.settings import Settings
 
 _PROBE = (OutputMode.JSON_SCHEMA, OutputMode.JSON_OBJECT_SCHEMA, OutputMode.JSON_OBJECT, OutputMode.PROMPT)
+
+
+class OpenAIOptions(BackendOptions):
+    """Options of the openai backend (any OpenAI-compatible server)."""
+
+    base_url: str | None = Field(None, description="the server's URL, e.g. http://127.0.0.1:8080/v1; unset = "
+                                 "the hosted OpenAI API")
+    api_key: SecretStr | None = Field(None, description="set with GENRE_AGENT_BACKEND__OPENAI__API_KEY")
+    timeout_s: float = 120.0
+    max_retries: int = Field(2, ge=0, le=10, description="retries of a request that failed to connect, timed "
+                             "out or got 408/409/429/5xx, with exponential backoff that honours Retry-After")
+    output_mode: Literal["auto", "json_schema", "json_object_schema", "json_object", "prompt"] = Field(
+        "auto", description="structured-output form the server takes; auto = try json_schema, then "
+        "json_object_schema, json_object, prompt, and keep the first one accepted")
+    cooldown_s: float = Field(30.0, ge=0, description="after the server failed (unreachable, busy past the "
+                              "retries, stalled), answers skip the model for this long and come from retrieval")
 
 
 class OpenAIBackend(Backend):
@@ -41,12 +62,15 @@ class OpenAIBackend(Backend):
     def __init__(self, model: str, base_url: str | None, api_key: str | None,
                  temperature: float = 0.0, timeout_s: float = 120.0,
                  output_mode: OutputMode = OutputMode.AUTO, max_retries: int = 2,
-                 cooldown_s: float = 30.0) -> None:
+                 cooldown_s: float = 30.0, http_client: httpx.Client | None = None) -> None:
+        """`http_client` is the HTTP client requests go through (e.g. one with an `httpx.MockTransport` in
+        tests); unset, the openai package makes its own."""
         import openai
 
         self._openai = openai
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s,
-                                    max_retries=max_retries)  # the client's backoff, Retry-After honoured
+                                    max_retries=max_retries,  # the client's backoff, Retry-After honoured
+                                    http_client=http_client)  # type: ignore[arg-type]  # httpx or httpx2
         self.model = model
         self.temperature = temperature
         self.capabilities = Capabilities(output_mode=output_mode)
@@ -57,7 +81,7 @@ class OpenAIBackend(Backend):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAIBackend:
-        b, options = settings.backend, settings.backend.openai
+        b, options = settings.backend, settings.backend.options(OpenAIOptions)
         if not options.base_url and not options.api_key:
             raise ConfigError("The openai backend needs backend.openai.base_url (a local server) or an API key "
                               "(GENRE_AGENT_BACKEND__OPENAI__API_KEY) for the hosted API.")
@@ -151,6 +175,8 @@ class OpenAIBackend(Backend):
         the turn is cancelled. Token counts are the server's where it sends usage in the stream unasked (no
         `stream_options` is sent: not every server takes it), else the number of pieces (one token each on
         llama.cpp's server) and an estimate of the prompt."""
+        import httpx
+
         event = cancel_event()
         parts: list[str] = []
         usage = None
