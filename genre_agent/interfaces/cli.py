@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,7 +19,9 @@ from genre_agent.errors import ConfigError, GenreAgentError
 from genre_agent.sanitize import for_terminal, redact
 
 if TYPE_CHECKING:
+    from genre_agent.chat.agent import Agent
     from genre_agent.llm.calibration import Calibration
+    from genre_agent.settings import Settings
 
 app = typer.Typer(help="genre-agent: an offline conversational recommender (Chroma + CF + a local LLM).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -52,7 +54,7 @@ def _progress() -> Iterator[Any]:
         yield report
 
 
-def _fail(exc: GenreAgentError) -> None:
+def _fail(exc: GenreAgentError) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(for_terminal(redact(str(exc))))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
@@ -185,9 +187,25 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
-    from genre_agent.chat.agent import Agent
     from genre_agent.interfaces.limits import uvicorn_options
-    from genre_agent.interfaces.server import Server, create_app, is_local, key_table
+    from genre_agent.interfaces.server import Server, create_app
+
+    settings, keys, agent = _served(host, api_key, backend, model, allow_outside, catalog, data_dir, config)
+    import uvicorn
+
+    err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
+              "(model id 'genre-agent')")
+    Server(uvicorn.Config(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
+                          **uvicorn_options(settings.server))).run()
+
+
+def _served(host: str, api_key: str | None, backend: str | None, model: str | None, allow_outside: bool,
+            catalog: str | None, data_dir: Path | None, config: Path | None
+            ) -> tuple[Settings, dict[str, str | None], Agent]:
+    """The settings, API keys and agent of a server on `host` (`serve`, `mcp --http`); exits 2 on a bind off
+    localhost without a key."""
+    from genre_agent.chat.agent import Agent
+    from genre_agent.interfaces.server import is_local, key_table
     from genre_agent.settings import load_settings
 
     try:
@@ -203,13 +221,32 @@ def serve(
             agent = Agent.from_config(settings, progress=report)
     except GenreAgentError as exc:
         _fail(exc)
-        return
-    import uvicorn
+    return settings, keys, agent
 
-    err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
-              "(model id 'genre-agent')")
-    Server(uvicorn.Config(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
-                          **uvicorn_options(settings.server))).run()
+
+@app.command()
+def mcp(
+    http: Annotated[bool, typer.Option("--http", help="streamable HTTP at http://HOST:PORT/mcp instead of "
+                                       "stdio")] = False,
+    host: Annotated[str, typer.Option("--host", help="bind address (with --http)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="with --http")] = 8000,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="GENRE_AGENT_API_KEY",
+                                                help="required for a non-local bind")] = None,
+    backend: BackendOpt = None,
+    model: ModelOpt = None,
+    allow_outside: AllowOutsideOpt = False,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the agent as a Model Context Protocol server (tools recommend, chat, explain, feedback)."""
+    from genre_agent.interfaces import mcp_server
+
+    settings, keys, agent = _served(host if http else "127.0.0.1", api_key, backend, model, allow_outside,
+                                    catalog, data_dir, config)
+    if http:
+        err.print(f"MCP on http://{escape(host)}:{port}/mcp ({escape(agent.catalog_info().name)})")
+    mcp_server.run(agent, settings.server, keys, http=http, host=host, port=port)
 
 
 @app.command()
