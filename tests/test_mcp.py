@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
+import uvicorn
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 from genre_agent.chat.agent import Agent
 from genre_agent.data.feedback import open_store
@@ -177,17 +183,42 @@ def test_a_turn_past_the_deadline_is_a_tool_error(tiny_built: Recommender, tmp_p
     _with_client(slow, session, ServerSettings(deadline_s=0.2))
 
 
+@contextmanager
+def _over_http(agent: Agent, settings: ServerSettings) -> Iterator[str]:
+    """The MCP server's HTTP app served by uvicorn on a free local port, in a thread; yields its /mcp URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = http_app(create_server(agent, settings), key_table(settings), settings, "127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def test_http_needs_the_key_and_the_key_names_the_user(agent: Agent) -> None:
     settings = ServerSettings(api_keys={KEY_A: "a"})
-    app = http_app(create_server(agent, settings), key_table(settings), settings, "0.0.0.0")
 
-    async def main() -> None:
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
-            assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
+    async def main(url: str) -> None:
+        refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
+        keyed = httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY_A}"})
+        async with Client(streamable_http_client(url, http_client=keyed)) as client:
+            answer = await client.call_tool("recommend", {"k": 2})  # no query: user "a"'s history
+            assert [r["item_id"] for r in answer.structured_content["recommendations"]]
+            assert answer.structured_content["user_id"] == "a"
+            other = _error(await client.call_tool("recommend", {"user": "b", "k": 2}))
+            assert "speaks for user 'a'" in other
 
-    asyncio.run(main())
+    with _over_http(agent, settings) as url:
+        asyncio.run(main(url))
 
 
 def test_mcp_refuses_a_public_http_bind_without_a_key(tmp_path: Path) -> None:
