@@ -158,6 +158,19 @@ def test_bad_input_is_a_tool_error_and_the_server_stays_up(agent: Agent) -> None
     _with_client(agent, session)
 
 
+def test_feedback_beyond_the_keys_budget_is_refused_and_not_stored(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        session_id = (await client.call_tool("chat", {"message": "space"})).structured_content["session_id"]
+        liked = await client.call_tool("feedback", {"item_id": "1", "kind": "like", "session_id": session_id})
+        assert not liked.is_error
+        over = _error(await client.call_tool("feedback", {"item_id": "2", "kind": "like",
+                                                          "session_id": session_id}))
+        assert "server.feedback_per_minute = 1" in over and "retry after" in over
+
+    _with_client(agent, session, ServerSettings(feedback_per_minute=1))
+    assert [e.item_id for e in agent.store.events("tiny")] == ["1"]
+
+
 class GatedBackend(FakeBackend):
     """The fake backend, but each call waits until `gate` is open."""
 

@@ -12,8 +12,9 @@ arguments and return the agent's own pydantic models as structured results; the 
   the same key; it is kept in this process's memory, at most `server.max_sessions_per_key` per key (the
   key's least recently used one is forgotten).
 - Every failure the caller can fix (a bad argument, an unknown session or item, a message over
-  `server.max_body` bytes, a turn past `server.deadline_s`, an exhausted `server.turns_per_minute`) is a
-  tool error whose text says what to do; the SDK validates argument types against each tool's schema.
+  `server.max_body` bytes, a turn past `server.deadline_s`, a key over `server.turns_per_minute` or
+  `server.feedback_per_minute`) is a tool error whose text says what to do; the SDK validates argument
+  types against each tool's schema.
 - `chat` reports progress: the list shown at once (retrieval order, evidence reasons) while the model
   works, then the model's answer.
 """
@@ -130,6 +131,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
     noun = info.item_noun_plural
     conversations = Conversations(agent, settings.max_sessions_per_key)
     turns = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
+    stored = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
     mcp = MCPServer("genre-agent", version="0.1.0", log_level="WARNING", instructions=(
         f"Recommends {noun} from the catalog '{info.name}' ({info.items} items). Use `recommend` for one-shot "
         f"lists, `chat` to hold a conversation (pass back the session_id it returns), `explain` for why an item "
@@ -201,12 +203,16 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         else:
             conversations.check(session_id, caller)
         session = session_id
-        portal = anyio.from_thread
 
-        def first(quick: Reply) -> None:  # the list shown at once, while the model works
-            portal.run(lambda: ctx.report_progress(1, 2, quick.text))
+        def first(quick: Reply) -> None:  # the list shown at once, while the model works (in the turn's thread)
+            anyio.from_thread.run(ctx.report_progress, 1, 2, quick.text)
 
-        reply = await run(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first), caller)
+        def spend(_: object, writes: int) -> bool:  # the turn's feedback rows, within the key's budget
+            stored.take(caller.key_id, writes)
+            return True
+
+        reply = await run(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first,
+                                                    commit=spend), caller)
         await ctx.report_progress(2, 2, "done")
         return reply
 
@@ -233,7 +239,11 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         caller = _caller(ctx)
         conversations.check(session_id, caller)
         known_item(item_id)
-        return await run(lambda cancel: agent.feedback(session_id, item_id, kind, cancel), caller)
+        def record(cancel: threading.Event) -> Reply:
+            stored.take(caller.key_id)
+            return agent.feedback(session_id, item_id, kind, cancel)
+
+        return await run(record, caller)
 
     @mcp.resource("genre-agent://catalog", name="catalog", mime_type="application/json",
                   description="The catalog: its name, size and genres.")
