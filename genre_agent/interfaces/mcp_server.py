@@ -148,7 +148,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
             raise ToolError(f"no item {item_id!r} in catalog '{info.name}': use an item_id from `recommend` "
                             "or `chat`")
 
-    async def run(work: Callable[[threading.Event], T], caller: Caller, turn: bool = True) -> T:
+    async def in_thread(work: Callable[[threading.Event], T], caller: Caller, turn: bool = True) -> T:
         """`work` in a worker thread under the deadline; agent errors become tool errors with their message.
         A cancelled or late call sets the work's cancel event (the agent then keeps nothing of it)."""
         cancel = threading.Event()
@@ -185,7 +185,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         who = _user(caller, user)
         filters = Filters(include_genres=include_genres, exclude_genres=exclude_genres, year_min=year_min,
                           year_max=year_max)
-        return await run(lambda _: agent.recommend(who, query, k, filters), caller)
+        return await in_thread(lambda _: agent.recommend(who, query, k, filters), caller)
 
     @mcp.tool(description="One turn of a conversation with the recommender. Leave session_id out to start a "
               "conversation, then pass back the session_id of the reply. The reply has the readable answer "
@@ -199,7 +199,8 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         caller = _caller(ctx)
         message_fits(message)
         if session_id is None:
-            session_id = await run(lambda _: conversations.start(caller, _user(caller, user)), caller, turn=False)
+            who = _user(caller, user)
+            session_id = await in_thread(lambda _: conversations.start(caller, who), caller, turn=False)
         else:
             conversations.check(session_id, caller)
         session = session_id
@@ -211,7 +212,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
             stored.take(caller.key_id, writes)
             return True
 
-        reply = await run(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first,
+        reply = await in_thread(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first,
                                                     commit=spend), caller)
         await ctx.report_progress(2, 2, "done")
         return reply
@@ -226,7 +227,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         caller = _caller(ctx)
         conversations.check(session_id, caller)
         known_item(item_id)
-        return await run(lambda _: agent.explain(session_id, item_id), caller, turn=False)
+        return await in_thread(lambda _: agent.explain(session_id, item_id), caller, turn=False)
 
     @mcp.tool(description="Record that the user of a conversation likes, dislikes or has seen an item; "
               "later recommendations take it into account.")
@@ -239,11 +240,12 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         caller = _caller(ctx)
         conversations.check(session_id, caller)
         known_item(item_id)
+
         def record(cancel: threading.Event) -> Reply:
             stored.take(caller.key_id)
             return agent.feedback(session_id, item_id, kind, cancel)
 
-        return await run(record, caller)
+        return await in_thread(record, caller)
 
     @mcp.resource("genre-agent://catalog", name="catalog", mime_type="application/json",
                   description="The catalog: its name, size and genres.")
