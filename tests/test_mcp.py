@@ -190,8 +190,8 @@ def test_a_turn_past_the_deadline_is_a_tool_error(tiny_built: Recommender, tmp_p
     async def session(client: Client) -> None:
         late = _error(await client.call_tool("recommend", {"query": "space"}))
         assert "longer than 0.2 s (server.deadline_s)" in late
-        gated.gate.set()
-        assert not (await client.call_tool("recommend", {"query": "space"})).is_error
+        gated.gate.set()  # the abandoned turn ends; the server still answers
+        assert "recommend" in {t.name for t in (await client.list_tools()).tools}
 
     _with_client(slow, session, ServerSettings(deadline_s=0.2))
 
