@@ -210,7 +210,7 @@ def load_spec(root: Path) -> CatalogSpec:
     else:
         raise CatalogError(
             f"{root}: no catalog.toml and no MovieLens layout (movies.csv + ratings.csv). "
-            "Add a catalog.toml describing your files (see README, 'Catalog format')."
+            "Add a catalog.toml describing your files (see docs/catalogs.md)."
         )
     try:
         return CatalogSpec.model_validate(raw)

@@ -14,6 +14,7 @@ from rich.text import Text
 from genre_agent.errors import GenreAgentError
 from genre_agent.interfaces.cli_data import config_app, feedback_app, index, models
 from genre_agent.interfaces.cli_prompts import prompts_app
+from genre_agent.interfaces.cli_serve import mcp, serve
 from genre_agent.interfaces.console import (
     AllowOutsideOpt,
     BackendOpt,
@@ -129,47 +130,6 @@ def chat(
         repl.run(user)
     except GenreAgentError as exc:
         fail(exc)
-
-
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option("--host", help="bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="GENRE_AGENT_API_KEY",
-                                                help="required for a non-local bind")] = None,
-    backend: BackendOpt = None,
-    model: Annotated[str | None, typer.Option("--model")] = None,
-    allow_outside: AllowOutsideOpt = False,
-    catalog: CatalogOpt = None,
-    data_dir: DataDirOpt = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
-    from genre_agent.chat.agent import Agent
-    from genre_agent.interfaces.limits import uvicorn_options
-    from genre_agent.interfaces.server import Server, create_app, is_local, key_table
-    from genre_agent.settings import load_settings
-
-    try:
-        settings = load_settings(config, catalog=catalog, data_dir=data_dir,
-                                 **{"backend.name": backend, "backend.model": model,
-                                    "catalog_files.allow_outside": allow_outside or None})
-        keys = key_table(settings.server, api_key)
-        if not is_local(host) and not keys:
-            err.print(f"[bold red]error:[/] refusing to bind {escape(host)} without an API key: pass --api-key, "
-                      "set GENRE_AGENT_API_KEY or server.api_keys (or bind 127.0.0.1).")
-            raise typer.Exit(2)
-        with progress_bar() as report:
-            agent = Agent.from_config(settings, progress=report)
-    except GenreAgentError as exc:
-        fail(exc)
-        return
-    import uvicorn
-
-    err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
-              "(model id 'genre-agent')")
-    Server(uvicorn.Config(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
-                          **uvicorn_options(settings.server))).run()
 
 
 @app.command("eval")
@@ -413,6 +373,8 @@ def tune_command(
     err.print(f"done in {time.perf_counter() - started:.0f} s")
 
 
+app.command()(serve)
+app.command()(mcp)
 app.command()(index)
 app.command()(models)
 app.add_typer(prompts_app, name="prompts")

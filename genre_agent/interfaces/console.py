@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -47,7 +47,7 @@ def progress_bar() -> Iterator[Any]:
         yield report
 
 
-def fail(exc: GenreAgentError) -> None:
+def fail(exc: GenreAgentError) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(for_terminal(redact(str(exc))))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 

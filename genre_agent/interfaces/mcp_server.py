@@ -1,0 +1,286 @@
+"""The agent as a Model Context Protocol server (`genre-agent mcp`), on the official `mcp` SDK (2.x).
+
+A thin layer over the public `Agent`: the tools `recommend`, `chat`, `explain` and `feedback` take typed
+arguments and return the agent's own pydantic models as structured results; the resources
+`genre-agent://catalog` and `genre-agent://templates` describe the catalog and the shipped template sets.
+
+- Transports: stdio (one client, the person who launched it) or streamable HTTP (`http_app`), where the
+  identity rules of `genre-agent serve` hold: the API key is checked (and the body counted) by the HTTP
+  server's own `Guard`, and the catalog user a key speaks for is the user of every call; the `user` argument
+  may only name that same user. Without keys (stdio, or HTTP on localhost) `user` is taken as given.
+- A conversation lives under a session id this server issued (a `chat` without `session_id` starts one) to
+  the same key; it is kept in this process's memory, at most `server.max_sessions_per_key` per key (the
+  key's least recently used one is forgotten).
+- Every failure the caller can fix (a bad argument, an unknown session or item, a message over
+  `server.max_body` bytes, a turn past `server.deadline_s`, a key over `server.turns_per_minute` or
+  `server.feedback_per_minute`) is a tool error whose text says what to do; the SDK validates argument
+  types against each tool's schema.
+- `chat` reports progress: the list shown at once (retrieval order, evidence reasons) while the model
+  works, then the model's answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from genre_agent.chat.agent import Agent, Reply
+from genre_agent.errors import GenreAgentError
+from genre_agent.filters import Filters
+from genre_agent.interfaces.http_errors import ApiError
+from genre_agent.interfaces.limits import KeyRates
+from genre_agent.interfaces.server import Caller, Guard
+from genre_agent.llm.prompts import load_profile, shipped_sets
+from genre_agent.schemas import Recommendations
+from genre_agent.settings import ServerSettings
+
+T = TypeVar("T")
+LOCAL = Caller("local", None)  # stdio, or HTTP without keys: the person who started the server
+ItemArg = Annotated[str, Field(description="a catalog item id")]
+SessionArg = Annotated[str, Field(description="the session_id of a `chat` reply")]
+
+
+def _described(name: str) -> Any:
+    """A tool argument's Field with the description of the same filter in `Filters`."""
+    return Field(description=Filters.model_fields[name].description)
+
+
+class CatalogResource(BaseModel):
+    """What `genre-agent://catalog` holds."""
+
+    name: str
+    items: int
+    interactions: int
+    item_noun: str
+    genres: list[str]
+
+
+class TemplateSet(BaseModel):
+    name: str
+    extends: str | None
+    description: str
+
+
+class Conversations:
+    """Session ids this server issued, each bound to the key that started it; the sessions themselves are the
+    agent's (in this process). A key keeps at most `per_key`: a new one makes the agent forget the key's least
+    recently used."""
+
+    def __init__(self, agent: Agent, per_key: int) -> None:
+        self.agent, self.per_key = agent, per_key
+        self._owners: OrderedDict[str, str] = OrderedDict()  # session id -> key id, least recently used first
+        self._lock = threading.Lock()
+
+    def start(self, caller: Caller, user: str | None) -> str:
+        """A new session of `user` (UnknownUserError for a user the catalog lacks)."""
+        session_id = f"mcp_{secrets.token_urlsafe(18)}"
+        self.agent.set_user(self.agent.session(session_id), user)
+        with self._lock:
+            self._owners[session_id] = caller.key_id
+            mine = [s for s, owner in self._owners.items() if owner == caller.key_id]
+            gone = mine[: max(len(mine) - self.per_key, 0)]
+            for old in gone:
+                del self._owners[old]
+        for old in gone:
+            self.agent.forget(old)
+        return session_id
+
+    def check(self, session_id: str, caller: Caller) -> None:
+        """ToolError unless the caller's key started this session (and it was not forgotten)."""
+        with self._lock:
+            if self._owners.get(session_id) != caller.key_id:
+                raise ToolError(f"unknown session {session_id!r}: it was not started by this client or was "
+                                "forgotten; call `chat` without session_id to start one, and pass the "
+                                "session_id it returns")
+            self._owners.move_to_end(session_id)
+
+
+def _caller(ctx: Context) -> Caller:
+    """The caller the HTTP Guard authenticated; LOCAL over stdio."""
+    request = ctx.request_context.request
+    state = getattr(request, "scope", {}).get("state", {}) if request is not None else {}
+    caller = state.get("caller", LOCAL)
+    assert isinstance(caller, Caller)
+    return caller
+
+
+def _user(caller: Caller, user: str | None) -> str | None:
+    """Who a call is for: the key's user (the argument may only repeat it), or the argument without keys."""
+    if caller.key_id == LOCAL.key_id:
+        return user
+    if user is not None and user != caller.user:
+        raise ToolError("this API key speaks for " + (f"user {caller.user!r}" if caller.user else "a new user")
+                        + "; the `user` argument cannot change it: leave it out")
+    return caller.user
+
+
+def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPServer:
+    """The MCP server answering with `agent`; `settings` are the limits of `[server]` it shares with serve."""
+    settings = settings or ServerSettings()
+    info = agent.catalog_info()
+    noun = info.item_noun_plural
+    conversations = Conversations(agent, settings.max_sessions_per_key)
+    turns = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
+    stored = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
+    mcp = MCPServer("genre-agent", version="0.1.0", log_level="WARNING", instructions=(
+        f"Recommends {noun} from the catalog '{info.name}' ({info.items} items). Use `recommend` for one-shot "
+        f"lists, `chat` to hold a conversation (pass back the session_id it returns), `explain` for why an item "
+        f"fits, `feedback` to record like/dislike/seen."))
+
+    def message_fits(message: str) -> None:
+        size = len(message.encode("utf-8", "surrogatepass"))
+        if size > settings.max_body:
+            raise ToolError(f"the message is {size:,} bytes; the limit is {settings.max_body:,} "
+                            "(server.max_body): send a shorter message")
+
+    def known_item(item_id: str) -> None:
+        if item_id not in agent.recommender.catalog.items.index:
+            raise ToolError(f"no item {item_id!r} in catalog '{info.name}': use an item_id from `recommend` "
+                            "or `chat`")
+
+    async def in_thread(work: Callable[[threading.Event], T], caller: Caller, turn: bool = True) -> T:
+        """`work` in a worker thread under the deadline; agent errors become tool errors with their message.
+        A cancelled or late call sets the work's cancel event (the agent then keeps nothing of it)."""
+        cancel = threading.Event()
+        try:
+            if turn:
+                turns.take(caller.key_id)
+            with anyio.fail_after(settings.deadline_s):
+                return await anyio.to_thread.run_sync(lambda: work(cancel), abandon_on_cancel=True)
+        except TimeoutError as exc:
+            cancel.set()
+            raise ToolError(f"the turn took longer than {settings.deadline_s:g} s (server.deadline_s) and was "
+                            "cancelled; nothing was saved. Retry, or ask the operator for a faster "
+                            "backend") from exc
+        except (GenreAgentError, ApiError) as exc:
+            raise ToolError(str(exc)) from exc
+        except anyio.get_cancelled_exc_class():
+            cancel.set()
+            raise
+
+    @mcp.tool(description=f"Recommend {noun} from the catalog for a user and/or a request, each with its "
+              "catalog id, title and a reason built from the evidence that ties it to the request.")
+    async def recommend(
+        ctx: Context,
+        query: Annotated[str | None, Field(description="what the person asks for, in their words")] = None,
+        user: Annotated[str | None, Field(description="a catalog user id, if known")] = None,
+        k: Annotated[int, Field(ge=1, le=20, description="how many recommendations")] = 5,
+        include_genres: Annotated[list[str], _described("include_genres")] = [],  # noqa: B006 (copied per call)
+        exclude_genres: Annotated[list[str], _described("exclude_genres")] = [],  # noqa: B006
+        year_min: Annotated[int | None, _described("year_min")] = None,
+        year_max: Annotated[int | None, _described("year_max")] = None,
+    ) -> Recommendations:
+        caller = _caller(ctx)
+        message_fits(query or "")
+        who = _user(caller, user)
+        filters = Filters(include_genres=include_genres, exclude_genres=exclude_genres, year_min=year_min,
+                          year_max=year_max)
+        return await in_thread(lambda _: agent.recommend(who, query, k, filters), caller)
+
+    @mcp.tool(description="One turn of a conversation with the recommender. Leave session_id out to start a "
+              "conversation, then pass back the session_id of the reply. The reply has the readable answer "
+              "(text) and the recommended items (recommendations) with their catalog ids.")
+    async def chat(
+        ctx: Context,
+        message: Annotated[str, Field(description="what the person says")],
+        session_id: Annotated[str | None, Field(description="the session_id of an earlier reply")] = None,
+        user: Annotated[str | None, Field(description="a catalog user id, when starting a conversation")] = None,
+    ) -> Reply:
+        caller = _caller(ctx)
+        message_fits(message)
+        if session_id is None:
+            who = _user(caller, user)
+            session_id = await in_thread(lambda _: conversations.start(caller, who), caller, turn=False)
+        else:
+            conversations.check(session_id, caller)
+        session = session_id
+
+        def first(quick: Reply) -> None:  # the list shown at once, while the model works (in the turn's thread)
+            anyio.from_thread.run(ctx.report_progress, 1, 2, quick.text)
+
+        def spend(_: object, writes: int) -> bool:  # the turn's feedback rows, within the key's budget
+            stored.take(caller.key_id, writes)
+            return True
+
+        reply = await in_thread(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first,
+                                                    commit=spend), caller)
+        await ctx.report_progress(2, 2, "done")
+        return reply
+
+    @mcp.tool(description="Why an item fits the user of a conversation, from its catalog facts and the "
+              "user's history.")
+    async def explain(
+        ctx: Context,
+        item_id: ItemArg,
+        session_id: SessionArg,
+    ) -> Reply:
+        caller = _caller(ctx)
+        conversations.check(session_id, caller)
+        known_item(item_id)
+        return await in_thread(lambda _: agent.explain(session_id, item_id), caller, turn=False)
+
+    @mcp.tool(description="Record that the user of a conversation likes, dislikes or has seen an item; "
+              "later recommendations take it into account.")
+    async def feedback(
+        ctx: Context,
+        item_id: ItemArg,
+        kind: Annotated[Literal["like", "dislike", "seen"], Field(description="like, dislike or seen")],
+        session_id: SessionArg,
+    ) -> Reply:
+        caller = _caller(ctx)
+        conversations.check(session_id, caller)
+        known_item(item_id)
+
+        def record(cancel: threading.Event) -> Reply:
+            stored.take(caller.key_id)
+            return agent.feedback(session_id, item_id, kind, cancel)
+
+        return await in_thread(record, caller)
+
+    @mcp.resource("genre-agent://catalog", name="catalog", mime_type="application/json",
+                  description="The catalog: its name, size and genres.")
+    def catalog() -> CatalogResource:
+        return CatalogResource(name=info.name, items=info.items, interactions=info.interactions,
+                               item_noun=info.item_noun, genres=agent.genres)
+
+    @mcp.resource("genre-agent://templates", name="templates", mime_type="application/json",
+                  description="The shipped prompt template sets (a `prompts` setting picks one).")
+    def templates() -> list[TemplateSet]:
+        return [TemplateSet(name=name, extends=(p := load_profile(path)).extends, description=p.description)
+                for name, path in shipped_sets().items()]
+
+    return mcp
+
+
+def http_app(mcp: MCPServer, keys: dict[str, str | None], settings: ServerSettings, host: str) -> Guard:
+    """The streamable HTTP app at /mcp behind the HTTP server's Guard: the API key first (401 without it),
+    then the body, counted while it is read (413 over `server.max_body`)."""
+    app: Any = mcp.streamable_http_app(host=host, max_request_body_size=settings.max_body)
+    return Guard(app, keys, settings.max_body, settings.read_timeout_s)
+
+
+def run(agent: Agent, settings: ServerSettings, keys: dict[str, str | None], http: bool = False,
+        host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve over stdio until the client closes it, or over streamable HTTP at http://HOST:PORT/mcp (with the
+    HTTP server's connection limits, `limits.uvicorn_options`)."""
+    mcp = create_server(agent, settings)
+    if not http:
+        mcp.run("stdio")
+        return
+    import uvicorn
+
+    from genre_agent.interfaces.limits import uvicorn_options
+
+    config = uvicorn.Config(http_app(mcp, keys, settings, host), host=host, port=port, log_level="warning",
+                            **uvicorn_options(settings))
+    uvicorn.Server(config).run()

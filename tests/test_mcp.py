@@ -1,0 +1,259 @@
+"""`genre-agent mcp`, driven by the MCP SDK's own client: in memory for each tool and each kind of bad input,
+over HTTP behind the API key, and once as a real `genre-agent mcp` subprocess over stdio (issue 25)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from genre_agent.chat.agent import Agent
+from genre_agent.data.feedback import open_store
+from genre_agent.interfaces.mcp_server import create_server, http_app
+from genre_agent.interfaces.server import key_table
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends.base import Completion, Message
+from genre_agent.pipeline import Recommender
+from genre_agent.settings import ServerSettings
+
+from conftest import TINY
+
+KEY_A = "user-a-key-0123456789abcd"  # speaks for catalog user "a"
+Session = Callable[[Client], Awaitable[None]]
+
+
+def _agent(built: Recommender, backend: FakeBackend, store: Path) -> Agent:
+    """An agent on the session's tiny index, answering 2 items, with its own feedback store."""
+    settings = built.settings.model_copy(update={"k": 2})
+    return Agent(Recommender(settings, built.catalog, built.retriever, backend=backend), open_store(None, store))
+
+
+@pytest.fixture
+def agent(tiny_built: Recommender, fake: FakeBackend, tmp_path: Path) -> Agent:
+    return _agent(tiny_built, fake, tmp_path)
+
+
+def _with_client(agent: Agent, session: Session, settings: ServerSettings | None = None) -> None:
+    async def main() -> None:
+        async with Client(create_server(agent, settings)) as client:
+            await session(client)
+
+    asyncio.run(main())
+
+
+def _error(result: Any) -> str:
+    assert result.is_error, result
+    return str(result.content[0].text)
+
+
+def test_lists_the_four_tools_with_typed_arguments_and_structured_results(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(tools) == {"recommend", "chat", "explain", "feedback"}
+        recommend = tools["recommend"]
+        assert recommend.input_schema["properties"]["k"]["type"] == "integer"
+        assert tools["feedback"].input_schema["properties"]["kind"]["enum"] == ["like", "dislike", "seen"]
+        assert all(t.output_schema for t in tools.values())
+
+    _with_client(agent, session)
+
+
+def test_recommend_returns_catalog_items_with_reasons(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        result = await client.call_tool("recommend", {"query": "space adventure", "k": 2,
+                                                      "exclude_genres": ["Comedy"]})
+        assert not result.is_error
+        items = result.structured_content["recommendations"]
+        assert [i["item_id"] for i in items] == ["1", "2"]  # the two Star Quest films of the tiny catalog
+        assert all(i["title"].startswith("Star Quest") and i["reason"] for i in items)
+
+    _with_client(agent, session)
+
+
+def test_chat_holds_a_conversation_and_reports_progress(agent: Agent) -> None:
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def session(client: Client) -> None:
+        first = await client.call_tool("chat", {"message": "something about space"},
+                                       progress_callback=on_progress)
+        reply = first.structured_content
+        assert reply["recommendations"]["recommendations"][0]["title"].startswith("Star Quest")
+        assert reply["session_id"].startswith("mcp_")
+        second = await client.call_tool("chat", {"message": "only comedies", "session_id": reply["session_id"]})
+        shown = [r["item_id"] for r in second.structured_content["recommendations"]["recommendations"]]
+        assert shown and set(shown) <= {"3", "4", "6"}  # the session went on: comedies, within its space query
+
+    _with_client(agent, session)
+    assert progress[-1] == (2, 2, "done")
+    assert progress[0][0] == 1 and "Star Quest" in str(progress[0][2])  # the list shown while the model works
+
+
+def test_explain_and_feedback_act_on_the_session(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        started = await client.call_tool("chat", {"message": "space please"})
+        session_id = started.structured_content["session_id"]
+        why = await client.call_tool("explain", {"item_id": "1", "session_id": session_id})
+        assert why.structured_content["explained_item"] == "1"
+        assert why.structured_content["text"].startswith("Star Quest (1990)")
+        noted = await client.call_tool("feedback", {"item_id": "1", "kind": "like", "session_id": session_id})
+        assert noted.structured_content["text"] == "Noted: like \u2014 Star Quest (1990)."
+
+    _with_client(agent, session)
+    [event] = agent.store.events("tiny")
+    assert (event.item_id, event.kind) == ("1", "like") and event.source.startswith("mcp_")
+
+
+def test_resources_name_the_catalog_and_the_template_sets(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert uris == {"genre-agent://catalog", "genre-agent://templates"}
+        catalog = json.loads((await client.read_resource("genre-agent://catalog")).contents[0].text)
+        assert catalog == {"name": "tiny", "items": 6, "interactions": 15, "item_noun": "movie",
+                           "genres": ["Adventure", "Comedy", "Horror", "Sci-Fi"]}
+        sets = json.loads((await client.read_resource("genre-agent://templates")).contents[0].text)
+        assert {"default", "concise"} <= {s["name"] for s in sets}
+
+    _with_client(agent, session)
+
+
+def test_bad_input_is_a_tool_error_and_the_server_stays_up(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        assert "Unknown tool: suggest" in _error(await client.call_tool("suggest", {}))
+        assert "valid integer" in _error(await client.call_tool("recommend", {"query": "space", "k": "many"}))
+        assert "less than or equal to 20" in _error(await client.call_tool("recommend", {"query": "x", "k": 99}))
+        huge = _error(await client.call_tool("chat", {"message": "x" * 1_000_000}))
+        assert "1,000,000 bytes" in huge and "server.max_body" in huge
+        unknown = _error(await client.call_tool("chat", {"message": "hi", "session_id": "sess_nope"}))
+        assert "unknown session 'sess_nope'" in unknown and "without session_id" in unknown
+        assert "unknown session" in _error(await client.call_tool("feedback", {"item_id": "1", "kind": "like",
+                                                                                "session_id": "sess_nope"}))
+        started = (await client.call_tool("chat", {"message": "space"})).structured_content["session_id"]
+        assert "no item '999'" in _error(await client.call_tool("explain", {"item_id": "999",
+                                                                           "session_id": started}))
+        assert "has no ratings" in _error(await client.call_tool("recommend", {"user": "nobody"}))
+        assert "Traceback" not in huge + unknown
+        still = await client.call_tool("recommend", {"query": "space", "k": 1})  # the server is still up
+        assert not still.is_error
+
+    _with_client(agent, session)
+
+
+def test_feedback_beyond_the_keys_budget_is_refused_and_not_stored(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        session_id = (await client.call_tool("chat", {"message": "space"})).structured_content["session_id"]
+        liked = await client.call_tool("feedback", {"item_id": "1", "kind": "like", "session_id": session_id})
+        assert not liked.is_error
+        over = _error(await client.call_tool("feedback", {"item_id": "2", "kind": "like",
+                                                          "session_id": session_id}))
+        assert "server.feedback_per_minute = 1" in over and "retry after" in over
+
+    _with_client(agent, session, ServerSettings(feedback_per_minute=1))
+    assert [e.item_id for e in agent.store.events("tiny")] == ["1"]
+
+
+class GatedBackend(FakeBackend):
+    """The fake backend, but each call waits until `gate` is open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        assert self.gate.wait(timeout=30)
+        return super().complete(messages, schema, max_tokens)
+
+
+def test_a_turn_past_the_deadline_is_a_tool_error(tiny_built: Recommender, tmp_path: Path) -> None:
+    gated = GatedBackend()
+    slow = _agent(tiny_built, gated, tmp_path)
+
+    async def session(client: Client) -> None:
+        late = _error(await client.call_tool("recommend", {"query": "space"}))
+        assert "longer than 0.2 s (server.deadline_s)" in late
+        gated.gate.set()  # the abandoned turn ends; the server still answers
+        assert "recommend" in {t.name for t in (await client.list_tools()).tools}
+
+    _with_client(slow, session, ServerSettings(deadline_s=0.2))
+
+
+@contextmanager
+def _over_http(agent: Agent, settings: ServerSettings) -> Iterator[str]:
+    """The MCP server's HTTP app served by uvicorn on a free local port, in a thread; yields its /mcp URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = http_app(create_server(agent, settings), key_table(settings), settings, "127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_http_needs_the_key_and_the_key_names_the_user(agent: Agent) -> None:
+    settings = ServerSettings(api_keys={KEY_A: "a"})
+
+    async def main(url: str) -> None:
+        refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
+        keyed = httpx2.AsyncClient(headers={"Authorization": f"Bearer {KEY_A}"})
+        async with Client(streamable_http_client(url, http_client=keyed)) as client:
+            answer = await client.call_tool("recommend", {"k": 2})  # no query: user "a"'s history
+            assert [r["item_id"] for r in answer.structured_content["recommendations"]]
+            assert answer.structured_content["user_id"] == "a"
+            other = _error(await client.call_tool("recommend", {"user": "b", "k": 2}))
+            assert "speaks for user 'a'" in other
+
+    with _over_http(agent, settings) as url:
+        asyncio.run(main(url))
+
+
+def test_mcp_refuses_a_public_http_bind_without_a_key(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "genre_agent.interfaces.cli", "mcp", "--http", "--host",
+                           "0.0.0.0", "--catalog", str(TINY), "--data-dir", str(tmp_path), "--backend", "fake"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={k: v for k, v in os.environ.items() if k != "GENRE_AGENT_API_KEY"})
+    assert proc.returncode == 2 and "without an API key" in proc.stderr
+
+
+def test_a_real_genre_agent_mcp_over_stdio(tmp_path: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "genre_agent.interfaces.cli", "mcp", "--catalog", str(TINY),
+                                      "--data-dir", str(tmp_path), "--backend", "fake"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+    async def main() -> None:
+        async with Client(params, read_timeout_seconds=120) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"recommend", "chat"} <= names
+            result = await client.call_tool("recommend", {"query": "space adventure", "k": 2})
+            ids = [r["item_id"] for r in result.structured_content["recommendations"]]
+            assert ids == ["1", "2"]
+
+    asyncio.run(main())
