@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genre_agent.data.catalog import Catalog, load_catalog
-from genre_agent.data.feedback import FEEDBACK_FILE, FeedbackStore, open_store, with_feedback
+from genre_agent.data.feedback import FEEDBACK_FILE, Store, open_store, with_feedback
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError, DataDirError, UnknownUserError
 from genre_agent.filters import Filters
@@ -128,7 +128,7 @@ def _copy_of(store: Path) -> Path:
     return tmp / "chroma"
 
 
-def served_catalog(settings: Settings, store: FeedbackStore | None = None) -> Catalog:
+def served_catalog(settings: Settings, store: Store | None = None) -> Catalog:
     """The configured catalog as it is served: a user's likes, dislikes and "seen" from chats (in `store`, else
     in the configured store if one exists) count as their ratings. A store that cannot be read is warned about
     and left out."""
@@ -212,7 +212,7 @@ class Recommender:
 
     @classmethod
     def open(cls, settings: Settings, backend: Backend | None = None, progress: Progress | None = None, *,
-             catalog: Catalog | None = None, store: FeedbackStore | None = None) -> Recommender:
+             catalog: Catalog | None = None, store: Store | None = None) -> Recommender:
         """The one way every front-end, evaluation and workflow opens the service: the configured catalog with
         the stored feedback of its users joined to its interactions (`served_catalog`), or exactly `catalog`
         (an evaluation's training part), then its vector index and CF model, built or reused."""

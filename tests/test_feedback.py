@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
-from genre_agent.data.feedback import FeedbackStore, PostgresStore, SQLiteStore, open_store
+from genre_agent.data.feedback import Store, PostgresStore, SQLiteStore, open_store
 from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
@@ -25,13 +25,13 @@ from conftest import TINY, tiny_settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> FeedbackStore:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "sqlite":
         return SQLiteStore(tmp_path / "feedback.sqlite3")
     return PostgresStore(request.getfixturevalue("fresh_postgres"))
 
 
-def test_the_log_keeps_every_event_and_undo_restores_the_one_before(store: FeedbackStore) -> None:
+def test_the_log_keeps_every_event_and_undo_restores_the_one_before(store: Store) -> None:
     liked = store.record("movies", "u1", "10", "like", "s turn 1: I loved Alien")
     assert store.record("movies", "u1", "10", "like", "s turn 1: I loved Alien") == liked  # the same event
     disliked = store.record("movies", "u1", "10", "dislike", "s turn 2: actually I hated Alien")

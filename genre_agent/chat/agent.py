@@ -16,7 +16,7 @@ from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.transcript import shown_in
 from genre_agent.chat.understanding import ask_model, merge, parse_rules
-from genre_agent.data.feedback import FeedbackStore, open_store
+from genre_agent.data.feedback import Store, open_store
 from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
@@ -66,7 +66,7 @@ class Listeners:
 class Agent:
     """Thread-safe: each session has its own (re-entrant) lock; the LLM backend serialises its own calls."""
 
-    def __init__(self, recommender: Recommender, store: FeedbackStore) -> None:
+    def __init__(self, recommender: Recommender, store: Store) -> None:
         self.recommender = recommender
         self.store = store
         catalog = recommender.catalog

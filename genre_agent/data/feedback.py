@@ -82,8 +82,9 @@ def event_id(catalog: str, user_key: str, item_id: str, kind: str, source: str) 
     return hashlib.sha256("\x1f".join((catalog, user_key, item_id, kind, source)).encode()).hexdigest()[:16]
 
 
-class FeedbackStore(ABC):
-    """The SQL is written once with `?` placeholders; each database says how it connects and its dialect."""
+class Store(ABC):
+    """What a deployment keeps between turns: feedback (current kinds and the event log) and the HTTP
+    server's sessions. The SQL is written once with `?` placeholders; each database says how it connects and its dialect."""
 
     placeholder = "?"
     real = "REAL"
@@ -221,7 +222,7 @@ class FeedbackStore(ABC):
             return int(self._run(db, "SELECT COUNT(*) FROM server_sessions")[0][0])
 
 
-class SQLiteStore(FeedbackStore):
+class SQLiteStore(Store):
     """One file per installation (WAL mode: concurrent sessions and processes are safe). In a data directory
     that cannot be written (a read-only mount), an existing file is opened read-only: feedback is read, and
     storing any raises DataDirError. Where SQLite cannot open it read-only with its locks (WAL needs an index
@@ -293,7 +294,7 @@ class SQLiteStore(FeedbackStore):
                 db.close()
 
 
-class PostgresStore(FeedbackStore):
+class PostgresStore(Store):
     """A PostgreSQL server (psycopg 3: `pip install -e ".[postgres]"`), shared by every replica."""
 
     placeholder = "%s"
@@ -327,7 +328,7 @@ class PostgresStore(FeedbackStore):
 FEEDBACK_FILE = "feedback.sqlite3"  # the SQLite store's file in the data directory
 
 
-def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
+def open_store(url: str | None, data_dir: Path) -> Store:
     """The configured store: PostgreSQL for a postgresql:// URL, else SQLite in the data directory."""
     if not url:
         return SQLiteStore(data_dir / FEEDBACK_FILE)
@@ -337,7 +338,7 @@ def open_store(url: str | None, data_dir: Path) -> FeedbackStore:
                       "SQLite in the data directory.")
 
 
-def with_feedback(catalog: Catalog, store: FeedbackStore) -> Catalog:
+def with_feedback(catalog: Catalog, store: Store) -> Catalog:
     """The catalog with stored feedback appended as interactions (the latest rating of a pair wins): a chat's
     likes join CF, and its dislikes and "seen" count as rated, so they are not recommended again."""
     extra = store.interactions(catalog.name)
