@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
-from genre_agent.data.feedback import Store, PostgresStore, SQLiteStore, open_store
+from genre_agent.data.feedback import PostgresStore, SQLiteStore, Store, open_store
 from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
