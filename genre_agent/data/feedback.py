@@ -84,7 +84,8 @@ def event_id(catalog: str, user_key: str, item_id: str, kind: str, source: str) 
 
 class Store(ABC):
     """What a deployment keeps between turns: feedback (current kinds and the event log) and the HTTP
-    server's sessions. The SQL is written once with `?` placeholders; each database says how it connects and its dialect."""
+    server's sessions. The SQL is written once with `?` placeholders; each database says how it connects
+    and its dialect."""
 
     placeholder = "?"
     real = "REAL"
