@@ -322,10 +322,10 @@ class Recommender:
         """The ids of the n items most users liked."""
         return self.retriever.most_popular(n)
 
-    def describe(self, item_id: str, request: RecommendRequest) -> Candidate:
+    def evidence_for(self, item_id: str, request: RecommendRequest) -> Candidate:
         """One item as a candidate for the request's user, with its evidence (to answer "why this one?")."""
         view = self.retriever.user_view(request.user_id, request.liked)
-        return self.retriever.describe(view, item_id, request.query, self.reason_writer(request.prompts))
+        return self.retriever.candidate(view, item_id, request.query, self.reason_writer(request.prompts))
 
     # -- answering -----------------------------------------------------------------------
     def _reason_max_chars(self, templates: Prompts) -> int:

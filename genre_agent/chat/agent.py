@@ -337,7 +337,7 @@ class Agent:
                      debug=self._debug(run) if self.debug else None)
 
     def _why(self, state: SessionState, item_id: str) -> Reply:
-        c = self.recommender.describe(item_id, state.request())
+        c = self.recommender.evidence_for(item_id, state.request())
         state.focus = item_id
         genres = ", ".join(c.genres) or "no genre listed"
         facts = "; ".join(c.facts) if c.facts else "no facts tie it to your history yet"

@@ -178,7 +178,7 @@ class Retriever:
             top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
         else:
             top = self._distinct_titles(order, n)
-        return self.describe_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
+        return self.as_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
                                         profile_vec=profile_vec, reason=reason, needs=needs, words_vec=words_vec)
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
@@ -218,13 +218,13 @@ class Retriever:
         order = np.argsort(-self.popularity, kind="stable")[:n]
         return [str(i) for i in self.items.index[order]]
 
-    def describe(self, user: UserView, item_id: str, query: str | None, reason: ev.ReasonWriter) -> Candidate:
+    def candidate(self, user: UserView, item_id: str, query: str | None, reason: ev.ReasonWriter) -> Candidate:
         """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
         col = int(self.items.index.get_loc(item_id))
         cf = self._cf_scores(user)
         needs = self.needs.match(query) if query else []
         words_vec = self.index.embed([query])[0] if query else None
-        return self.describe_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
+        return self.as_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
                                         query_vec=self._query_vector(words_vec, []),
                                         profile_vec=self.profile(user.liked), reason=reason, needs=needs,
                                         words_vec=words_vec)[0]
@@ -262,7 +262,7 @@ class Retriever:
         row = user.row if not anchors else -1
         return np.asarray(self.cf.score(np.array([row]), history)[0], dtype=np.float64)
 
-    def describe_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
+    def as_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,
                             query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None,
                             needs: list[Need] | None = None, words_vec: np.ndarray | None = None

@@ -135,7 +135,7 @@ def user_requests(scorer: Scorer, index: VectorIndex, reason: ReasonWriter,
         view = UserView(None, -1, set(), liked, history)
         fused = np.zeros(len(items))
         fused[col_of[order]] = hybrid[n, order]
-        candidates = retriever.describe_candidates(col_of[order], view, fused,
+        candidates = retriever.as_candidates(col_of[order], view, fused,
                                                    profile_vec=retriever.profile(liked),
                                                    reason=reason)
         yield UserRequest(n, order, history, candidates)
