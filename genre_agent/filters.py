@@ -92,7 +92,7 @@ class Filters(BaseModel):
         said = [
             (for_prompt and self.exclude_seen, "already-rated items are excluded"),
             (bool(self.include_genres), f"{only}{', '.join(self.include_genres)}"),
-            (bool(self.require_genres), f"{'every one of: ' if for_prompt else ''}{' and '.join(self.require_genres)}"),
+            (bool(self.require_genres), f"{'all of: ' if for_prompt else ''}{' and '.join(self.require_genres)}"),
             (bool(self.exclude_genres), f"no {', '.join(self.exclude_genres)}"),
             (self.year_min is not None, f"from {self.year_min}{' on' if for_prompt else ''}"),
             (self.year_max is not None, f"up to {self.year_max}"),

@@ -54,7 +54,8 @@ def test_the_shipped_intent_set_loads_and_holds_a_third_out() -> None:
     requests = load_requests(Path(__file__).parent / "data" / "requests" / "intents.jsonl")
     assert len(requests) >= 150
     categories = {r.category for r in requests}
-    assert {"genre", "genre pair", "era", "mood", "like X", "negation", "seen", "refinement", "conflict"} <= categories
+    assert categories == {"genre", "genre pair", "era", "mood", "like X", "negation", "seen", "refinement",
+                          "conflict"}
     for category in categories:
         inside = [r for r in requests if r.category == category]
         assert sum(r.split == "test" for r in inside) == len(inside) // 3

@@ -221,8 +221,9 @@ def _read_genres(flat: str, genres: list[str], filters: Filters) -> bool:
             filters.include_genres.append(genre)
         else:
             wanted.append(genre)
-            if n and mentions[n - 1][0] in wanted and _OR.match(flat[mentions[n - 1][1] : pos].split(" ", 1)[-1]):
-                filters.include_genres += [g for g in (mentions[n - 1][0], genre) if g not in filters.include_genres]
+            previous, at = mentions[n - 1] if n else ("", 0)
+            if previous in wanted and _OR.match(flat[at:pos].split(" ", 1)[-1]):
+                filters.include_genres += [g for g in (previous, genre) if g not in filters.include_genres]
     filters.require_genres += [g for g in wanted if g not in filters.include_genres]
     return bool(wanted)
 

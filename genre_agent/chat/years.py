@@ -16,11 +16,12 @@ RECENT_YEARS = 5  # "recent", "the last few years": the newest year and the four
 CLASSIC_AGE = 30  # "classic", "old": made this many years before the newest year, or earlier
 
 _YEAR = r"((?:19|20)\d\d)"
-_DENIED = r"\b(?:nothing|not|no|none|never|dont|don't|nothing (?:made|released|from|that came out))\b(?:\s+\w+){0,2}\s+$"
+_DENIED = r"\b(?:nothing|not|no|none|never|dont|don't)\b(?:\s+\w+){0,2}\s+$"  # "nothing made before"
 _RECENT = re.compile(r"\b(?:recent|recently|latest|modern|newest|brand new|these days|nowadays|"
                      r"(?:last|past) (?:few|couple(?: of)?|several) years|(?<!\ba )(?<!something )new(?= (?:\w+ )?"
                      r"(?:movies|films|books|novels|releases|ones|stuff)\b))\b")
-_CLASSIC = re.compile(r"(?<!\bis a )(?<!\bwas a )(?<!\bs a )(?<!year )(?<!years )\b(?:classic|classics|old|oldies|vintage|golden age)\b")
+_CLASSIC = re.compile(r"(?<!\bis a )(?<!\bwas a )(?<!\bs a )(?<!year )(?<!years )"  # not "a 5 year old"
+                      r"\b(?:classic|classics|old|oldies|vintage|golden age)\b")
 _OLDER_FIRST = re.compile(r"\b(?:the older the better|as old as possible|oldest (?:first|ones))\b")
 _NEWER_FIRST = re.compile(r"\b(?:the (?:newer|more recent) the better|as (?:new|recent) as possible|"
                           r"(?:newest|latest) (?:first|ones))\b")

@@ -85,7 +85,8 @@ def load_requests(path: Path) -> list[Request]:
             request = Request(id=str(raw["id"]), category=str(raw.get("category", "all")),
                               split=str(raw.get("split", "dev")), turns=[str(t) for t in raw["turns"]],
                               words=_lower(judge, "words"), genres=_lower(judge, "genres"),
-                              all_genres=_lower(judge, "all_genres"), exclude_genres=_lower(judge, "exclude_genres"),
+                              all_genres=_lower(judge, "all_genres"),
+                              exclude_genres=_lower(judge, "exclude_genres"),
                               exclude_titles=[str(t) for t in judge.get("exclude_titles", [])],
                               year_min=_year(judge, "year_min"), year_max=_year(judge, "year_max"),
                               conflict=bool(judge.get("conflict", False)))
@@ -94,7 +95,8 @@ def load_requests(path: Path) -> list[Request]:
                               "for the fields.") from exc
         if not request.turns or not request.checks:
             raise ConfigError(f"{path} line {n}: a request needs turns and something to judge by (judge.words, "
-                              "genres, all_genres, exclude_genres, exclude_titles, year_min, year_max or conflict).")
+                              "genres, all_genres, exclude_genres, exclude_titles, year_min, year_max or "
+                              "conflict).")
         out.append(request)
     if not out:
         raise ConfigError(f"{path}: no requests in it.")
