@@ -104,3 +104,25 @@ def test_too_few_fits_name_the_constraint_to_drop_and_none_is_never_silent(tmp_p
     assert [r.title for r in one.recommendations.recommendations] == ["Night Terror (1985)"]  # type: ignore[union-attr]
     enough = agent.chat("u", "A comedy please.")
     assert enough.intent == "refine" and len(enough.recommendations.recommendations) == 2  # type: ignore[union-attr]
+
+
+def test_the_older_the_better_orders_what_fits_by_year(tmp_path: Path) -> None:
+    agent = Agent.from_config(tiny_settings(tmp_path, k=3), backend=FakeBackend())
+    older = agent.chat("s", "Sci-fi please, the older the better.")
+    assert older.recommendations is not None
+    assert [r.title for r in older.recommendations.recommendations] == [
+        "Star Quest (1990)", "Star Quest II (1992)", "Deep Space Comedy (2001)"]
+    newer = agent.chat("t", "Sci-fi please, the newer the better.")
+    assert newer.recommendations is not None
+    assert [r.title for r in newer.recommendations.recommendations] == [
+        "Deep Space Comedy (2001)", "Star Quest II (1992)", "Star Quest (1990)"]
+
+
+def test_filters_name_each_constraint_and_the_filters_without_it() -> None:
+    f = Filters(require_genres=["Comedy", "Romance"], exclude_genres=["Horror"], year_min=2000)
+    assert [(label, looser.require_genres, looser.exclude_genres, looser.year_min)
+            for label, looser in f.without_each()] == [
+        ("Comedy", ["Romance"], ["Horror"], 2000), ("Romance", ["Comedy"], ["Horror"], 2000),
+        ("no Horror", ["Comedy", "Romance"], [], 2000), ("from 2000", ["Comedy", "Romance"], ["Horror"], None)]
+    added = f.revised(Filters(require_genres=["Animation"], exclude_genres=["Romance"]))
+    assert (added.require_genres, added.exclude_genres) == (["Comedy", "Animation"], ["Horror", "Romance"])
