@@ -4,6 +4,7 @@ and LangChain. A leaf module: it imports nothing from the package but the error 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +31,8 @@ class Filters(BaseModel):
 
     exclude_seen: bool = Field(True, description="never recommend items the user already rated")
     include_genres: list[str] = Field([], description="only items with one of these genres")
+    require_genres: list[str] = Field([], description="only items with every one of these genres (\"romantic "
+                                      "comedy\": Comedy and Romance)")
     exclude_genres: list[str] = Field([], description="never items with one of these genres")
     year_min: int | None = Field(None, description="only items from this year on")
     year_max: int | None = Field(None, description="only items up to this year")
@@ -37,6 +40,8 @@ class Filters(BaseModel):
     exclude_items: list[str] = Field([], description="item ids never to recommend")
     only_items: list[str] | None = Field(None, description="a shortlist: only these item ids (what is in "
                                          "stock, the candidates an evaluation ranks)")
+    years_order: Literal["older", "newer"] | None = Field(
+        None, description="an order, not a filter: the best fitting items are shown oldest (or newest) first")
 
     def merge(self, other: Filters) -> Filters:
         """Both at once (standing rules and a request's own): genre lists, metadata conditions and excluded
@@ -45,27 +50,48 @@ class Filters(BaseModel):
         return Filters(
             exclude_seen=self.exclude_seen and other.exclude_seen,
             include_genres=_union(self.include_genres, other.include_genres),
+            require_genres=_union(self.require_genres, other.require_genres),
             exclude_genres=_union(self.exclude_genres, other.exclude_genres),
             year_min=_stricter(self.year_min, other.year_min, max),
             year_max=_stricter(self.year_max, other.year_max, min),
             where={**self.where, **other.where},
             exclude_items=_union(self.exclude_items, other.exclude_items),
             only_items=_shortlist(self.only_items, other.only_items),
+            years_order=other.years_order or self.years_order,
         )
 
     def revised(self, newer: Filters) -> Filters:
         """These filters after a person's newer statement: what it contradicts is dropped first (a genre
-        it names moves between "only" and "no", a year bound it sets replaces the old one), then both
-        apply (`merge`). A genre the statement both includes and excludes ends up included."""
+        it names moves between "only" or "required" and "no", a year bound it sets replaces the old one), then
+        both apply (`merge`): required genres add up ("something funny", then "make it animated"). A genre the
+        statement both includes and excludes ends up included."""
+        wanted = [*newer.include_genres, *newer.require_genres]
         kept = self.model_copy(update={
             "include_genres": [g for g in self.include_genres if g not in newer.exclude_genres],
-            "exclude_genres": [g for g in self.exclude_genres if g not in newer.include_genres],
+            "require_genres": [g for g in self.require_genres if g not in newer.exclude_genres],
+            "exclude_genres": [g for g in self.exclude_genres if g not in wanted],
             "year_min": self.year_min if newer.year_min is None else None,
             "year_max": self.year_max if newer.year_max is None else None,
         })
-        newer = newer.model_copy(update={
-            "exclude_genres": [g for g in newer.exclude_genres if g not in newer.include_genres]})
+        newer = newer.model_copy(update={"exclude_genres": [g for g in newer.exclude_genres if g not in wanted]})
         return kept.merge(newer)
+
+    def without_each(self) -> list[tuple[str, Filters]]:
+        """Each constraint a person can relax, in words, with these filters without it: every required or
+        excluded genre, the "only" genres together, each year bound and each metadata condition."""
+        out = [(g, self.model_copy(update={"require_genres": [r for r in self.require_genres if r != g]}))
+               for g in self.require_genres]
+        if self.include_genres:
+            out.append((f"only {', '.join(self.include_genres)}", self.model_copy(update={"include_genres": []})))
+        out += [(f"no {g}", self.model_copy(update={"exclude_genres": [e for e in self.exclude_genres if e != g]}))
+                for g in self.exclude_genres]
+        if self.year_min is not None:
+            out.append((f"from {self.year_min}", self.model_copy(update={"year_min": None})))
+        if self.year_max is not None:
+            out.append((f"up to {self.year_max}", self.model_copy(update={"year_max": None})))
+        out += [(f"{k} = {v}", self.model_copy(update={"where": {c: w for c, w in self.where.items() if c != k}}))
+                for k, v in self.where.items()]
+        return out
 
     def describe(self, for_prompt: bool = False) -> list[str]:
         """The active filters in words: short for the chat, fuller for the ranking prompt (which is also
@@ -74,10 +100,12 @@ class Filters(BaseModel):
         said = [
             (for_prompt and self.exclude_seen, "already-rated items are excluded"),
             (bool(self.include_genres), f"{only}{', '.join(self.include_genres)}"),
+            (bool(self.require_genres), f"{'all of: ' if for_prompt else ''}{' and '.join(self.require_genres)}"),
             (bool(self.exclude_genres), f"no {', '.join(self.exclude_genres)}"),
             (self.year_min is not None, f"from {self.year_min}{' on' if for_prompt else ''}"),
             (self.year_max is not None, f"up to {self.year_max}"),
             (self.only_items is not None and not for_prompt, f"only {len(self.only_items or [])} listed items"),
+            (self.years_order is not None, f"{self.years_order} first"),
         ]
         return [text for active, text in said if active] + [f"{k} = {v}" for k, v in self.where.items()]
 

@@ -61,7 +61,7 @@ def test_titles_as_people_write_them(movielens: tuple[TitleIndex, list[str]]) ->
 def test_why_only_when_the_message_asks_why_about_an_item(movielens: tuple[TitleIndex, list[str]]) -> None:
     update, _ = read(movielens, "I love horror movies but I'm kind of a baby. "
                                 "Don't know why I'm afraid of heights!")
-    assert update.intent == "recommend" and update.why is None
+    assert update.intent == "refine" and update.why is None and update.filters.require_genres == ["Horror"]
     question, _ = read(movielens, "why Fargo?")
     assert question.intent == "why" and movielens[0].title_of(question.why or "") == "Fargo (1996)"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from genre_agent.chat.constraints import conflict
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.transcript import shown_in
@@ -73,6 +74,8 @@ class Agent:
         self.genres = recommender.genres()
         popularity = catalog.interactions.groupby("item_id").size()
         self.titles = TitleIndex(catalog.items, popularity)
+        years = catalog.items["year"].dropna()
+        self.newest = int(years.max()) if len(years) else None  # what "recent" and "classic" count from
         self._sessions: dict[str, SessionState] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
@@ -265,7 +268,8 @@ class Agent:
     # -- one turn --------------------------------------------------------------------
     def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
               listen: Listeners | None = None) -> Reply:
-        update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last))
+        update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last),
+                             self.newest)
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
         if reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
@@ -286,7 +290,9 @@ class Agent:
                      filters=state.describe())
 
     def _has_taste(self, state: SessionState) -> bool:
-        return bool(state.user_id or state.liked or state.query or state.anchors or state.filters.include_genres)
+        f = state.filters
+        return bool(state.user_id or state.liked or state.query or state.anchors or f.include_genres or
+                    f.require_genres or f.year_min is not None or f.year_max is not None)
 
     def _apply(self, state: SessionState, update: StateUpdate, writes: list[tuple[str, str]]) -> None:
         """Let the session take in the update; its feedback rows (item, kind) go to `writes`, stored by the
@@ -315,6 +321,11 @@ class Agent:
                    popular: bool = False, note: str | None = None) -> Reply:
         only_filters = not (state.user_id or state.liked or state.query or state.anchors)  # "only comedies"
         request = state.request(self.settings.k, allow_popular=popular or only_filters)
+        retriever = self.recommender.retriever
+        clash = conflict(state.filters, retriever.items, retriever.genre_masks, request.k or self.settings.k)
+        if clash is not None:  # the constraints cannot fill an answer: say which to relax, show what fits
+            info = self.catalog_info()
+            intent, note = "conflict", clash.describe(info.item_noun, info.item_noun_plural)
         if listen is None:
             return self._listing(state, intent, self.recommender.run(request), note)
         run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),
@@ -330,9 +341,12 @@ class Agent:
         state.focus = None
         if ids:
             text = "\n".join(f"{r.rank}. {r.title} \u2014 {r.reason}" for r in result.recommendations)
+        elif note:
+            text = ""
         else:
             text = "Nothing left that fits these filters: try /filters and /reset, or loosen a filter."
-        return Reply(session_id=state.session_id, intent=intent, text=f"{note}\n{text}" if note else text,
+        text = "\n".join(t for t in (note, text) if t)
+        return Reply(session_id=state.session_id, intent=intent, text=text,
                      recommendations=result, filters=state.describe(),
                      debug=self._debug(run) if self.debug else None)
 

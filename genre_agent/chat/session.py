@@ -27,6 +27,8 @@ class StateUpdate(BaseModel):
     filters: Filters = Field(default_factory=Filters)
     query: str | None = None
     named: list[str] = Field([], description="item ids of every title written in the message")
+    replace_genres: bool = Field(False, description="the message's genres replace those asked for before "
+                                 "(\"actually, a comedy instead\")")
 
     def feedback(self) -> list[tuple[Literal["like", "dislike", "seen"], str]]:
         """(kind, item id) of every like, dislike and seen in the message."""
@@ -58,7 +60,8 @@ class SessionState(BaseModel):
 
     def apply(self, update: StateUpdate) -> None:
         """Take in a message's update: feedback moves an item to its list (the item is now in focus), anchors
-        and named titles accumulate, a newer filter statement revises the filters, and the descriptive words
+        and named titles accumulate, a newer filter statement revises the filters (its genres add to those
+        asked for before, unless it restates them), and the descriptive words
         accumulate (the latest QUERY_WORDS of them)."""
         buckets = {"like": self.liked, "dislike": self.disliked, "seen": self.seen}
         for kind, item in update.feedback():
@@ -72,6 +75,8 @@ class SessionState(BaseModel):
             self.anchors = [*[a for a in self.anchors if a not in update.anchors], *update.anchors]
             self.focus = update.anchors[-1]
         self.named += [i for i in update.named if i not in self.named]
+        if update.replace_genres:
+            self.filters = self.filters.model_copy(update={"require_genres": [], "include_genres": []})
         self.filters = self.filters.revised(update.filters)
         if update.query:
             words = [w for w in (self.query or "").split() if w not in update.query.split()]

@@ -26,7 +26,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 # written with a capital letter or followed by its year.
 _STOPWORDS = frozenset("""a an the and or of to in on for with at by from is are was i im me my you your it its
 this that these those he she they we us her him them one up out so not no yes all any some what who how why
-when where there here good great love like more new old big little last first next other""".split())
+when where there here good great love like more new old big little last first next other nothing something anything
+everything actually""".split())
 
 
 # Nouns after a one-word title that make it say what kind of item is wanted ("zombie films").

@@ -50,6 +50,8 @@ def allowed(filters: Filters, items: pd.DataFrame, seen: set[str], genres: dict[
     none = np.zeros(len(items), dtype=bool)
     if filters.include_genres:
         ok &= np.logical_or.reduce([genres.get(g.lower(), none) for g in filters.include_genres])
+    for genre in filters.require_genres:
+        ok &= genres.get(genre.lower(), none)
     for genre in filters.exclude_genres:
         ok &= ~genres.get(genre.lower(), none)
     year = items["year"]
@@ -178,6 +180,10 @@ class Retriever:
             top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
         else:
             top = self._distinct_titles(order, n)
+        if filters.years_order:  # "the older the better": the best fitting n, by year (no year last)
+            years = self.items["year"].astype("float64").to_numpy()[top]
+            years = np.where(np.isnan(years), np.inf, years if filters.years_order == "older" else -years)
+            top = top[np.argsort(years, kind="stable")]
         return self.as_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
                                         profile_vec=profile_vec, reason=reason, needs=needs, words_vec=words_vec)
 
