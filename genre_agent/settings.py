@@ -78,9 +78,9 @@ def with_backend_sections(base: type[BackendSettings]) -> type[BackendSettings]:
                         name=(names, base.model_fields["name"]), **sections)  # type: ignore[arg-type]
 
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the type checker sees the static part (name, model, temperature, options())
     Backends = BackendSettings
-else:
+else:  # at run time: one sub-table per backend registered when the package is imported
     Backends = with_backend_sections(BackendSettings)
 
 
