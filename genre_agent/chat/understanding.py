@@ -44,7 +44,7 @@ GENRE_ALIASES = {"scifi": "sci-fi", "sci fi": "sci-fi", "science fiction": "sci-
                  "funny": "comedy", "comedies": "comedy", "animated": "animation", "cartoons": "animation",
                  "documentaries": "documentary", "thrillers": "thriller", "westerns": "western",
                  "musicals": "musical", "scary": "horror", "kids": "children", "war films": "war"}
-VIOLENT = ("Horror", "War", "Crime")
+VIOLENT = ("horror", "war", "crime")  # any case: "Horror" (movies), "horror" (books)
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of)"
 _LIKE = re.compile(r"\b(lov(?:e|ed)|lik(?:e|ed) it|enjoy(?:ed)?|adored?|great|favou?rite|amazing)\b")
 _DISLIKE = re.compile(r"\b(hated?|dislik(?:e|ed)|didn'?t like|did not like|boring|awful|terrible|not for me)\b")
@@ -85,7 +85,8 @@ alright great nice cool awesome fun sounds sound seems seem bit little pretty qu
 some other another same any every all both either neither enough too very right yeah yep nope im
 time times year years old new favorite favourite fan fans big ones one two first last next like hate hated
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
-absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said""".split())
+absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
+book books novel novels read reading reads reader similar else""".split())
 
 
 def _genre_mentions(text: str, genres: list[str]) -> dict[str, int]:
@@ -167,7 +168,7 @@ def stances(message: str, mentions: list[Mention]) -> list[tuple[str, Stance]]:
             stance = "seen"
         else:
             stance = "anchor"
-        out.append((m.item_id, stance))
+        out += [(item, stance) for item in m.items]  # a series: each of its books
         previous = stance
     return out
 
@@ -197,7 +198,7 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
     if re.fullmatch(r"\W*(reset|start over|forget (it|everything))\W*", text):
         return StateUpdate(intent="reset")
     found = titles.mentions(joined)
-    mentioned = list(dict.fromkeys(m.item_id for m in found))
+    mentioned = list(dict.fromkeys(i for m in found for i in m.items))
     rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
     flat = normalise(rest)
     update = StateUpdate(named=mentioned)
@@ -232,7 +233,8 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
         elif re.search(r"\b(only|just)\s*$", before):
             filters.include_genres.append(genre)
     if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
-        filters.exclude_genres += [g for g in VIOLENT if g in genres and g not in filters.exclude_genres]
+        filters.exclude_genres += [g for v in VIOLENT for g in genres
+                                   if g.lower() == v and g not in filters.exclude_genres]
     if m := re.search(r"\b(?:after|since|from|newer than|released after)\s+((?:19|20)\d\d)\b", rest):
         filters.year_min = int(m.group(1)) + (1 if "after" in m.group(0) else 0)
     if m := re.search(r"\b(?:before|until|older than|up to|prior to)\s+((?:19|20)\d\d)\b", rest):
