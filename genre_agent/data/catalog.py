@@ -407,8 +407,8 @@ def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: Clean
     tags = pd.DataFrame({"item_id": _column(df, path, "tags", "item", s.item),
                          "tag": _column(df, path, "tags", "tag", s.tag)})
     tags["n"] = _numeric(df, path, "tags", "count", s.count).to_numpy() if s.count else 1.0
-    tags["source"] = tags.tag
-    if s.names:
+    if s.names:  # several ids may bear one name: each id counts once per item (see below)
+        tags["source"] = tags.tag
         tags["tag"] = tags.tag.map(_tag_names(root, s.names, report)).fillna("")
     if s.item_key:
         if s.item_key not in items.columns:
@@ -418,6 +418,8 @@ def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: Clean
         to_id = to_id[~to_id.index.duplicated()]
         tags["item_id"] = tags.item_id.map(to_id).fillna("")
     tags["tag"] = tags.tag.str.lower()
+    if not s.names:
+        tags["source"] = tags.tag
     unnamed = (tags.tag == "").to_numpy()
     unknown = ~tags.item_id.isin(items.index).to_numpy()
     report.unknown_item_tags_dropped = int((unknown & ~unnamed).sum())

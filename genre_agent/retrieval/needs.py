@@ -57,9 +57,14 @@ class NeedLexicon:
 
     def match(self, words: str) -> list[Need]:
         """The genres and tags a request's words mean: each word and each pair of neighbouring words is
-        compared with the vocabulary; the closest entry above the threshold is kept per phrase."""
+        compared with the vocabulary; the closest entry above the threshold is kept per phrase. A pair that
+        spells an entry's name ("science fiction" for science-fiction) means only that entry, not what its words
+        mean alone (the genres science and fiction)."""
         tokens = re.findall(r"[a-z0-9-]+", words.lower())
-        phrases = list(dict.fromkeys([*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))]))
+        pairs = [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+        spelled = {n.lower().replace("-", " ") for n in self.names}
+        named = {w for p in pairs if p in spelled for w in p.split()}
+        phrases = list(dict.fromkeys([*(t for t in tokens if t not in named), *pairs]))
         if not phrases or not self.names:
             return []
         sims = np.asarray(self.embed(phrases), dtype=np.float32) @ self.vectors.T
