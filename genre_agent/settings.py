@@ -92,6 +92,8 @@ class RetrievalSettings(_Section):
                                      "instead of training here")
     weight_query: float = 1.0
     weight_profile: float = 0.1  # tuned on a validation split (genre-agent eval --tune), 0.3 scored lower
+    weight_profile_new_user: float = Field(0.1, description="the taste profile's weight for a user the catalog "
+                                           "has no history of: their profile is the titles they said they liked")
     weight_cf: float = 1.0
     weight_popularity: float = 0.05
     weight_popularity_new_user: float = Field(

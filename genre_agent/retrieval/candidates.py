@@ -153,7 +153,8 @@ class Retriever:
         fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
-                     popularity_weight=new_user_popularity_weight(s, named) if new_user else None)
+                     popularity_weight=new_user_popularity_weight(s, named) if new_user else None,
+                     new_user=new_user)
         needs = self.needs.match(query) if query else []
         need_scores = self.needs.scores(needs)
         if needs and s.weight_needs:
@@ -317,12 +318,13 @@ class Retriever:
 
 def carries_best(scores: np.ndarray, mask: np.ndarray, pool: int) -> np.ndarray:
     """The allowed items that carry the request's needs best: a score at least the `pool`-th best among the
-    allowed (ties kept: every fantasy book for "fantasy", to be ordered by popularity and CF), and above zero."""
+    allowed (ties kept: every fantasy book for "fantasy", to be ordered by popularity and CF). When fewer than
+    `pool` allowed items carry any need (a tag two films have), the list is not cut to them: `mask` as given."""
     allowed_scores = scores[mask]
-    if not len(allowed_scores) or allowed_scores.max() <= 0:
+    if int((allowed_scores > 0).sum()) < pool:
         return mask
-    floor = np.sort(allowed_scores)[::-1][min(pool, len(allowed_scores)) - 1]
-    return mask & (scores >= max(floor, np.finfo(np.float64).tiny))
+    floor = np.sort(allowed_scores)[::-1][pool - 1]
+    return mask & (scores >= floor)
 
 
 def theme_words(query: str, needs: list[Need]) -> str:
