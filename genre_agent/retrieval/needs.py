@@ -22,6 +22,12 @@ MIN_ITEMS = 2  # a tag is part of the vocabulary once it describes this many ite
 THRESHOLD = 0.6  # cosine between a request phrase and a genre or tag for it to count as that need
 
 
+def _spellings(name: str) -> set[str]:
+    """How a person writes a genre or tag in words: 'graphic-novels' -> {'graphic novels', 'graphic novel'}."""
+    spaced = name.lower().replace("-", " ")
+    return {spaced, spaced.removesuffix("s")}
+
+
 @dataclass(frozen=True)
 class Need:
     phrase: str  # the request's words
@@ -62,7 +68,7 @@ class NeedLexicon:
         mean alone (the genres science and fiction)."""
         tokens = re.findall(r"[a-z0-9-]+", words.lower())
         pairs = [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
-        spelled = {n.lower().replace("-", " ") for n in self.names}
+        spelled = {form for name in self.names for form in _spellings(name)}
         named = {w for p in pairs if p in spelled for w in p.split()}
         phrases = list(dict.fromkeys([*(t for t in tokens if t not in named), *pairs]))
         if not phrases or not self.names:
