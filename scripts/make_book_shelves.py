@@ -1,4 +1,4 @@
-"""Make the bundled books catalog's shelves from goodbooks' Goodreads shelves in ../shared/datasets/goodbooks-shelves.
+"""Make the bundled books catalog's shelves from goodbooks' own (../shared/datasets/goodbooks-shelves).
 
     python scripts/make_book_shelves.py [SHELVES_DIR] [OUT_CSV_GZ]
 
@@ -46,7 +46,8 @@ def classify(names: list[str], spec: dict[str, Any]) -> dict[str, tuple[str, str
     return out
 
 
-def shelves(book_tags: pd.DataFrame, tag_names: pd.DataFrame, book_ids: set[int], spec: dict[str, Any]) -> pd.DataFrame:
+def shelves(book_tags: pd.DataFrame, tag_names: pd.DataFrame, book_ids: set[int],
+            spec: dict[str, Any]) -> pd.DataFrame:
     """book_id, shelf, kind, count: the source rows of known books mapped, merged and filtered by the rule."""
     names = tag_names.drop_duplicates("tag_id").set_index("tag_id").tag_name.str.strip().str.lower()
     rows = book_tags[book_tags.book_id.isin(book_ids)].assign(source=lambda d: d.tag_id.map(names).fillna(""))

@@ -6,8 +6,9 @@ of its names (the main one and every a.k.a. form in parentheses), normalised the
 article first, "&" read as "and", punctuation dropped. A year written next to a title picks among items of the
 same name and must be within one year of the catalog's. A series named as Goodreads does ("Harry Potter and the
 Sorcerer's Stone (Harry Potter, #1)") is known by its name too: "Harry Potter" names every book of the series,
-while a name that is also a title ("Twilight", "The Hobbit") names that title. A title is accepted only if it matches a catalog name
-closely; titles a model invents do not match and are dropped, so nothing downstream trusts a made-up title.
+while a name that is also a title ("Twilight", "The Hobbit") names that title. A title is accepted only if it
+matches a catalog name closely; titles a model invents do not match and are dropped, so nothing downstream trusts
+a made-up title.
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ class TitleIndex:
                 last = tokens[stop - 1]
                 close = last[1] + len(last[0])
                 close += 1 if year is not None and text[close:close + 1] == ")" else 0
-                also = tuple(i for i in self.series.get(phrase, []) if i != item) if phrase not in self.by_name else ()
+                series = self.series.get(phrase, []) if phrase not in self.by_name else []
+                also = tuple(i for i in series if i != item)
                 found.append(Mention(item, tokens[start][1], close, text[tokens[start][1]:close], also))
         return sorted(found, key=lambda m: m.begin)
 
