@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from genre_agent.chat.agent import Agent
 from genre_agent.chat.titles import TitleIndex, series_of
 from genre_agent.llm.backends import FakeBackend
+from genre_agent.retrieval.needs import NeedLexicon
 from genre_agent.settings import load_settings
 
 BOOKS = Path(__file__).parent / "data" / "tiny-books"
@@ -67,3 +69,19 @@ def test_a_genre_request_ranks_only_books_of_that_genre(agent: Agent) -> None:
     assert set(_ids(memoir)) == {"5", "6"}
     science_fiction = agent.chat("sf", "Some science fiction, please.")  # one book carries it: no cut
     assert _ids(science_fiction)[0] == "8" and len(_ids(science_fiction)) > 1
+
+
+def test_a_word_pair_spelling_a_genre_means_only_that_genre() -> None:
+    axes = ["science", "fiction", "science-fiction", "graphic-novels"]
+    same = {"science fiction": "science-fiction", "graphic novel": "graphic-novels"}
+
+    def embed(texts: list[str]) -> np.ndarray:  # a fake sentence model: one axis per genre, spelled or named
+        return np.array([np.eye(len(axes))[axes.index(same.get(t, t))] if same.get(t, t) in axes
+                         else np.zeros(len(axes)) for t in texts])
+
+    items = pd.DataFrame({"genres": [("science",), ("fiction",), ("science-fiction",), ("graphic-novels",)],
+                          "tags": [()] * 4})
+    lexicon = NeedLexicon(items, embed)
+    assert [n.name for n in lexicon.match("science fiction")] == ["science-fiction"]
+    assert [n.name for n in lexicon.match("a graphic novel")] == ["graphic-novels"]
+    assert {n.name for n in lexicon.match("science and fiction")} == {"science", "fiction"}

@@ -48,6 +48,7 @@ class NeedLexicon:
         tags = sorted(t for t, n in tag_items.items() if n >= MIN_ITEMS and t not in {g.lower() for g in genres})
         self.names = [*genres, *tags]
         self.kinds = ["genre"] * len(genres) + ["tag"] * len(tags)
+        self.spelled = {form for name in self.names for form in _spellings(name)}
         # a catalog with no genres and no shared tags (only id and title) has no vocabulary: no need matches
         self.vectors = (np.asarray(embed([n.lower() for n in self.names]), dtype=np.float32) if self.names
                         else np.zeros((0, 0), dtype=np.float32))
@@ -68,8 +69,7 @@ class NeedLexicon:
         mean alone (the genres science and fiction)."""
         tokens = re.findall(r"[a-z0-9-]+", words.lower())
         pairs = [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
-        spelled = {form for name in self.names for form in _spellings(name)}
-        named = {w for p in pairs if p in spelled for w in p.split()}
+        named = {w for p in pairs if p in self.spelled for w in p.split()}
         phrases = list(dict.fromkeys([*(t for t in tokens if t not in named), *pairs]))
         if not phrases or not self.names:
             return []
