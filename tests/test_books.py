@@ -85,3 +85,13 @@ def test_a_word_pair_spelling_a_genre_means_only_that_genre() -> None:
     assert [n.name for n in lexicon.match("science fiction")] == ["science-fiction"]
     assert [n.name for n in lexicon.match("a graphic novel")] == ["graphic-novels"]
     assert {n.name for n in lexicon.match("science and fiction")} == {"science", "fiction"}
+
+
+def test_a_series_takes_the_books_titled_by_its_name_first() -> None:
+    items = pd.DataFrame({"title": ["Harry Potter and the Sorcerer's Stone (Harry Potter, #1)",
+                                    "Harry Potter Schoolbooks Box Set", "Death: The High Cost of Living",
+                                    "Mort (Death, #1)"], "year": [1997, 2001, 1993, 1987]},
+                         index=["hp1", "box", "gaiman", "mort"])
+    titles = TitleIndex(items)
+    assert titles.series["harry potter"] == ["hp1", "box"]
+    assert titles.series["death"] == ["mort"]  # a one-word series takes only its numbered books

@@ -5,10 +5,10 @@ People write "The Matrix", "Matrix (1999)", "Dumb and Dumber", "dumb & dumber"; 
 of its names (the main one and every a.k.a. form in parentheses), normalised the same way as free text:
 article first, "&" read as "and", punctuation dropped. A year written next to a title picks among items of the
 same name and must be within one year of the catalog's. A series named as Goodreads does ("Harry Potter and the
-Sorcerer's Stone (Harry Potter, #1)") is known by its name too: "Harry Potter" names every book of the series,
-while a name that is also a title ("Twilight", "The Hobbit") names that title. A title is accepted only if it
-matches a catalog name closely; titles a model invents do not match and are dropped, so nothing downstream trusts
-a made-up title.
+Sorcerer's Stone (Harry Potter, #1)") is known by its name too: "Harry Potter" names every book of the series
+(numbered in it, or titled by its name first: "Harry Potter Schoolbooks Box Set"), while a name that is also a
+title ("Twilight", "The Hobbit") names that title. A title is accepted only if it matches a catalog name closely;
+titles a model invents do not match and are dropped, so nothing downstream trusts a made-up title.
 """
 
 from __future__ import annotations
@@ -133,22 +133,33 @@ class TitleIndex:
     def __init__(self, items: pd.DataFrame, popularity: pd.Series | None = None) -> None:
         order = (popularity.reindex(items.index).fillna(0) if popularity is not None
                  else pd.Series(0, index=items.index)).sort_values(ascending=False, kind="mergesort")
-        self.by_name: dict[str, list[str]] = {}
-        for item_id in order.index:  # most popular first within each name
-            for name in names_of(str(items.at[item_id, "title"])):
-                self.by_name.setdefault(name, []).append(str(item_id))
-        self.names = list(self.by_name)
-        volumes: dict[str, list[tuple[float, int, str]]] = {}
-        for rank, item_id in enumerate(order.index):
-            for name, number in series_of(str(items.at[item_id, "title"])):
-                volumes.setdefault(name, []).append((number, rank, str(item_id)))
-        # a series by its name, first book first; a name that is also a title names the title
-        self.series = {name: list(dict.fromkeys(i for _, _, i in sorted(v))) for name, v in volumes.items()
-                       if name not in self.by_name}
         self._titles: dict[str, str] = {str(k): str(v) for k, v in items["title"].items()}
+        ranked = [(str(i), self._titles[str(i)]) for i in order.index]  # most popular first
+        self.by_name: dict[str, list[str]] = {}
+        for item_id, title in ranked:
+            for name in names_of(title):
+                self.by_name.setdefault(name, []).append(item_id)
+        self.names = list(self.by_name)
+        self.series = self._series(ranked)
         years = items["year"] if "year" in items.columns else pd.Series(pd.NA, index=items.index)
         self._years: dict[str, int] = {str(k): int(v) for k, v in years.items() if not pd.isna(v)}
         self.max_words = max((len(n.split()) for n in [*self.names, *self.series]), default=1)
+
+    def _series(self, ranked: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """Series name -> its books, first book first (most popular first within a number), then the books
+        titled by its name first; a name that is also a title names the title, not the series."""
+        volumes: dict[str, list[tuple[float, int, str]]] = {}
+        for rank, (item_id, title) in enumerate(ranked):
+            for name, number in series_of(title):
+                volumes.setdefault(name, []).append((number, rank, item_id))
+        numbered = {i for v in volumes.values() for _, _, i in v}
+        for rank, (item_id, title) in enumerate(ranked):  # "Harry Potter Schoolbooks Box Set": of it too
+            words = normalise(title).split()
+            for size in range(2, len(words)):  # a series of two words or more ("Death" is too common a word)
+                if item_id not in numbered and (prefix := " ".join(words[:size])) in volumes:
+                    volumes[prefix].append((float("inf"), rank, item_id))
+        return {name: list(dict.fromkeys(i for _, _, i in sorted(v))) for name, v in volumes.items()
+                if name not in self.by_name}
 
     def title_of(self, item_id: str) -> str:
         return self._titles.get(item_id, item_id)
