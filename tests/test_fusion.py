@@ -39,12 +39,13 @@ def test_new_users_weigh_popularity_with_their_own_weight_fading_with_each_title
 
 def test_the_new_user_weight_moves_only_users_the_catalog_does_not_know(tiny_recommender: Recommender) -> None:
     """Star Quest (id 1) is the tiny catalog's most liked film. With a huge new-user popularity weight it leads
-    a new user's "comedy" list; alice's list (a catalog user) is the same whatever that weight is."""
+    a new user's "comedy" list (with no gate: by default only comedies are ranked for "comedy"); alice's list (a
+    catalog user) is the same whatever that weight is."""
     built = tiny_recommender.retriever
     reason = tiny_recommender.reason_writer(None)
 
     def ranked(user: str | None, weight: float) -> list[str]:
-        settings = built.settings.model_copy(update={"weight_popularity_new_user": weight})
+        settings = built.settings.model_copy(update={"weight_popularity_new_user": weight, "match_pool": None})
         retriever = Retriever(built.catalog, built.index, built.cf, built.matrix, settings)
         return [c.item_id for c in retriever.candidates(retriever.user_view(user), "comedy", Filters(), 6, reason)]
 

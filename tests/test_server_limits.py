@@ -526,7 +526,7 @@ def test_a_stream_past_its_deadline_says_the_list_stands_and_the_session_keeps_i
     assert "server.deadline_s" in content and "the list already sent stands" in content
     assert "nothing was saved" not in content
     state = agent.session(session)
-    assert state.last == ["2", "3"] and state.liked == ["1"]  # the list sent, as the stream showed it
+    assert state.last == ["2", "6"] and state.liked == ["1"]  # the list sent, as the stream showed it
 
 
 def test_a_cancelled_turn_gives_its_slot_back_at_once(agent: Agent, backend: GatedBackend) -> None:
@@ -574,7 +574,7 @@ def test_a_turn_running_past_shutdown_s_gets_a_json_error_and_a_stream_a_closing
     content = "".join(e["choices"][0]["delta"].get("content", "") for e in _events(iter(lines)))
     assert "server.shutdown_s" in content and "the list already sent stands" in content
     assert [line for line in lines if line][-1] == "data: [DONE]"
-    _wait(lambda: agent.session(session).last == ["2", "3"])  # the list sent was kept
+    _wait(lambda: agent.session(session).last == ["2", "6"])  # the list sent was kept
     assert agent.session(session).liked == ["1"]
 
 

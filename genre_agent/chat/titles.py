@@ -4,8 +4,11 @@ People write "The Matrix", "Matrix (1999)", "Dumb and Dumber", "dumb & dumber"; 
 "Matrix, The (1999)" and "Dumb & Dumber (Dumb and Dumber) (1994)". Every catalog title is indexed under each
 of its names (the main one and every a.k.a. form in parentheses), normalised the same way as free text:
 article first, "&" read as "and", punctuation dropped. A year written next to a title picks among items of the
-same name and must be within one year of the catalog's. A title is accepted only if it matches a catalog name
-closely; titles a model invents do not match and are dropped, so nothing downstream trusts a made-up title.
+same name and must be within one year of the catalog's. A series named as Goodreads does ("Harry Potter and the
+Sorcerer's Stone (Harry Potter, #1)") is known by its name too: "Harry Potter" names every book of the series
+(numbered in it, or titled by its name first: "Harry Potter Schoolbooks Box Set"), while a name that is also a
+title ("Twilight", "The Hobbit") names that title. A title is accepted only if it matches a catalog name closely;
+titles a model invents do not match and are dropped, so nothing downstream trusts a made-up title.
 """
 
 from __future__ import annotations
@@ -78,6 +81,24 @@ def names_of(title: str) -> list[str]:
 
 
 _VOLUME = re.compile(r"^(.+?) ((?:vol|volume) )?(\d{1,2})$")
+_SERIES = re.compile(r"^(.*?),?\s*#\s*(\d+(?:\.\d+)?)(?:\s*-\s*\d+)?$")
+
+
+def series_of(title: str) -> list[tuple[str, float]]:
+    """The series a title says it belongs to, with its number: 'Dune Messiah (Dune Chronicles #2)' ->
+    [('dune chronicles', 2.0)]; several when the parentheses list several ('(Harry Bosch, #7; Terry McCaleb, #2)');
+    the name also without a leading article. None for a title without a numbered series."""
+    name, _ = split_year(title)
+    out = []
+    for group in _PAREN.findall(name):
+        for part in group.split(";"):
+            match = _SERIES.match(part.strip())
+            if not match:
+                continue
+            words = " ".join(_words(_article_first(match.group(1))))
+            bare = words.split(" ", 1)[1] if words.split(" ", 1)[0] in ("the", "a", "an") and " " in words else ""
+            out += [(n, float(match.group(2))) for n in dict.fromkeys([words, bare]) if n]
+    return out
 
 
 def _volume_forms(name: str) -> list[str]:
@@ -93,12 +114,18 @@ def _volume_forms(name: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Mention:
-    """A catalog title found in free text: its item and where it is written (character offsets)."""
+    """A catalog title found in free text: its item and where it is written (character offsets). A series
+    named by its name is its first book, and `also` the others."""
 
     item_id: str
     begin: int
     end: int
     text: str
+    also: tuple[str, ...] = ()
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        return (self.item_id, *self.also)
 
 
 class TitleIndex:
@@ -107,15 +134,33 @@ class TitleIndex:
     def __init__(self, items: pd.DataFrame, popularity: pd.Series | None = None) -> None:
         order = (popularity.reindex(items.index).fillna(0) if popularity is not None
                  else pd.Series(0, index=items.index)).sort_values(ascending=False, kind="mergesort")
-        self.by_name: dict[str, list[str]] = {}
-        for item_id in order.index:  # most popular first within each name
-            for name in names_of(str(items.at[item_id, "title"])):
-                self.by_name.setdefault(name, []).append(str(item_id))
-        self.names = list(self.by_name)
         self._titles: dict[str, str] = {str(k): str(v) for k, v in items["title"].items()}
+        ranked = [(str(i), self._titles[str(i)]) for i in order.index]  # most popular first
+        self.by_name: dict[str, list[str]] = {}
+        for item_id, title in ranked:
+            for name in names_of(title):
+                self.by_name.setdefault(name, []).append(item_id)
+        self.names = list(self.by_name)
+        self.series = self._series(ranked)
         years = items["year"] if "year" in items.columns else pd.Series(pd.NA, index=items.index)
         self._years: dict[str, int] = {str(k): int(v) for k, v in years.items() if not pd.isna(v)}
-        self.max_words = max((len(n.split()) for n in self.names), default=1)
+        self.max_words = max((len(n.split()) for n in [*self.names, *self.series]), default=1)
+
+    def _series(self, ranked: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """Series name -> its books, first book first (most popular first within a number), then the books
+        titled by its name first; a name that is also a title names the title, not the series."""
+        volumes: dict[str, list[tuple[float, int, str]]] = {}
+        for rank, (item_id, title) in enumerate(ranked):
+            for name, number in series_of(title):
+                volumes.setdefault(name, []).append((number, rank, item_id))
+        numbered = {i for v in volumes.values() for _, _, i in v}
+        for rank, (item_id, title) in enumerate(ranked):  # "Harry Potter Schoolbooks Box Set": of it too
+            words = normalise(title).split()
+            for size in range(2, len(words)):  # a series of two words or more ("Death" is too common a word)
+                if item_id not in numbered and (prefix := " ".join(words[:size])) in volumes:
+                    volumes[prefix].append((float("inf"), rank, item_id))
+        return {name: list(dict.fromkeys(i for _, _, i in sorted(v))) for name, v in volumes.items()
+                if name not in self.by_name}
 
     def title_of(self, item_id: str) -> str:
         return self._titles.get(item_id, item_id)
@@ -159,7 +204,8 @@ class TitleIndex:
                 end = start + size
                 if any(used[start:end]) or not all(words[start:end]):
                     continue
-                ids = self.by_name.get(" ".join(words[start:end]))
+                phrase = " ".join(words[start:end])
+                ids = self.by_name.get(phrase) or self.series.get(phrase)
                 if ids is None:
                     continue
                 year = int(words[end]) if end < len(words) and re.fullmatch(r"(?:19|20)\d\d", words[end]) else None
@@ -182,9 +228,11 @@ class TitleIndex:
                 last = tokens[stop - 1]
                 close = last[1] + len(last[0])
                 close += 1 if year is not None and text[close:close + 1] == ")" else 0
-                found.append(Mention(item, tokens[start][1], close, text[tokens[start][1]:close]))
+                series = self.series.get(phrase, []) if phrase not in self.by_name else []
+                also = tuple(i for i in series if i != item)
+                found.append(Mention(item, tokens[start][1], close, text[tokens[start][1]:close], also))
         return sorted(found, key=lambda m: m.begin)
 
     def find_in_text(self, text: str) -> list[str]:
         """Item ids of the catalog titles mentioned in free text, in order of appearance, each once."""
-        return list(dict.fromkeys(m.item_id for m in self.mentions(text)))
+        return list(dict.fromkeys(i for m in self.mentions(text) for i in m.items))

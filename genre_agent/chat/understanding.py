@@ -56,7 +56,7 @@ MOOD_GENRES = {"feel good": ("comedy",), "cheer me up": ("comedy",), "light hear
                "lighthearted": ("comedy",), "uplifting": ("comedy",), "relaxing": ("comedy", "romance"),
                "easy watch": ("comedy", "romance"), "mind bending": ("sci-fi", "mystery", "thriller"),
                "mindbending": ("sci-fi", "mystery", "thriller"), "twisty": ("mystery", "thriller")}
-VIOLENT = ("Horror", "War", "Crime")
+VIOLENT = ("horror", "war", "crime")  # any case: "Horror" (movies), "horror" (books)
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of|dont|never|isnt|arent)"
 # words that may stand between a negation and the genre it denies ("don't want anything animated")
 _BETWEEN = r"(?:want|need|any|anything|more|too|so|a|an|the|of|that|is|it|really|very|made|movies|films)"
@@ -103,7 +103,7 @@ some other another same any every all both either neither enough too very right 
 time times year years old new favorite favourite fan fans big ones one two first last next like hate hated
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
 absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
-else few better made released nothing similar vein""".split())
+book books read reading reads reader else few better made released nothing similar vein""".split())
 
 
 def _genre_mentions(text: str, genres: list[str]) -> dict[str, int]:
@@ -194,7 +194,7 @@ def stances(message: str, mentions: list[Mention]) -> list[tuple[str, Stance]]:
             stance = "seen"
         else:
             stance = "anchor"
-        out.append((m.item_id, stance))
+        out += [(item, stance) for item in m.items]  # a series: each of its books
         previous = stance
     return out
 
@@ -250,7 +250,7 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
     if re.fullmatch(r"\W*(reset|start over|forget (it|everything))\W*", text):
         return StateUpdate(intent="reset")
     found = [m for m in titles.mentions(joined) if not _genre_word(joined, m, genres)]
-    mentioned = list(dict.fromkeys(m.item_id for m in found))
+    mentioned = list(dict.fromkeys(i for m in found for i in m.items))
     rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
     flat = normalise(rest)
     update = StateUpdate(named=mentioned)
@@ -280,7 +280,8 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
     if _read_genres(flat, genres, filters) and _RESTATE.search(rest):
         update.replace_genres = True  # "actually, a comedy instead": the genres asked for before no longer hold
     if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
-        filters.exclude_genres += [g for g in VIOLENT if g in genres and g not in filters.exclude_genres]
+        filters.exclude_genres += [g for v in VIOLENT for g in genres
+                                   if g.lower() == v and g not in filters.exclude_genres]
     read_years(rest, filters, newest, years)
     said = [i for i in mentioned if i in update.seen or i in update.like]
     if said and not update.anchors and _SIMILAR.search(rest):

@@ -228,10 +228,12 @@ def load_catalog(name_or_path: str, files: CatalogFilesSettings | None = None) -
     items_table = read_table(root / spec.items.path)
     items = _load_items(items_table, root, spec, report)
     interactions = _load_interactions(root, spec, items, report)
-    tags = _load_tags(root, spec, items, report)
-    items["tags"] = tags.reindex(items.index).apply(lambda t: t if isinstance(t, tuple) else ())
+    tags = _load_tags(root, spec, items, report).reindex(items.index)
+    every_tag = tags.apply(lambda t: t if isinstance(t, tuple) else ())
     if spec.tags and spec.tags.genres:
-        items["genres"] = _genres_from_tags(items, spec.tags.genres)
+        items["genres"] = _genres_from_tags(items.genres, every_tag, spec.tags.genres)
+    top = spec.tags.top if spec.tags else 0
+    items["tags"] = every_tag.apply(lambda t: t[:top])
     items["summary"], items["description"] = load_descriptions(root, spec, items, report, items_table)
     _check_template(root, spec, items)
     rows = items.to_dict("records")
@@ -395,7 +397,8 @@ def _load_interactions(
 
 
 def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport) -> pd.Series:
-    """The top tags of each item, by how often they were given."""
+    """Every tag of each item, most often given first. Rows of unknown items or without a tag name, and tag
+    names given to several ids (counted once per item: the largest count), are named in the report's notes."""
     s = spec.tags
     if s is None:
         return pd.Series(dtype=object)
@@ -404,13 +407,9 @@ def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: Clean
     tags = pd.DataFrame({"item_id": _column(df, path, "tags", "item", s.item),
                          "tag": _column(df, path, "tags", "tag", s.tag)})
     tags["n"] = _numeric(df, path, "tags", "count", s.count).to_numpy() if s.count else 1.0
-    if s.names:
-        names_path = root / s.names.path
-        names = read_table(names_path)
-        lookup = pd.Series(_column(names, names_path, "tags.names", "name", s.names.name).to_numpy(),
-                           index=_column(names, names_path, "tags.names", "id", s.names.id).to_numpy())
-        lookup = lookup[~lookup.index.duplicated()]
-        tags["tag"] = tags.tag.map(lookup).fillna("")
+    if s.names:  # several ids may bear one name: each id counts once per item (see below)
+        tags["source"] = tags.tag
+        tags["tag"] = tags.tag.map(_tag_names(root, s.names, report)).fillna("")
     if s.item_key:
         if s.item_key not in items.columns:
             raise CatalogError(f"{root / 'catalog.toml'}: [tags].item_key '{s.item_key}' must be listed in "
@@ -419,13 +418,41 @@ def _load_tags(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: Clean
         to_id = to_id[~to_id.index.duplicated()]
         tags["item_id"] = tags.item_id.map(to_id).fillna("")
     tags["tag"] = tags.tag.str.lower()
-    tags = tags[(tags.tag != "") & ~tags.tag.isin([t.lower() for t in s.exclude])]
-    known = tags.item_id.isin(items.index)
-    report.unknown_item_tags_dropped = int((~known).sum())
-    counts = tags[known].groupby(["item_id", "tag"]).n.sum().reset_index()
+    if not s.names:
+        tags["source"] = tags.tag
+    unnamed = (tags.tag == "").to_numpy()
+    unknown = ~tags.item_id.isin(items.index).to_numpy()
+    report.unknown_item_tags_dropped = int((unknown & ~unnamed).sum())
+    for label, rows in (("tags without a name skipped at", unnamed), ("tags of unknown items skipped at",
+                                                                     unknown & ~unnamed)):
+        if rows.any():
+            report.notes.append(descriptions.rows_note(f"{path.name}: {label}",
+                                                       [_where(path, int(i)) for i in np.flatnonzero(rows)]))
+    tags = tags[~unnamed & ~unknown & ~tags.tag.isin([t.lower() for t in s.exclude]).to_numpy()]
+    per_source = tags.groupby(["item_id", "tag", "source"]).n.sum().reset_index()
+    counts = per_source.groupby(["item_id", "tag"]).n.max().reset_index()
     counts = counts.sort_values(["item_id", "n", "tag"], ascending=[True, False, True], kind="mergesort")
-    top = counts.groupby("item_id").head(s.top)
-    return top.groupby("item_id").tag.agg(tuple)
+    return counts.groupby("item_id").tag.agg(tuple)
+
+
+def _tag_names(root: Path, spec: TagNamesSpec, report: CleaningReport) -> pd.Series:
+    """Tag id -> name from the names file. Empty names are left out (their tags are then skipped), a repeated
+    id keeps its first name, and a name written under several ids is noted: all of them are one tag."""
+    path = root / spec.path
+    names = read_table(path)
+    lookup = pd.Series(_column(names, path, "tags.names", "name", spec.name).to_numpy(),
+                       index=_column(names, path, "tags.names", "id", spec.id).to_numpy())
+    where = np.array([_where(path, i) for i in range(len(lookup))], dtype=object)
+    lower = lookup.str.lower().to_numpy()
+    checks = {"empty tag names at": lower == "",
+              "repeated tag ids (the first name is kept) at": lookup.index.duplicated(),
+              "tag names given to several ids (read as one tag) at": (lower != "") & pd.Series(lower).duplicated(
+                  keep=False).to_numpy()}
+    for label, rows in checks.items():
+        if rows.any():
+            report.notes.append(descriptions.rows_note(f"{path.name}: {label}", list(where[rows])))
+    keep = ~lookup.index.duplicated() & (lower != "")
+    return lookup[keep]
 
 
 def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport,
@@ -465,11 +492,12 @@ def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame, report
             table.match.reindex(items.index, fill_value="").tolist())
 
 
-def _genres_from_tags(items: pd.DataFrame, genres: list[str]) -> pd.Series:
-    """Add the item's tags that are listed as genres to its genres (in the order of the list)."""
-    wanted = [g.lower() for g in genres]
+def _genres_from_tags(genres: pd.Series, tags: pd.Series, listed: list[str]) -> pd.Series:
+    """Add every tag of an item that is `listed` as a genre to its genres (in the order of the list), not only
+    those among its top tags."""
+    wanted = [g.lower() for g in listed]
     return pd.Series([tuple(dict.fromkeys([*g, *(w for w in wanted if w in t)]))
-                      for g, t in zip(items.genres, items.tags, strict=True)], index=items.index)
+                      for g, t in zip(genres, tags, strict=True)], index=genres.index)
 
 
 def _check_template(root: Path, spec: CatalogSpec, items: pd.DataFrame) -> None:

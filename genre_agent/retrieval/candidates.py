@@ -157,23 +157,31 @@ class Retriever:
         fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
-                     popularity_weight=new_user_popularity_weight(s, named) if new_user else None)
+                     popularity_weight=new_user_popularity_weight(s, named) if new_user else None,
+                     new_user=new_user)
         needs = self.needs.match(query) if query else []
+        need_scores = self.needs.scores(needs)
         if needs and s.weight_needs:
-            fused += s.weight_needs * minmax(self.needs.scores(needs), mask)
+            fused += s.weight_needs * minmax(need_scores, mask)
+        gate = s.match_pool is not None and not named  # no title named: what was asked decides what is ranked
         theme = theme_words(query, needs) if query and self.about is not None else ""
+        about_gate = False
         if theme:  # what the request is about, beyond its genres: matched against what items are about
             assert self.about is not None
             theme_vec = words_vec if theme == query and words_vec is not None else self.index.embed([theme])[0]
             about = self._similarity(theme_vec, self.about)
-            if s.match_pool and not named and float(about[mask].max(initial=-1.0)) >= s.theme_min:
-                # no title named, and some items are plainly about it: only the best matches are ranked, and
-                # how closely they match joins their order
+            about_gate = gate and float(about[mask].max(initial=-1.0)) >= s.theme_min
+            if about_gate:
+                # some items are plainly about it: only the best matches are ranked, and how closely they match
+                # joins their order
                 fused += s.weight_about * minmax(about, mask)
-                content = np.where(mask, minmax(about, mask) + minmax(self.needs.scores(needs), mask), -np.inf)
+                content = np.where(mask, minmax(about, mask) + minmax(need_scores, mask), -np.inf)
                 keep = np.zeros(len(mask), dtype=bool)
                 keep[np.argsort(-content, kind="stable")[: s.match_pool]] = True
                 mask = mask & keep
+        if gate and needs and not about_gate:  # the genres and tags the words mean: only items carrying them
+            assert s.match_pool is not None
+            mask = carries_best(need_scores, mask, s.match_pool)
         fused = np.where(mask, fused, -np.inf)
         order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
         if s.mmr_lambda < 1.0:
@@ -314,6 +322,17 @@ class Retriever:
                 why=reason(evidence, year, query, said_liked),
             ))
         return out
+
+
+def carries_best(scores: np.ndarray, mask: np.ndarray, pool: int) -> np.ndarray:
+    """The allowed items that carry the request's needs best: a score at least the `pool`-th best among the
+    allowed (ties kept: every fantasy book for "fantasy", to be ordered by popularity and CF). When fewer than
+    `pool` allowed items carry any need (a tag two films have), the list is not cut to them: `mask` as given."""
+    allowed_scores = scores[mask]
+    if int((allowed_scores > 0).sum()) < pool:
+        return mask
+    floor = np.sort(allowed_scores)[::-1][pool - 1]
+    return mask & (scores >= floor)
 
 
 def theme_words(query: str, needs: list[Need]) -> str:

@@ -70,14 +70,15 @@ def new_user_popularity_weight(weights: RetrievalSettings, named: int) -> float:
 
 def fuse(weights: RetrievalSettings, mask: np.ndarray, popular: np.ndarray, *, query: np.ndarray | None = None,
          profile: np.ndarray | None = None, cf: np.ndarray | None = None,
-         popularity_weight: float | None = None) -> np.ndarray:
+         popularity_weight: float | None = None, new_user: bool = False) -> np.ndarray:
     """The weighted sum of the min-max-normalised signals a request has (None = absent), every item scored;
     the caller drops the items outside `mask`. Popularity weighs `popularity_weight` when given (a new user,
-    see `new_user_popularity_weight`), else `weight_popularity`."""
+    see `new_user_popularity_weight`), else `weight_popularity`; the taste profile of a `new_user` (made of
+    what they said they liked) weighs `weight_profile_new_user`."""
     w_pop = weights.weight_popularity if popularity_weight is None else popularity_weight
+    w_profile = weights.weight_profile_new_user if new_user else weights.weight_profile
     fused = w_pop * minmax(popular, mask)
-    for weight, signal in ((weights.weight_query, query), (weights.weight_profile, profile),
-                           (weights.weight_cf, cf)):
+    for weight, signal in ((weights.weight_query, query), (w_profile, profile), (weights.weight_cf, cf)):
         if signal is not None:
             fused += weight * minmax(signal, mask)
     return fused

@@ -22,6 +22,12 @@ MIN_ITEMS = 2  # a tag is part of the vocabulary once it describes this many ite
 THRESHOLD = 0.6  # cosine between a request phrase and a genre or tag for it to count as that need
 
 
+def _spellings(name: str) -> set[str]:
+    """How a person writes a genre or tag in words: 'graphic-novels' -> {'graphic novels', 'graphic novel'}."""
+    spaced = name.lower().replace("-", " ")
+    return {spaced, spaced.removesuffix("s")}
+
+
 @dataclass(frozen=True)
 class Need:
     phrase: str  # the request's words
@@ -42,6 +48,7 @@ class NeedLexicon:
         tags = sorted(t for t, n in tag_items.items() if n >= MIN_ITEMS and t not in {g.lower() for g in genres})
         self.names = [*genres, *tags]
         self.kinds = ["genre"] * len(genres) + ["tag"] * len(tags)
+        self.spelled = {form for name in self.names for form in _spellings(name)}
         # a catalog with no genres and no shared tags (only id and title) has no vocabulary: no need matches
         self.vectors = (np.asarray(embed([n.lower() for n in self.names]), dtype=np.float32) if self.names
                         else np.zeros((0, 0), dtype=np.float32))
@@ -57,9 +64,13 @@ class NeedLexicon:
 
     def match(self, words: str) -> list[Need]:
         """The genres and tags a request's words mean: each word and each pair of neighbouring words is
-        compared with the vocabulary; the closest entry above the threshold is kept per phrase."""
+        compared with the vocabulary; the closest entry above the threshold is kept per phrase. A pair that
+        spells an entry's name ("science fiction" for science-fiction) means only that entry, not what its words
+        mean alone (the genres science and fiction)."""
         tokens = re.findall(r"[a-z0-9-]+", words.lower())
-        phrases = list(dict.fromkeys([*tokens, *(f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False))]))
+        pairs = [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+        named = {w for p in pairs if p in self.spelled for w in p.split()}
+        phrases = list(dict.fromkeys([*(t for t in tokens if t not in named), *pairs]))
         if not phrases or not self.names:
             return []
         sims = np.asarray(self.embed(phrases), dtype=np.float32) @ self.vectors.T
