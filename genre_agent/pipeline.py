@@ -227,11 +227,6 @@ class Recommender:
         other.pinned_routes = routes
         return other
 
-    @property
-    def backend_in_use(self) -> Backend | None:
-        """The backend answers use, or None while no answer has needed (loaded) one."""
-        return self._backend
-
     def _names(self) -> tuple[str, str]:
         """(backend, model) as the answer reports them, without loading a model that was not needed."""
         if self._backend is not None:

@@ -37,6 +37,13 @@ class Split:
     before: pd.DataFrame  # every rating before the test item (or all, for users not evaluated)
     info: dict[str, int] = field(default_factory=dict)
 
+    def training_interactions(self) -> pd.DataFrame:
+        """The interactions the split trains on (every rating before each evaluated user's test item;
+        everything for the others), with the catalog's columns."""
+        before = self.before
+        training = before.assign(user_id=self.users[before.u], item_id=self.items[before.i])
+        return training[["user_id", "item_id", "rating", "timestamp"]].reset_index(drop=True)
+
     def subsample(self, n: int | None, seed: int) -> np.ndarray:
         """Positions (into `rows`) of n evaluated users drawn with the seed; all of them if n is None."""
         if n is None or n >= len(self.rows):
@@ -85,5 +92,4 @@ def make_split(interactions: pd.DataFrame, positive_min: float = 4.0, min_pos: i
 def validation_split(split: Split, positive_min: float, seed: int = 0) -> Split:
     """A split of the training data of `split` only: every evaluated user's last training positive is held
     out, so nothing tuned on it has seen a test item."""
-    train_only = split.before.assign(user_id=split.users[split.before.u], item_id=split.items[split.before.i])
-    return make_split(train_only[["user_id", "item_id", "rating", "timestamp"]], positive_min, seed=seed)
+    return make_split(split.training_interactions(), positive_min, seed=seed)

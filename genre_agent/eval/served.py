@@ -27,8 +27,7 @@ from genre_agent.settings import Settings
 def training_catalog(catalog: Catalog, split: Split) -> Catalog:
     """The catalog with only the split's training interactions (every rating before each evaluated user's
     test item; everything for the others)."""
-    before = split.before[["user_id", "item_id", "rating", "timestamp"]].reset_index(drop=True)
-    return replace(catalog, interactions=before)
+    return replace(catalog, interactions=split.training_interactions())
 
 
 def open_on(settings: Settings, catalog: Catalog, split: Split, progress: Progress | None = None) -> Recommender:
