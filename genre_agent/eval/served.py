@@ -32,8 +32,14 @@ def training_catalog(catalog: Catalog, split: Split) -> Catalog:
 
 
 def open_on(settings: Settings, catalog: Catalog, split: Split, progress: Progress | None = None) -> Recommender:
-    """The service as `recommend` opens it, on the split's training part (no stored feedback)."""
-    return Recommender.open(settings, progress=progress, catalog=training_catalog(catalog, split))
+    """The service as `recommend` opens it, on the split's training part (no stored feedback), with the
+    learned ranker of that training part, trained first if it is not yet (`rank.fit` holds out the training
+    part's own last positives, so the split's test items are never learnt from)."""
+    from genre_agent.rank.fit import ensure_fitted
+
+    training = training_catalog(catalog, split)
+    ensure_fitted(settings, training, progress)
+    return Recommender.open(settings, progress=progress, catalog=training)
 
 
 def request_for(split: Split, position: int, protocol: str, k: int) -> RecommendRequest:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from genre_agent.errors import GenreAgentError
 from genre_agent.interfaces.cli_data import config_app, feedback_app, index, models
+from genre_agent.interfaces.cli_fit import fit
 from genre_agent.interfaces.cli_prompts import prompts_app
 from genre_agent.interfaces.console import (
     AllowOutsideOpt,
@@ -414,6 +415,7 @@ def tune_command(
 
 
 app.command()(index)
+app.command()(fit)
 app.command()(models)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(config_app, name="config")

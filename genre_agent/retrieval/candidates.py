@@ -5,6 +5,8 @@ are plainly about ranks only the items that fit it best; popularity and CF order
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,9 +15,12 @@ import pandas as pd
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
+from genre_agent.rank.features import ItemTable, RequestSignals, features
+from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
 from genre_agent.retrieval.fusion import (
+    PROFILE_ITEMS,
     fuse,
     minmax,
     new_user_popularity_weight,
@@ -27,7 +32,7 @@ from genre_agent.retrieval.fusion import (
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import Need, NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
-from genre_agent.settings import RetrievalSettings
+from genre_agent.settings import RankSettings, RetrievalSettings
 
 HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
@@ -69,6 +74,20 @@ def allowed(filters: Filters, items: pd.DataFrame, seen: set[str], genres: dict[
 
 
 @dataclass
+class _Scored:
+    """A request's hand-weighted scores and the signals they were made of (every array per catalog row)."""
+
+    fused: np.ndarray  # -inf outside the mask
+    mask: np.ndarray
+    cf: np.ndarray | None
+    query_vec: np.ndarray | None
+    profile_vec: np.ndarray | None
+    words_vec: np.ndarray | None
+    needs: list[Need]
+    feature_cf: dict[str, np.ndarray] | None = None  # each CF model's scores, once the ranker asked
+
+
+@dataclass
 class UserView:
     """What retrieval knows about a user: their ratings, seen items and liked items (best, most recent first)."""
 
@@ -84,7 +103,9 @@ class Retriever:
     """Turns (user, query, filters) into N scored candidates with evidence."""
 
     def __init__(self, catalog: Catalog, index: VectorIndex, cf: CFModel | None,
-                 matrix: InteractionMatrix, settings: RetrievalSettings, about: VectorIndex | None = None) -> None:
+                 matrix: InteractionMatrix, settings: RetrievalSettings, about: VectorIndex | None = None, *,
+                 ranker: Ranker | None = None, cf_models: Mapping[str, CFModel] | None = None,
+                 rank: RankSettings | None = None) -> None:
         self.catalog = catalog
         self.items = catalog.items
         self.index = index
@@ -97,6 +118,9 @@ class Retriever:
         self.new_user_popularity = self._new_user_popularity()
         self.genre_masks = genre_masks(self.items)
         self._needs: NeedLexicon | None = None
+        self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
+        self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
+        self.rank = rank or RankSettings()
 
     def _new_user_popularity(self) -> np.ndarray:
         """Popularity for users the catalog has no history of: recent likes weigh more (what is liked now),
@@ -137,21 +161,19 @@ class Retriever:
         return HistoryItem(item_id=item_id, title=item["title"], genres=list(item["genres"]),
                            year=_year(item["year"]), rating=rating)
 
-    def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
-                   anchors: list[str] | None = None) -> list[Candidate]:
-        """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
-        `reason` words each candidate's evidence sentence."""
+    def _score(self, user: UserView, query: str | None, filters: Filters, anchors: list[str]) -> _Scored | None:
+        """The hand-weighted fused score of every item for a request, and the signals it was made of (None
+        when no item passes the filters)."""
         s = self.settings
         mask = allowed(filters, self.items, user.seen, self.genre_masks)
         if not mask.any():
-            return []
-        ids = self.items.index
+            return None
         words_vec = self.index.embed([query])[0] if query else None
-        query_vec = self._query_vector(words_vec, anchors or [])
+        query_vec = self._query_vector(words_vec, anchors)
         profile_vec = self.profile(user.liked)
         cf = self._cf_scores(user, anchors)
         new_user = user.row < 0
-        named = len(set(user.liked) | set(anchors or []))
+        named = len(set(user.liked) | set(anchors))
         fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
@@ -172,14 +194,76 @@ class Retriever:
                 keep = np.zeros(len(mask), dtype=bool)
                 keep[np.argsort(-content, kind="stable")[: s.match_pool]] = True
                 mask = mask & keep
-        fused = np.where(mask, fused, -np.inf)
-        order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
-        if s.mmr_lambda < 1.0:
-            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
+        return _Scored(np.where(mask, fused, -np.inf), mask, cf, query_vec, profile_vec, words_vec, needs)
+
+    def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
+                   anchors: list[str] | None = None) -> list[Candidate]:
+        """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
+        `reason` words each candidate's evidence sentence. With a learned ranker, a request that has no
+        words and no anchors (what it was trained on) is ordered by it: the pool of `ranking_pool`, scored
+        on `rank_features`."""
+        scored = self._score(user, query, filters, anchors or [])
+        if scored is None:
+            return []
+        order_by = scored.fused
+        if self.ranker is not None and query is None and not anchors:
+            pool = self.ranking_pool(user, scored)
+            order_by = np.full(len(self.items), -np.inf)
+            order_by[pool] = self.ranker.score(self.rank_features(user, pool, scored))
+        count = int(np.isfinite(order_by).sum())
+        order = np.lexsort((np.arange(len(self.items)), -self.popularity, -order_by))[:count]
+        if self.settings.mmr_lambda < 1.0:
+            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), order_by, n, self.settings.mmr_lambda)
         else:
             top = self._distinct_titles(order, n)
-        return self.describe_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
-                                        profile_vec=profile_vec, reason=reason, needs=needs, words_vec=words_vec)
+        return self.describe_candidates(top, user, order_by, cf=scored.cf, query=query,
+                                        query_vec=scored.query_vec, profile_vec=scored.profile_vec,
+                                        reason=reason, needs=scored.needs, words_vec=scored.words_vec)
+
+    def ranking_pool(self, user: UserView, scored: _Scored) -> np.ndarray:
+        """The catalog rows a learned ranker orders: the top `rank.pool` by the fused score and the top
+        `rank.cf_pool` of each CF model, among the allowed items."""
+        allowed_rows = np.flatnonzero(scored.mask)
+        parts = [allowed_rows[np.argsort(-scored.fused[allowed_rows], kind="stable")[: self.rank.pool]]]
+        for scores in self.feature_cf(user, scored).values():
+            parts.append(allowed_rows[np.argsort(-scores[allowed_rows], kind="stable")[: self.rank.cf_pool]])
+        return np.unique(np.concatenate(parts))
+
+    def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
+        """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
+        if scored.feature_cf is None:
+            each = {name: scored.cf if model is self.cf else self._cf_scores(user, None, model)
+                    for name, model in self.cf_models.items()}
+            scored.feature_cf = {name: scores for name, scores in each.items() if scores is not None}
+        return scored.feature_cf
+
+    def rank_features(self, user: UserView, pool: np.ndarray, scored: _Scored) -> np.ndarray:
+        """The ranker's features (`rank.features`) of the items at catalog rows `pool` for this request."""
+        ids = [str(i) for i in self.items.index[pool]]
+        liked = user.liked[:PROFILE_ITEMS]
+        about = (self.about.vectors(ids) @ scored.words_vec
+                 if self.about is not None and scored.words_vec is not None else None)
+        signals = RequestSignals(
+            cf=self.feature_cf(user, scored), liked=self.items.index.get_indexer(user.liked),
+            pool_vecs=self.index.vectors(ids), taste=scored.profile_vec, liked_vecs=self.index.vectors(liked),
+            query_vec=scored.query_vec, about_sims=about,
+            needs=self.needs.scores(scored.needs) if scored.words_vec is not None else None)
+        return features(self.rank_table, pool, signals)
+
+    def rank_examples(self, user: UserView, filters: Filters, shortlists: Sequence[np.ndarray] = ()
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """What `fit` learns from for one user with no request words: (catalog rows, their features) of the
+        ranking pool of the served path, then of each shortlist of catalog rows (as `Filters.only_items`
+        gives them); nothing when no item passes the filters."""
+        scored = self._score(user, None, filters, [])
+        if scored is None:
+            return []
+        return [(rows, self.rank_features(user, rows, scored))
+                for rows in (self.ranking_pool(user, scored), *shortlists)]
+
+    @functools.cached_property
+    def rank_table(self) -> ItemTable:
+        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.genre_masks)
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
@@ -250,17 +334,19 @@ class Retriever:
         """The taste vector of a user who liked these items (best and most recent first)."""
         return taste_vector(self.index.vectors, liked)
 
-    def _cf_scores(self, user: UserView, anchors: list[str] | None = None) -> np.ndarray | None:
+    def _cf_scores(self, user: UserView, anchors: list[str] | None = None, model: CFModel | None = None
+                   ) -> np.ndarray | None:
         """CF scores from the user's positives plus session likes; anchors ("more like X") count double,
         so the people who liked X steer the list. ALS scores a training user from its learnt factors."""
-        if self.cf is None or (user.row < 0 and not user.liked and not anchors):
+        model = model or self.cf
+        if model is None or (user.row < 0 and not user.liked and not anchors):
             return None
         history = self.matrix.history(user.liked) if user.row < 0 else (
             self.matrix.matrix[[user.row]] + self.matrix.history(user.session_liked)).sign()
         if anchors:
             history = history + self.matrix.history(anchors, weight=ANCHOR_WEIGHT)
         row = user.row if not anchors else -1
-        return np.asarray(self.cf.score(np.array([row]), history)[0], dtype=np.float64)
+        return np.asarray(model.score(np.array([row]), history)[0], dtype=np.float64)
 
     def describe_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,
