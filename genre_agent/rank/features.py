@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 
 CF_NAMES = ("ease", "itemknn", "als")
+RECENT_ITEMS = 5  # the user's latest likes, whose own CF scores and embeddings say where their taste is now
 
 # Feature groups (what an item's lift is explained by) and the columns of each, in matrix order.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "cf": tuple(f"{m}_{kind}" for m in CF_NAMES for kind in ("z", "log_rank")),
-    "taste": ("taste_sim", "nearest_liked_sim"),
+    "cf": tuple(f"{m}_{kind}" for m in (*CF_NAMES, "recent_cf") for kind in ("z", "log_rank")),
+    "taste": ("taste_sim", "nearest_liked_sim", "recent_sim"),
     "query": ("query_sim", "about_sim", "needs"),
     "popularity": ("log_likes", "recent_likes"),
-    "time": ("year", "year_gap_to_user"),
+    "time": ("year", "year_gap_to_user", "since_first_like"),
     "user": ("history",),
     "genre": ("genre_overlap",),
 }
@@ -36,14 +37,15 @@ class ItemTable:
     recent_likes: np.ndarray  # the same with recent likes weighing more (fusion.recent_popularity)
     year: np.ndarray  # float, NaN when unknown
     genres: np.ndarray  # items x genres, 1 where the item carries the genre
+    first_like: np.ndarray  # the timestamp of the item's first like, NaN when it has none
 
     @classmethod
     def of(cls, items: pd.DataFrame, log_likes: np.ndarray, recent_likes: np.ndarray,
-           genre_masks: Mapping[str, np.ndarray]) -> ItemTable:
+           genre_masks: Mapping[str, np.ndarray], first_like: np.ndarray) -> ItemTable:
         year = pd.to_numeric(items["year"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         genres = (np.column_stack(list(genre_masks.values())).astype(np.float32) if genre_masks
                   else np.zeros((len(items), 0), dtype=np.float32))
-        return cls(log_likes, recent_likes, year, genres)
+        return cls(log_likes, recent_likes, year, genres, first_like)
 
 
 @dataclass
@@ -58,6 +60,9 @@ class RequestSignals:
     query_vec: np.ndarray | None = None  # the request's words and anchors, embedded
     about_sims: np.ndarray | None = None  # pool items' "about" similarity to the request's words
     needs: np.ndarray | None = None  # per catalog row: the needs of the request it carries
+    recent_vecs: np.ndarray | None = None  # embeddings of the user's RECENT_ITEMS latest likes
+    recent_cf: np.ndarray | None = None  # per catalog row: the CF score from those latest likes alone
+    last_time: float | None = None  # the timestamp of the user's latest rating
 
 
 def _cf_columns(scores: np.ndarray | None, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +86,10 @@ def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndar
         cols[f"{name}_z"], cols[f"{name}_log_rank"] = _cf_columns(req.cf.get(name), pool)
     has_liked = len(req.liked) > 0
     cols["taste_sim"] = req.pool_vecs @ req.taste if req.taste is not None else nan
+    recent = req.recent_vecs
+    cols["recent_sim"] = (req.pool_vecs @ recent.T).mean(1) if recent is not None and len(recent) else nan
+    cols["recent_cf_z"], cols["recent_cf_log_rank"] = _cf_columns(req.recent_cf, pool)
+    cols["since_first_like"] = req.last_time - table.first_like[pool] if req.last_time is not None else nan
     cols["nearest_liked_sim"] = (req.pool_vecs @ req.liked_vecs.T).max(1) if len(req.liked_vecs) else nan
     cols["query_sim"] = req.pool_vecs @ req.query_vec if req.query_vec is not None else nan
     cols["about_sim"] = req.about_sims if req.about_sims is not None else nan

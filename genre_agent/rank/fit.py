@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from genre_agent.data.catalog import Catalog
-from genre_agent.errors import CatalogError
+from genre_agent.errors import CatalogError, DataDirError
 from genre_agent.eval.protocol import N_NEG, make_split
 from genre_agent.eval.served import training_catalog
 from genre_agent.filters import Filters
@@ -90,7 +90,12 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
 
 
 def ensure_fitted(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> FitReport | None:
-    """Train the ranker for this catalog state unless it is trained already (or the ranker is off)."""
-    if not settings.rank.enabled or ranker_path(ranker_dir(settings, catalog), catalog_state(catalog)).is_file():
+    """Train the ranker for this catalog state unless a readable one is trained already (or the ranker is
+    off)."""
+    if not settings.rank.enabled:
         return None
-    return fit(settings, catalog, progress)
+    try:
+        Ranker.load(ranker_path(ranker_dir(settings, catalog), catalog_state(catalog)))
+        return None
+    except DataDirError:  # missing, unreadable, or of other features
+        return fit(settings, catalog, progress)

@@ -20,6 +20,7 @@ from genre_agent.errors import DataDirError
 from genre_agent.rank.features import GROUPS, NAMES
 
 FILE_PREFIX = "ranker-"
+KEPT = 3  # rankers kept per catalog: the served state, an evaluation's training part and its validation part
 EARLY_STOPPING_ROUNDS = 30
 MAX_ROUNDS = 400
 PARAMS: dict[str, Any] = {  # LightGBM's defaults but a slower rate and larger leaves for ~10^5 rows
@@ -59,6 +60,10 @@ class Ranker:
         tmp.write_text(json.dumps({"features": list(self.features), "info": self.info,
                                    "model": self.model.model_to_string()}), encoding="utf-8")
         os.replace(tmp, path)
+        others = sorted((p for p in path.parent.glob(f"{FILE_PREFIX}*.json") if p != path),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in others[KEPT - 1:]:
+            stale.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: Path) -> Ranker:

@@ -15,7 +15,7 @@ import pandas as pd
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
-from genre_agent.rank.features import ItemTable, RequestSignals, features
+from genre_agent.rank.features import RECENT_ITEMS, ItemTable, RequestSignals, features
 from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
@@ -97,6 +97,8 @@ class UserView:
     liked: list[str]
     history: list[HistoryItem]
     session_liked: list[str] = field(default_factory=list)
+    recent_liked: list[str] = field(default_factory=list)  # liked items, most recent first (the session's first)
+    last_time: float | None = None  # the timestamp of the user's latest rating in the catalog
 
 
 class Retriever:
@@ -153,7 +155,11 @@ class Retriever:
         history = [self.history_item(r.item_id, float(r.rating)) for r in rated.head(history_size).itertuples()]
         row = self.matrix.user_row(user_id) if user_id else -1
         seen = set(rated.item_id) | set(extra_seen or [])
-        return UserView(user_id, row, seen, liked, history, session_liked=extra_liked)
+        positives = rated[rated.rating >= self.catalog.positive_min]
+        by_time = positives.sort_values("timestamp", ascending=False, kind="mergesort", na_position="first")
+        last = rated.timestamp.max()
+        return UserView(user_id, row, seen, liked, history, session_liked=extra_liked,
+                        recent_liked=by_time.item_id.tolist(), last_time=None if pd.isna(last) else float(last))
 
     def history_item(self, item_id: str, rating: float) -> HistoryItem:
         """A rated item as the prompts show the user's history."""
@@ -241,12 +247,16 @@ class Retriever:
         """The ranker's features (`rank.features`) of the items at catalog rows `pool` for this request."""
         ids = [str(i) for i in self.items.index[pool]]
         liked = user.liked[:PROFILE_ITEMS]
+        recent = user.recent_liked[:RECENT_ITEMS]
+        recent_cf = (self._cf_scores(UserView(None, -1, set(), recent, []))
+                     if recent and self.cf is not None else None)
         about = (self.about.vectors(ids) @ scored.words_vec
                  if self.about is not None and scored.words_vec is not None else None)
         signals = RequestSignals(
             cf=self.feature_cf(user, scored), liked=self.items.index.get_indexer(user.liked),
             pool_vecs=self.index.vectors(ids), taste=scored.profile_vec, liked_vecs=self.index.vectors(liked),
-            query_vec=scored.query_vec, about_sims=about,
+            query_vec=scored.query_vec, about_sims=about, recent_vecs=self.index.vectors(recent),
+            recent_cf=recent_cf, last_time=user.last_time,
             needs=self.needs.scores(scored.needs) if scored.words_vec is not None else None)
         return features(self.rank_table, pool, signals)
 
@@ -263,7 +273,10 @@ class Retriever:
 
     @functools.cached_property
     def rank_table(self) -> ItemTable:
-        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.genre_masks)
+        likes = self.catalog.interactions[self.catalog.interactions.rating >= self.catalog.positive_min]
+        first_like = likes.groupby("item_id").timestamp.min().reindex(self.items.index)
+        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.genre_masks,
+                            first_like.to_numpy(dtype=np.float64, na_value=np.nan))
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
