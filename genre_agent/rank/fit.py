@@ -45,9 +45,16 @@ class FitReport:
         return self.__dict__.copy()
 
 
-def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> FitReport:
-    """Train and save the ranker for this catalog state (see the module doc)."""
-    started = time.perf_counter()
+@dataclass
+class Examples:
+    X: np.ndarray  # features, one row per (request, item)
+    y: np.ndarray  # 1 for the held-out item
+    groups: np.ndarray  # rows per request, in order
+    users: int  # users they come from
+
+
+def examples(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> Examples:
+    """What the ranker of this catalog state learns from (see the module doc)."""
     split = make_split(catalog.interactions, catalog.positive_min, seed=seed)
     if not len(split.rows):
         raise CatalogError(f"catalog '{catalog.name}' has no user with 5 positive ratings to learn a ranker "
@@ -76,16 +83,23 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
     if not groups:
         raise CatalogError(f"catalog '{catalog.name}': no held-out item was among its user's candidates, so "
                            "there is nothing to learn from; keep rank.enabled = false.")
+    return Examples(np.vstack(X), np.concatenate(y), np.array(groups), len(positions))
+
+
+def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> FitReport:
+    """Train and save the ranker for this catalog state (see the module doc)."""
+    started = time.perf_counter()
+    data = examples(settings, catalog, progress, seed)
     if progress:
         progress("training the ranker", 0, 1)
-    ranker: Ranker = train(np.vstack(X), np.concatenate(y), np.array(groups), seed)
-    ranker.info.update(seconds=round(time.perf_counter() - started, 1), users=len(positions))
+    ranker: Ranker = train(data.X, data.y, data.groups, seed)
+    ranker.info.update(seconds=round(time.perf_counter() - started, 1), users=data.users)
     path = ranker_path(ranker_dir(settings, catalog), catalog_state(catalog))
     ranker.save(path)
     if progress:
         progress("training the ranker", 1, 1)
     info = ranker.info
-    return FitReport(str(path), len(positions), len(groups), info["rows"], info["trees"], info["seconds"],
+    return FitReport(str(path), data.users, len(data.groups), info["rows"], info["trees"], info["seconds"],
                      path.stat().st_size, ranker.importance())
 
 
