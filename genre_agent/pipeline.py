@@ -485,7 +485,7 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
                                             progress)
         ranker = None
         if settings.rank.enabled and not for_fit:
-            ranker = open_ranker(ranker_dir(settings, catalog), catalog_state(catalog))
+            ranker = open_ranker(ranker_dir(settings, catalog), catalog_state(catalog), catalog.root)
         cf_models: dict[str, CFModel] = {}
         if ranker is not None or for_fit:
             for name in CF_NAMES:

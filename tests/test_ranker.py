@@ -132,3 +132,13 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
         assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is None
     assert ensure_fitted(settings, after.catalog) is not None  # rebuilt
     assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is not None
+
+
+def test_a_ranker_shipped_in_the_catalog_folder_is_used_when_the_data_directory_has_none(tmp_path: Path) -> None:
+    X, y, groups = _known_signal(50, seed=0)
+    train(X, y, groups).save(ranker_path(tmp_path / "catalog", "now"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_ranker(tmp_path / "data", "now", shipped=tmp_path / "catalog") is not None
+    with pytest.warns(UserWarning, match="stale"):  # the catalog changed since it was shipped
+        assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog") is None

@@ -96,11 +96,14 @@ def train(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0, *,
                                     "trees": int(model.num_trees())})
 
 
-def open_ranker(directory: Path, fingerprint: str) -> Ranker | None:
-    """The ranker trained for this catalog state, or None (with a warning saying why and what to run)."""
+def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None) -> Ranker | None:
+    """The ranker trained for this catalog state (in `directory`, else as shipped in the catalog's folder
+    `shipped`), or None with a warning saying why and what to run."""
     path = ranker_path(directory, fingerprint)
+    if not path.is_file() and shipped is not None and ranker_path(shipped, fingerprint).is_file():
+        path = ranker_path(shipped, fingerprint)
     if not path.is_file():
-        stale = directory.is_dir() and any(directory.glob(f"{FILE_PREFIX}*.json"))
+        stale = any(d.is_dir() and any(d.glob(f"{FILE_PREFIX}*.json")) for d in (directory, shipped) if d)
         why = ("was trained for other interactions or items (stale)" if stale else "has not been trained")
         warnings.warn(f"the learned ranker of this catalog {why}: answers use the hand-weighted order. "
                       "Run `genre-agent fit` to train it.", stacklevel=3)
