@@ -205,14 +205,15 @@ class Retriever:
     def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
                    anchors: list[str] | None = None) -> list[Candidate]:
         """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
-        `reason` words each candidate's evidence sentence. With a learned ranker, a request that has no
-        words and no anchors (what it was trained on) is ordered by it: the pool of `ranking_pool`, scored
-        on `rank_features`."""
+        `reason` words each candidate's evidence sentence. With a learned ranker, a catalog user's request
+        with no words and no anchors (what it was trained on) is ordered by it: the pool of `ranking_pool`,
+        scored on `rank_features`. Conversations (words, named titles, new users) keep the hand-weighted
+        order until the ranker is trained on them."""
         scored = self._score(user, query, filters, anchors or [])
         if scored is None:
             return []
         order_by = scored.fused
-        if self.ranker is not None and query is None and not anchors:
+        if self.ranker is not None and query is None and not anchors and user.row >= 0:
             pool = self.ranking_pool(user, scored)
             order_by = np.full(len(self.items), -np.inf)
             order_by[pool] = self.ranker.score(self.rank_features(user, pool, scored))
