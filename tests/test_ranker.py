@@ -123,9 +123,13 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
     hand = settings.model_copy(update={"rank": settings.rank.model_copy(update={"enabled": False})})
     plain = Recommender.open(hand, backend=FakeBackend())
     assert plain.retriever.ranker is None
-    asked = {"user_id": "u1", "query": "something funny", "k": 5}
-    assert [r.item_id for r in after.recommend(**asked).recommendations] == \
-        [r.item_id for r in plain.recommend(**asked).recommendations]  # words: the ranker is not applied
+    hand_order = plain.recommend(user_id="u1", k=3)
+    assert [r.scores.fused for r in sci_fi_fan.recommendations] != \
+        [r.scores.fused for r in hand_order.recommendations]  # ordered by the ranker's scores
+    for asked in ({"user_id": "u1", "query": "something funny", "k": 5}, {"liked": ["1", "2"], "k": 5}):
+        # words, or a new user known by what they named: the ranker is not applied
+        assert [r.item_id for r in after.recommend(**asked).recommendations] == \
+            [r.item_id for r in plain.recommend(**asked).recommendations]
     path = ranker_path(ranker_dir(settings, after.catalog), catalog_state(after.catalog))
     path.write_bytes(path.read_bytes()[:200])  # truncated
     with pytest.warns(UserWarning, match="unreadable.*hand-weighted"):
