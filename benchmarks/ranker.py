@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from typing import Any
 
 import numpy as np
 
@@ -24,11 +25,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--catalog", default="movielens")
     args = ap.parse_args()
-    ranked = Recommender.open(load_settings(catalog=args.catalog, **{"backend.name": "fake"}),
-                              backend=FakeBackend())
+    fake: dict[str, Any] = {"backend.name": "fake"}
+    ranked = Recommender.open(load_settings(None, catalog=args.catalog, **fake), backend=FakeBackend())
     if ranked.retriever.ranker is None:
         raise SystemExit("no learned ranker for this catalog: run `genre-agent fit` first")
-    hand = load_settings(catalog=args.catalog, **{"backend.name": "fake", "rank.enabled": False})
+    hand = load_settings(None, catalog=args.catalog, **fake, **{"rank.enabled": False})
     plain = Recommender.open(hand, backend=FakeBackend())
     users = sorted(ranked.catalog.interactions.user_id.unique())
     chosen = np.random.default_rng(0).choice(users, min(args.users, len(users)), replace=False)
