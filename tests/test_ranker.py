@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from genre_agent.errors import DataDirError
+from genre_agent.eval.ranker_fit import ensure_fitted, fit
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, catalog_state, ranker_dir
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
-from genre_agent.rank.fit import ensure_fitted, fit
 from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
 from genre_agent.settings import load_settings
 

@@ -7,11 +7,13 @@ it; `sampled` against 19 items the user never rated (seeded, users in ascending 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from genre_agent.data.catalog import Catalog
 
 N_NEG = 19
 
@@ -87,3 +89,10 @@ def validation_split(split: Split, positive_min: float, seed: int = 0) -> Split:
     out, so nothing tuned on it has seen a test item."""
     train_only = split.before.assign(user_id=split.users[split.before.u], item_id=split.items[split.before.i])
     return make_split(train_only[["user_id", "item_id", "rating", "timestamp"]], positive_min, seed=seed)
+
+
+def training_catalog(catalog: Catalog, split: Split) -> Catalog:
+    """The catalog with only the split's training interactions (every rating before each evaluated user's
+    test item; everything for the others)."""
+    before = split.before[["user_id", "item_id", "rating", "timestamp"]].reset_index(drop=True)
+    return replace(catalog, interactions=before)

@@ -23,8 +23,8 @@ def fit(
 ) -> None:
     """Train the learned ranker (LightGBM LambdaRank) on the catalog's interactions: each user's last liked
     item is held out and learnt as the answer; answers to a catalog user without words then follow it."""
+    from genre_agent.eval.ranker_fit import fit as fit_ranker
     from genre_agent.pipeline import served_catalog
-    from genre_agent.rank.fit import fit as fit_ranker
     from genre_agent.settings import load_settings
 
     try:

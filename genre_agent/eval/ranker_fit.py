@@ -22,8 +22,7 @@ import numpy as np
 
 from genre_agent.data.catalog import Catalog
 from genre_agent.errors import CatalogError, DataDirError
-from genre_agent.eval.protocol import N_NEG, make_split
-from genre_agent.eval.served import training_catalog
+from genre_agent.eval.protocol import N_NEG, make_split, training_catalog
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Progress, build, catalog_state, ranker_dir
 from genre_agent.rank.ranker import Ranker, ranker_path, train
