@@ -424,9 +424,11 @@ def _sync(index: VectorIndex, catalog: Catalog, column: str, vectors: str | None
                       shipped, column)
 
 
-def ranker_dir(settings: Settings, catalog: Catalog) -> Path:
-    """The folder of a catalog's learned rankers in the data directory."""
-    return settings.data_dir / "rankers" / catalog_key(catalog)
+def ranker_dir(settings: Settings) -> Path:
+    """The folder of the learned rankers in the data directory: a ranker is named by the catalog state it was
+    trained for (`catalog_state`), so the same data in another folder finds it (what `eval` measured is what
+    `recommend` serves)."""
+    return settings.data_dir / "rankers"
 
 
 def catalog_state(catalog: Catalog) -> str:
@@ -485,7 +487,7 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
                                             progress)
         ranker = None
         if settings.rank.enabled and not for_fit:
-            ranker = open_ranker(ranker_dir(settings, catalog), catalog_state(catalog), catalog.root)
+            ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root)
         cf_models: dict[str, CFModel] = {}
         if ranker is not None or for_fit:
             for name in CF_NAMES:

@@ -112,7 +112,7 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
     assert before.retriever.ranker is None
     report = fit(settings, before.catalog)
     assert report.users == 40 and report.requests >= 40 and report.size_bytes > 0
-    assert ranker_path(ranker_dir(settings, before.catalog), catalog_state(before.catalog)).is_file()
+    assert ranker_path(ranker_dir(settings), catalog_state(before.catalog)).is_file()
     assert ensure_fitted(settings, before.catalog) is None  # trained already: not again
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a current ranker: no warning
@@ -130,7 +130,7 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
         # words, or a new user known by what they named: the ranker is not applied
         assert [r.item_id for r in after.recommend(**asked).recommendations] == \
             [r.item_id for r in plain.recommend(**asked).recommendations]
-    path = ranker_path(ranker_dir(settings, after.catalog), catalog_state(after.catalog))
+    path = ranker_path(ranker_dir(settings), catalog_state(after.catalog))
     path.write_bytes(path.read_bytes()[:200])  # truncated
     with pytest.warns(UserWarning, match="unreadable.*hand-weighted"):
         assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is None

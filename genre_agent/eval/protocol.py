@@ -93,6 +93,8 @@ def validation_split(split: Split, positive_min: float, seed: int = 0) -> Split:
 
 def training_catalog(catalog: Catalog, split: Split) -> Catalog:
     """The catalog with only the split's training interactions (every rating before each evaluated user's
-    test item; everything for the others)."""
-    before = split.before[["user_id", "item_id", "rating", "timestamp"]].reset_index(drop=True)
+    test item; everything for the others), in the order a catalog loaded from them has (by user id, then
+    time), so the two have the same fingerprint and find the same trained models."""
+    before = split.before[["user_id", "item_id", "rating", "timestamp"]]
+    before = before.sort_values(["user_id", "timestamp"], kind="mergesort").reset_index(drop=True)
     return replace(catalog, interactions=before)

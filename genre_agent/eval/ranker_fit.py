@@ -93,7 +93,7 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
         progress("training the ranker", 0, 1)
     ranker: Ranker = train(data.X, data.y, data.groups, seed)
     ranker.info.update(seconds=round(time.perf_counter() - started, 1), users=data.users)
-    path = ranker_path(ranker_dir(settings, catalog), catalog_state(catalog))
+    path = ranker_path(ranker_dir(settings), catalog_state(catalog))
     ranker.save(path)
     if progress:
         progress("training the ranker", 1, 1)
@@ -108,7 +108,7 @@ def ensure_fitted(settings: Settings, catalog: Catalog, progress: Progress | Non
     if not settings.rank.enabled:
         return None
     try:
-        Ranker.load(ranker_path(ranker_dir(settings, catalog), catalog_state(catalog)))
+        Ranker.load(ranker_path(ranker_dir(settings), catalog_state(catalog)))
         return None
     except DataDirError:  # missing, unreadable, or of other features
         return fit(settings, catalog, progress)

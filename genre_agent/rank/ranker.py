@@ -20,7 +20,7 @@ from genre_agent.errors import DataDirError
 from genre_agent.rank.features import GROUPS, NAMES
 
 FILE_PREFIX = "ranker-"
-KEPT = 3  # rankers kept per catalog: the served state, an evaluation's training part and its validation part
+KEPT = 3  # rankers kept per catalog items: the served state, an evaluation's training part and its validation part
 ROUNDS = 100
 # Chosen on ml-latest-small's validation-of-validation examples (30% of the requests held out, NDCG@10 of the
 # held-out item, docs/ranker.md): 31 leaves / 20 rows per leaf / 100 rounds at rate 0.05 scored 0.765 on the
@@ -33,7 +33,7 @@ PARAMS: dict[str, Any] = {
 
 
 def ranker_path(directory: Path, fingerprint: str) -> Path:
-    """The file of the ranker trained for a catalog state, in that catalog's ranker folder."""
+    """The file of the ranker trained for a catalog state ("<interactions fp>-<items fp>")."""
     return directory / f"{FILE_PREFIX}{fingerprint}.json"
 
 
@@ -62,7 +62,8 @@ class Ranker:
         tmp.write_text(json.dumps({"features": list(self.features), "info": self.info,
                                    "model": self.model.model_to_string()}), encoding="utf-8")
         os.replace(tmp, path)
-        others = sorted((p for p in path.parent.glob(f"{FILE_PREFIX}*.json") if p != path),
+        items = path.stem.rsplit("-", 1)[-1]  # rankers of the same items: the same catalog
+        others = sorted((p for p in path.parent.glob(f"{FILE_PREFIX}*-{items}.json") if p != path),
                         key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in others[KEPT - 1:]:
             stale.unlink(missing_ok=True)
