@@ -32,6 +32,8 @@ from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
+from genre_agent.rank.features import CF_NAMES
+from genre_agent.rank.ranker import open_ranker
 from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
@@ -417,8 +419,23 @@ def _sync(index: VectorIndex, catalog: Catalog, column: str, vectors: str | None
                       shipped, column)
 
 
-def build(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> tuple[Retriever, BuildReport]:
-    """Build or reuse the vector index and CF model of a catalog (under a lock), and return a Retriever."""
+def ranker_dir(settings: Settings) -> Path:
+    """The folder of the learned rankers in the data directory: a ranker is named by the catalog state it was
+    trained for (`catalog_state`), so the same data in another folder finds it (what `eval` measured is what
+    `recommend` serves)."""
+    return settings.data_dir / "rankers"
+
+
+def catalog_state(catalog: Catalog) -> str:
+    """What a model trained on the catalog depends on: its interactions and its items' texts."""
+    return f"{catalog.interactions_fingerprint()}-{catalog.items_fingerprint()}"
+
+
+def build(settings: Settings, catalog: Catalog, progress: Progress | None = None, *,
+          for_fit: bool = False) -> tuple[Retriever, BuildReport]:
+    """Build or reuse the vector index and CF model of a catalog (under a lock), and return a Retriever: with
+    the learned ranker trained for this catalog state (rank.enabled) and every CF model its features read;
+    `for_fit`: with those CF models and no ranker (what `genre-agent fit` learns from)."""
     started = time.perf_counter()
     key = catalog_key(catalog)
     data = settings.data_dir
@@ -463,6 +480,17 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         else:
             cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
                                             progress)
-    retriever = Retriever(catalog, index, cf, matrix, settings.retrieval, about)
+        ranker = None
+        if settings.rank.enabled and not for_fit:
+            ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root)
+        cf_models: dict[str, CFModel] = {}
+        if ranker is not None or for_fit:
+            for name in CF_NAMES:
+                model = cf if name == settings.retrieval.cf_model and factors is None else \
+                    _load_or_train_cf(catalog, matrix, name, data / "cf" / key, progress)[0]
+                if model is not None:
+                    cf_models[name] = model
+    retriever = Retriever(catalog, index, cf, matrix, settings.retrieval, about, ranker=ranker,
+                          cf_models=cf_models, rank=settings.rank)
     return retriever, BuildReport(report.embedded, report.reused, trained,
                                   round(time.perf_counter() - started, 2))

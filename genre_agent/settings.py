@@ -140,6 +140,16 @@ class RetrievalSettings(_Section):
                               "only (default), lower = maximal marginal relevance trades score for variety")
 
 
+class RankSettings(_Section):
+    enabled: bool = Field(True, description="order requests without words (a catalog user's \"for me\") by "
+                          "the learned ranker `genre-agent fit` trains, when one is trained for the catalog as "
+                          "served; false = the hand-weighted order of [retrieval]")
+    pool: int = Field(200, ge=1, description="items the ranker orders: the top N by the hand-weighted score ...")
+    cf_pool: int = Field(50, ge=0, description="... plus the top N of each CF model")
+    users: int | None = Field(2000, ge=1, description="`fit`: learn from at most this many users (drawn with a "
+                              "fixed seed), which bounds its time: ~0.15 s of CPU per user; unset = all")
+
+
 class ConversationSettings(_Section):
     understand_with_llm: bool | None = Field(
         None, description="also ask the LLM to read each chat message (its proposals are kept only where "
@@ -208,6 +218,7 @@ class Settings(BaseSettings):
     backend: Backends = Field(default_factory=Backends)
     ranking: RankingSettings = RankingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    rank: RankSettings = RankSettings()
     rules: Filters = Field(default_factory=Filters,
                            description="standing filters, applied to every request on top of its own")
     chroma: ChromaSettings = ChromaSettings()

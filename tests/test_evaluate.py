@@ -17,8 +17,8 @@ from genre_agent.data.catalog import load_catalog
 from genre_agent.eval.llm_methods import FUSION_GRID, Measured, pinned, tune_llm_fusion
 from genre_agent.eval.methods import Scorer
 from genre_agent.eval.metrics import beyond_accuracy, expected_ranks, rank_metrics
-from genre_agent.eval.protocol import make_split, validation_split
-from genre_agent.eval.served import open_on, served_lists, training_catalog
+from genre_agent.eval.protocol import make_split, training_catalog, validation_split
+from genre_agent.eval.served import open_on, served_lists
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend, Message
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir

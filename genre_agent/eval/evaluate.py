@@ -20,7 +20,7 @@ import numpy as np
 from genre_agent.data.catalog import Catalog
 from genre_agent.eval.llm_methods import LLM_METHODS, LLMParts, llm_method, make_llm_parts
 from genre_agent.eval.methods import Scorer, tune_fusion
-from genre_agent.eval.metrics import bootstrap_ci, protocol_summary, rank_metrics
+from genre_agent.eval.metrics import bootstrap_ci, paired_ratio_ci, protocol_summary, rank_metrics
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
 from genre_agent.eval.served import list_scores, open_on, served_lists
 from genre_agent.llm.adapters import with_adapter
@@ -53,19 +53,23 @@ class EvalConfig:
     tune_users: int = 100  # validation users for the llm-fused weight
 
 
-def _paired_llm_differences(results: dict[str, Any], per_user: dict[tuple[str, str], np.ndarray], k: int,
-                            seed: int) -> None:
-    """Each LLM method's NDCG@k minus hybrid's and EASE's on the same users, with the paired bootstrap
-    interval of the difference (`vs_hybrid`, `vs_ease` in the method's entry)."""
+def _paired_differences(results: dict[str, Any], per_user: dict[tuple[str, str], np.ndarray], k: int,
+                        seed: int) -> None:
+    """Each served method's NDCG@k minus (and over) hybrid's, EASE's and ALS's on the same users, with paired
+    bootstrap intervals (`vs_hybrid`, `vs_ease`, `vs_als` in the method's entry)."""
     for (protocol, method), mine in per_user.items():
-        if method not in LLM_METHODS:
+        if method not in SERVED:
             continue
-        for base in ("hybrid", "ease"):
+        for base in ("hybrid", "ease", "als"):
             if (protocol, base) in per_user:
-                diff = mine - per_user[protocol, base]
+                theirs = per_user[protocol, base]
+                diff = mine - theirs
                 lo, hi = bootstrap_ci(diff, seed)
-                results[protocol][method][f"vs_{base}"] = {f"NDCG@{k}_diff": round(float(diff.mean()), 5),
-                                                           "ci95": [round(lo, 5), round(hi, 5)]}
+                r_lo, r_hi = paired_ratio_ci(mine, theirs, seed)
+                results[protocol][method][f"vs_{base}"] = {
+                    f"NDCG@{k}_diff": round(float(diff.mean()), 5), "ci95": [round(lo, 5), round(hi, 5)],
+                    "ratio": round(float(mine.mean() / max(theirs.mean(), 1e-12)), 4),
+                    "ratio_ci95": [round(r_lo, 4), round(r_hi, 4)]}
 
 
 def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
@@ -136,7 +140,7 @@ def run(settings: Settings, catalog: Catalog, config: EvalConfig, out: Path,
                                      scorer.pop)
             results.setdefault(protocol, {})[method] = {**entry, "seconds": round(seconds, 2), **extra}
             per_user[protocol, method] = users_metrics[f"NDCG@{k}"]
-    _paired_llm_differences(results, per_user, max(config.ks), config.seed)
+    _paired_differences(results, per_user, max(config.ks), config.seed)
     return {
         "catalog": catalog.name, "commit": git_commit(), "seconds": round(time.perf_counter() - started, 1),
         "config": {"methods": list(config.methods), "protocols": list(config.protocols), "users": len(pos),

@@ -71,6 +71,14 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, n: int = 1000) -> tuple[floa
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def paired_ratio_ci(mine: np.ndarray, base: np.ndarray, seed: int = 0, n: int = 1000) -> tuple[float, float]:
+    """95% interval of mean(mine) / mean(base) over the same users drawn with replacement (paired)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(mine), (n, len(mine)))
+    ratios = mine[draws].mean(1) / np.maximum(base[draws].mean(1), 1e-12)
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
 def protocol_summary(S: np.ndarray, split: Split, pos: np.ndarray, protocol: str,
                      per_user: dict[str, np.ndarray], ks: tuple[int, ...], seed: int, genres: list[set[str]],
                      pop: np.ndarray) -> dict[str, Any]:

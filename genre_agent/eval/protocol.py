@@ -7,11 +7,13 @@ it; `sampled` against 19 items the user never rated (seeded, users in ascending 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from genre_agent.data.catalog import Catalog
 
 N_NEG = 19
 
@@ -93,3 +95,11 @@ def validation_split(split: Split, positive_min: float, seed: int = 0) -> Split:
     """A split of the training data of `split` only: every evaluated user's last training positive is held
     out, so nothing tuned on it has seen a test item."""
     return make_split(split.training_interactions(), positive_min, seed=seed)
+
+
+def training_catalog(catalog: Catalog, split: Split) -> Catalog:
+    """The catalog with only the split's training interactions (every rating before each evaluated user's
+    test item; everything for the others), in the order a catalog loaded from them has (by user id, then
+    time), so the two have the same fingerprint and find the same trained models."""
+    training = split.training_interactions().sort_values(["user_id", "timestamp"], kind="mergesort")
+    return replace(catalog, interactions=training.reset_index(drop=True))

@@ -36,13 +36,16 @@ def markdown(report: dict[str, Any]) -> str:
             for method, r in llm.items():
                 llm_cells = (f"{r[c]:.2f}" if c in r else "–" for c in LLM_COLUMNS)
                 lines.append(f"| {method} | " + " | ".join(llm_cells) + " |")
-            for method, r in llm.items():
-                for base in ("hybrid", "ease"):
-                    if f"vs_{base}" in r:
-                        diff = r[f"vs_{base}"]
-                        lo, hi = diff["ci95"]
-                        lines.append(f"- {method} − {base}, paired per user: NDCG@{k} "
-                                     f"{diff[f'NDCG@{k}_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+        lines.append("")
+        for method, r in methods.items():
+            for base in ("hybrid", "ease", "als"):
+                if f"vs_{base}" in r:
+                    diff = r[f"vs_{base}"]
+                    lo, hi = diff["ci95"]
+                    r_lo, r_hi = diff["ratio_ci95"]
+                    lines.append(f"- {method} − {base}, paired per user: NDCG@{k} "
+                                 f"{diff[f'NDCG@{k}_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]; ratio "
+                                 f"{diff['ratio']:.3f}× [{r_lo:.3f}, {r_hi:.3f}]")
         lines.append("")
     if report.get("llm_adapter"):
         lines += [f"- LoRA adapter of the LLM methods: {report['llm_adapter']}"]

@@ -11,28 +11,26 @@ the listed items only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from genre_agent.data.catalog import Catalog
-from genre_agent.eval.protocol import Split
+from genre_agent.eval.protocol import Split, training_catalog
+from genre_agent.eval.ranker_fit import ensure_fitted
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Progress, Recommender, Run
 from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import Settings
 
 
-def training_catalog(catalog: Catalog, split: Split) -> Catalog:
-    """The catalog with only the split's training interactions (every rating before each evaluated user's
-    test item; everything for the others)."""
-    return replace(catalog, interactions=split.training_interactions())
-
-
 def open_on(settings: Settings, catalog: Catalog, split: Split, progress: Progress | None = None) -> Recommender:
-    """The service as `recommend` opens it, on the split's training part (no stored feedback)."""
-    return Recommender.open(settings, progress=progress, catalog=training_catalog(catalog, split))
+    """The service as `recommend` opens it, on the split's training part (no stored feedback), with the
+    learned ranker of that training part, trained first if it is not yet (`ranker_fit` holds out the training
+    part's own last positives, so the split's test items are never learnt from)."""
+    training = training_catalog(catalog, split)
+    ensure_fitted(settings, training, progress)
+    return Recommender.open(settings, progress=progress, catalog=training)
 
 
 def request_for(split: Split, position: int, protocol: str, k: int) -> RecommendRequest:

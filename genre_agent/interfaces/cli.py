@@ -13,6 +13,7 @@ from rich.text import Text
 
 from genre_agent.errors import GenreAgentError
 from genre_agent.interfaces.cli_data import config_app, feedback_app, index, models
+from genre_agent.interfaces.cli_fit import fit
 from genre_agent.interfaces.cli_prompts import prompts_app
 from genre_agent.interfaces.cli_serve import mcp, serve
 from genre_agent.interfaces.console import (
@@ -376,6 +377,7 @@ def tune_command(
 app.command()(serve)
 app.command()(mcp)
 app.command()(index)
+app.command()(fit)
 app.command()(models)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(config_app, name="config")

@@ -5,6 +5,8 @@ are plainly about ranks only the items that fit it best; popularity and CF order
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,9 +15,12 @@ import pandas as pd
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
+from genre_agent.rank.features import RECENT_ITEMS, ItemTable, RequestSignals, features
+from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
 from genre_agent.retrieval.fusion import (
+    PROFILE_ITEMS,
     fuse,
     minmax,
     new_user_popularity_weight,
@@ -27,7 +32,7 @@ from genre_agent.retrieval.fusion import (
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import Need, NeedLexicon
 from genre_agent.schemas import Candidate, HistoryItem, Scores
-from genre_agent.settings import RetrievalSettings
+from genre_agent.settings import RankSettings, RetrievalSettings
 
 HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
@@ -71,6 +76,20 @@ def allowed(filters: Filters, items: pd.DataFrame, seen: set[str], genres: dict[
 
 
 @dataclass
+class _Scored:
+    """A request's hand-weighted scores and the signals they were made of (every array per catalog row)."""
+
+    fused: np.ndarray  # -inf outside the mask
+    mask: np.ndarray
+    cf: np.ndarray | None
+    query_vec: np.ndarray | None
+    profile_vec: np.ndarray | None
+    words_vec: np.ndarray | None
+    needs: list[Need]
+    feature_cf: dict[str, np.ndarray] | None = None  # each CF model's scores, once the ranker asked
+
+
+@dataclass
 class UserView:
     """What retrieval knows about a user: their ratings, seen items and liked items (best, most recent first)."""
 
@@ -80,13 +99,17 @@ class UserView:
     liked: list[str]
     history: list[HistoryItem]
     session_liked: list[str] = field(default_factory=list)
+    recent_liked: list[str] = field(default_factory=list)  # liked items, most recent first (the session's first)
+    last_time: float | None = None  # the timestamp of the user's latest rating in the catalog
 
 
 class Retriever:
     """Turns (user, query, filters) into N scored candidates with evidence."""
 
     def __init__(self, catalog: Catalog, index: VectorIndex, cf: CFModel | None,
-                 matrix: InteractionMatrix, settings: RetrievalSettings, about: VectorIndex | None = None) -> None:
+                 matrix: InteractionMatrix, settings: RetrievalSettings, about: VectorIndex | None = None, *,
+                 ranker: Ranker | None = None, cf_models: Mapping[str, CFModel] | None = None,
+                 rank: RankSettings | None = None) -> None:
         self.catalog = catalog
         self.items = catalog.items
         self.index = index
@@ -99,6 +122,9 @@ class Retriever:
         self.new_user_popularity = self._new_user_popularity()
         self.genre_masks = genre_masks(self.items)
         self._needs: NeedLexicon | None = None
+        self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
+        self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
+        self.rank = rank or RankSettings()
 
     def _new_user_popularity(self) -> np.ndarray:
         """Popularity for users the catalog has no history of: recent likes weigh more (what is liked now),
@@ -131,7 +157,11 @@ class Retriever:
         history = [self.history_item(r.item_id, float(r.rating)) for r in rated.head(history_size).itertuples()]
         row = self.matrix.user_row(user_id) if user_id else -1
         seen = set(rated.item_id) | set(extra_seen or [])
-        return UserView(user_id, row, seen, liked, history, session_liked=extra_liked)
+        positives = rated[rated.rating >= self.catalog.positive_min]
+        by_time = positives.sort_values("timestamp", ascending=False, kind="mergesort", na_position="first")
+        last = rated.timestamp.max()
+        return UserView(user_id, row, seen, liked, history, session_liked=extra_liked,
+                        recent_liked=by_time.item_id.tolist(), last_time=None if pd.isna(last) else float(last))
 
     def history_item(self, item_id: str, rating: float) -> HistoryItem:
         """A rated item as the prompts show the user's history."""
@@ -139,21 +169,19 @@ class Retriever:
         return HistoryItem(item_id=item_id, title=item["title"], genres=list(item["genres"]),
                            year=_year(item["year"]), rating=rating)
 
-    def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
-                   anchors: list[str] | None = None) -> list[Candidate]:
-        """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
-        `reason` words each candidate's evidence sentence."""
+    def _score(self, user: UserView, query: str | None, filters: Filters, anchors: list[str]) -> _Scored | None:
+        """The hand-weighted fused score of every item for a request, and the signals it was made of (None
+        when no item passes the filters)."""
         s = self.settings
         mask = allowed(filters, self.items, user.seen, self.genre_masks)
         if not mask.any():
-            return []
-        ids = self.items.index
+            return None
         words_vec = self.index.embed([query])[0] if query else None
-        query_vec = self._query_vector(words_vec, anchors or [])
+        query_vec = self._query_vector(words_vec, anchors)
         profile_vec = self.profile(user.liked)
         cf = self._cf_scores(user, anchors)
         new_user = user.row < 0
-        named = len(set(user.liked) | set(anchors or []))
+        named = len(set(user.liked) | set(anchors))
         fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
                      query=self._similarity(query_vec) if query_vec is not None else None,
                      profile=self._similarity(profile_vec) if profile_vec is not None else None, cf=cf,
@@ -182,18 +210,88 @@ class Retriever:
         if gate and needs and not about_gate:  # the genres and tags the words mean: only items carrying them
             assert s.match_pool is not None
             mask = carries_best(need_scores, mask, s.match_pool)
-        fused = np.where(mask, fused, -np.inf)
-        order = np.lexsort((np.arange(len(ids)), -self.popularity, -fused))[: int(mask.sum())]
-        if s.mmr_lambda < 1.0:
-            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), fused, n, s.mmr_lambda)
+        return _Scored(np.where(mask, fused, -np.inf), mask, cf, query_vec, profile_vec, words_vec, needs)
+
+    def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
+                   anchors: list[str] | None = None) -> list[Candidate]:
+        """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
+        `reason` words each candidate's evidence sentence. With a learned ranker, a catalog user's request
+        with no words and no anchors (what it was trained on) is ordered by it: the pool of `ranking_pool`,
+        scored on `rank_features`. Conversations (words, named titles, new users) keep the hand-weighted
+        order until the ranker is trained on them."""
+        scored = self._score(user, query, filters, anchors or [])
+        if scored is None:
+            return []
+        order_by = scored.fused
+        if self.ranker is not None and query is None and not anchors and user.row >= 0:
+            pool = self.ranking_pool(user, scored)
+            order_by = np.full(len(self.items), -np.inf)
+            order_by[pool] = self.ranker.score(self.rank_features(user, pool, scored))
+        count = int(np.isfinite(order_by).sum())
+        order = np.lexsort((np.arange(len(self.items)), -self.popularity, -order_by))[:count]
+        if self.settings.mmr_lambda < 1.0:
+            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), order_by, n, self.settings.mmr_lambda)
         else:
             top = self._distinct_titles(order, n)
         if filters.years_order:  # "the older the better": the best fitting n, by year (no year last)
             years = self.items["year"].astype("float64").to_numpy()[top]
             years = np.where(np.isnan(years), np.inf, years if filters.years_order == "older" else -years)
             top = top[np.argsort(years, kind="stable")]
-        return self.as_candidates(top, user, fused, cf=cf, query=query, query_vec=query_vec,
-                                        profile_vec=profile_vec, reason=reason, needs=needs, words_vec=words_vec)
+        return self.as_candidates(top, user, order_by, cf=scored.cf, query=query,
+                                        query_vec=scored.query_vec, profile_vec=scored.profile_vec,
+                                        reason=reason, needs=scored.needs, words_vec=scored.words_vec)
+
+    def ranking_pool(self, user: UserView, scored: _Scored) -> np.ndarray:
+        """The catalog rows a learned ranker orders: the top `rank.pool` by the fused score and the top
+        `rank.cf_pool` of each CF model, among the allowed items."""
+        allowed_rows = np.flatnonzero(scored.mask)
+        parts = [allowed_rows[np.argsort(-scored.fused[allowed_rows], kind="stable")[: self.rank.pool]]]
+        for scores in self.feature_cf(user, scored).values():
+            parts.append(allowed_rows[np.argsort(-scores[allowed_rows], kind="stable")[: self.rank.cf_pool]])
+        return np.unique(np.concatenate(parts))
+
+    def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
+        """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
+        if scored.feature_cf is None:
+            each = {name: scored.cf if model is self.cf else self._cf_scores(user, None, model)
+                    for name, model in self.cf_models.items()}
+            scored.feature_cf = {name: scores for name, scores in each.items() if scores is not None}
+        return scored.feature_cf
+
+    def rank_features(self, user: UserView, pool: np.ndarray, scored: _Scored) -> np.ndarray:
+        """The ranker's features (`rank.features`) of the items at catalog rows `pool` for this request."""
+        ids = [str(i) for i in self.items.index[pool]]
+        liked = user.liked[:PROFILE_ITEMS]
+        recent = user.recent_liked[:RECENT_ITEMS]
+        recent_cf = (self._cf_scores(UserView(None, -1, set(), recent, []))
+                     if recent and self.cf is not None else None)
+        about = (self.about.vectors(ids) @ scored.words_vec
+                 if self.about is not None and scored.words_vec is not None else None)
+        signals = RequestSignals(
+            cf=self.feature_cf(user, scored), liked=self.items.index.get_indexer(user.liked),
+            pool_vecs=self.index.vectors(ids), taste=scored.profile_vec, liked_vecs=self.index.vectors(liked),
+            query_vec=scored.query_vec, about_sims=about, recent_vecs=self.index.vectors(recent),
+            recent_cf=recent_cf, last_time=user.last_time,
+            needs=self.needs.scores(scored.needs) if scored.words_vec is not None else None)
+        return features(self.rank_table, pool, signals)
+
+    def rank_examples(self, user: UserView, filters: Filters, shortlists: Sequence[np.ndarray] = ()
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """What `fit` learns from for one user with no request words: (catalog rows, their features) of the
+        ranking pool of the served path, then of each shortlist of catalog rows (as `Filters.only_items`
+        gives them); nothing when no item passes the filters."""
+        scored = self._score(user, None, filters, [])
+        if scored is None:
+            return []
+        return [(rows, self.rank_features(user, rows, scored))
+                for rows in (self.ranking_pool(user, scored), *shortlists)]
+
+    @functools.cached_property
+    def rank_table(self) -> ItemTable:
+        likes = self.catalog.interactions[self.catalog.interactions.rating >= self.catalog.positive_min]
+        first_like = likes.groupby("item_id").timestamp.min().reindex(self.items.index)
+        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.genre_masks,
+                            first_like.to_numpy(dtype=np.float64, na_value=np.nan))
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
         """Maximal marginal relevance: greedily take the item maximising
@@ -264,17 +362,19 @@ class Retriever:
         """The taste vector of a user who liked these items (best and most recent first)."""
         return taste_vector(self.index.vectors, liked)
 
-    def _cf_scores(self, user: UserView, anchors: list[str] | None = None) -> np.ndarray | None:
+    def _cf_scores(self, user: UserView, anchors: list[str] | None = None, model: CFModel | None = None
+                   ) -> np.ndarray | None:
         """CF scores from the user's positives plus session likes; anchors ("more like X") count double,
         so the people who liked X steer the list. ALS scores a training user from its learnt factors."""
-        if self.cf is None or (user.row < 0 and not user.liked and not anchors):
+        model = model or self.cf
+        if model is None or (user.row < 0 and not user.liked and not anchors):
             return None
         history = self.matrix.history(user.liked) if user.row < 0 else (
             self.matrix.matrix[[user.row]] + self.matrix.history(user.session_liked)).sign()
         if anchors:
             history = history + self.matrix.history(anchors, weight=ANCHOR_WEIGHT)
         row = user.row if not anchors else -1
-        return np.asarray(self.cf.score(np.array([row]), history)[0], dtype=np.float64)
+        return np.asarray(model.score(np.array([row]), history)[0], dtype=np.float64)
 
     def as_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,

@@ -1,0 +1,42 @@
+"""`genre-agent fit`: train the learned ranker of the catalog as served."""
+
+from __future__ import annotations
+
+from genre_agent.errors import GenreAgentError
+from genre_agent.interfaces.console import (
+    AllowOutsideOpt,
+    CatalogOpt,
+    ConfigOpt,
+    DataDirOpt,
+    err,
+    fail,
+    out,
+    progress_bar,
+)
+
+
+def fit(
+    allow_outside: AllowOutsideOpt = False,
+    catalog: CatalogOpt = None,
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the learned ranker (LightGBM LambdaRank) on the catalog's interactions: each user's last liked
+    item is held out and learnt as the answer; answers to a catalog user without words then follow it."""
+    from genre_agent.eval.ranker_fit import fit as fit_ranker
+    from genre_agent.pipeline import served_catalog
+    from genre_agent.settings import load_settings
+
+    try:
+        settings = load_settings(config, catalog=catalog, data_dir=data_dir,
+                                 **{"catalog_files.allow_outside": allow_outside or None})
+        with progress_bar() as report:
+            result = fit_ranker(settings, served_catalog(settings), report)
+    except GenreAgentError as exc:
+        fail(exc)
+        return
+    groups = ", ".join(f"{g} {share:.0%}" for g, share in result.importance.items())
+    out.print(f"ranker: {result.users} users, {result.requests} requests, {result.rows} rows, "
+              f"{result.trees} trees, {result.size_bytes / 1024:.0f} KB, {result.seconds:.1f} s", markup=False)
+    out.print(f"feature groups by gain: {groups}", markup=False)
+    err.print(f"saved {result.path}", markup=False)

@@ -1,0 +1,110 @@
+"""The features a learned ranker reads, per (request, user, item): one function for serving and for `fit`.
+
+Every value is raw or normalised per user over the whole catalog (never over the pool being ranked), so the
+same item gets the same features whether it is ranked among 20 shortlisted items or among hundreds.
+Missing facts (no query, no year, no history) are NaN, which LightGBM treats as "unknown".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CF_NAMES = ("ease", "itemknn", "als")
+RECENT_ITEMS = 5  # the user's latest likes, whose own CF scores and embeddings say where their taste is now
+
+# Feature groups (what an item's lift is explained by) and the columns of each, in matrix order.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "cf": tuple(f"{m}_{kind}" for m in (*CF_NAMES, "recent_cf") for kind in ("z", "log_rank")),
+    "taste": ("taste_sim", "nearest_liked_sim", "recent_sim"),
+    "query": ("query_sim", "about_sim", "needs"),
+    "popularity": ("log_likes", "recent_likes"),
+    "time": ("year", "year_gap_to_user", "since_first_like"),
+    "user": ("history",),
+    "genre": ("genre_overlap",),
+}
+NAMES: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """What the features need to know about every item, computed once per catalog (rows = catalog rows)."""
+
+    log_likes: np.ndarray  # log(1 + users who liked it)
+    recent_likes: np.ndarray  # the same with recent likes weighing more (fusion.recent_popularity)
+    year: np.ndarray  # float, NaN when unknown
+    genres: np.ndarray  # items x genres, 1 where the item carries the genre
+    first_like: np.ndarray  # the timestamp of the item's first like, NaN when it has none
+
+    @classmethod
+    def of(cls, items: pd.DataFrame, log_likes: np.ndarray, recent_likes: np.ndarray,
+           genre_masks: Mapping[str, np.ndarray], first_like: np.ndarray) -> ItemTable:
+        year = pd.to_numeric(items["year"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        genres = (np.column_stack(list(genre_masks.values())).astype(np.float32) if genre_masks
+                  else np.zeros((len(items), 0), dtype=np.float32))
+        return cls(log_likes, recent_likes, year, genres, first_like)
+
+
+@dataclass
+class RequestSignals:
+    """One request's signals: per catalog row (`cf`, `needs`) or per pool item (the similarities)."""
+
+    cf: Mapping[str, np.ndarray]  # CF model name -> its score of every catalog row for this user
+    liked: np.ndarray  # catalog rows of the user's liked items
+    pool_vecs: np.ndarray  # pool items' embeddings (pool x d)
+    taste: np.ndarray | None  # the user's taste vector
+    liked_vecs: np.ndarray  # embeddings of the liked items the taste vector is made of
+    query_vec: np.ndarray | None = None  # the request's words and anchors, embedded
+    about_sims: np.ndarray | None = None  # pool items' "about" similarity to the request's words
+    needs: np.ndarray | None = None  # per catalog row: the needs of the request it carries
+    recent_vecs: np.ndarray | None = None  # embeddings of the user's RECENT_ITEMS latest likes
+    recent_cf: np.ndarray | None = None  # per catalog row: the CF score from those latest likes alone
+    last_time: float | None = None  # the timestamp of the user's latest rating
+
+
+def _cf_columns(scores: np.ndarray | None, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A CF model's score of the pool as a z-score over the catalog and log(1 + its rank in the catalog)."""
+    if scores is None:
+        nan = np.full(len(pool), np.nan)
+        return nan, nan
+    std = float(scores.std())
+    z = (scores[pool] - float(scores.mean())) / std if std > 0 else np.zeros(len(pool))
+    rank = np.empty(len(scores), dtype=np.float64)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(len(scores))
+    return z, np.log1p(rank[pool])
+
+
+def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndarray:
+    """The feature matrix (pool x NAMES) of the items at catalog rows `pool` for one request."""
+    n = len(pool)
+    nan = np.full(n, np.nan)
+    cols: dict[str, np.ndarray] = {}
+    for name in CF_NAMES:
+        cols[f"{name}_z"], cols[f"{name}_log_rank"] = _cf_columns(req.cf.get(name), pool)
+    has_liked = len(req.liked) > 0
+    cols["taste_sim"] = req.pool_vecs @ req.taste if req.taste is not None else nan
+    recent = req.recent_vecs
+    cols["recent_sim"] = (req.pool_vecs @ recent.T).mean(1) if recent is not None and len(recent) else nan
+    cols["recent_cf_z"], cols["recent_cf_log_rank"] = _cf_columns(req.recent_cf, pool)
+    cols["since_first_like"] = req.last_time - table.first_like[pool] if req.last_time is not None else nan
+    cols["nearest_liked_sim"] = (req.pool_vecs @ req.liked_vecs.T).max(1) if len(req.liked_vecs) else nan
+    cols["query_sim"] = req.pool_vecs @ req.query_vec if req.query_vec is not None else nan
+    cols["about_sim"] = req.about_sims if req.about_sims is not None else nan
+    cols["needs"] = req.needs[pool] if req.needs is not None else nan
+    cols["log_likes"] = table.log_likes[pool]
+    cols["recent_likes"] = table.recent_likes[pool]
+    cols["year"] = table.year[pool]
+    liked_years = table.year[req.liked]
+    known = liked_years[~np.isnan(liked_years)]
+    cols["year_gap_to_user"] = np.abs(table.year[pool] - known.mean()) if len(known) else nan
+    cols["history"] = np.full(n, float(np.log1p(len(req.liked))))
+    if has_liked and table.genres.shape[1]:
+        share = table.genres[req.liked].mean(0)  # how often each genre is among the liked items
+        carried = table.genres[pool]
+        cols["genre_overlap"] = (carried @ share) / np.maximum(carried.sum(1), 1.0)
+    else:
+        cols["genre_overlap"] = nan
+    return np.column_stack([np.asarray(cols[name], dtype=np.float64) for name in NAMES]).astype(np.float32)

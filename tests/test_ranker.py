@@ -1,0 +1,148 @@
+"""The learned ranker: its features on tiny known data, training on a known signal, the file it is kept in
+(missing, stale, corrupted -> the hand-weighted order with a warning), and `fit` through the served path."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genre_agent.errors import DataDirError
+from genre_agent.eval.ranker_fit import ensure_fitted, fit
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.pipeline import Recommender, catalog_state, ranker_dir
+from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
+from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
+from genre_agent.settings import load_settings
+
+from conftest import TINY
+
+
+def _column(X: np.ndarray, name: str) -> np.ndarray:
+    return X[:, NAMES.index(name)]
+
+
+def test_features_of_a_known_request() -> None:
+    items = pd.DataFrame({"year": pd.array([1990, 2000, None], dtype="Int64")}, index=["a", "b", "c"])
+    masks = {"comedy": np.array([True, False, True]), "drama": np.array([False, True, True])}
+    table = ItemTable.of(items, np.log1p([9.0, 1.0, 0.0]), np.zeros(3), masks, np.array([5.0, 7.0, np.nan]))
+    vecs = np.eye(3, dtype=np.float32)
+    req = RequestSignals(cf={"ease": np.array([3.0, 1.0, 2.0])}, liked=np.array([0]), pool_vecs=vecs[[1, 2]],
+                         taste=vecs[0], liked_vecs=vecs[[0]], last_time=10.0)
+    X = features(table, np.array([1, 2]), req)
+    assert X.shape == (2, len(NAMES))
+    assert _column(X, "ease_log_rank").tolist() == pytest.approx(np.log1p([2.0, 1.0]).tolist())  # 3 > 2 > 1
+    assert np.isnan(_column(X, "als_z")).all()  # a CF model the service has not trained
+    assert np.isnan(_column(X, "query_sim")).all()  # no words in the request
+    assert _column(X, "year_gap_to_user")[0] == 10.0 and np.isnan(_column(X, "year_gap_to_user")[1])
+    assert _column(X, "genre_overlap").tolist() == [0.0, 0.5]  # liked a comedy: c is half comedy
+    assert _column(X, "log_likes").tolist() == pytest.approx([np.log(2.0), 0.0])
+    assert _column(X, "since_first_like")[0] == 3.0 and np.isnan(_column(X, "since_first_like")[1])
+
+
+def _known_signal(groups: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of 10 rows of noise where the relevant row's first feature is 3 higher."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(groups * 10, len(NAMES))).astype(np.float32)
+    y = np.zeros(groups * 10, dtype=np.float32)
+    for g in range(groups):
+        relevant = g * 10 + int(rng.integers(10))
+        y[relevant] = 1.0
+        X[relevant, 0] += 3.0
+    return X, y, np.full(groups, 10)
+
+
+def test_training_learns_the_signal_and_survives_a_round_trip(tmp_path: Path) -> None:
+    X, y, groups = _known_signal(1000, seed=0)
+    ranker = train(X, y, groups)
+    test_X, test_y, _ = _known_signal(50, seed=1)
+    truth = test_y.reshape(50, 10).argmax(1)
+    learnt = (ranker.score(test_X).reshape(50, 10).argmax(1) == truth).mean()
+    oracle = (test_X[:, 0].reshape(50, 10).argmax(1) == truth).mean()  # ordering by the signal itself
+    assert learnt >= oracle - 0.1 and learnt > 0.5  # chance is 0.1
+    assert max(ranker.importance(), key=ranker.importance().get) == "cf"  # ease_z is the first feature
+    path = ranker_path(tmp_path, "state")
+    ranker.save(path)
+    assert np.allclose(Ranker.load(path).score(test_X), ranker.score(test_X))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_missing_stale_or_corrupted_ranker_file_warns_and_gives_none(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="has not been trained.*genre-agent fit"):
+        assert open_ranker(tmp_path, "now") is None
+    X, y, groups = _known_signal(50, seed=0)
+    train(X, y, groups).save(ranker_path(tmp_path, "before"))
+    with pytest.warns(UserWarning, match="stale.*genre-agent fit"):
+        assert open_ranker(tmp_path, "now") is None
+    ranker_path(tmp_path, "now").write_text('{"features": ["x"], "model": "tree\\nnonsense"}')
+    with pytest.warns(UserWarning, match="unreadable.*genre-agent fit.*hand-weighted"):
+        assert open_ranker(tmp_path, "now") is None
+    with pytest.raises(DataDirError, match="unreadable"):
+        Ranker.load(ranker_path(tmp_path, "now"))
+
+
+def _two_tastes(root: Path) -> Path:
+    """A catalog of 40 films liked in two camps (sci-fi fans and comedy fans), 40 users with 6-7 likes each,
+    so every user has a held-out last like to learn from (and 19 unrated films to draw)."""
+    shutil.copytree(TINY, root)
+    genres = ["Sci-Fi"] * 20 + ["Comedy"] * 20
+    pd.DataFrame({"id": range(1, 41), "title": [f"Film {i} ({1960 + i})" for i in range(1, 41)],
+                  "genres": genres}).to_csv(root / "items.csv", index=False)
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(40):
+        camp = np.arange(1, 21) if user % 2 else np.arange(21, 41)
+        liked = rng.permutation(camp)[: 5 + user % 2 + 1]
+        rows += [(f"u{user}", int(item), 5, t) for t, item in enumerate(liked)]
+        rows.append((f"u{user}", int(rng.choice(np.setdiff1d(np.arange(1, 41), camp))), 1, 99))
+    pd.DataFrame(rows, columns=["user", "item", "rating", "ts"]).to_csv(root / "ratings.csv", index=False)
+    (root / "tags.csv").write_text("user,item,tag\nu0,1,space\n")
+    return root
+
+
+def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_path: Path) -> None:
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake"})
+    with pytest.warns(UserWarning, match="has not been trained"):
+        before = Recommender.open(settings, backend=FakeBackend())
+    assert before.retriever.ranker is None
+    report = fit(settings, before.catalog)
+    assert report.users == 40 and report.requests >= 40 and report.size_bytes > 0
+    assert ranker_path(ranker_dir(settings), catalog_state(before.catalog)).is_file()
+    assert ensure_fitted(settings, before.catalog) is None  # trained already: not again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a current ranker: no warning
+        after = Recommender.open(settings, backend=FakeBackend())
+    assert after.retriever.ranker is not None
+    sci_fi_fan = after.recommend(user_id="u1", k=3)
+    assert {r.item_id for r in sci_fi_fan.recommendations} <= {str(i) for i in range(1, 21)}
+    hand = settings.model_copy(update={"rank": settings.rank.model_copy(update={"enabled": False})})
+    plain = Recommender.open(hand, backend=FakeBackend())
+    assert plain.retriever.ranker is None
+    hand_order = plain.recommend(user_id="u1", k=3)
+    assert [r.scores.fused for r in sci_fi_fan.recommendations] != \
+        [r.scores.fused for r in hand_order.recommendations]  # ordered by the ranker's scores
+    for asked in ({"user_id": "u1", "query": "something funny", "k": 5}, {"liked": ["1", "2"], "k": 5}):
+        # words, or a new user known by what they named: the ranker is not applied
+        assert [r.item_id for r in after.recommend(**asked).recommendations] == \
+            [r.item_id for r in plain.recommend(**asked).recommendations]
+    path = ranker_path(ranker_dir(settings), catalog_state(after.catalog))
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    with pytest.warns(UserWarning, match="unreadable.*hand-weighted"):
+        assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is None
+    assert ensure_fitted(settings, after.catalog) is not None  # rebuilt
+    assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is not None
+
+
+def test_a_ranker_shipped_in_the_catalog_folder_is_used_when_the_data_directory_has_none(tmp_path: Path) -> None:
+    X, y, groups = _known_signal(50, seed=0)
+    train(X, y, groups).save(ranker_path(tmp_path / "catalog", "now"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_ranker(tmp_path / "data", "now", shipped=tmp_path / "catalog") is not None
+    with pytest.warns(UserWarning, match="stale"):  # the catalog changed since it was shipped
+        assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog") is None
