@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -63,6 +64,32 @@ def test_movielens_layout_needs_no_catalog_toml(tmp_path: Path) -> None:
     assert cat.items.at["2", "genres"] == ()
     assert cat.items.at["1", "tags"] == ("moody",)
     assert cat.interactions.rating.tolist() == [4.5, 2.0]
+
+
+def _without_time(tiny_dir: Path, order: str) -> pd.DataFrame:
+    toml = (tiny_dir / "catalog.toml").read_text()
+    toml = re.sub(r'timestamp = "ts"|order = "\w+"', f'order = "{order}"', toml)
+    (tiny_dir / "catalog.toml").write_text(toml)
+    return load_catalog(str(tiny_dir)).interactions
+
+
+def test_without_timestamps_the_file_order_or_a_seeded_random_order_stands_in_for_time(tiny_dir: Path) -> None:
+    ratings = pd.read_csv(tiny_dir / "ratings.csv", dtype=str)
+    alice_file = ratings[ratings.user == "alice"].item.tolist()
+    by_file = _without_time(tiny_dir, "file")
+    assert by_file[by_file.user_id == "alice"].item_id.tolist() == alice_file
+    shuffled = _without_time(tiny_dir, "unknown")
+    again = _without_time(tiny_dir, "unknown")
+    assert sorted(shuffled[shuffled.user_id == "alice"].item_id) == sorted(alice_file)
+    assert shuffled.equals(again)  # seeded: the same order (and the same held-out items) every load
+    assert not shuffled.timestamp.equals(by_file.timestamp)
+
+
+def test_order_with_a_timestamp_column_is_an_error(tiny_dir: Path) -> None:
+    toml = (tiny_dir / "catalog.toml").read_text()
+    toml = toml.replace('timestamp = "ts"', 'timestamp = "ts"\norder = "unknown"')
+    (tiny_dir / "catalog.toml").write_text(toml)
+    _expect(tiny_dir, "'order' applies only without a 'timestamp' column")
 
 
 def _expect(tiny_dir: Path, *fragments: str) -> None:

@@ -12,10 +12,11 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genre_agent.data import descriptions
 from genre_agent.data.paths import check_catalog_files, file_kind
@@ -51,7 +52,16 @@ class InteractionsSpec(_Strict):
     item: str
     rating: str | None = None
     timestamp: str | None = None
+    # without a timestamp column: "file" = the file's row order is the order of each user's ratings; "unknown" = it
+    # is not (e.g. sorted by item id), so a seeded random order stands in and "the last rating" means a random one
+    order: Literal["file", "unknown"] = "file"
     positive_min: float = 4.0
+
+    @model_validator(mode="after")
+    def _order_without_time(self) -> InteractionsSpec:
+        if self.timestamp and self.order != "file":
+            raise ValueError("'order' applies only without a 'timestamp' column: remove one of them")
+        return self
 
 
 class TagNamesSpec(_Strict):
@@ -385,8 +395,12 @@ def _load_interactions(
     })
     out["rating"] = (_numeric(df, path, "interactions", "rating", s.rating).astype(float)
                      if s.rating else 1.0)
-    out["timestamp"] = (_numeric(df, path, "interactions", "timestamp", s.timestamp).astype("int64")
-                        if s.timestamp else np.arange(len(out), dtype="int64"))
+    if s.timestamp:
+        out["timestamp"] = _numeric(df, path, "interactions", "timestamp", s.timestamp).astype("int64")
+    elif s.order == "unknown":
+        out["timestamp"] = np.random.default_rng(0).permutation(len(out)).astype("int64")
+    else:
+        out["timestamp"] = np.arange(len(out), dtype="int64")
     known = out.item_id.isin(items.index)
     report.unknown_item_interactions_dropped = int((~known).sum())
     out = out[known]
