@@ -98,7 +98,7 @@ some other another same any every all both either neither enough too very right 
 time times year years old new favorite favourite fan fans big ones one two first last next like hate hated
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
 absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
-book books read reading reads reader else few better made released nothing similar vein""".split())
+book books read reading reads reader else few better made released nothing similar vein set""".split())
 
 
 def genre_words(genres: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None) -> GenreWords:
