@@ -38,6 +38,8 @@ _KINDS = frozenset("film films movie movies flick flicks book books novel novels
 
 
 _LIKE_A = frozenset("kind type sort style".split())
+# "a movie about a kid left home alone": words after "about a" describe what it is about
+_ABOUT_A = re.compile(r"\babout (?:a|an)\b[^.,;:!?]*$", re.IGNORECASE)
 
 
 def _words(text: str) -> list[str]:
@@ -218,6 +220,8 @@ class TitleIndex:
                         end < len(words) and words[end] in _LIKE_A):
                     continue  # "a road trip", "about a cop and his partner": a thing, not a title (but "a dumb
                     # and dumber kind of movie" names one)
+                if year is None and not tokens[start][0][0].isupper() and _ABOUT_A.search(text[:tokens[start][1]]):
+                    continue  # "about a family road trip": a thing in lower case, not the film Road Trip
                 if size == 1 and year is None and end < len(words) and words[end] in _KINDS:
                     continue  # "zombie films", "western movies": what kind of film, not the film "Zombie"
                 item = self._pick(ids, year)
