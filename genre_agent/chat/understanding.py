@@ -95,7 +95,7 @@ dont didnt doesnt isnt wasnt havent hasnt cant couldnt wouldnt shouldnt thats wh
 them they their he she his her him us our ours lately today tonight night day something somethin someone
 alright great nice cool awesome fun sounds sound seems seem bit little pretty quite much many most
 some other another same any every all both either neither enough too very right yeah yep nope im
-time times year years old new favorite favourite fan fans big ones one two first last next like hate hated
+times year years old new favorite favourite fan fans big ones one two first last next like hate hated
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
 absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
 book books read reading reads reader else few better made released nothing similar vein set""".split())
