@@ -98,3 +98,12 @@ def test_a_series_takes_the_books_titled_by_its_name_first() -> None:
     titles = TitleIndex(items)
     assert titles.series["harry potter"] == ["hp1", "box"]
     assert titles.series["death"] == ["mort"]  # a one-word series takes only its numbered books
+
+
+def test_a_word_naming_part_of_a_tag_does_not_mean_the_tag() -> None:
+    def embed(texts: list[str]) -> np.ndarray:  # a fake sentence model: "cult" is close to "cult film"
+        axis = {"cult": 0, "cult film": 0, "cults": 1, "space": 2}
+        return np.array([np.eye(3)[axis[t]] if t in axis else np.zeros(3) for t in texts])
+
+    items = pd.DataFrame({"genres": [()] * 2, "tags": [("cult film", "cults"), ("cult film", "cults")]})
+    assert NeedLexicon(items, embed).match("cult") == []  # a cult classic is not a film about a cult

@@ -10,7 +10,7 @@ import pytest
 from genre_agent.chat.agent import Agent
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import parse_rules
+from genre_agent.chat.understanding import genre_words, parse_rules
 from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import CatalogError
 from genre_agent.eval.dialogues import (
@@ -82,7 +82,7 @@ def test_every_redial_seeker_message_is_read_without_an_exception() -> None:
     would take minutes here; a sample of them goes through it in the next test)."""
     catalog = load_catalog("movielens")
     titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    genres = sorted({g for gs in catalog.items["genres"] for g in gs})
+    genres = genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
     dialogues = load_dialogues(REDIAL)
     assert len(dialogues) == 901
     read = 0

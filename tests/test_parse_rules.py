@@ -8,7 +8,7 @@ import pytest
 
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import ModelUpdate, merge, parse_rules
+from genre_agent.chat.understanding import ModelUpdate, genre_words, merge, parse_rules
 from genre_agent.filters import Filters
 
 ITEMS = pd.DataFrame(
@@ -16,7 +16,7 @@ ITEMS = pd.DataFrame(
                "Night Terror (1985)", "Deep Space Comedy (2001)"]},
     index=pd.Index(["1", "2", "3", "4", "5", "6"], name="item_id"),
 )
-GENRES = ["Adventure", "Comedy", "Crime", "Horror", "Sci-Fi", "War"]
+GENRES = genre_words(["Adventure", "Comedy", "Crime", "Horror", "Sci-Fi", "War"], {"Horror": ["scary"]})
 TITLES = TitleIndex(ITEMS)
 
 

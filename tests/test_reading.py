@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from genre_agent.chat.agent import Agent
+from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import parse_rules
+from genre_agent.chat.understanding import genre_words, parse_rules
 from genre_agent.chat.years import read_years
 from genre_agent.data.catalog import load_catalog
 from genre_agent.filters import Filters
@@ -23,13 +24,13 @@ NEWEST = 2018
 
 
 @pytest.fixture(scope="module")
-def movielens() -> tuple[TitleIndex, list[str]]:
+def movielens() -> tuple[TitleIndex, GenreWords]:
     catalog = load_catalog("movielens")
     titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    return titles, sorted({g for gs in catalog.items["genres"] for g in gs})
+    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
 
 
-def talk(movielens: tuple[TitleIndex, list[str]], *turns: str) -> SessionState:
+def talk(movielens: tuple[TitleIndex, GenreWords], *turns: str) -> SessionState:
     """A session after the turns, each read by the rules and applied."""
     titles, genres = movielens
     state = SessionState(session_id="s")
@@ -38,7 +39,7 @@ def talk(movielens: tuple[TitleIndex, list[str]], *turns: str) -> SessionState:
     return state
 
 
-def test_refinements_add_up_and_a_restatement_replaces(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_refinements_add_up_and_a_restatement_replaces(movielens: tuple[TitleIndex, GenreWords]) -> None:
     assert talk(movielens, "Something funny please.", "Make it animated.").filters.require_genres == \
         ["Comedy", "Animation"]
     assert talk(movielens, "I like romantic comedies.").filters.require_genres == ["Romance", "Comedy"]
@@ -50,7 +51,8 @@ def test_refinements_add_up_and_a_restatement_replaces(movielens: tuple[TitleInd
     assert (either.include_genres, either.require_genres) == (["Comedy", "Drama"], [])
 
 
-def test_eras_count_from_the_newest_year_and_a_denied_bound_flips(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_eras_count_from_the_newest_year_and_a_denied_bound_flips(
+        movielens: tuple[TitleIndex, GenreWords]) -> None:
     recent = talk(movielens, "Recent comedies, from the last few years please.").filters
     assert (recent.require_genres, recent.year_min, recent.year_max) == (["Comedy"], 2014, None)
     western = talk(movielens, "I'm in the mood for a classic western, the older the better.").filters
@@ -74,7 +76,7 @@ def test_years_are_words_not_guesses() -> None:
 
 
 def test_seen_is_excluded_not_disliked_and_it_is_the_title_just_named(
-        movielens: tuple[TitleIndex, list[str]]) -> None:
+        movielens: tuple[TitleIndex, GenreWords]) -> None:
     titles, _ = movielens
     state = talk(movielens, "I've already seen Toy Story. Recommend something like it.")
     assert [titles.title_of(i) for i in state.seen] == ["Toy Story (1995)"]
@@ -83,7 +85,7 @@ def test_seen_is_excluded_not_disliked_and_it_is_the_title_just_named(
 
 
 def test_genre_words_are_not_titles_and_negations_reach_over_filler(
-        movielens: tuple[TitleIndex, list[str]]) -> None:
+        movielens: tuple[TitleIndex, GenreWords]) -> None:
     state = talk(movielens, "Adventure, no animation.")  # "Adventure" is also L'avventura's English title
     assert (state.filters.require_genres, state.filters.exclude_genres, state.anchors) == \
         (["Adventure"], ["Animation"], [])

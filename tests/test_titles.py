@@ -68,3 +68,13 @@ def test_volumes_are_found_written_with_vol_volume_or_neither() -> None:
     assert index.find_in_text(said) == ["k1", "k2", "g2", "a13"]
     assert index.find_in_text("i want movies like Kill Bill") == ["k1"]  # a first volume by its bare name
     assert index.resolve("Guardians of the Galaxy Volume 2") == "g2" and index.resolve("Kill Bill 2") == "k2"
+
+
+def test_what_a_film_is_about_in_lower_case_is_not_a_title() -> None:
+    about = {"r": "Road Trip (2000)", "h": "Home Alone (1990)", "t": "About Time (2013)"}
+    index = TitleIndex(pd.DataFrame({"title": list(about.values())}, index=list(about)))
+    assert index.find_in_text("A film about a family road trip in a van.") == []
+    assert index.find_in_text("A movie about a kid left home alone.") == []
+    assert index.find_in_text("A movie about time travel.") == []
+    assert index.find_in_text("I loved road trip and about time") == ["r", "t"]
+    assert index.find_in_text("A movie about a kid, like Home Alone") == ["h"]

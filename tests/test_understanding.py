@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from genre_agent.chat.agent import Agent
+from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import StateUpdate, parse_rules
+from genre_agent.chat.understanding import StateUpdate, genre_words, parse_rules
 from genre_agent.data.catalog import load_catalog
 from genre_agent.llm.backends import FakeBackend
 
@@ -19,13 +20,13 @@ from conftest import tiny_settings
 
 
 @pytest.fixture(scope="module")
-def movielens() -> tuple[TitleIndex, list[str]]:
+def movielens() -> tuple[TitleIndex, GenreWords]:
     catalog = load_catalog("movielens")
     titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    return titles, sorted({g for gs in catalog.items["genres"] for g in gs})
+    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
 
 
-def read(movielens: tuple[TitleIndex, list[str]], message: str) -> tuple[StateUpdate, dict[str, list[str]]]:
+def read(movielens: tuple[TitleIndex, GenreWords], message: str) -> tuple[StateUpdate, dict[str, list[str]]]:
     titles, genres = movielens
     update = parse_rules(message, SessionState(session_id="s"), genres, titles, years=[1995, 2005])
     named = {kind: [titles.title_of(i) for i in getattr(update, kind)]
@@ -33,7 +34,7 @@ def read(movielens: tuple[TitleIndex, list[str]], message: str) -> tuple[StateUp
     return update, named
 
 
-def test_years_written_after_titles_are_not_filters(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_years_written_after_titles_are_not_filters(movielens: tuple[TitleIndex, GenreWords]) -> None:
     update, named = read(movielens, "something like Deadpool (2016) or Drive (2011) \u2026 Predator (1987)")
     assert update.filters.year_min is None and update.filters.year_max is None
     assert named["anchors"] == ["Deadpool (2016)", "Drive (2011)", "Predator (1987)"]
@@ -41,12 +42,12 @@ def test_years_written_after_titles_are_not_filters(movielens: tuple[TitleIndex,
     assert explicit.filters.year_min == 2001 and explicit.filters.year_max is None
 
 
-def test_the_query_keeps_only_descriptive_words(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_the_query_keeps_only_descriptive_words(movielens: tuple[TitleIndex, GenreWords]) -> None:
     update, _ = read(movielens, "Hi! I'm in the mood to see a tear jerker, I think")
     assert update.query == "tear jerker"  # no "m" from "I'm", no "mood", "see", "think"
 
 
-def test_titles_as_people_write_them(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_titles_as_people_write_them(movielens: tuple[TitleIndex, GenreWords]) -> None:
     titles, _ = movielens
     assert titles.title_of(titles.resolve("Dumb and Dumber") or "") == "Dumb & Dumber (Dumb and Dumber) (1994)"
     assert titles.title_of(titles.resolve("Matrix (1999)") or "") == "Matrix, The (1999)"
@@ -58,7 +59,7 @@ def test_titles_as_people_write_them(movielens: tuple[TitleIndex, list[str]]) ->
     assert named["anchors"] == ["Dumb & Dumber (Dumb and Dumber) (1994)"]
 
 
-def test_why_only_when_the_message_asks_why_about_an_item(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_why_only_when_the_message_asks_why_about_an_item(movielens: tuple[TitleIndex, GenreWords]) -> None:
     update, _ = read(movielens, "I love horror movies but I'm kind of a baby. "
                                 "Don't know why I'm afraid of heights!")
     assert update.intent == "refine" and update.why is None and update.filters.require_genres == ["Horror"]
@@ -66,7 +67,7 @@ def test_why_only_when_the_message_asks_why_about_an_item(movielens: tuple[Title
     assert question.intent == "why" and movielens[0].title_of(question.why or "") == "Fargo (1996)"
 
 
-def test_negation_and_plain_likes_per_mention(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_negation_and_plain_likes_per_mention(movielens: tuple[TitleIndex, GenreWords]) -> None:
     _, named = read(movielens, "I like romance, but not Love Story (1970)")
     assert named["dislike"] == ["Love Story (1970)"] and named["like"] == []
     _, named = read(movielens, "i like Zombieland (2009) and Super Troopers (2001)")
@@ -79,7 +80,7 @@ def test_negation_and_plain_likes_per_mention(movielens: tuple[TitleIndex, list[
     assert named["like"] == ["Matrix, The (1999)"]
 
 
-def test_common_words_are_not_titles(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_common_words_are_not_titles(movielens: tuple[TitleIndex, GenreWords]) -> None:
     titles, _ = movielens
     assert titles.find_in_text("I'd drive to see it up there, how about the one with her") == []
     assert [titles.title_of(i) for i in titles.find_in_text("I liked Drive (2011) and Up (2009)")] == \
@@ -114,7 +115,7 @@ def test_only_a_disliked_title_asks_instead_of_failing(agent: Agent) -> None:
     assert reply.intent == "clarify" and agent.session("s").disliked == ["5"]
 
 
-def test_ordinals_inside_titles_are_titles_not_list_positions(movielens: tuple[TitleIndex, list[str]]) -> None:
+def test_ordinals_inside_titles_are_titles_not_list_positions(movielens: tuple[TitleIndex, GenreWords]) -> None:
     """Issue 13, point 3: after a list of ten, "I loved The Fifth Element" liked the 5th item shown."""
     titles, genres = movielens
     shown = [titles.resolve(t) for t in ("Matrix (1999)", "Fight Club (1999)", "Alien (1979)", "Heat (1995)",

@@ -16,7 +16,7 @@ from genre_agent.chat.constraints import conflict
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.transcript import shown_in
-from genre_agent.chat.understanding import ask_model, merge, parse_rules
+from genre_agent.chat.understanding import ask_model, genre_words, merge, parse_rules
 from genre_agent.data.feedback import Store, open_store
 from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
@@ -72,6 +72,7 @@ class Agent:
         self.store = store
         catalog = recommender.catalog
         self.genres = recommender.genres()
+        self.genre_words = genre_words(self.genres, catalog.genre_aliases)  # what a message calls each genre
         popularity = catalog.interactions.groupby("item_id").size()
         self.titles = TitleIndex(catalog.items, popularity)
         years = catalog.items["year"].dropna()
@@ -141,7 +142,7 @@ class Agent:
                         state.last = ids
                         state.shown += [i for i in ids if i not in state.shown]
                 elif role == "user":
-                    update = parse_rules(clean_message(text), state, self.genres, self.titles,
+                    update = parse_rules(clean_message(text), state, self.genre_words, self.titles,
                                          self.recommender.years(state.last))
                     if update.intent == "reset":
                         state.reset()
@@ -268,14 +269,14 @@ class Agent:
     # -- one turn --------------------------------------------------------------------
     def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
               listen: Listeners | None = None) -> Reply:
-        update = parse_rules(message, state, self.genres, self.titles, self.recommender.years(state.last),
+        update = parse_rules(message, state, self.genre_words, self.titles, self.recommender.years(state.last),
                              self.newest)
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
         if reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
                                      state.describe(), [self.titles.title_of(i) for i in state.last],
                                      self.genres)
-            update = merge(update, model_update, message, self.titles, self.genres, reading)
+            update = merge(update, model_update, message, self.titles, self.genre_words, reading)
         if update.intent == "reset":
             state.reset()
             return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")

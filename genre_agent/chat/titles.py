@@ -38,6 +38,9 @@ _KINDS = frozenset("film films movie movies flick flicks book books novel novels
 
 
 _LIKE_A = frozenset("kind type sort style".split())
+# "a movie about a kid left home alone": words after "about a" describe what it is about
+_ABOUT_WHAT = _KINDS | {"something", "anything", "one"}  # "a movie about ...", "something about ..."
+_ABOUT_A = re.compile(r"\babout (?:a|an)\b[^.,;:!?]*$", re.IGNORECASE)
 
 
 def _words(text: str) -> list[str]:
@@ -218,6 +221,11 @@ class TitleIndex:
                         end < len(words) and words[end] in _LIKE_A):
                     continue  # "a road trip", "about a cop and his partner": a thing, not a title (but "a dumb
                     # and dumber kind of movie" names one)
+                if year is None and not tokens[start][0][0].isupper() and (
+                        _ABOUT_A.search(text[:tokens[start][1]]) or (
+                            words[start] == "about" and start > 0 and words[start - 1] in _ABOUT_WHAT)):
+                    continue  # "about a family road trip", "a movie about time travel": what a film is about in
+                    # lower case, not the films Road Trip and About Time
                 if size == 1 and year is None and end < len(words) and words[end] in _KINDS:
                     continue  # "zombie films", "western movies": what kind of film, not the film "Zombie"
                 item = self._pick(ids, year)

@@ -10,10 +10,12 @@ years must appear in the message. So a title or filter the model made up never r
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
+from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise
 from genre_agent.chat.years import read_years
@@ -42,16 +44,9 @@ class ModelUpdate(BaseModel):
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
             "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
             "ninth": 9, "9th": 9, "tenth": 10, "10th": 10}
-GENRE_ALIASES = {"scifi": "sci-fi", "sci fi": "sci-fi", "science fiction": "sci-fi", "romantic": "romance",
-                 "funny": "comedy", "comedies": "comedy", "animated": "animation", "cartoons": "animation",
-                 "documentaries": "documentary", "thrillers": "thriller", "westerns": "western",
-                 "musicals": "musical", "scary": "horror", "kids": "children", "war films": "war",
-                 "toddlers": "children", "little ones": "children", "hilarious": "comedy", "laugh": "comedy",
-                 "cartoon": "animation", "noir": "film-noir", "family movie": "children",
-                 "family movies": "children", "family film": "children", "family films": "children",
-                 "for the family": "children", "family friendly": "children", "family night": "children"}
 # Moods that plainly mean one of a few genres (the misses of the request set's dev part): "cheer me up" is one
-# of these, never all of them at once.
+# of these, never all of them at once. The words are looked up among the catalog's genre words ("comedy" is
+# Comedy for films, humor for books).
 MOOD_GENRES = {"feel good": ("comedy",), "cheer me up": ("comedy",), "light hearted": ("comedy",),
                "lighthearted": ("comedy",), "uplifting": ("comedy",), "relaxing": ("comedy", "romance"),
                "easy watch": ("comedy", "romance"), "mind bending": ("sci-fi", "mystery", "thriller"),
@@ -100,34 +95,24 @@ dont didnt doesnt isnt wasnt havent hasnt cant couldnt wouldnt shouldnt thats wh
 them they their he she his her him us our ours lately today tonight night day something somethin someone
 alright great nice cool awesome fun sounds sound seems seem bit little pretty quite much many most
 some other another same any every all both either neither enough too very right yeah yep nope im
-time times year years old new favorite favourite fan fans big ones one two first last next like hate hated
+times year years old new favorite favourite fan fans big ones one two first last next like hate hated
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
 absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
-book books read reading reads reader else few better made released nothing similar vein""".split())
+book books read reading reads reader else few better made released nothing similar vein set""".split())
 
 
-def _genre_mentions(text: str, genres: list[str]) -> dict[str, int]:
-    """Catalog genres mentioned in normalised text -> position of the mention."""
-    found: dict[str, int] = {}
-    for alias, target in GENRE_ALIASES.items():
-        for m in re.finditer(rf"\b{re.escape(alias)}\b", text):
-            for g in genres:
-                if g.lower() == target:
-                    found.setdefault(g, m.start())
-    for g in genres:
-        hit = re.search(rf"\b{re.escape(normalise(g))}s?\b", text)
-        if hit:
-            found.setdefault(g, hit.start())
-    return found
+def genre_words(genres: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None) -> GenreWords:
+    """The words for a catalog's genres (its names and the `aliases` it declares) that a message is read with;
+    words that carry no wish on their own ("love", "read") never mean a genre."""
+    return GenreWords(genres, aliases, _FILLER)
 
 
-def _genre_word(text: str, mention: Mention, genres: list[str]) -> bool:
+def _genre_word(text: str, mention: Mention, genres: GenreWords) -> bool:
     """A title that is a genre word as written here: one word ("Adventure", "Western"), or the end of a genre
     phrase ("for the family", where The Family is also a film)."""
     word = normalise(mention.text)
     phrase = normalise(" ".join([*text[: mention.begin].split()[-1:], mention.text]))
-    return (" " not in word and bool(_genre_mentions(word, genres))) or any(
-        re.fullmatch(rf"(?:\w+ )?{re.escape(alias)}", phrase) for alias in GENRE_ALIASES if " " in alias)
+    return (" " not in word and bool(genres.mentions(word))) or genres.ends_phrase(phrase)
 
 
 def _refs(text: str, state: SessionState) -> list[str]:
@@ -216,11 +201,11 @@ def descriptive_words(text: str) -> list[str]:
     return out
 
 
-def _read_genres(flat: str, genres: list[str], filters: Filters) -> bool:
+def _read_genres(flat: str, genres: GenreWords, filters: Filters) -> bool:
     """Put the genres `flat` names on `filters`: denied ones are excluded, "only X" is one of them, any other
     is required ("romantic comedy": Comedy and Romance; "comedies or dramas": one of them). Whether it named
     any genre it wants."""
-    mentions = sorted(_genre_mentions(flat, genres).items(), key=lambda gp: gp[1])
+    mentions = sorted(genres.mentions(flat).items(), key=lambda gp: gp[1])
     wanted = []
     for n, (genre, pos) in enumerate(mentions):
         before = flat[max(0, pos - 40) : pos]
@@ -235,13 +220,13 @@ def _read_genres(flat: str, genres: list[str], filters: Filters) -> bool:
                 filters.include_genres += [g for g in (previous, genre) if g not in filters.include_genres]
     filters.require_genres += [g for g in wanted if g not in filters.include_genres]
     moods = [g for mood, targets in MOOD_GENRES.items() if re.search(rf"\b{mood}\b", flat)
-             for g in genres if g.lower() in targets]
+             for g in map(genres.genre_of, targets) if g is not None]
     if moods and not filters.include_genres:
         filters.include_genres = list(dict.fromkeys(moods))
     return bool(wanted)
 
 
-def parse_rules(message: str, state: SessionState, genres: list[str], titles: TitleIndex,
+def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: TitleIndex,
                 years: list[int] | None = None, newest: int | None = None) -> StateUpdate:
     """The unambiguous part of a message, read without the LLM. `years` are those of the last list, `newest`
     the catalog's newest year (what "recent" and "classic" count from)."""
@@ -280,7 +265,7 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
     if _read_genres(flat, genres, filters) and _RESTATE.search(rest):
         update.replace_genres = True  # "actually, a comedy instead": the genres asked for before no longer hold
     if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
-        filters.exclude_genres += [g for v in VIOLENT for g in genres
+        filters.exclude_genres += [g for v in VIOLENT for g in genres.genres
                                    if g.lower() == v and g not in filters.exclude_genres]
     read_years(rest, filters, newest, years)
     said = [i for i in mentioned if i in update.seen or i in update.like]
@@ -288,10 +273,8 @@ def parse_rules(message: str, state: SessionState, genres: list[str], titles: Ti
         update.anchors.append(said[-1])  # "I've seen Toy Story, something like it": more like the title just named
     # words of excluded and "only" genres leave the query; those of required genres stay in it, they also say
     # what the item is like (themes set, dev moods: 0.43 without them, 0.47 with them)
-    filtered = {g.lower() for g in [*filters.exclude_genres, *filters.include_genres]}
-    genre_words = {w for g in filtered for w in normalise(g).split()} | {
-        w for a, g in GENRE_ALIASES.items() if g in filtered for w in a.split()}
-    content = [w for w in descriptive_words(rest) if w not in genre_words and not re.fullmatch(
+    filtered = genres.words_of([*filters.exclude_genres, *filters.include_genres])
+    content = [w for w in descriptive_words(rest) if w not in filtered and not re.fullmatch(
         r"\d0s|violent|violence|gory|gore|brutal|older|newer|recent|modern|classics?|latest|newest", w)]
     if content and not refs:
         update.query = " ".join(content)
@@ -325,7 +308,7 @@ def ask_model(backend: Backend, prompts: Prompts, message: str, state_lines: lis
 
 
 def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: TitleIndex,
-          genres: list[str], fields: frozenset[str] = frozenset(READING_FIELDS)) -> StateUpdate:
+          genres: GenreWords, fields: frozenset[str] = frozenset(READING_FIELDS)) -> StateUpdate:
     """Rules win; the model may only add what the message itself contains, and only in the field groups of
     `fields` (READING_FIELDS: the ones its calibration measured to help)."""
     if model is None:
@@ -346,11 +329,11 @@ def merge(rules: StateUpdate, model: ModelUpdate | None, message: str, titles: T
             current = getattr(merged, field)
             current += [i for i in grounded(names) if i not in current]
     if "genres" in fields:
-        in_message = _genre_mentions(flat, genres)
+        in_message = genres.mentions(flat)
         for field, proposed in (("exclude_genres", model.exclude_genres),
                                 ("include_genres", model.include_genres)):
             if not getattr(merged.filters, field):
-                setattr(merged.filters, field, [g for g in genres if g in in_message and
+                setattr(merged.filters, field, [g for g in genres.genres if g in in_message and
                                                 g.lower() in {p.lower() for p in proposed}])
     if "years" in fields:
         joined = " ".join(message.split())

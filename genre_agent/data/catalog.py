@@ -107,6 +107,15 @@ class TextSpec(_Strict):
     vectors: str | None = None  # precomputed vectors of the template texts (`index --export-vectors`)
     about_vectors: str | None = None  # the same for the `about` texts
 
+class GenresSpec(_Strict):
+    """The words people use for each genre in a request besides its name (spellings such as "sci fi" and plurals
+    are understood without a list): `aliases` maps a genre to its words, and `path` names a TOML file whose
+    [genres] table does the same (the books catalog's shelf mapping: a genre's shelves are its synonyms)."""
+
+    path: str | None = None
+    aliases: dict[str, list[str]] = {}
+
+
 class CatalogSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, '_', '.', "
                       "'-' (it names files in the data directory)")
@@ -117,6 +126,7 @@ class CatalogSpec(_Strict):
     tags: TagsSpec | None = None
     descriptions: DescriptionsSpec | None = None
     text: TextSpec = TextSpec()
+    genres: GenresSpec = GenresSpec()
 
 
 MOVIELENS_LAYOUT = {
@@ -159,6 +169,7 @@ class Catalog:
     items: pd.DataFrame
     interactions: pd.DataFrame
     report: CleaningReport = field(default_factory=CleaningReport)
+    genre_aliases: dict[str, list[str]] = field(default_factory=dict)  # genre -> the words for it ([genres])
 
     @property
     def name(self) -> str:
@@ -249,7 +260,27 @@ def load_catalog(name_or_path: str, files: CatalogFilesSettings | None = None) -
     rows = items.to_dict("records")
     items["text"] = [_compose_text(spec.text.template, row) for row in rows]
     items["about"] = [_compose_text(spec.text.about, row) for row in rows] if spec.text.about else ""
-    return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report)
+    return Catalog(spec=spec, root=root, items=items, interactions=interactions, report=report,
+                   genre_aliases=_genre_aliases(root, spec.genres))
+
+
+def _genre_aliases(root: Path, spec: GenresSpec) -> dict[str, list[str]]:
+    """Genre -> the words for it, from `[genres].aliases` and the [genres] table of `[genres].path`."""
+    aliases = {genre: list(words) for genre, words in spec.aliases.items()}
+    if spec.path is None:
+        return aliases
+    path = root / spec.path
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("genres", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogError(f"{path}: cannot read the genre words ({exc}). Fix [genres].path in catalog.toml.") \
+            from exc
+    if not isinstance(table, dict) or not all(isinstance(w, list) for w in table.values()):
+        raise CatalogError(f"{path}: [genres] must map each genre to a list of words "
+                           '(fantasy = ["high-fantasy"]).')
+    for genre, words in table.items():
+        aliases.setdefault(genre, []).extend(str(w) for w in words)
+    return aliases
 
 
 def read_table(path: Path) -> pd.DataFrame:

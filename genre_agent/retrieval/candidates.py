@@ -198,7 +198,9 @@ class Retriever:
             assert self.about is not None
             theme_vec = words_vec if theme == query and words_vec is not None else self.index.embed([theme])[0]
             about = self._similarity(theme_vec, self.about)
-            about_gate = gate and float(about[mask].max(initial=-1.0)) >= s.theme_min
+            # whether some item is plainly about the words is a matter of the words, not of the filters: "romantic,
+            # set in Paris" is about Paris though few romances are
+            about_gate = gate and float(about.max(initial=-1.0)) >= s.theme_min
             if about_gate:
                 # some items are plainly about it: only the best matches are ranked, and how closely they match
                 # joins their order

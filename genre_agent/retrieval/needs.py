@@ -28,6 +28,12 @@ def _spellings(name: str) -> set[str]:
     return {spaced, spaced.removesuffix("s")}
 
 
+def _part_of(phrase: str, name: str) -> bool:
+    """Words that name only part of an entry do not mean it: "cult" is not the tag "cult film", "story" not
+    "true story", "white" not "black and white"."""
+    return set(phrase.split()) < set(name.lower().replace("-", " ").split())
+
+
 @dataclass(frozen=True)
 class Need:
     phrase: str  # the request's words
@@ -77,7 +83,7 @@ class NeedLexicon:
         out: dict[str, Need] = {}
         for phrase, row in zip(phrases, sims, strict=True):
             best = int(np.argmax(row))
-            if row[best] >= self.threshold:
+            if row[best] >= self.threshold and not _part_of(phrase, self.names[best]):
                 need = Need(phrase, self.names[best], self.kinds[best], float(row[best]))
                 if need.name not in out or out[need.name].similarity < need.similarity:
                     out[need.name] = need
