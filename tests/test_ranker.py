@@ -152,15 +152,17 @@ def test_a_ranker_shipped_in_the_catalog_folder_is_used_when_the_data_directory_
         assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog") is None
 
 
-EVENINGS = ["a film for a rainy evening", "movie night with friends", "something for the weekend",
-            "a long flight tonight", "date night at home", "watching with my family", "lazy sunday afternoon",
-            "after a long week at work", "a cosy winter night", "something to share with my brother"]
+EVENINGS = [f"I loved Film {n}, {words}" for n, words in enumerate(
+    ["a film for a rainy evening", "movie night with friends", "something for the weekend",
+     "a long flight tonight",
+     "date night at home", "watching with my family", "lazy sunday afternoon", "after a long week at work",
+     "a cosy winter night", "something to share with my brother"], start=1)]
 
 
 def test_a_conversation_follows_the_ranker_learnt_from_conversations(tmp_path: Path) -> None:
-    """Requests whose words say nothing of a genre, answered (by the request set's rule) by comedies, which in
-    this catalog are the films after 1980: the ranker of conversations learns it, and a new request in other
-    words is ordered by that model."""
+    """Requests naming a sci-fi film they loved, answered (by the request set's rule) by comedies, which in
+    this catalog are the films after 1980: the ranker of conversations learns it against what the named title
+    suggests, and a new request in other words is ordered by that model."""
     asks = tmp_path / "asks.jsonl"
     asks.write_text("".join(json.dumps({"id": f"r{n}", "category": "mood", "split": "dev", "turns": [turn],
                                         "judge": {"genres": ["Comedy"]}}) + "\n"
@@ -177,9 +179,15 @@ def test_a_conversation_follows_the_ranker_learnt_from_conversations(tmp_path: P
         served = Recommender.open(settings, backend=FakeBackend())
     model = served.retriever.ranker.conversation if served.retriever.ranker else None
     assert model is not None
-    request = RecommendRequest(query="a quiet evening on the sofa", k=5)
+    request = RecommendRequest(liked=["12"], query="quiet evening sofa", k=5)
     (rows, X), = served.rank_examples(request)
     learnt = dict(zip((str(i) for i in served.catalog.items.index[rows]), model.score(X), strict=True))
     answer = [r.item_id for r in served.run(request).result.recommendations]
     assert [learnt[i] for i in answer] == sorted(learnt.values(), reverse=True)[:5]  # the model's order
     assert all(int(i) > 20 for i in answer)  # comedies, as the model learnt
+    hand = settings.model_copy(update={"rank": settings.rank.model_copy(update={"enabled": False})})
+    plain = Recommender.open(hand, backend=FakeBackend())
+    assert not all(int(r.item_id) > 20 for r in plain.run(request).result.recommendations)  # not what it suggests
+    words = RecommendRequest(query="quiet evening sofa", k=5)  # words alone, no title named: hand-weighted
+    assert [r.item_id for r in served.run(words).result.recommendations] == \
+        [r.item_id for r in plain.run(words).result.recommendations]
