@@ -2,10 +2,11 @@
 state (its interactions and items fingerprints) in the data directory, written atomically.
 
 The file holds two models: one for a catalog user's request without words (learnt from interaction
-histories) and, when trained, one for conversations (requests with words or named titles, new users; learnt
-from dialogues and request sets). They are apart because they learn different answers from different signals:
-a history's held-out next like versus what a person asked for, where anchors, words and asked genres exist;
-the history model (and so the offline protocol) is the same whether conversations are trained or not.
+histories) and, when trained, one for conversations that name titles (learnt from dialogues and request
+sets; `Retriever.ranker_for` says which orders a request). They are apart because they learn different
+answers from different signals: a history's held-out next like versus what a person asked for, where anchors,
+words and asked genres exist; the history model (and so the offline protocol) is the same whether
+conversations are trained or not.
 
 A missing, stale (trained for other interactions or items) or unreadable file is not an error: the service
 keeps the hand-weighted order and warns, naming the command that rebuilds it (`genre-agent fit`).
@@ -145,7 +146,7 @@ def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None) 
         warnings.warn(f"{exc} Until then answers use the hand-weighted order.", stacklevel=3)
         return None
     if ranker.conversation is None:
-        warnings.warn("the learned ranker of this catalog was trained without conversations: requests with "
-                      "words or named titles, and new users, use the hand-weighted order. Run `genre-agent fit "
-                      "--dialogues ... --requests ...` to train it on conversations.", stacklevel=3)
+        warnings.warn("the learned ranker of this catalog was trained without conversations: conversations "
+                      "that name titles (\"like X\", a catalog user's words) use the hand-weighted order. Run "
+                      "`genre-agent fit --dialogues ... --requests ...` to train it on them.", stacklevel=3)
     return ranker
