@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.data.feedback import FEEDBACK_FILE, Store, open_store, with_feedback
 from genre_agent.data.interactions import InteractionMatrix
@@ -35,7 +37,7 @@ from genre_agent.llm.routing import Role, Routes, answer, routes_for
 from genre_agent.rank.features import CF_NAMES
 from genre_agent.rank.ranker import open_ranker
 from genre_agent.retrieval import vector_file
-from genre_agent.retrieval.candidates import Retriever
+from genre_agent.retrieval.candidates import Retriever, UserView
 from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
 from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import SyncReport, VectorIndex, make_client, remove_orphans
@@ -328,8 +330,14 @@ class Recommender:
     def _reason_max_chars(self, templates: Prompts) -> int:
         return templates.reason_max_chars(self.settings.ranking.reason_max_chars)
 
-    def _prepare(self, request: RecommendRequest) -> _Prepared:
-        """Candidates and the rendered prompt of a request (and when retrieval finished)."""
+    def rank_examples(self, request: RecommendRequest) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The ranking pool of a request as the served path builds it, and its items' features: (catalog rows,
+        features), nothing when no item passes the filters (what `fit` learns conversations from)."""
+        view, filters = self._view(request)
+        return self.retriever.rank_examples(view, filters, query=request.query, anchors=request.anchors)
+
+    def _view(self, request: RecommendRequest) -> tuple[UserView, Filters]:
+        """Who asks (a catalog user, or a new one known by the request's likes) and the filters in force."""
         filters = self.settings.rules.merge(request.filters)
         filters.check_columns(self.catalog.items.columns)
         user_id, query = request.user_id, request.query
@@ -342,6 +350,12 @@ class Recommender:
         view = self.retriever.user_view(user_id if known else None, request.liked)  # unknown + query = cold start
         if not view.liked and query is None and not request.anchors and not request.allow_popular:
             raise UnknownUserError("Give a known --user or a --query: there is nothing to recommend from.")
+        return view, filters
+
+    def _prepare(self, request: RecommendRequest) -> _Prepared:
+        """Candidates and the rendered prompt of a request (and when retrieval finished)."""
+        view, filters = self._view(request)
+        query = request.query
         k = request.k or self.settings.k
         templates = self.prompt_set(request.prompts)
         max_chars = self._reason_max_chars(templates)

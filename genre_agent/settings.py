@@ -141,13 +141,20 @@ class RetrievalSettings(_Section):
 
 
 class RankSettings(_Section):
-    enabled: bool = Field(True, description="order requests without words (a catalog user's \"for me\") by "
-                          "the learned ranker `genre-agent fit` trains, when one is trained for the catalog as "
-                          "served; false = the hand-weighted order of [retrieval]")
+    enabled: bool = Field(True, description="order answers by the learned ranker `genre-agent fit` trains (a "
+                          "catalog user's request without words by its model of histories, conversations by its "
+                          "model of conversations), when one is trained for the catalog as served; false = the "
+                          "hand-weighted order of [retrieval]")
     pool: int = Field(200, ge=1, description="items the ranker orders: the top N by the hand-weighted score ...")
     cf_pool: int = Field(50, ge=0, description="... plus the top N of each CF model")
     users: int | None = Field(2000, ge=1, description="`fit`: learn from at most this many users (drawn with a "
                               "fixed seed), which bounds its time: ~0.15 s of CPU per user; unset = all")
+    dialogues: list[Path] = Field([], description="`fit`: ReDial-format dialogue files whose dev part (never the "
+                                  "held-out part `eval --dialogues` reports) trains the ranker of conversations")
+    requests: list[Path] = Field([], description="`fit`: request sets (tests/data/requests) whose dev requests "
+                                 "train the ranker of conversations, the items that satisfy each as its answers")
+    leave_out: list[str] = Field([], description="feature groups the ranker of conversations does not read "
+                                 "(a measurement: [\"popularity\"] is the ranker without popularity features)")
 
 
 class ConversationSettings(_Section):

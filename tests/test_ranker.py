@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, catalog_state, ranker_dir
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
 from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
+from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import TINY
@@ -114,10 +116,10 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
     assert report.users == 40 and report.requests >= 40 and report.size_bytes > 0
     assert ranker_path(ranker_dir(settings), catalog_state(before.catalog)).is_file()
     assert ensure_fitted(settings, before.catalog) is None  # trained already: not again
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a current ranker: no warning
-        after = Recommender.open(settings, backend=FakeBackend())
-    assert after.retriever.ranker is not None
+    with pytest.warns(UserWarning, match="without conversations.*hand-weighted order") as caught:
+        after = Recommender.open(settings, backend=FakeBackend())  # a current ranker, of histories only
+    assert len(caught) == 1
+    assert after.retriever.ranker is not None and after.retriever.ranker.conversation is None
     sci_fi_fan = after.recommend(user_id="u1", k=3)
     assert {r.item_id for r in sci_fi_fan.recommendations} <= {str(i) for i in range(1, 21)}
     hand = settings.model_copy(update={"rank": settings.rank.model_copy(update={"enabled": False})})
@@ -127,7 +129,7 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
     assert [r.scores.fused for r in sci_fi_fan.recommendations] != \
         [r.scores.fused for r in hand_order.recommendations]  # ordered by the ranker's scores
     for asked in ({"user_id": "u1", "query": "something funny", "k": 5}, {"liked": ["1", "2"], "k": 5}):
-        # words, or a new user known by what they named: the ranker is not applied
+        # words, or a new user known by what they named: no ranker of conversations, the hand-weighted order
         assert [r.item_id for r in after.recommend(**asked).recommendations] == \
             [r.item_id for r in plain.recommend(**asked).recommendations]
     path = ranker_path(ranker_dir(settings), catalog_state(after.catalog))
@@ -140,9 +142,52 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
 
 def test_a_ranker_shipped_in_the_catalog_folder_is_used_when_the_data_directory_has_none(tmp_path: Path) -> None:
     X, y, groups = _known_signal(50, seed=0)
-    train(X, y, groups).save(ranker_path(tmp_path / "catalog", "now"))
+    shipped = train(X, y, groups)
+    shipped.conversation = train(X, y, groups, features=NAMES)
+    shipped.save(ranker_path(tmp_path / "catalog", "now"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert open_ranker(tmp_path / "data", "now", shipped=tmp_path / "catalog") is not None
     with pytest.warns(UserWarning, match="stale"):  # the catalog changed since it was shipped
         assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog") is None
+
+
+EVENINGS = [f"I loved Film {n}, {words}" for n, words in enumerate(
+    ["a film for a rainy evening", "movie night with friends", "something for the weekend",
+     "a long flight tonight",
+     "date night at home", "watching with my family", "lazy sunday afternoon", "after a long week at work",
+     "a cosy winter night", "something to share with my brother"], start=1)]
+
+
+def test_a_conversation_follows_the_ranker_learnt_from_conversations(tmp_path: Path) -> None:
+    """Requests naming a sci-fi film they loved, answered (by the request set's rule) by comedies, which in
+    this catalog are the films after 1980: the ranker of conversations learns it against what the named title
+    suggests, and a new request in other words is ordered by that model."""
+    asks = tmp_path / "asks.jsonl"
+    asks.write_text("".join(json.dumps({"id": f"r{n}", "category": "mood", "split": "dev", "turns": [turn],
+                                        "judge": {"genres": ["Comedy"]}}) + "\n"
+                            for n, turn in enumerate(EVENINGS)))
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "rank.requests": [str(asks)]})
+    with pytest.warns(UserWarning, match="has not been trained"):
+        catalog = Recommender.open(settings, backend=FakeBackend()).catalog
+    report = fit(settings, catalog)
+    assert report.conversations == len(EVENINGS) and report.conversation_requests == len(EVENINGS)
+    assert report.conversation_importance is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both models trained: no warning
+        served = Recommender.open(settings, backend=FakeBackend())
+    model = served.retriever.ranker.conversation if served.retriever.ranker else None
+    assert model is not None
+    request = RecommendRequest(liked=["12"], query="quiet evening sofa", k=5)
+    (rows, X), = served.rank_examples(request)
+    learnt = dict(zip((str(i) for i in served.catalog.items.index[rows]), model.score(X), strict=True))
+    answer = [r.item_id for r in served.run(request).result.recommendations]
+    assert [learnt[i] for i in answer] == sorted(learnt.values(), reverse=True)[:5]  # the model's order
+    assert all(int(i) > 20 for i in answer)  # comedies, as the model learnt
+    hand = settings.model_copy(update={"rank": settings.rank.model_copy(update={"enabled": False})})
+    plain = Recommender.open(hand, backend=FakeBackend())
+    assert not all(int(r.item_id) > 20 for r in plain.run(request).result.recommendations)  # not what it suggests
+    words = RecommendRequest(query="quiet evening sofa", k=5)  # words alone, no title named: hand-weighted
+    assert [r.item_id for r in served.run(words).result.recommendations] == \
+        [r.item_id for r in plain.run(words).result.recommendations]

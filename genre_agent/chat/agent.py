@@ -35,6 +35,7 @@ REVISED = "Revised by the model:"
 # told a turn's finished session and its count of feedback rows: whether to store them (raises: keep nothing)
 Commit = Callable[[SessionState, int], bool]
 LIVE = "The model's reasons, as it writes them:"  # each line "N. Title — reason", N its place in the list above
+ANSWERED = ("recommend", "refine", "feedback", "more", "other")  # the intents a list answers (with taste)
 CLARIFY = ("Tell me a little about your taste first: name a {noun} you loved, a genre, or a mood "
            "(for example \u201cI loved {example}, no horror please\u201d).")
 
@@ -267,8 +268,21 @@ class Agent:
                          filters=state.describe())
 
     # -- one turn --------------------------------------------------------------------
-    def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
-              listen: Listeners | None = None) -> Reply:
+    def asks(self, session_id: str, message: str) -> RecommendRequest | None:
+        """The request the agent would answer `message` with in this session, read as `chat` reads it; None
+        when the turn would not recommend from what was said (a reset, a question, nothing to go on yet). The
+        session does not change (what `fit` learns conversations from)."""
+        state, lock = self._entry(session_id)
+        with lock:
+            working = state.model_copy(deep=True)
+            update = self._read(working, clean_message(message))
+            if update.intent not in ANSWERED:
+                return None
+            self._apply(working, update, [])
+            return self._request(working) if self._has_taste(working) else None
+
+    def _read(self, state: SessionState, message: str) -> StateUpdate:
+        """What a message changes: the rules' reading, and the model's where its reading is routed."""
         update = parse_rules(message, state, self.genre_words, self.titles, self.recommender.years(state.last),
                              self.newest)
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
@@ -277,6 +291,11 @@ class Agent:
                                      state.describe(), [self.titles.title_of(i) for i in state.last],
                                      self.genres)
             update = merge(update, model_update, message, self.titles, self.genre_words, reading)
+        return update
+
+    def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
+              listen: Listeners | None = None) -> Reply:
+        update = self._read(state, message)
         if update.intent == "reset":
             state.reset()
             return Reply(session_id=state.session_id, intent="reset", text="Starting over: preferences cleared.")
@@ -285,7 +304,7 @@ class Agent:
         self._apply(state, update, writes)
         if not self._has_taste(state):
             return self._clarify(state, listen)  # e.g. only a disliked title: nothing to recommend from yet
-        if update.intent in ("recommend", "refine", "feedback", "more", "other"):
+        if update.intent in ANSWERED:
             return self._recommend(state, update.intent, listen)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
                      filters=state.describe())
@@ -320,8 +339,7 @@ class Agent:
 
     def _recommend(self, state: SessionState, intent: str, listen: Listeners | None,
                    popular: bool = False, note: str | None = None) -> Reply:
-        only_filters = not (state.user_id or state.liked or state.query or state.anchors)  # "only comedies"
-        request = state.request(self.settings.k, allow_popular=popular or only_filters)
+        request = self._request(state, popular)
         retriever = self.recommender.retriever
         clash = conflict(state.filters, retriever.items, retriever.genre_masks, request.k or self.settings.k)
         if clash is not None:  # the constraints cannot fill an answer: say which to relax, show what fits
@@ -332,6 +350,12 @@ class Agent:
         run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),
                                    listen.reason)
         return self._listing(state, intent, run, note)
+
+    def _request(self, state: SessionState, popular: bool = False) -> RecommendRequest:
+        """What the session asks for now (popular items allowed when asked, or when only filters were given:
+        "only comedies")."""
+        only_filters = not (state.user_id or state.liked or state.query or state.anchors)
+        return state.request(self.settings.k, allow_popular=popular or only_filters)
 
     def _listing(self, state: SessionState, intent: str, run: Run, note: str | None) -> Reply:
         """The reply showing an answer; what it shows becomes the session's latest list."""

@@ -1,4 +1,4 @@
-"""`genre-agent fit`: train the learned ranker of a catalog on its own interaction histories.
+"""`genre-agent fit`: train the learned ranker of a catalog on its own interaction histories (and conversations).
 
 The protocol of evaluation, one level down: each user's last positive is held out (`make_split` on the
 catalog's interactions), the service is opened on what remains (`training_catalog`), and for every held-out
@@ -7,6 +7,9 @@ requests: its ranking pool (kept when the held-out item is in it) and a shortlis
 19 items the user never rated (as the sampled protocol draws them). The held-out item is the one relevant
 item of each. The model is saved for the catalog state it was asked for, so the
 service on that state uses it.
+
+Given dialogues and request sets (`rank.dialogues`, `rank.requests`), it also trains the ranker of
+conversations on their dev parts (`conversation_fit`), on the catalog as given, and keeps both in one file.
 
 Run on an evaluation's training part (what `eval --methods served` opens), the held-out items are that
 training part's own last positives (`validation_split`): the evaluation's test items are never seen.
@@ -21,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from genre_agent.data.catalog import Catalog
-from genre_agent.errors import CatalogError, DataDirError
+from genre_agent.errors import CatalogError, ConfigError, DataDirError
 from genre_agent.eval.protocol import N_NEG, make_split, training_catalog
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Progress, build, catalog_state, ranker_dir
-from genre_agent.rank.ranker import Ranker, ranker_path, train
+from genre_agent.rank.features import GROUPS
+from genre_agent.rank.ranker import Examples, Ranker, ranker_path, train
 from genre_agent.settings import Settings
 
 
@@ -39,17 +43,13 @@ class FitReport:
     seconds: float  # building the examples and training
     size_bytes: int
     importance: dict[str, float]  # each feature group's share of the total gain
+    conversations: int = 0  # dialogue turns and requests read for the ranker of conversations (0: not trained)
+    conversation_requests: int = 0  # those whose ranking pool held an answer
+    conversation_rows: int = 0
+    conversation_importance: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
-
-
-@dataclass
-class Examples:
-    X: np.ndarray  # features, one row per (request, item)
-    y: np.ndarray  # 1 for the held-out item
-    groups: np.ndarray  # rows per request, in order
-    users: int  # users they come from
 
 
 def examples(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> Examples:
@@ -87,19 +87,42 @@ def examples(settings: Settings, catalog: Catalog, progress: Progress | None = N
 
 def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> FitReport:
     """Train and save the ranker for this catalog state (see the module doc)."""
+    # here: it reads the dialogue evaluation, which imports this module (through `served`)
+    from genre_agent.eval.conversation_fit import conversation_examples
+
     started = time.perf_counter()
     data = examples(settings, catalog, progress, seed)
+    talk = conversation_examples(settings, catalog, progress) if _learns_conversations(settings) else None
     if progress:
         progress("training the ranker", 0, 1)
     ranker: Ranker = train(data.X, data.y, data.groups, seed)
-    ranker.info.update(seconds=round(time.perf_counter() - started, 1), users=data.users)
+    ranker.info.update(users=data.sources)
+    if talk is not None:
+        read = tuple(n for g, names in GROUPS.items() if g not in settings.rank.leave_out for n in names)
+        ranker.conversation = train(talk.X, talk.y, talk.groups, seed, features=read)
+        ranker.conversation.info.update(conversations=talk.sources)
+    ranker.info.update(seconds=round(time.perf_counter() - started, 1))
     path = ranker_path(ranker_dir(settings), catalog_state(catalog))
     ranker.save(path)
     if progress:
         progress("training the ranker", 1, 1)
     info = ranker.info
-    return FitReport(str(path), data.users, len(data.groups), info["rows"], info["trees"], info["seconds"],
-                     path.stat().st_size, ranker.importance())
+    report = FitReport(str(path), data.sources, len(data.groups), info["rows"], info["trees"], info["seconds"],
+                       path.stat().st_size, ranker.importance())
+    if talk is not None and ranker.conversation is not None:
+        report.conversations, report.conversation_requests = talk.sources, len(talk.groups)
+        report.conversation_rows = len(talk.y)
+        report.conversation_importance = ranker.conversation.importance()
+    return report
+
+
+def _learns_conversations(settings: Settings) -> bool:
+    """Whether `fit` is given conversations to learn from (and the groups left out are feature groups)."""
+    unknown = set(settings.rank.leave_out) - set(GROUPS)
+    if unknown:
+        raise ConfigError(f"rank.leave_out: {sorted(unknown)} are not feature groups; pick from "
+                          f"{', '.join(GROUPS)}.")
+    return bool(settings.rank.dialogues or settings.rank.requests)
 
 
 def ensure_fitted(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> FitReport | None:
@@ -108,7 +131,9 @@ def ensure_fitted(settings: Settings, catalog: Catalog, progress: Progress | Non
     if not settings.rank.enabled:
         return None
     try:
-        Ranker.load(ranker_path(ranker_dir(settings), catalog_state(catalog)))
-        return None
+        ranker = Ranker.load(ranker_path(ranker_dir(settings), catalog_state(catalog)))
     except DataDirError:  # missing, unreadable, or of other features
         return fit(settings, catalog, progress)
+    if ranker.conversation is None and _learns_conversations(settings):
+        return fit(settings, catalog, progress)
+    return None

@@ -25,8 +25,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "time": ("year", "year_gap_to_user", "since_first_like"),
     "user": ("history",),
     "genre": ("genre_overlap",),
+    # what a conversation adds: the titles it names "like X", the genres it asks for, the hand-weighted score
+    "anchor": ("anchor_sim",),
+    "asked": ("asked_genres",),
+    "hand": ("hand_z",),
 }
 NAMES: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
+CONVERSATION_GROUPS = ("anchor", "asked", "hand")
+# what the ranker of word-less requests reads (a history has no anchors, asked genres or words to weigh)
+HISTORY: tuple[str, ...] = tuple(n for g, names in GROUPS.items() if g not in CONVERSATION_GROUPS for n in names)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class RequestSignals:
     recent_vecs: np.ndarray | None = None  # embeddings of the user's RECENT_ITEMS latest likes
     recent_cf: np.ndarray | None = None  # per catalog row: the CF score from those latest likes alone
     last_time: float | None = None  # the timestamp of the user's latest rating
+    anchor_vecs: np.ndarray | None = None  # embeddings of the titles the request is "like"
+    asked: np.ndarray | None = None  # genre columns of ItemTable.genres the request asks for
+    hand: np.ndarray | None = None  # per catalog row: the hand-weighted score, -inf where not allowed
 
 
 def _cf_columns(scores: np.ndarray | None, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +85,14 @@ def _cf_columns(scores: np.ndarray | None, pool: np.ndarray) -> tuple[np.ndarray
     rank = np.empty(len(scores), dtype=np.float64)
     rank[np.argsort(-scores, kind="stable")] = np.arange(len(scores))
     return z, np.log1p(rank[pool])
+
+
+def _allowed_z(scores: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """A score of the pool as a z-score over the allowed items (finite scores); NaN where not allowed."""
+    allowed = scores[np.isfinite(scores)]
+    std = float(allowed.std()) if len(allowed) else 0.0
+    z = (scores[pool] - float(allowed.mean())) / std if std > 0 else np.zeros(len(pool))
+    return np.where(np.isfinite(z), z, np.nan)
 
 
 def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndarray:
@@ -107,4 +125,9 @@ def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndar
         cols["genre_overlap"] = (carried @ share) / np.maximum(carried.sum(1), 1.0)
     else:
         cols["genre_overlap"] = nan
+    anchors = req.anchor_vecs
+    cols["anchor_sim"] = (req.pool_vecs @ anchors.T).max(1) if anchors is not None and len(anchors) else nan
+    asked = req.asked
+    cols["asked_genres"] = table.genres[pool][:, asked].mean(1) if asked is not None and len(asked) else nan
+    cols["hand_z"] = _allowed_z(req.hand, pool) if req.hand is not None else nan
     return np.column_stack([np.asarray(cols[name], dtype=np.float64) for name in NAMES]).astype(np.float32)

@@ -1,6 +1,13 @@
 """The learned ranker: a LightGBM LambdaRank model over `rank.features`, saved as one JSON file per catalog
 state (its interactions and items fingerprints) in the data directory, written atomically.
 
+The file holds two models: one for a catalog user's request without words (learnt from interaction
+histories) and, when trained, one for conversations that name titles (learnt from dialogues and request
+sets; `Retriever.ranker_for` says which orders a request). They are apart because they learn different
+answers from different signals: a history's held-out next like versus what a person asked for, where anchors,
+words and asked genres exist; the history model (and so the offline protocol) is the same whether
+conversations are trained or not.
+
 A missing, stale (trained for other interactions or items) or unreadable file is not an error: the service
 keeps the hand-weighted order and warns, naming the command that rebuilds it (`genre-agent fit`).
 """
@@ -17,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from genre_agent.errors import DataDirError
-from genre_agent.rank.features import GROUPS, NAMES
+from genre_agent.rank.features import GROUPS, HISTORY, NAMES
 
 FILE_PREFIX = "ranker-"
 KEPT = 3  # rankers kept per catalog items: the served state, an evaluation's training part and its validation part
@@ -32,6 +39,16 @@ PARAMS: dict[str, Any] = {
 }
 
 
+@dataclass
+class Examples:
+    """What a ranker learns from: feature rows of every feature (`NAMES`), grouped by request."""
+
+    X: np.ndarray  # features, one row per (request, item)
+    y: np.ndarray  # relevance: 1 for an answer of the request
+    groups: np.ndarray  # rows per request, in order
+    sources: int  # users (histories) or conversations they come from
+
+
 def ranker_path(directory: Path, fingerprint: str) -> Path:
     """The file of the ranker trained for a catalog state ("<interactions fp>-<items fp>")."""
     return directory / f"{FILE_PREFIX}{fingerprint}.json"
@@ -39,15 +56,17 @@ def ranker_path(directory: Path, fingerprint: str) -> Path:
 
 @dataclass
 class Ranker:
-    """A trained model and the feature names it was trained on (in column order)."""
+    """A trained model, the features it reads (in column order) and, beside the model of word-less requests,
+    the model of conversations if one was trained."""
 
     model: Any  # lightgbm.Booster, imported lazily
-    features: tuple[str, ...] = NAMES
+    features: tuple[str, ...] = HISTORY
     info: dict[str, Any] = field(default_factory=dict)  # what training measured: rows, groups, seconds, ...
+    conversation: Ranker | None = None
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        """One score per row of a feature matrix (higher = ranked first)."""
-        return np.asarray(self.model.predict(X, num_threads=1), dtype=np.float64)
+        """One score per row of a feature matrix of every feature (`NAMES`; higher = ranked first)."""
+        return np.asarray(self.model.predict(X[:, _columns(self.features)], num_threads=1), dtype=np.float64)
 
     def importance(self) -> dict[str, float]:
         """Each feature group's share of the model's total split gain."""
@@ -59,14 +78,19 @@ class Ranker:
         """Write the model beside its final name, then rename it into place."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"features": list(self.features), "info": self.info,
-                                   "model": self.model.model_to_string()}), encoding="utf-8")
+        tmp.write_text(json.dumps(self._as_dict()), encoding="utf-8")
         os.replace(tmp, path)
         items = path.stem.rsplit("-", 1)[-1]  # rankers of the same items: the same catalog
         others = sorted((p for p in path.parent.glob(f"{FILE_PREFIX}*-{items}.json") if p != path),
                         key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in others[KEPT - 1:]:
             stale.unlink(missing_ok=True)
+
+    def _as_dict(self) -> dict[str, Any]:
+        data = {"features": list(self.features), "info": self.info, "model": self.model.model_to_string()}
+        if self.conversation is not None:
+            data["conversation"] = self.conversation._as_dict()
+        return data
 
     @classmethod
     def load(cls, path: Path) -> Ranker:
@@ -75,23 +99,30 @@ class Ranker:
 
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            features = tuple(data["features"])
-            model = lgb.Booster(model_str=data["model"])
+            parts = [data, data["conversation"]] if "conversation" in data else [data]
+            models = [cls(lgb.Booster(model_str=p["model"]), tuple(p["features"]), dict(p.get("info", {})))
+                      for p in parts]
         except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
             raise DataDirError(f"{path}: the ranker file is unreadable ({type(exc).__name__}); run "
                                "`genre-agent fit` to train it again.") from exc
-        if features != NAMES or model.num_feature() != len(NAMES):
+        if models[0].features != HISTORY or any(not set(m.features) <= set(NAMES) or
+                                                m.model.num_feature() != len(m.features) for m in models):
             raise DataDirError(f"{path}: the ranker was trained on other features; run `genre-agent fit`.")
-        return cls(model, features, data.get("info", {}))
+        models[0].conversation = models[1] if len(models) > 1 else None
+        return models[0]
+
+
+def _columns(features: tuple[str, ...]) -> list[int]:
+    return [NAMES.index(name) for name in features]
 
 
 def train(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0, *,
-          features: tuple[str, ...] = NAMES) -> Ranker:
-    """Fit LambdaRank on rows grouped by request (`groups`: rows per request, in order; `y`: 1 = the item the
-    user went on to like)."""
+          features: tuple[str, ...] = HISTORY) -> Ranker:
+    """Fit LambdaRank on rows of every feature (`NAMES`) grouped by request (`groups`: rows per request, in
+    order; `y`: the relevance of each row, 1 = the item the user went on to like), reading `features`."""
     import lightgbm as lgb
 
-    data = lgb.Dataset(X, y, group=groups, feature_name=list(features))
+    data = lgb.Dataset(X[:, _columns(features)], y, group=groups, feature_name=list(features))
     model = lgb.train({**PARAMS, "seed": seed}, data, num_boost_round=ROUNDS)
     return Ranker(model, features, {"rows": int(len(y)), "requests": int(len(groups)),
                                     "trees": int(model.num_trees())})
@@ -110,7 +141,12 @@ def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None) 
                       "Run `genre-agent fit` to train it.", stacklevel=3)
         return None
     try:
-        return Ranker.load(path)
+        ranker = Ranker.load(path)
     except DataDirError as exc:
         warnings.warn(f"{exc} Until then answers use the hand-weighted order.", stacklevel=3)
         return None
+    if ranker.conversation is None:
+        warnings.warn("the learned ranker of this catalog was trained without conversations: conversations "
+                      "that name titles (\"like X\", a catalog user's words) use the hand-weighted order. Run "
+                      "`genre-agent fit --dialogues ... --requests ...` to train it on them.", stacklevel=3)
+    return ranker

@@ -1,0 +1,103 @@
+"""What the ranker of conversations learns from: requests read from conversations as the agent reads them.
+
+Two sources, their dev parts only (what evaluation reports as held out is never learnt from):
+- dialogues in ReDial format (`eval.dialogues`): each recommender message that suggests catalog movies is one
+  request, the seeker's turns before it with the earlier ones restored by the rules and the last one read as
+  `chat` reads it (`Agent.asks`), as `eval --dialogues` answers it; its answers are the suggested movies.
+- request sets (`eval.requests`): each dev request but the conflicts (nothing satisfies them), its earlier turns
+  chatted as `eval --requests` chats them and its last one read; its answers are the items that satisfy its
+  rule (`Judge`).
+The candidates and their features are the served path's (`Recommender.rank_examples`): the ranking pool with
+the request's filters applied, kept when it holds an answer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from genre_agent.chat.agent import Agent
+from genre_agent.data.catalog import Catalog
+from genre_agent.data.feedback import SQLiteStore
+from genre_agent.errors import CatalogError
+from genre_agent.eval.dialogues import build_cases, load_dialogues
+from genre_agent.eval.requests import Judge, load_requests
+from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.routing import Routes
+from genre_agent.pipeline import Progress, Recommender, build
+from genre_agent.rank.ranker import Examples
+from genre_agent.schemas import RecommendRequest
+from genre_agent.settings import Settings
+
+# (earlier turns, whether they are chatted rather than restored, the last turn, whether an item answers it)
+Asked = tuple[list[str], bool, str, Callable[[str], bool]]
+
+
+def _dialogue_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
+    for path in paths:
+        cases = build_cases(load_dialogues(path), agent.titles, "dev").cases
+        targets: dict[tuple[str, int], set[str]] = {}
+        turns: dict[tuple[str, int], list[str]] = {}
+        for case in cases:  # the cases of one recommender message share its turns
+            key = (case.dialogue_id, case.message_index)
+            targets.setdefault(key, set()).add(case.target)
+            turns[key] = case.turns
+        for key, said in turns.items():
+            yield said[:-1], False, said[-1], targets[key].__contains__
+
+
+def _set_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
+    judge = Judge(agent.recommender.catalog.items)
+    for path in paths:
+        for request in load_requests(path):
+            if request.split != "dev" or request.conflict:
+                continue
+            judge.check(request)
+            yield request.turns[:-1], True, request.turns[-1], \
+                lambda item, r=request: judge.satisfies(r, item)  # type: ignore[misc]
+
+
+def _read(agent: Agent, session: str, earlier: list[str], chatted: bool, last: str) -> RecommendRequest | None:
+    """The request the agent answers the last turn with, after the earlier turns (restored or chatted)."""
+    try:
+        if chatted:
+            for turn in earlier:
+                agent.chat(session, turn)
+        else:
+            agent.restore(session, [("user", turn) for turn in earlier])
+        return agent.asks(session, last)
+    finally:
+        agent.forget(session)
+
+
+def conversation_examples(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> Examples:
+    """The requests of `rank.dialogues` and `rank.requests` (their dev parts) as ranking examples on this
+    catalog (see the module doc); the model's reading is off (the rules read, as `--no-llm` measures)."""
+    retriever, _ = build(settings, catalog, progress, for_fit=True)
+    recommender = Recommender(settings, catalog, retriever, FakeBackend())
+    recommender.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
+                                       reading=frozenset(), calibration="pinned: ranker examples")
+    column = retriever.items.index
+    X, y, groups = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:  # these sessions' likes must not become training data
+        agent = Agent(recommender, SQLiteStore(Path(tmp) / "feedback.sqlite3"))
+        asked = [*_dialogue_requests(agent, settings.rank.dialogues),
+                 *_set_requests(agent, settings.rank.requests)]
+        for n, (earlier, chatted, last, answers) in enumerate(asked):
+            request = _read(agent, f"fit-{n}", earlier, chatted, last)
+            for rows, features in recommender.rank_examples(request) if request is not None else []:
+                label = np.array([answers(str(i)) for i in column[rows]], dtype=np.float32)
+                if label.any():  # a pool without an answer teaches nothing
+                    X.append(features)
+                    y.append(label)
+                    groups.append(len(rows))
+            if progress:
+                progress("conversation examples", n + 1, len(asked))
+    if not groups:
+        raise CatalogError(f"catalog '{catalog.name}': no answer of the dialogues or requests given to `fit` was "
+                           "among its request's candidates, so there is nothing to learn conversations from; "
+                           "check that they are about this catalog.")
+    return Examples(np.vstack(X), np.concatenate(y), np.array(groups), len(asked))
