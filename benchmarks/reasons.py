@@ -7,7 +7,11 @@ list, all k answers ms after the list. Per model: the share of reasons that pass
 share that are informative too (shown), p50 of the times, peak RSS and the GGUF's size. Every reason is
 written to `--out` (JSONL: the request, the item's facts, the reason, the checks' verdicts) for labelling.
 
-    python benchmarks/reasons.py --model qwen2.5-coder-0.5b [--users 10] [--themes 10] [-k 10] [--out FILE]
+    python benchmarks/reasons.py --model qwen2.5-coder-0.5b [--users 10] [--themes 10] [--query TEXT] [-k 10]
+        [--out FILE]
+
+The deadline of the served path holds (`ranking.reasons_deadline_s`); raise it
+(GENRE_AGENT_RANKING__REASONS_DEADLINE_S=600) to measure what a slow model writes rather than what it reaches.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def main() -> None:
     ap.add_argument("--prompts", default=None)
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--themes", type=int, default=10)
+    ap.add_argument("--query", action="append", default=[], help="a request of its own (repeatable)")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="JSONL of every reason and its verdicts")
@@ -58,6 +63,7 @@ def main() -> None:
     rec = served.with_backend(served.backend, REASONS)
     max_chars = rec.prompt_set(args.prompts).reason_max_chars(settings.ranking.reason_max_chars)
     reqs = requests(rec, args.users, args.themes, args.k, args.seed)
+    reqs += [RecommendRequest(query=q, k=args.k) for q in args.query]
     rec.run(reqs[0])  # warm: the model loaded, the first Chroma query, the templates
     lists: list[float] = []
     firsts: list[float] = []
@@ -87,11 +93,11 @@ def main() -> None:
             c = by_id[item_id]  # grounded and informative apart, for the table (problem: the first failed)
             grounded = reason_problem(reason, c, max_chars, history) is None
             informative = grounded and uninformative(reason, c) is None
-            rows.append({"request": request.user_id or request.query, "item_id": item_id, "title": c.title,
-                         "summary": c.summary, "genres": c.genres, "tags": c.tags, "evidence": c.why,
-                         "history": history[:5], "reason": reason, "problem": problem, "grounded": grounded,
-                         "informative": informative, "position": n + 1})
-    n_grounded = sum(r["grounded"] for r in rows)
+            rows.append({"catalog": args.catalog, "model": rec.backend.model,
+                         "request": request.user_id or request.query, "title": c.title, "reason": reason,
+                         "problem": problem, "check_grounded": grounded, "check_informative": informative,
+                         "position": n + 1, "candidate": c.model_dump(), "history_titles": history})
+    n_grounded = sum(r["check_grounded"] for r in rows)
     n_shown = sum(r["problem"] is None for r in rows)
     asked = len(reqs) * args.k
     spec = MODELS.get(rec.backend.model)
