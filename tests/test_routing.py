@@ -4,6 +4,7 @@ says what the LLM did. The fake backend records every call (completions and labe
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,16 @@ import pytest
 from genre_agent.chat.agent import Agent
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends.base import Completion, cancel_event, raise_if_cancelled
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
 from genre_agent.pipeline import Recommender
 from genre_agent.schemas import Recommendations, RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import tiny_settings
+
+SAID_FOR_D = "A Sci-Fi film close to Laugh Riot Again (1997), which you rated highly."  # for user d's top item:
+# grounded, and "Sci-Fi" is not in its evidence sentence
 
 
 def _recommender(tiny_recommender: Recommender, data_dir: Path, backend: FakeBackend,
@@ -104,7 +109,7 @@ def test_reasons_role_keeps_grounded_reasons_and_evidence_for_the_rest(tiny_reco
     _calibrate(rec, accepted=19, asked=20)
     top = rec.run(RecommendRequest(user_id="d", k=2)).candidates[:2]
     backend.calls.clear()
-    said = "A Sci-Fi film close to Laugh Riot Again (1997), which you rated highly."  # Sci-Fi: not in the evidence
+    said = SAID_FOR_D
     copied = "Tagged space, and rated highly by 4 users."  # all in the evidence sentence already
     backend.queue.extend([json.dumps({"reason": said}), json.dumps({"reason": copied})])
     result = rec.recommend("d", k=2)
@@ -191,7 +196,7 @@ def test_the_list_comes_at_once_and_the_models_reasons_after(tiny_recommender: R
     _calibrate(rec, accepted=19, asked=20)
     top = rec.run(RecommendRequest(user_id="d", k=2)).candidates[:2]
     backend.calls.clear()
-    backend.queue.extend([json.dumps({"reason": "A Sci-Fi film close to Laugh Riot Again (1997), which you rated highly."}),
+    backend.queue.extend([json.dumps({"reason": SAID_FOR_D}),
                           json.dumps({"reason": "A film about a dystopian future, with robots."})])
     firsts: list[tuple[int, Recommendations]] = []
     final = rec.run(RecommendRequest(user_id="d", k=2),
@@ -213,3 +218,64 @@ def test_no_first_answer_when_the_model_has_no_role(tiny_recommender: Recommende
     firsts: list[object] = []
     result = rec.run(RecommendRequest(user_id="alice", k=2), on_first=firsts.append).result
     assert firsts == [] and result.pending == [] and backend.calls == []
+
+
+def test_the_python_api_hands_over_each_reason_as_it_is_written(tiny_recommender: Recommender,
+                                                                tmp_path: Path) -> None:
+    backend = FakeBackend([json.dumps({"reason": SAID_FOR_D})])
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec, accepted=19, asked=20)
+    agent = Agent(rec, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    heard: list[tuple[int, str]] = []
+    result = agent.recommend("d", k=2, on_reason=lambda r: heard.append((len(backend.calls), r.reason)))
+    assert heard == [(1, SAID_FOR_D)]  # handed over after the first call, before the second
+    assert [r.reason_from for r in result.recommendations] == ["llm", "evidence"]
+
+
+class CancelledAtTheSecondItem(FakeBackend):
+    """Writes the first item's reason; the person presses Ctrl-C while it writes the second."""
+
+    def complete(self, messages: list[dict[str, str]], schema: dict[str, object] | None,
+                 max_tokens: int) -> Completion:
+        if self.calls:
+            self.cancel.set()
+            raise_if_cancelled()
+        return super().complete(messages, schema, max_tokens)
+
+
+def test_a_cancelled_chat_turn_keeps_the_list_and_the_reasons_written_so_far(tiny_recommender: Recommender,
+                                                                            tmp_path: Path) -> None:
+    backend = CancelledAtTheSecondItem([json.dumps({"reason": SAID_FOR_D})])
+    backend.cancel = threading.Event()
+    rec = _recommender(tiny_recommender, tmp_path, backend, k=2)
+    _calibrate(rec, accepted=19, asked=20)
+    agent = Agent(rec, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    firsts: list[object] = []
+    reply = agent.chat("s", "recommend something", user="d", cancel=backend.cancel, on_first=firsts.append)
+    assert firsts and reply.recommendations is not None
+    first, second = reply.recommendations.recommendations
+    assert (first.reason_from, first.reason) == ("llm", SAID_FOR_D)
+    assert second.reason_from == "evidence" and SAID_FOR_D in reply.text
+
+
+class StallsAfterOne(FakeBackend):
+    """Writes the first item's reason, then hangs until the call is cancelled."""
+
+    def complete(self, messages: list[dict[str, str]], schema: dict[str, object] | None,
+                 max_tokens: int) -> Completion:
+        if self.calls:
+            event = cancel_event()
+            assert event is not None
+            event.wait(10)
+            raise_if_cancelled()
+        return super().complete(messages, schema, max_tokens)
+
+
+def test_a_stalled_model_leaves_the_list_with_evidence_reasons_after_the_deadline(
+        tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = StallsAfterOne([json.dumps({"reason": SAID_FOR_D})])
+    rec = _recommender(tiny_recommender, tmp_path, backend, **{"ranking.reasons_deadline_s": 0.5})
+    _calibrate(rec, accepted=19, asked=20)
+    result = rec.recommend("d", k=3)
+    assert [r.reason_from for r in result.recommendations] == ["llm", "evidence", "evidence"]
+    assert not result.fallback and result.timings_ms.llm < 5000
