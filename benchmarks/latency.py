@@ -4,6 +4,8 @@ For each sampled user: one `recommend` (k = 10, 20 candidates) and a scripted fo
 Each answer's retrieval ms (Chroma + CF + evidence), LLM ms (every call the routing made) and total ms
 are printed, with the roles the calibration in force gave the model; the ratio total / retrieval is what
 the rest of the pipeline costs on top of retrieval. The model is loaded before timing starts (warm).
+For `recommend`, also when the list was there (retrieval, shown at once), when the first model reason came
+after it and when the model's last reason did (only when reasons are routed to the model).
 
     python benchmarks/latency.py [--users 20] [--catalog movielens] [--model smollm2-135m] [--prompts default]
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from genre_agent.chat.agent import Agent
 from genre_agent.llm.backends.llamacpp import LlamaCppOptions
+from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
 TURNS = ("I loved The Matrix and Alien, no horror please", "more like the second one", "why that one?",
@@ -31,6 +35,8 @@ class Row:
     llm_ms: float
     total_ms: float
     roles: str
+    list_ms: float | None = None  # recommend: when the list was there
+    first_reason_ms: float | None = None  # after the list: the first reason the model wrote that is shown
 
 
 def main() -> None:
@@ -58,10 +64,20 @@ def main() -> None:
     rows: list[Row] = []
     for user in users:
         started = time.perf_counter()
-        result = rec.recommend(user)
+        at: dict[str, float] = {}
+
+        def mark(what: str, at: dict[str, float] = at) -> Callable[[object], None]:
+            def seen(_: object) -> None:
+                at.setdefault(what, time.perf_counter())
+            return seen
+
+        result = rec.run(RecommendRequest(user_id=user), on_first=mark("list"), on_reason=mark("reason")).result
+        done = time.perf_counter()
         t = result.timings_ms
-        rows.append(Row("recommend", user, t.retrieve, t.llm, (time.perf_counter() - started) * 1000,
-                        ",".join(result.llm_roles) or "-"))
+        listed = at.get("list", done)
+        rows.append(Row("recommend", user, t.retrieve, t.llm, (done - started) * 1000,
+                        ",".join(result.llm_roles) or "-", (listed - started) * 1000,
+                        (at["reason"] - listed) * 1000 if "reason" in at else None))
         for n, message in enumerate(TURNS):
             started = time.perf_counter()
             reply = agent.chat(f"bench-{user}", message, user=user if n == 0 else None)
@@ -95,6 +111,14 @@ def main() -> None:
         print(f"{kind:<10} n={len(chosen):<3} p50 {statistics.median(totals) / 1000:.2f} s   "
               f"p95 {p95 / 1000:.2f} s   retrieval p50 {retrieval:.2f} s   total/retrieval p50 {ratio:.2f}   "
               f"LLM p50 {llm:.2f} s")
+    answers = [r for r in rows if r.kind == "recommend"]
+    firsts = [r.first_reason_ms for r in answers if r.first_reason_ms is not None]
+    first = (f"{statistics.median(firsts) / 1000:.2f} s ({len(firsts)} of {len(answers)} answers had one)"
+             if firsts else f"none (0 of {len(answers)} answers had a model reason)")
+    listed = statistics.median(r.list_ms or 0.0 for r in answers) / 1000
+    after = statistics.median(r.total_ms - (r.list_ms or 0.0) for r in answers) / 1000
+    print(f"recommend  list p50 {listed:.2f} s   first model reason after the list p50 {first}   "
+          f"all {args.k} reasons after the list p50 {after:.2f} s")
 
 
 if __name__ == "__main__":

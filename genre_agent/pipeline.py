@@ -397,14 +397,15 @@ class Recommender:
             c = by_id[item_id]
             assert on_reason is not None
             on_reason(Recommendation(rank=rank_of[item_id], item_id=item_id, title=c.title, reason=text,
-                                     reason_from="llm", scores=c.scores))
+                                     reason_from="llm", evidence=c.why, scores=c.scores))
 
         outcome = answer(lambda: self.backend, routes, self.prompt_set(request.prompts), p.context, p.k,
                          retries=policy.retries, reason_max_chars=p.reason_max_chars, max_tokens=policy.max_tokens,
-                         on_reason=reason if on_reason else None)
+                         reasons_deadline_s=policy.reasons_deadline_s, on_reason=reason if on_reason else None)
         recs = [Recommendation(rank=n + 1, item_id=i.item_id, title=by_id[i.item_id].title, reason=i.reason,
                                reason_from="llm" if i.item_id in outcome.model_reasons else "evidence",
-                               scores=by_id[i.item_id].scores) for n, i in enumerate(outcome.items)]
+                               evidence=by_id[i.item_id].why, scores=by_id[i.item_id].scores)
+                for n, i in enumerate(outcome.items)]
         ms = lambda a, z: round((z - a) * 1000, 1)  # noqa: E731
         done = time.perf_counter()
         name, model = self._names()

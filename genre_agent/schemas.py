@@ -106,6 +106,8 @@ class Recommendation(BaseModel):
     reason_from: Literal["llm", "evidence"] = Field(
         "evidence", description="who wrote the reason: the model (it passed the grounding check) or the "
         "evidence template (reason.j2)")
+    evidence: str = Field("", description="the evidence sentence (reason.j2): the reason when the model writes "
+                          "none, shown beside the model's reason by a client that wants both")
     scores: Scores
 
 

@@ -90,6 +90,9 @@ class RankingSettings(_Section):
     retries: int = Field(1, ge=0, le=5, description="re-asks after an invalid answer, then fallback")
     reason_max_chars: int = Field(140, ge=40, le=400, description="a template set's profile.toml may override")
     max_tokens: int = Field(1024, ge=16, description="answer budget of one ranking call")
+    reasons_deadline_s: float = Field(
+        20.0, gt=0, description="the model writes reasons item by item for at most this long; the items it has "
+        "not reached by then keep their evidence sentence (the target is ten reasons in 15 s on 2 cores)")
 
 
 class RetrievalSettings(_Section):

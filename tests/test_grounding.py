@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genre_agent.llm.grounding import reason_problem
+from genre_agent.llm.grounding import reason_problem, shown_problem, uninformative
 from genre_agent.schemas import Candidate, Evidence, Scores
 
 T2 = Candidate(
@@ -61,3 +61,32 @@ def test_no_labelled_ungrounded_smollm2_reason_is_accepted() -> None:
     accepted = [r for r in rows if reason_problem(r["reason"], Candidate.model_validate(r["candidate"]), 400,
                                                   r["history_titles"]) is None]
     assert [(r["reason"], r["grounded"]) for r in accepted] == [("Fans of The Glass Castle loved it", True)]
+
+
+ITEMS = Path(__file__).parent / "data" / "reasons_items.jsonl"
+
+
+def test_on_the_labelled_item_by_item_reasons_the_checks_show_one_known_false_accept() -> None:
+    """Reasons the local models wrote one item at a time (benchmarks/reasons.py and calibrate, MovieLens), each
+    labelled by hand: grounded (every claim a listed fact of that item, the user's history or the request),
+    informative (it says a fact its evidence sentence does not), spoiler (it gives away more than the summary's
+    opening). The numbers are in docs/models.md (`python scripts/grounding_report.py --labelled ...`). The one
+    reason shown that should not be is a word-level blind spot: every word is listed, the claim is not ("The
+    Sunset Boulevard mansion ... is a fitting film about a chess prodigy": the request's words, its summary's)."""
+    rows = [json.loads(line) for line in ITEMS.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 110 and not any(r["spoiler"] for r in rows)
+    shown = [r for r in rows if shown_problem(r["reason"], Candidate.model_validate(r["candidate"]), 400,
+                                              r["history_titles"]) is None]
+    wrong = [r["title"] for r in shown if not (r["grounded"] and r["informative"])]
+    assert len(shown) == 6 and wrong == ["Sunset Blvd. (a.k.a. Sunset Boulevard) (1950)"]
+
+
+@pytest.mark.parametrize("reason, informative", [
+    ("Close to Demolition Man (1993), which you rated highly.", False),  # the evidence sentence's own words
+    ("Fans of Braveheart (1995) loved it, like Demolition Man (1993).", False),
+    ("Tagged time travel, close to Demolition Man (1993), which you rated highly.", True),  # a listed tag
+    ("Terminator 2: Judgment Day is Action and Sci-Fi.", False),  # its title and shared genres: nothing new
+])
+def test_a_reason_is_informative_when_it_says_a_fact_the_evidence_sentence_does_not(reason: str,
+                                                                                   informative: bool) -> None:
+    assert (uninformative(reason, T2) is None) is informative

@@ -22,17 +22,17 @@ def test_known_answer_top1_for_a_star_quest_fan(tiny_recommender: Recommender, f
 
 def test_model_answer_is_validated_against_the_candidates(tiny_recommender: Recommender,
                                                           fake: FakeBackend) -> None:
-    fake.queue.append(json.dumps({"recommendations": [
-        {"item_id": "6", "reason": "Sci-Fi like Star Quest (1990), which you rated highly."},
-        {"item_id": "2", "reason": "Close to Star Quest (1990), which you rated highly."},
+    fake.queue.append(json.dumps({"recommendations": [  # each says a fact its evidence sentence does not
+        {"item_id": "1", "reason": "An Adventure tagged space, rated highly by 4 users."},
+        {"item_id": "6", "reason": "A Sci-Fi film close to Laugh Riot Again (1997), which you rated highly."},
     ]}))
-    result = tiny_recommender.recommend("alice", k=2)
+    result = tiny_recommender.recommend("d", k=2)
     assert not result.fallback and result.reasks == 0
-    assert [r.item_id for r in result.recommendations] == ["6", "2"]
+    assert [r.item_id for r in result.recommendations] == ["1", "6"]
     assert [r.rank for r in result.recommendations] == [1, 2]
     schema = fake.schemas[0]
     ids = schema["properties"]["recommendations"]["items"]["properties"]["item_id"]["enum"]
-    assert "1" not in ids and "5" not in ids  # alice rated 1 and 5: never candidates
+    assert "3" not in ids and "4" not in ids  # d rated 3 and 4: never candidates
 
 
 def test_prompt_carries_history_candidates_and_rules(tiny_recommender: Recommender, fake: FakeBackend) -> None:
@@ -98,6 +98,6 @@ def test_output_contract(tiny_recommender: Recommender, fake: FakeBackend) -> No
                          "calibration", "recommendations", "timings_ms", "prompt_tokens"}
     assert set(data["timings_ms"]) == {"retrieve", "prompt", "llm", "total"}
     first = data["recommendations"][0]
-    assert set(first) == {"rank", "item_id", "title", "reason", "reason_from", "scores"}
+    assert set(first) == {"rank", "item_id", "title", "reason", "reason_from", "evidence", "scores"}
     assert set(first["scores"]) == {"vector", "cf", "fused"}
     assert data["backend"] == "fake" and data["k"] == 3 and data["query"] == "space"

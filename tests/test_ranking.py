@@ -15,8 +15,8 @@ from helpers import CANDIDATES
 
 MESSAGES = [{"role": "system", "content": "sys"}, {"role": "user", "content": "rank please"}]
 GOOD = json.dumps({"recommendations": [
-    {"item_id": "20", "reason": "Fans of Terminator, The (1984) will enjoy this Action film."},
-    {"item_id": "10", "reason": "Close to Alien (1979), which you rated highly."},
+    {"item_id": "20", "reason": "Fans of Terminator, The (1984) will enjoy this Sci-Fi film."},
+    {"item_id": "10", "reason": "Close to Alien (1979), which you rated highly, with more Action."},
 ]})
 
 
@@ -29,7 +29,7 @@ def test_valid_answer_is_used_in_the_model_order() -> None:
     outcome = _rank(backend)
     assert not outcome.fallback and outcome.reasks == 0
     assert [i.item_id for i in outcome.items] == ["20", "10"]
-    assert outcome.items[1].reason == "Close to Alien (1979), which you rated highly."
+    assert outcome.items[1].reason == "Close to Alien (1979), which you rated highly, with more Action."
     assert backend.calls == [MESSAGES]
 
 
@@ -37,7 +37,7 @@ def _bad(items: list[dict[str, str]]) -> str:
     return json.dumps({"recommendations": items})
 
 
-R = "Close to Alien (1979), which you rated highly."
+R = "Close to Alien (1979), which you rated highly, with more Action."
 BAD_OUTPUTS = {
     "not json": ("Sure! Here are my picks: Aliens, Predator", "Invalid JSON"),
     "truncated json": ('{"recommendations": [{"item_id": "10", "reason": "Close to Ali', "EOF while parsing"),
@@ -137,19 +137,3 @@ def test_whatever_the_model_says_only_candidates_come_out(answers: list[str], k:
     assert len(ids) == min(k, len(CANDIDATES)) and len(set(ids)) == len(ids)
     assert set(ids) <= {c.item_id for c in CANDIDATES}
     assert all(i.reason.strip() for i in outcome.items)
-
-
-def test_each_grounded_item_is_handed_over_as_soon_as_it_is_decoded() -> None:
-    """The answer arrives 8 characters at a time: an item is handed over when its object is complete and its
-    reason grounded; an invented reason, an unknown id and a repeat are not; key order does not matter."""
-    R2 = "Fans of Terminator, The (1984) will enjoy this Action film."
-    answer = ('{"recommendations": [{"reason": "' + R + '", "item_id": "10"}, '
-              '{"item_id": "999", "reason": "' + R + '"}, {"item_id": "10", "reason": "' + R + '"}, '
-              '{"item_id": "20", "reason": "Not {like} \\"this\\": a film about a dystopian future."}]}')
-    heard: list[tuple[int, str, str]] = []
-    backend = FakeBackend([answer, GOOD])
-    outcome = rank(backend, MESSAGES, CANDIDATES, 2, retries=1, reason_max_chars=140, max_tokens=300,
-                   on_item=lambda item_id, reason: heard.append((len(backend.calls), item_id, reason)))
-    # item 10 while the first answer is decoded, item 20 while the re-ask's is; 10 is not handed over twice
-    assert heard == [(1, "10", R), (2, "20", R2)]
-    assert outcome.reasks == 1 and [i.item_id for i in outcome.items] == ["20", "10"]

@@ -13,7 +13,9 @@ import pytest
 
 from genre_agent.data.catalog import load_catalog
 from genre_agent.llm.backends import Completion, Message, Wrapper
+from genre_agent.llm.routing import Routes
 from genre_agent.pipeline import Recommender
+from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import TINY
@@ -97,3 +99,17 @@ def test_real_model_output_follows_an_edited_template(data_dir: Path, tmp_path: 
     assert answers[0] != first_answer
     for result in (before, after):
         assert {r.item_id for r in result.recommendations} <= {"2", "3", "4", "6"}
+
+
+def test_real_model_writes_reasons_item_by_item(data_dir: Path) -> None:
+    """The bundled model asked for the reasons alone: one call per item, each answer checked; the list and
+    its order are retrieval's, each item with the model's reason or its evidence sentence (no deadline: tests
+    never fail because the machine is slow)."""
+    settings = load_settings(catalog=str(TINY), data_dir=data_dir / "real",
+                             **{"backend.name": "llamacpp", "ranking.reasons_deadline_s": 3600})
+    rec = Recommender.open(settings)
+    rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=True)
+    run = rec.run(RecommendRequest(user_id="alice", k=2))
+    assert [i for i, _, _ in run.verdicts] == [c.item_id for c in run.candidates[:2]]
+    for r, c in zip(run.result.recommendations, run.candidates, strict=False):
+        assert r.evidence == c.why and (r.reason_from == "llm") == (r.reason != c.why)

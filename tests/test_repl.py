@@ -90,9 +90,9 @@ def test_the_repl_shows_the_list_then_the_models_reasons_as_they_come(tmp_path: 
 
     from conftest import tiny_settings
 
-    model = FakeBackend([json.dumps({"recommendations": [
-        {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."},
-        {"item_id": "5", "reason": "A film about a dystopian future."}]})])
+    said = "A Horror film close to Star Quest (1990), which you liked."  # Horror: beyond its evidence sentence
+    model = FakeBackend([json.dumps({"reason": "Close to Star Quest (1990), which you liked."}),  # adds nothing
+                         json.dumps({"reason": said})])
     agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
     agent.recommender.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
                                              reasons=True)
@@ -102,6 +102,6 @@ def test_the_repl_shows_the_list_then_the_models_reasons_as_they_come(tmp_path: 
     text = console.export_text()
     table, _, after = text.partition(LIVE)
     assert "Star Quest II (1992)" in table and "Night Terror (1985)" in table  # the list, at once
-    assert after.splitlines()[1] == "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked."
+    assert after.splitlines()[1] == f"2. Night Terror (1985) \u2014 {said}"
     assert "(the model's answer is the list above: LLM roles: reasons" in after
     assert REVISED not in text

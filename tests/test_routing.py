@@ -4,6 +4,7 @@ says what the LLM did. The fake backend records every call (completions and labe
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,16 @@ import pytest
 from genre_agent.chat.agent import Agent
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.backends.base import Completion, cancel_event, raise_if_cancelled
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, key_for, save
 from genre_agent.pipeline import Recommender
 from genre_agent.schemas import Recommendations, RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import tiny_settings
+
+SAID_FOR_D = "A Sci-Fi film close to Laugh Riot Again (1997), which you rated highly."  # for user d's top item:
+# grounded, and "Sci-Fi" is not in its evidence sentence
 
 
 def _recommender(tiny_recommender: Recommender, data_dir: Path, backend: FakeBackend,
@@ -27,14 +32,15 @@ def _recommender(tiny_recommender: Recommender, data_dir: Path, backend: FakeBac
 
 
 def _calibrate(rec: Recommender, *, weight: float = 0.0, accepted: int = 5, asked: int = 10,
-               reading_fields: list[str] | None = None,
+               informative: int | None = None, reading_fields: list[str] | None = None,
                gain_ci95: tuple[float, float] = (0.002, 0.02)) -> Calibration:
     grid = [{"weight_llm": w, "val_NDCG@10": 0.5 + (0.01 if w == weight else 0.0)} for w in (0.0, 0.3)]
     calibration = Calibration(
         key=key_for(rec.settings, rec.catalog, rec.prompts), prompts="default",
         ranking=Ranking(method="logprobs", weight=weight, users=40, permutations=2, grid=grid,
                         gain_ci95=gain_ci95 if weight > 0 else (0.0, 0.0)),
-        reasons=Reasons(accepted=accepted, asked=asked, users=4),
+        reasons=Reasons(accepted=accepted, informative=accepted if informative is None else informative,
+                        asked=asked, users=4),
         reading=Reading(measured=reading_fields is not None, fields=reading_fields or []),
         command="genre-agent calibrate", seconds=1.0, created="2026-11-25T17:00:00+00:00",
     )
@@ -96,23 +102,25 @@ def test_measured_ranking_gain_fuses_the_label_scores(tiny_recommender: Recommen
 
 def test_reasons_role_keeps_grounded_reasons_and_evidence_for_the_rest(tiny_recommender: Recommender,
                                                                       tmp_path: Path) -> None:
+    """One call per item of the retrieval order, the item last in its prompt; a reason is kept only if it is
+    grounded and informative."""
     backend = FakeBackend()
     rec = _recommender(tiny_recommender, tmp_path, backend)
     _calibrate(rec, accepted=19, asked=20)
-    top = rec.run(RecommendRequest(user_id="alice", k=2)).candidates[:2]
-    backend.queue.append(json.dumps({"recommendations": [
-        {"item_id": top[1].item_id, "reason": "A film about a dystopian future, with robots."},
-        {"item_id": top[0].item_id, "reason": "Fans of Star Quest (1990) loved it too, and it is tagged space."},
-    ]}))
-    result = rec.recommend("alice", k=2)
+    top = rec.run(RecommendRequest(user_id="d", k=2)).candidates[:2]
+    backend.calls.clear()
+    said = SAID_FOR_D
+    copied = "Tagged space, and rated highly by 4 users."  # all in the evidence sentence already
+    backend.queue.extend([json.dumps({"reason": said}), json.dumps({"reason": copied})])
+    result = rec.recommend("d", k=2)
     assert result.llm_roles == ["reasons"] and result.ranked_by == "retrieval"
     assert [r.item_id for r in result.recommendations] == [c.item_id for c in top]  # the order stays ours
     first, second = result.recommendations
-    assert (first.reason_from, first.reason) == ("llm", "Fans of Star Quest (1990) loved it too, and it is "
-                                                        "tagged space.")
+    assert (first.reason_from, first.reason) == ("llm", said)
     assert (second.reason_from, second.reason) == ("evidence", top[1].why)
-    shown = backend.schemas[0]["properties"]["recommendations"]["items"]["properties"]["item_id"]["enum"]
-    assert shown == [c.item_id for c in top]  # asked about the top k only
+    assert (first.evidence, second.evidence) == (top[0].why, top[1].why)  # a client can show both
+    assert [call[-1]["content"].rsplit("Why it was picked: ", 1)[1] for call in backend.calls] == \
+        [c.why for c in top]  # each call ends with its own item
 
 
 def test_changed_templates_make_the_calibration_stale(tiny_recommender: Recommender, tmp_path: Path) -> None:
@@ -186,14 +194,12 @@ def test_the_list_comes_at_once_and_the_models_reasons_after(tiny_recommender: R
     backend = FakeBackend()
     rec = _recommender(tiny_recommender, tmp_path, backend)
     _calibrate(rec, accepted=19, asked=20)
-    top = rec.run(RecommendRequest(user_id="alice", k=2)).candidates[:2]
+    top = rec.run(RecommendRequest(user_id="d", k=2)).candidates[:2]
     backend.calls.clear()
-    backend.queue.append(json.dumps({"recommendations": [
-        {"item_id": top[0].item_id, "reason": "Fans of Star Quest (1990) loved it too, and it is tagged space."},
-        {"item_id": top[1].item_id, "reason": "A film about a dystopian future, with robots."},
-    ]}))
+    backend.queue.extend([json.dumps({"reason": SAID_FOR_D}),
+                          json.dumps({"reason": "A film about a dystopian future, with robots."})])
     firsts: list[tuple[int, Recommendations]] = []
-    final = rec.run(RecommendRequest(user_id="alice", k=2),
+    final = rec.run(RecommendRequest(user_id="d", k=2),
                     on_first=lambda run: firsts.append((len(backend.calls), run.result))).result
     (calls_before, first), = firsts
     assert calls_before == 0 and backend.calls  # the first answer came before the model was asked
@@ -212,3 +218,64 @@ def test_no_first_answer_when_the_model_has_no_role(tiny_recommender: Recommende
     firsts: list[object] = []
     result = rec.run(RecommendRequest(user_id="alice", k=2), on_first=firsts.append).result
     assert firsts == [] and result.pending == [] and backend.calls == []
+
+
+def test_the_python_api_hands_over_each_reason_as_it_is_written(tiny_recommender: Recommender,
+                                                                tmp_path: Path) -> None:
+    backend = FakeBackend([json.dumps({"reason": SAID_FOR_D})])
+    rec = _recommender(tiny_recommender, tmp_path, backend)
+    _calibrate(rec, accepted=19, asked=20)
+    agent = Agent(rec, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    heard: list[tuple[int, str]] = []
+    result = agent.recommend("d", k=2, on_reason=lambda r: heard.append((len(backend.calls), r.reason)))
+    assert heard == [(1, SAID_FOR_D)]  # handed over after the first call, before the second
+    assert [r.reason_from for r in result.recommendations] == ["llm", "evidence"]
+
+
+class CancelledAtTheSecondItem(FakeBackend):
+    """Writes the first item's reason; the person presses Ctrl-C while it writes the second."""
+
+    def complete(self, messages: list[dict[str, str]], schema: dict[str, object] | None,
+                 max_tokens: int) -> Completion:
+        if self.calls:
+            self.cancel.set()
+            raise_if_cancelled()
+        return super().complete(messages, schema, max_tokens)
+
+
+def test_a_cancelled_chat_turn_keeps_the_list_and_the_reasons_written_so_far(tiny_recommender: Recommender,
+                                                                            tmp_path: Path) -> None:
+    backend = CancelledAtTheSecondItem([json.dumps({"reason": SAID_FOR_D})])
+    backend.cancel = threading.Event()
+    rec = _recommender(tiny_recommender, tmp_path, backend, k=2)
+    _calibrate(rec, accepted=19, asked=20)
+    agent = Agent(rec, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    firsts: list[object] = []
+    reply = agent.chat("s", "recommend something", user="d", cancel=backend.cancel, on_first=firsts.append)
+    assert firsts and reply.recommendations is not None
+    first, second = reply.recommendations.recommendations
+    assert (first.reason_from, first.reason) == ("llm", SAID_FOR_D)
+    assert second.reason_from == "evidence" and SAID_FOR_D in reply.text
+
+
+class StallsAfterOne(FakeBackend):
+    """Writes the first item's reason, then hangs until the call is cancelled."""
+
+    def complete(self, messages: list[dict[str, str]], schema: dict[str, object] | None,
+                 max_tokens: int) -> Completion:
+        if self.calls:
+            event = cancel_event()
+            assert event is not None
+            event.wait(10)
+            raise_if_cancelled()
+        return super().complete(messages, schema, max_tokens)
+
+
+def test_a_stalled_model_leaves_the_list_with_evidence_reasons_after_the_deadline(
+        tiny_recommender: Recommender, tmp_path: Path) -> None:
+    backend = StallsAfterOne([json.dumps({"reason": SAID_FOR_D})])
+    rec = _recommender(tiny_recommender, tmp_path, backend, **{"ranking.reasons_deadline_s": 0.5})
+    _calibrate(rec, accepted=19, asked=20)
+    result = rec.recommend("d", k=3)
+    assert [r.reason_from for r in result.recommendations] == ["llm", "evidence", "evidence"]
+    assert not result.fallback and result.timings_ms.llm < 5000

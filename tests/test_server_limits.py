@@ -279,7 +279,7 @@ def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 
 
 class WritesInTwoSteps(FakeBackend):
-    """Decodes its answer's first item, waits at `gate`, then the rest: a slow model mid-answer."""
+    """Decodes its answer up to `cut`, waits at `gate`, then the rest: a slow model mid-answer."""
 
     def __init__(self, answer: str, cut: str) -> None:
         super().__init__([answer])
@@ -297,13 +297,12 @@ class WritesInTwoSteps(FakeBackend):
 
 
 def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_it(tmp_path: Path) -> None:
-    """The list comes at once; the model's grounded reason for item 1 arrives while the model is still writing
-    item 2 (whose invented reason is then rejected); nothing is repeated at the end, and a follow-up request
-    that sends this answer back reads the list in its order."""
-    answer = json.dumps({"recommendations": [
-        {"item_id": "2", "reason": "Close to Star Quest (1990), which you liked."},
-        {"item_id": "5", "reason": "A film about a dystopian future."}]})
-    model = WritesInTwoSteps(answer, cut="liked.\"}")
+    """The list comes at once, while the model is still writing its first reason (a copy of the evidence,
+    then rejected as adding nothing); its reason for item 2 follows as soon as it is written; nothing is
+    repeated at the end, and a follow-up request that sends this answer back reads the list in its order."""
+    said = "A Horror film close to Star Quest (1990), which you liked."  # Horror: not in its evidence sentence
+    model = WritesInTwoSteps(json.dumps({"reason": "Close to Star Quest (1990), which you liked."}), cut="liked")
+    model.queue.append(json.dumps({"reason": said}))
     agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
     user = {"role": "user", "content": "I loved Star Quest, no comedy please"}
     with live(agent, {KEY_B: None, KEY_A: "a"}) as (base, _), _reasons_by_the_model(agent):
@@ -311,20 +310,22 @@ def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_i
                           headers={"Authorization": f"Bearer {KEY_B}"}, timeout=30) as response:
             events = _events(response.iter_lines())
             content = ""
-            while "which you liked." not in content.partition(LIVE)[2]:
+            while "2. Night Terror (1985)" not in content:
                 content += next(events)["choices"][0]["delta"].get("content", "")
-            assert model.midway.is_set() and not model.calls  # the model is still writing
+            assert model.midway.wait(10) and not model.calls  # the list is there; the model is still writing
             model.gate.set()
             rest = list(events)
         content += "".join(e["choices"][0]["delta"].get("content", "") for e in rest)
         shown, _, live_reasons = content.partition(f"\n\n{LIVE}\n")
         assert shown.startswith("1. Star Quest II (1992) \u2014 ") and "2. Night Terror (1985)" in shown
-        assert live_reasons == "1. Star Quest II (1992) \u2014 Close to Star Quest (1990), which you liked." + \
+        assert live_reasons == f"2. Night Terror (1985) \u2014 {said}" + \
             with_shown("", ["2", "5"])  # then the line naming what was shown, in its order
         assert REVISED not in content  # the model's answer is the list with that reason: nothing to repeat
         final = rest[-1]["genre_agent"]["recommendations"]
         assert final["pending"] == [] and final["llm_roles"] == ["reasons"]
-        assert [r["reason_from"] for r in final["recommendations"]] == ["llm", "evidence"]
+        assert [r["reason_from"] for r in final["recommendations"]] == ["evidence", "llm"]
+        assert final["recommendations"][1]["evidence"] == "Close to Star Quest (1990), which you liked; rated " \
+                                                          "highly by 1 user."
         again = {"role": "user", "content": "I loved the second one"}
         follow = httpx.post(f"{base}/v1/chat/completions", timeout=30, json={"messages": [
             user, {"role": "assistant", "content": content}, again]}, headers={"Authorization": f"Bearer {KEY_A}"})

@@ -65,6 +65,21 @@ class Listeners:
     reason: Callable[[Recommendation], None] | None = None
 
 
+def _so_far(first: Reply, written: list[Recommendation]) -> Reply:
+    """The list shown at once with the reasons the model wrote for it before the turn stopped."""
+    if first.recommendations is None or not written:
+        return first
+    by_id = {r.item_id: r for r in written}
+    recs, text = first.recommendations, first.text
+    for r in recs.recommendations:
+        if r.item_id in by_id:
+            text = text.replace(f"{r.rank}. {r.title} \u2014 {r.reason}",
+                                f"{r.rank}. {r.title} \u2014 {by_id[r.item_id].reason}")
+    kept = recs.model_copy(update={"pending": [], "llm_roles": ["reasons"], "recommendations": [
+        by_id.get(r.item_id, r) for r in recs.recommendations]})
+    return first.model_copy(update={"recommendations": kept, "text": text})
+
+
 class Agent:
     """Thread-safe: each session has its own (re-entrant) lock; the LLM backend serialises its own calls."""
 
@@ -182,11 +197,13 @@ class Agent:
 
     # -- the Python API ----------------------------------------------------------------
     def recommend(self, user: str | None = None, query: str | None = None, k: int | None = None,
-                  filters: Filters | None = None, prompts: str | None = None) -> Recommendations:
+                  filters: Filters | None = None, prompts: str | None = None,
+                  on_reason: Callable[[Recommendation], None] | None = None) -> Recommendations:
         """One-shot recommendations, the same schema as `genre-agent recommend --json`. `prompts` picks a
-        template set (shipped name or folder) for this request only."""
+        template set (shipped name or folder) for this request only. When the model writes the reasons, each
+        goes to `on_reason` as soon as it is written and checked; the answer returned has them all."""
         return self.recommender.run(RecommendRequest(user_id=user, query=query, k=k, prompts=prompts,
-                                                     filters=filters or Filters())).result
+                                                     filters=filters or Filters()), on_reason=on_reason).result
 
     def catalog_info(self) -> CatalogInfo:
         """The catalog's name, size and item noun (what the front-ends show)."""
@@ -206,10 +223,10 @@ class Agent:
 
         With `on_first`, an answer in which the model ranks or writes reasons is given twice: first at once
         without the model (retrieval order, evidence reasons, `pending` says what follows) to `on_first`, then
-        the model's answer is returned. A turn cancelled after its first answer keeps that answer: the session
-        and feedback are committed as they were when it was shown, and it is returned. With `on_reason` too,
-        each reason the model writes for that first list goes to `on_reason` as soon as it is written and
-        checked (the item at its rank in the first list).
+        the model's answer is returned. With `on_reason` too, each reason the model writes for that first list
+        goes to `on_reason` as soon as it is written and checked (the item at its rank in the first list). A
+        turn cancelled after its first answer keeps that answer with the reasons written so far: the session
+        and feedback are committed as they were when it was shown, and it is returned.
 
         With `commit`, it is told the finished session and how many feedback rows the turn would store, before
         anything is kept: it returns whether they go to the store (the session uses them either way), or raises
@@ -226,7 +243,14 @@ class Agent:
                 assert on_first is not None
                 on_first(reply)
 
-            listen = Listeners(first, on_reason) if on_first else None
+            written: list[Recommendation] = []
+
+            def reason(rec: Recommendation) -> None:
+                written.append(rec)
+                if on_reason is not None:
+                    on_reason(rec)
+
+            listen = Listeners(first, reason) if on_first else None
 
             working.turns += 1
             try:
@@ -235,11 +259,11 @@ class Agent:
             except TurnCancelled:
                 if not shown:
                     raise
-                reply, working = shown[0]
+                reply, working = _so_far(shown[0][0], written), shown[0][1]
             if cancel is not None and cancel.is_set():
                 if not shown:
                     return reply  # nobody waits for it: nothing is kept
-                reply, working = shown[0]
+                reply, working = _so_far(shown[0][0], written), shown[0][1]
             if commit is None or commit(working, len(writes)):
                 self._store(working, writes, message)
             state.take(working)  # the session becomes the turn's working copy

@@ -16,6 +16,7 @@ from genre_agent.eval.protocol import Split, make_split, validation_split
 from genre_agent.eval.served import open_on, served_lists
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.calibration import Calibration, Ranking, Reading, Reasons, ReasonSample, key_for, save
+from genre_agent.llm.grounding import reason_problem, uninformative
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.routing import Routes
 from genre_agent.pipeline import Recommender, Run
@@ -25,6 +26,7 @@ Report = Callable[[str, int, int], None]
 
 
 ROLES = ("ranking", "reasons", "reading")
+REASONS_UNHURRIED_S = 3600.0  # the reasons deadline while calibrating: one answer never takes that long
 REASONS_ONLY = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=True,
                       calibration="pinned: the model writes the reasons of the retrieval order")
 
@@ -34,7 +36,8 @@ def run_calibration(settings: Settings, *, users: int = 40, reason_users: int = 
                     roles: tuple[str, ...] = ROLES, command: str = "", progress: Report | None = None
                     ) -> tuple[Calibration, Path]:
     """`genre-agent calibrate`: open the service as `recommend` does, measure the `roles` of its model (the
-    others kept from this model's local or shipped calibration) and save the result in the data directory."""
+    others kept from this model's calibration in force, even a stale one: the saved command says where they
+    come from) and save the result in the data directory."""
     rec = Recommender.open(settings, progress=progress)
     if rec.catalog.interactions.empty:
         raise ConfigError(f"Catalog '{rec.catalog.name}' has no interactions: there is nothing to calibrate on, "
@@ -43,7 +46,7 @@ def run_calibration(settings: Settings, *, users: int = 40, reason_users: int = 
     result = calibrate(rec.settings, rec, rec.backend, rec.prompts, settings.prompts, users=users,
                        reason_users=reason_users, permutations=permutations, seed=seed, dialogues=dialogues,
                        dialogue_cases=dialogue_cases, roles=roles,
-                       keep=in_force.calibration if in_force.state in ("local", "shipped") else None,
+                       keep=in_force.calibration if in_force.state != "none" else None,
                        command=command, progress=progress)
     return result, save(result, rec.settings.data_dir)
 
@@ -108,8 +111,9 @@ def _ranking(measured: Recommender, backend: Backend, val: Split, users: int, pe
 def _reasons(settings: Settings, measured: Recommender, backend: Backend, val: Split, reason_users: int,
              seed: int, progress: Callable[[int, int], None] | None) -> Reasons:
     """The share of the reasons the model writes for the served top k of `reason_users` validation users that
-    pass the grounding check, with every sample and its verdict."""
+    pass the grounding check, and that are informative too, with every sample and its verdicts."""
     pos = val.subsample(reason_users, seed + 1)
+    max_chars = measured.prompts.reason_max_chars(settings.ranking.reason_max_chars)
     samples: list[ReasonSample] = []
     asked = 0
 
@@ -118,10 +122,18 @@ def _reasons(settings: Settings, measured: Recommender, backend: Backend, val: S
         asked += len(run.result.recommendations)
         by_id = {c.item_id: c for c in run.candidates}
         history_titles = [h.title for h in run.history]
-        samples.extend(ReasonSample(title=by_id[i].title, reason=reason, accepted=problem is None, problem=problem,
-                                    candidate=by_id[i], history_titles=history_titles)
-                       for i, reason, problem in run.verdicts)
+        for i, reason, problem in run.verdicts:
+            grounded = reason_problem(reason, by_id[i], max_chars, history_titles) is None
+            samples.append(ReasonSample(title=by_id[i].title, reason=reason, accepted=grounded,
+                                        informative=grounded and uninformative(reason, by_id[i]) is None,
+                                        problem=problem, candidate=by_id[i], history_titles=history_titles))
 
-    writing = measured.with_backend(backend, REASONS_ONLY)
+    # what the model writes, not how much of it a deadline lets through on this machine (benchmarks/reasons.py
+    # and benchmarks/latency.py measure the time): no reasons deadline while measuring
+    patient = settings.model_copy(update={"ranking": settings.ranking.model_copy(
+        update={"reasons_deadline_s": REASONS_UNHURRIED_S})})
+    writing = Recommender(patient, measured.catalog, measured.retriever, backend)
+    writing.pinned_routes = REASONS_ONLY
     served_lists(writing, val, pos, "full", settings.k, on_run=check, progress=progress)
-    return Reasons(accepted=sum(s.accepted for s in samples), asked=asked, users=len(pos), samples=samples)
+    return Reasons(accepted=sum(s.accepted for s in samples), informative=sum(s.informative for s in samples),
+                   asked=asked, users=len(pos), samples=samples)

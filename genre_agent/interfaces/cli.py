@@ -258,7 +258,7 @@ def calibrate_command(
     dialogue_cases: Annotated[int | None, typer.Option("--dialogue-cases", min=1, help="dev cases for the "
                                                        "reading (default: all)")] = None,
     roles: Annotated[str, typer.Option("--roles", help="roles to measure, comma-separated; the others are kept "
-                                       "from this model's local calibration")] = "ranking,reasons,reading",
+                                       "from this model's calibration in force")] = "ranking,reasons,reading",
     backend: BackendOpt = None,
     model: ModelOpt = None,
     prompts: PromptsOpt = None,

@@ -41,7 +41,7 @@ from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.limits import KeyRates
 from genre_agent.interfaces.server import Caller, Guard
 from genre_agent.llm.prompts import load_profile, shipped_sets
-from genre_agent.schemas import Recommendations
+from genre_agent.schemas import Recommendation, Recommendations
 from genre_agent.settings import ServerSettings
 
 T = TypeVar("T")
@@ -208,12 +208,15 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         def first(quick: Reply) -> None:  # the list shown at once, while the model works (in the turn's thread)
             anyio.from_thread.run(ctx.report_progress, 1, 2, quick.text)
 
+        def reason(rec: Recommendation) -> None:  # each model reason as it is written (a progress message)
+            anyio.from_thread.run(ctx.report_progress, 1, 2, f"{rec.rank}. {rec.title} \u2014 {rec.reason}")
+
         def spend(_: object, writes: int) -> bool:  # the turn's feedback rows, within the key's budget
             stored.take(caller.key_id, writes)
             return True
 
         reply = await in_thread(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first,
-                                                    commit=spend), caller)
+                                                    on_reason=reason, commit=spend), caller)
         await ctx.report_progress(2, 2, "done")
         return reply
 

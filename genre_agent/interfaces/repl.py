@@ -127,8 +127,8 @@ class Repl:
                     break
         except KeyboardInterrupt:
             cancel.set()
-            self.console.print("[yellow]cancelled[/] " + ("(the list above stands; the model's part was dropped)"
-                                                          if first else "(the session is unchanged)"))
+            kept = f"(the list above stands, with the {len(streamed)} reason(s) the model wrote so far)"
+            self.console.print("[yellow]cancelled[/] " + (kept if first else "(the session is unchanged)"))
             return
         except GenreAgentError as exc:
             self.console.print(f"[red]{escape(for_terminal(str(exc)))}[/]")

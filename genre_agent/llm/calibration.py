@@ -7,7 +7,9 @@ does; the evaluation's test items are never seen):
 - ranking: the weight of the model's ranking in the rank fusion with the retrieval order, tuned by sampled
   NDCG@10 (label log-probabilities where the backend reads them, its JSON ranking otherwise), routed only
   when the paired bootstrap interval of its gain over weight 0 lies above 0;
-- reasons: the share of the reasons it writes for the top k that pass the grounding check;
+- reasons: the share of the reasons it writes for the top k (one call per item) that pass the grounding
+  check, and the share that are informative too (say a fact the evidence sentence does not): reasons are
+  routed to the model only when both clear their bar (REASONS_MIN, INFORMATIVE_MIN);
 - reading chat messages: with `--dialogues`, Recall@10 on the dev part of real dialogues with each field group
   of the model's reading added to the rules, against rules alone (rules only without it).
 
@@ -34,6 +36,7 @@ from genre_agent.settings import Settings
 
 READING_FIELDS = ("intent", "titles", "genres", "years")  # what a model's reading may add, group by group
 REASONS_MIN = 0.9  # the share of grounded reasons below which reasons come from the evidence template
+INFORMATIVE_MIN = 0.6  # the share of grounded and informative reasons below which they do too (issue 24)
 SHIPPED = Path(__file__).parent / "calibrations"
 
 
@@ -104,14 +107,17 @@ class ReasonSample(BaseModel):
 
     title: str
     reason: str
-    accepted: bool
+    accepted: bool = Field(description="it passed the grounding check")
+    informative: bool = Field(False, description="grounded, and it says a fact the evidence sentence does not")
     problem: str | None = None
     candidate: Candidate
     history_titles: list[str]
 
 
 class Reasons(BaseModel):
-    accepted: int
+    accepted: int = Field(description="reasons that passed the grounding check")
+    informative: int = Field(0, description="grounded reasons that say a fact the evidence sentence does not "
+                             "(0 in calibrations from before this was measured)")
     asked: int = Field(description="reasons asked for: k per sampled user")
     users: int
     samples: list[ReasonSample] = Field([], description="what the model wrote, with the check's verdict")
@@ -119,6 +125,15 @@ class Reasons(BaseModel):
     @property
     def rate(self) -> float:
         return self.accepted / self.asked if self.asked else 0.0
+
+    @property
+    def informative_rate(self) -> float:
+        return self.informative / self.asked if self.asked else 0.0
+
+    @property
+    def routed(self) -> bool:
+        """Reasons go to the model: grounded and informative often enough."""
+        return self.rate >= REASONS_MIN and self.informative_rate >= INFORMATIVE_MIN
 
 
 class FieldGain(BaseModel):
@@ -167,8 +182,10 @@ class Calibration(BaseModel):
             ("ranking", f"fusion weight {r.weight:g} ({r.method}, {r.users} validation users, NDCG@10 gain "
                         f"{r.gain:+.4f}{interval})", f"model (fused, weight {r.routed_weight:g})"
              if r.routed_weight > 0 else "retrieval: no ranking call"),
-            ("reasons", f"{s.accepted}/{s.asked} grounded ({100 * s.rate:.0f}%, {s.users} users)",
-             "model" if s.rate >= REASONS_MIN else f"evidence template (below {100 * REASONS_MIN:.0f}%)"),
+            ("reasons", f"{s.accepted}/{s.asked} grounded ({100 * s.rate:.0f}%), {s.informative}/{s.asked} "
+                        f"informative too ({100 * s.informative_rate:.0f}%), {s.users} users",
+             "model" if s.routed else f"evidence template (below {100 * REASONS_MIN:.0f}% grounded or "
+                                      f"{100 * INFORMATIVE_MIN:.0f}% informative)"),
             ("reading", self.reading.describe(),
              f"rules + model ({', '.join(self.reading.fields)})" if self.reading.fields else "rules only"),
         ]

@@ -19,6 +19,7 @@ _SAMPLE_CANDIDATE = Candidate(
     scores=Scores(vector=0.5, cf=0.1, fused=1.0),
     evidence=Evidence(shared_genres=["Sci-Fi"], similar_liked=["Alien (1979)"], liked_by=12,
                       drawbacks=["older (1968) than most movies you liked (around 1995)"]),
+    summary="A psychologist is sent to a space station orbiting a strange ocean planet.",
     facts=["like Alien (1979) (user liked)"], why="Close to Alien (1979).")
 _SAMPLE_HISTORY = HistoryItem(item_id="2", title="Alien (1979)", genres=["Sci-Fi"], year=1979, rating=5.0)
 
@@ -104,6 +105,22 @@ class ReasonContext(TemplateContext):
                                   examples=[["Alien (1979)"]])
 
 
+class WritingContext(TemplateContext):
+    """reason_system.j2 and reason_item.j2: asking the model to write one item's reason from its facts. The
+    system part and the user's history and request are the same for every item of an answer (llama.cpp reuses
+    that prefix); the item comes last."""
+
+    templates: ClassVar[tuple[str, ...]] = ("reason_system.j2", "reason_item.j2")
+    item_noun: str = Field(description='e.g. "movie"', examples=["movie"])
+    item_noun_plural: str = Field(description='e.g. "movies"', examples=["movies"])
+    reason_max_chars: int = Field(description="the longest allowed reason", examples=[140])
+    history: list[HistoryItem] = Field(description="the user's highest-rated items, best and most recent first",
+                                       examples=[[_SAMPLE_HISTORY]])
+    query: str | None = Field(description="what the user asked for, if anything", examples=[None])
+    item: Candidate = Field(description="the item to explain: .title .year .genres .tags .summary .why "
+                            ".evidence (see rank.j2)", examples=[_SAMPLE_CANDIDATE])
+
+
 CONTEXTS: tuple[type[TemplateContext], ...] = (RankingContext, ScoringContext, UnderstandingSystemContext,
-                                               UnderstandingContext, ReasonContext)
+                                               UnderstandingContext, ReasonContext, WritingContext)
 CONTEXT_OF: dict[str, type[TemplateContext]] = {name: ctx for ctx in CONTEXTS for name in ctx.templates}

@@ -7,6 +7,10 @@ come from those facts, from the item's evidence sentence (`why`, written by the 
 words of the set's language are allowed), or from a short list of connecting words ("you", "fans",
 "similar" …). "A film about a dystopian future" for Terminator 2 is rejected: neither "dystopian" nor
 "future" is listed for it.
+
+A grounded reason must also be informative (`uninformative`): it says at least one fact the evidence sentence
+(`why`, what users read without the model) does not — a content word outside that sentence, the item's
+title and the connecting words. Copying the evidence sentence adds nothing, so it is not worth a model call.
 """
 
 from __future__ import annotations
@@ -85,3 +89,18 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int,
         return (f"its reason says {shown}, which no fact listed for it supports; name only a liked title, "
                 "one of its genres, a listed tag or its year")
     return None
+
+
+def uninformative(reason: str, candidate: Candidate) -> str | None:
+    """Why a grounded reason adds nothing to the evidence sentence; None if it says at least one more fact."""
+    new = words(reason) - words(candidate.why) - words(candidate.title) - CONNECTING - _FILLER
+    if not new:
+        return ("its reason says nothing the evidence sentence does not; add a fact from its summary, genres, "
+                "tags or year")
+    return None
+
+
+def shown_problem(reason: str, candidate: Candidate, max_chars: int,
+                  history_titles: Iterable[str] = ()) -> str | None:
+    """Why a model's reason is not shown (not grounded, or not informative); None if it is shown."""
+    return reason_problem(reason, candidate, max_chars, history_titles) or uninformative(reason, candidate)

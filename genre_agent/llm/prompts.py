@@ -23,12 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import TemplateError
-from genre_agent.llm.contexts import CONTEXT_OF, RankingContext, ReasonContext, TemplateContext
+from genre_agent.llm.contexts import CONTEXT_OF, RankingContext, ReasonContext, TemplateContext, WritingContext
 from genre_agent.retrieval.evidence import ReasonWriter, pack
 from genre_agent.schemas import Evidence
 
 REQUIRED = ("system.j2", "rank.j2", "understand_system.j2", "understand.j2")
-OPTIONAL = ("score.j2", "reason.j2")
+OPTIONAL = ("score.j2", "reason.j2", "reason_system.j2", "reason_item.j2")
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false", "none",
                   "True", "False", "None"}
 
@@ -273,6 +273,13 @@ class Prompts:
         return [
             {"role": "system", "content": self.render("system.j2", context)},
             {"role": "user", "content": self.render("rank.j2", context)},
+        ]
+
+    def writing_messages(self, context: WritingContext) -> list[dict[str, str]]:
+        """The chat messages asking the model for one item's reason: static instructions first, the item last."""
+        return [
+            {"role": "system", "content": self.render("reason_system.j2", context)},
+            {"role": "user", "content": self.render("reason_item.j2", context)},
         ]
 
 

@@ -8,11 +8,7 @@ last. No item outside the candidates can come out of here.
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +17,8 @@ from pydantic import ValidationError
 from genre_agent.data.catalog import CatalogSpec
 from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.llm.backends import Backend, Message
-from genre_agent.llm.backends.base import listening
 from genre_agent.llm.contexts import RankingContext
-from genre_agent.llm.grounding import reason_problem
+from genre_agent.llm.grounding import shown_problem
 from genre_agent.schemas import Candidate, HistoryItem, RankedItem, RankedList
 
 
@@ -114,7 +109,7 @@ def check_answer(text: str, candidates: dict[str, Candidate], k: int, reason_max
             problems.append(f"item {n}: id {item.item_id!r} is listed twice")
             continue
         ids.append(item.item_id)
-        why = reason_problem(item.reason, candidates[item.item_id], reason_max_chars, history_titles)
+        why = shown_problem(item.reason, candidates[item.item_id], reason_max_chars, history_titles)
         checked.verdicts.append((item.item_id, item.reason, why))
         if why:
             problems.append(f"item {n} ({item.item_id}): {why}")
@@ -126,45 +121,13 @@ def check_answer(text: str, candidates: dict[str, Candidate], k: int, reason_max
     return checked
 
 
-_STRING = r'"(?:[^"\\]|\\.)*"'
-_FLAT_OBJECT = re.compile(rf"\{{\s*{_STRING}\s*:\s*{_STRING}(?:\s*,\s*{_STRING}\s*:\s*{_STRING})*\s*\}}")
-
-
-class ItemStream:
-    """Reads a JSON answer while it is decoded: each item object, once complete, is checked like the final
-    answer's items, and a grounded reason goes to `on_item(item_id, reason)` at once (once per id)."""
-
-    def __init__(self, candidates: dict[str, Candidate], reason_max_chars: int, history_titles: list[str],
-                 on_item: Callable[[str, str], None], emitted: set[str]) -> None:
-        self.candidates, self.reason_max_chars, self.history_titles = candidates, reason_max_chars, history_titles
-        self.on_item, self.emitted = on_item, emitted
-        self.text, self.read = "", 0
-
-    def feed(self, piece: str) -> None:
-        self.text += piece
-        for match in _FLAT_OBJECT.finditer(self.text, self.read):
-            self.read = match.end()
-            try:
-                item = json.loads(match.group(0))
-            except ValueError:
-                continue
-            item_id, reason = str(item.get("item_id", "")), item.get("reason")
-            if item_id in self.emitted or item_id not in self.candidates or not isinstance(reason, str):
-                continue
-            problem = reason_problem(reason, self.candidates[item_id], self.reason_max_chars, self.history_titles)
-            if problem is None:
-                self.emitted.add(item_id)
-                self.on_item(item_id, reason.strip())
-
-
 def rank(backend: Backend, messages: list[Message], candidates: list[Candidate], k: int, *,
-         retries: int, reason_max_chars: int, max_tokens: int, history_titles: list[str] | None = None,
-         on_item: Callable[[str, str], None] | None = None) -> RankOutcome:
+         retries: int, reason_max_chars: int, max_tokens: int,
+         history_titles: list[str] | None = None) -> RankOutcome:
     """The model's k picks, checked item by item. An invalid answer is re-asked with its problems; after the
     last attempt the best one is kept as far as it is valid: its distinct candidate ids in its order (the
     retrieval order fills any missing places), its grounded reasons, evidence reasons for the rest. Only an
-    answer with no usable item at all falls back to the retrieval order. With `on_item`, each grounded item is
-    also handed over as soon as the model has written it (the final answer may still keep another attempt's)."""
+    answer with no usable item at all falls back to the retrieval order."""
     k = min(k, len(candidates))
     if k == 0:
         return RankOutcome(items=[], fallback=False, reasks=0)
@@ -173,13 +136,10 @@ def rank(backend: Backend, messages: list[Message], candidates: list[Candidate],
     convo = list(messages)
     outcome = RankOutcome(items=[], fallback=True, reasks=0)
     best = Checked([], {}, [])
-    emitted: set[str] = set()
     for attempt in range(retries + 1):
         started = time.perf_counter()
-        stream = ItemStream(by_id, reason_max_chars, history_titles or [], on_item, emitted) if on_item else None
         try:
-            with listening(stream.feed) if stream else nullcontext():
-                completion = backend.complete(convo, schema, max_tokens)
+            completion = backend.complete(convo, schema, max_tokens)
         except (ContextLengthError, BackendUnavailableError) as exc:  # the answer comes from retrieval and
             outcome.errors.append(str(exc))  # evidence: nothing to re-ask (a busy or gone server was retried)
             break

@@ -17,10 +17,11 @@ import numpy as np
 
 from genre_agent.errors import BackendUnavailableError, ConfigError, ContextLengthError
 from genre_agent.llm.backends import Backend
-from genre_agent.llm.calibration import READING_FIELDS, REASONS_MIN, InForce
-from genre_agent.llm.contexts import RankingContext
+from genre_agent.llm.calibration import READING_FIELDS, InForce
+from genre_agent.llm.contexts import RankingContext, WritingContext
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.ranking import rank
+from genre_agent.llm.reasons import write_reasons
 from genre_agent.llm.scoring import rank_fusion, verbalizer_scores
 from genre_agent.schemas import Candidate, RankedItem
 from genre_agent.settings import Settings
@@ -85,23 +86,23 @@ class Routed:
 
 
 def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, context: RankingContext, k: int, *,
-           retries: int, reason_max_chars: int, max_tokens: int,
+           retries: int, reason_max_chars: int, max_tokens: int, reasons_deadline_s: float,
            on_reason: Callable[[str, str], None] | None = None) -> Routed:
     """Order and reasons for the top k of `context.candidates`. `backend` is called only if a role is routed
-    to the model, so an answer without LLM roles never loads a model. With `on_reason`, when the model writes
-    reasons for the retrieval order (it does not rank), each grounded reason goes to `on_reason(item_id,
-    reason)` as it is decoded."""
+    to the model, so an answer without LLM roles never loads a model. The model writes the reasons of the
+    order it does not rank item by item (`llm/reasons.py`) until `reasons_deadline_s`; with `on_reason`, each
+    kept reason goes to `on_reason(item_id, reason)` as soon as it is written."""
     k = min(k, len(context.candidates))
     order = list(context.candidates)
     routed = Routed(items=[])
     history_titles = [h.title for h in context.history]
     written: dict[str, str] = {}  # grounded reasons the model wrote, by id
 
-    def ask(shown: list[Candidate], on_item: Callable[[str, str], None] | None = None) -> list[str] | None:
+    def ask(shown: list[Candidate]) -> list[str] | None:
         """The model's picks among `shown` (None if nothing was usable); its grounded reasons go to `written`."""
         messages = prompts.messages(context.model_copy(update={"candidates": shown, "k": min(k, len(shown))}))
         outcome = rank(backend(), messages, shown, k, retries=retries, reason_max_chars=reason_max_chars,
-                       max_tokens=max_tokens, history_titles=history_titles, on_item=on_item)
+                       max_tokens=max_tokens, history_titles=history_titles)
         routed.reasks += outcome.reasks
         routed.prompt_tokens += outcome.prompt_tokens
         routed.llm_ms += outcome.llm_ms
@@ -134,8 +135,18 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
             routed.ranked_by = "llm-fused"
     if routes.reasons:
         routed.llm_roles.append("reasons")
-        if not (routes.ranking and routes.ranking_method == "json"):  # else the ranking answer has them
-            ask(order[:k], None if routes.ranking else on_reason)  # streamed only over the order shown first
+        if not (routes.ranking and routes.ranking_method == "json") and k:  # else the ranking answer has them
+            writing = WritingContext(item_noun=context.item_noun, item_noun_plural=context.item_noun_plural,
+                                     reason_max_chars=reason_max_chars, history=context.history,
+                                     query=context.query, item=order[0])
+            out = write_reasons(backend, prompts, writing, order[:k], max_chars=reason_max_chars,
+                                deadline_s=reasons_deadline_s,
+                                on_reason=None if routes.ranking else on_reason)  # streamed over the first order
+            written.update(out.reasons)
+            routed.verdicts += out.verdicts
+            routed.prompt_tokens += out.prompt_tokens
+            routed.llm_ms += out.llm_ms
+            routed.fallback = routed.fallback or out.error is not None
         routed.model_reasons = set(written) & {c.item_id for c in order[:k]}
     routed.items = [RankedItem(item_id=c.item_id,
                                reason=written[c.item_id] if c.item_id in routed.model_reasons else c.why)
@@ -160,6 +171,6 @@ def routes_for(in_force: InForce, settings: Settings) -> Routes:
                       reading=every if explicit in (None, True) else frozenset(), calibration=in_force.describe())
     measured = frozenset(cal.reading.fields)
     return Routes(ranking_weight=cal.ranking.routed_weight, ranking_method=cal.ranking.method,
-                  permutations=cal.ranking.permutations, reasons=cal.reasons.rate >= REASONS_MIN,
+                  permutations=cal.ranking.permutations, reasons=cal.reasons.routed,
                   reading=measured if explicit is None else (every if explicit else frozenset()),
                   calibration=in_force.describe())
