@@ -169,7 +169,7 @@ def small_books(tmp_path_factory: pytest.TempPathFactory) -> Path:
     books = pd.read_csv(source / "books.csv", dtype=str)
     books[books.book_id.astype(int).isin(keep)].to_csv(folder / "books.csv", index=False)
     ratings[ratings.book_id.isin(keep) & (ratings.user_id < 3000)].to_csv(folder / "ratings.csv", index=False)
-    for name in ("shelves.csv.gz", "catalog.toml"):
+    for name in ("shelves.csv.gz", "shelf-mapping.toml", "catalog.toml"):
         shutil.copy(source / name, folder / name)
     return folder
 

@@ -32,9 +32,8 @@ from genre_agent.chat.agent import Agent, Reply
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.errors import CatalogError
-from genre_agent.eval.evaluate import git_commit
 from genre_agent.eval.metrics import bootstrap_ci
-from genre_agent.eval.report import write_texts
+from genre_agent.eval.report import git_commit, write_texts
 from genre_agent.llm.backends.base import Backend, Completion, Message, Wrapper
 from genre_agent.llm.calibration import READING_FIELDS, FieldGain, Reading
 from genre_agent.llm.routing import Routes

@@ -8,7 +8,6 @@ The parts: `protocol` (the split of the reference `tests/reference/baselines.py`
 from __future__ import annotations
 
 import functools
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from genre_agent.eval.llm_methods import LLM_METHODS, LLMParts, llm_method, make
 from genre_agent.eval.methods import Scorer, tune_fusion
 from genre_agent.eval.metrics import bootstrap_ci, paired_ratio_ci, protocol_summary, rank_metrics
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
+from genre_agent.eval.report import git_commit
 from genre_agent.eval.served import list_scores, open_on, served_lists
 from genre_agent.llm.adapters import with_adapter
 from genre_agent.pipeline import Recommender, build
@@ -30,14 +30,6 @@ from genre_agent.settings import Settings
 METHODS = ("random", "pop", "itemknn", "ease", "als", "vector", "hybrid", "served", *LLM_METHODS)
 SERVED = ("served", *LLM_METHODS)  # answered by the served path (`eval/served.py`), on the training part
 SECRETS: dict[str, Any] = {"backend": {"openai": {"api_key"}, "langchain": {"api_key"}}}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 @dataclass

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
+
+
+def git_commit() -> str:
+    """The commit of the code that measured (stored in every report), or "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 LLM_COLUMNS = ("json_valid_pct", "reask_pct", "fallback_pct", "hallucinated_id_pct", "mean_prompt_tokens",
                "mean_completion_tokens", "latency_p50_s", "latency_p95_s", "permutations", "weight_llm")

@@ -28,9 +28,8 @@ from genre_agent.chat.agent import Agent
 from genre_agent.chat.understanding import descriptive_words
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.errors import ConfigError
-from genre_agent.eval.evaluate import git_commit
 from genre_agent.eval.metrics import bootstrap_ci
-from genre_agent.eval.report import write_texts
+from genre_agent.eval.report import git_commit, write_texts
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import Settings
 
