@@ -71,9 +71,11 @@ def test_volumes_are_found_written_with_vol_volume_or_neither() -> None:
 
 
 def test_what_a_film_is_about_in_lower_case_is_not_a_title() -> None:
-    about = {"r": "Road Trip (2000)", "h": "Home Alone (1990)", "t": "About Time (2013)"}
+    about = {"r": "Road Trip (2000)", "h": "Home Alone (1990)", "t": "About Time (2013)", "a": "Aliens (1986)"}
     index = TitleIndex(pd.DataFrame({"title": list(about.values())}, index=list(about)))
     assert index.find_in_text("A film about a family road trip in a van.") == []
+    assert index.find_in_text("Movies about aliens invading Earth") == []
+    assert index.find_in_text("Something like Aliens, about a crew fighting monsters") == ["a"]
     assert index.find_in_text("A movie about a kid left home alone.") == []
     assert index.find_in_text("A movie about time travel.") == []
     assert index.find_in_text("I loved road trip and about time") == ["r", "t"]

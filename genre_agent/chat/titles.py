@@ -223,9 +223,10 @@ class TitleIndex:
                     # and dumber kind of movie" names one)
                 if year is None and not tokens[start][0][0].isupper() and (
                         _ABOUT_A.search(text[:tokens[start][1]]) or (
-                            words[start] == "about" and start > 0 and words[start - 1] in _ABOUT_WHAT)):
-                    continue  # "about a family road trip", "a movie about time travel": what a film is about in
-                    # lower case, not the films Road Trip and About Time
+                            words[start] == "about" and start > 0 and words[start - 1] in _ABOUT_WHAT) or (
+                            start > 1 and words[start - 1] == "about" and words[start - 2] in _ABOUT_WHAT)):
+                    continue  # "about a family road trip", "a movie about time travel", "movies about aliens
+                    # invading Earth": what a film is about in lower case, not Road Trip, About Time or Aliens
                 if size == 1 and year is None and end < len(words) and words[end] in _KINDS:
                     continue  # "zombie films", "western movies": what kind of film, not the film "Zombie"
                 item = self._pick(ids, year)
