@@ -115,11 +115,17 @@ def test_a_request_matches_what_an_item_is_about(described: Recommender) -> None
 
 
 def test_a_title_word_alone_never_fits(described: Recommender) -> None:
-    """"Deep Space Comedy" has "space" in its title, but its description is about a lighthouse keeper."""
-    request = described.run(tiny_request("space"))
-    by_title = {c.title: c for c in request.candidates}
-    assert not by_title["Deep Space Comedy (2001)"].evidence.fits
-    assert "Fits" not in by_title["Deep Space Comedy (2001)"].why
+    """"Deep Space Comedy" has "space" in its title, but its description is about a lighthouse keeper: not a
+    candidate for "space"; for "space comedy" it is one, as a comedy, and its evidence says it fits the
+    comedy, not the space."""
+    titles = [c.title for c in described.run(tiny_request("space")).candidates]
+    assert titles and "Deep Space Comedy (2001)" not in titles
+    comedies = {c.title: c for c in described.run(tiny_request("space comedy")).candidates}
+    assert comedies["Deep Space Comedy (2001)"].evidence.matched == ["Comedy"]
+    row = described.catalog.items.index.get_loc(next(iter(
+        described.catalog.items.index[described.catalog.items["title"] == "Deep Space Comedy (2001)"])))
+    assert described.retriever.titled("space")[row]  # a word of its title
+    assert not described.retriever.titled("deep space comedy")[row]  # its whole title: named, in lower case
 
 
 def tiny_request(query: str) -> object:

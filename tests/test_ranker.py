@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 
 from genre_agent.errors import DataDirError
+from genre_agent.eval.conversation_fit import conversation_examples
+from genre_agent.eval.dialogues import split_of
 from genre_agent.eval.ranker_fit import ensure_fitted, fit
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, catalog_state, ranker_dir
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
+from genre_agent.rank.mentions import Mentions, fold_of
 from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
 from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
@@ -191,3 +194,55 @@ def test_a_conversation_follows_the_ranker_learnt_from_conversations(tmp_path: P
     words = RecommendRequest(query="quiet evening sofa", k=5)  # words alone, no title named: hand-weighted
     assert [r.item_id for r in served.run(words).result.recommendations] == \
         [r.item_id for r in plain.run(words).result.recommendations]
+
+
+def test_mentions_count_titles_named_together_and_leave_a_fold_out() -> None:
+    mentions = Mentions.of([("d1", ["a", "b"]), ("d2", ["a", "b", "c", "not-in-catalog"]), ("d3", ["c"])])
+    table = mentions.table(pd.Index(["a", "b", "c"]))
+    assert table.counts.tolist() == [2, 2, 2] and table.dialogues == 3
+    named_a = table.with_named(np.array([0]))
+    assert named_a is not None and named_a.tolist() == pytest.approx([0.0, 2 / 3, 1 / 3])  # b twice, c once
+    assert table.with_named(np.array([], dtype=np.int64)) is None
+    assert table.share().tolist() == pytest.approx(np.log([3 / 4] * 3).tolist())
+    fold = fold_of("d2")
+    assert set(mentions.without(fold).dialogues) == {d for d in ("d1", "d3") if fold_of(d) != fold}
+
+
+def _suggestions(path: Path, pairs: list[tuple[int, int]]) -> Path:
+    """ReDial-format dialogues on the two-tastes catalog: the seeker loved film a, the recommender suggests b."""
+    lines = []
+    for n, (a, b) in enumerate(pairs):
+        mentions = {str(a): f"Film {a} ({1960 + a})", str(b): f"Film {b} ({1960 + b})"}
+        lines.append(json.dumps({
+            "conversationId": f"c{n}", "initiatorWorkerId": 1, "respondentWorkerId": 2, "movieMentions": mentions,
+            "initiatorQuestions": {str(b): {"suggested": 1, "seen": 0, "liked": 1}}, "respondentQuestions": {},
+            "messages": [{"text": f"I loved @{a}, what else?", "senderWorkerId": 1},
+                         {"text": f"try @{b}", "senderWorkerId": 2}]}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fit_learns_what_dialogues_name_together_without_a_dialogue_explaining_itself(tmp_path: Path) -> None:
+    """Each dialogue pairs a sci-fi film with a comedy no other dialogue pairs it with: while learning, a
+    dialogue's answer is never named beside its title (its own mentions are left out with its fold); served,
+    the pairing is known, and the comedy joins the pool of a request naming the sci-fi film."""
+    talks = _suggestions(tmp_path / "talks.jsonl", [(a, a + 20) for a in range(1, 21)])
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "rank.dialogues": [str(talks)]})
+    with pytest.warns(UserWarning, match="has not been trained"):
+        catalog = Recommender.open(settings, backend=FakeBackend()).catalog
+    data, mentions = conversation_examples(settings, catalog)
+    dev = {f"c{n}" for n in range(20) if split_of(f"c{n}") == "dev"}
+    assert set(mentions.dialogues) == dev and data.sources == len(dev)
+    assert (_column(data.X, "named_with")[data.y == 1] == 0).all()  # not from its own dialogue
+    fit(settings, catalog)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        served = Recommender.open(settings, backend=FakeBackend())
+    assert served.retriever.mentions is not None and served.retriever.mentions.dialogues == len(dev)
+    a = 1 + min(int(d[1:]) for d in dev)  # dialogue c<n> pairs film n + 1 with film n + 21
+    (rows, X), = served.rank_examples(RecommendRequest(liked=[str(a)], query="anything like it", k=5))
+    ids = [str(i) for i in served.catalog.items.index[rows]]
+    assert str(a + 20) in ids  # named beside it in a dialogue: in the pool whatever else ranks it
+    named_with = dict(zip(ids, _column(X, "named_with"), strict=True))
+    assert named_with[str(a + 20)] == pytest.approx(0.5) and sum(v > 0 for v in named_with.values()) == 1

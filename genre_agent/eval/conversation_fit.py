@@ -8,7 +8,8 @@ Two sources, their dev parts only (what evaluation reports as held out is never 
   chatted as `eval --requests` chats them and its last one read; its answers are the items that satisfy its
   rule (`Judge`).
 The candidates and their features are the served path's (`Recommender.rank_examples`): the ranking pool with
-the request's filters applied, kept when it holds an answer.
+the request's filters applied, kept when it holds an answer. What the dev dialogues mention is learnt too
+(rank/mentions.py): a dialogue's request reads the mentions of the other folds, a request set's all of them.
 """
 
 from __future__ import annotations
@@ -23,17 +24,26 @@ from genre_agent.chat.agent import Agent
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.errors import CatalogError
-from genre_agent.eval.dialogues import build_cases, load_dialogues
+from genre_agent.eval.dialogues import build_cases, dialogue_mentions, load_dialogues, split_of
 from genre_agent.eval.requests import Judge, load_requests
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.routing import Routes
 from genre_agent.pipeline import Progress, Recommender, build
+from genre_agent.rank.mentions import FOLDS, Mentions, fold_of
 from genre_agent.rank.ranker import Examples
 from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import Settings
 
-# (earlier turns, whether they are chatted rather than restored, the last turn, whether an item answers it)
-Asked = tuple[list[str], bool, str, Callable[[str], bool]]
+# (earlier turns, whether they are chatted rather than restored, the last turn, whether an item answers it,
+# the dialogue's fold of the mentions or None)
+Asked = tuple[list[str], bool, str, Callable[[str], bool], int | None]
+
+
+def dev_mentions(agent: Agent, paths: list[Path]) -> Mentions:
+    """What the dev dialogues of these files mention."""
+    return Mentions.of((str(d.get("conversationId", "")), dialogue_mentions(d, agent.titles))
+                       for path in paths for d in load_dialogues(path)
+                       if split_of(str(d.get("conversationId", ""))) == "dev")
 
 
 def _dialogue_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
@@ -46,7 +56,7 @@ def _dialogue_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
             targets.setdefault(key, set()).add(case.target)
             turns[key] = case.turns
         for key, said in turns.items():
-            yield said[:-1], False, said[-1], targets[key].__contains__
+            yield said[:-1], False, said[-1], targets[key].__contains__, fold_of(key[0])
 
 
 def _set_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
@@ -57,7 +67,7 @@ def _set_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
                 continue
             judge.check(request)
             yield request.turns[:-1], True, request.turns[-1], \
-                lambda item, r=request: judge.satisfies(r, item)  # type: ignore[misc]
+                lambda item, r=request: judge.satisfies(r, item), None  # type: ignore[misc]
 
 
 def _read(agent: Agent, session: str, earlier: list[str], chatted: bool, last: str) -> RecommendRequest | None:
@@ -73,9 +83,11 @@ def _read(agent: Agent, session: str, earlier: list[str], chatted: bool, last: s
         agent.forget(session)
 
 
-def conversation_examples(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> Examples:
+def conversation_examples(settings: Settings, catalog: Catalog, progress: Progress | None = None
+                          ) -> tuple[Examples, Mentions]:
     """The requests of `rank.dialogues` and `rank.requests` (their dev parts) as ranking examples on this
-    catalog (see the module doc); the model's reading is off (the rules read, as `--no-llm` measures)."""
+    catalog, and what the dev dialogues mention (see the module doc); the model's reading is off (the rules
+    read, as `--no-llm` measures)."""
     retriever, _ = build(settings, catalog, progress, for_fit=True)
     recommender = Recommender(settings, catalog, retriever, FakeBackend())
     recommender.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
@@ -84,9 +96,14 @@ def conversation_examples(settings: Settings, catalog: Catalog, progress: Progre
     X, y, groups = [], [], []
     with tempfile.TemporaryDirectory() as tmp:  # these sessions' likes must not become training data
         agent = Agent(recommender, SQLiteStore(Path(tmp) / "feedback.sqlite3"))
+        mentions = dev_mentions(agent, settings.rank.dialogues)
+        index = retriever.items.index
+        tables = {fold: mentions.without(fold).table(index) for fold in range(FOLDS)}
+        every = mentions.table(index)
         asked = [*_dialogue_requests(agent, settings.rank.dialogues),
                  *_set_requests(agent, settings.rank.requests)]
-        for n, (earlier, chatted, last, answers) in enumerate(asked):
+        for n, (earlier, chatted, last, answers, fold) in enumerate(asked):
+            retriever.mentions = every if fold is None else tables[fold]
             request = _read(agent, f"fit-{n}", earlier, chatted, last)
             for rows, features in recommender.rank_examples(request) if request is not None else []:
                 label = np.array([answers(str(i)) for i in column[rows]], dtype=np.float32)
@@ -100,4 +117,4 @@ def conversation_examples(settings: Settings, catalog: Catalog, progress: Progre
         raise CatalogError(f"catalog '{catalog.name}': no answer of the dialogues or requests given to `fit` was "
                            "among its request's candidates, so there is nothing to learn conversations from; "
                            "check that they are about this catalog.")
-    return Examples(np.vstack(X), np.concatenate(y), np.array(groups), len(asked))
+    return Examples(np.vstack(X), np.concatenate(y), np.array(groups), len(asked)), mentions

@@ -152,6 +152,12 @@ def dialogue_cases(dialogue: dict[str, Any], titles: TitleIndex) -> tuple[list[C
     return cases, unmapped, empty
 
 
+def dialogue_mentions(dialogue: dict[str, Any], titles: TitleIndex) -> list[str]:
+    """The catalog ids of every movie a dialogue mentions (seeker and recommender alike), in mention order."""
+    mentions = dialogue["movieMentions"] or {}
+    return [i for i in dict.fromkeys(titles.resolve(_title(mentions, m)) for m in mentions) if i is not None]
+
+
 def build_cases(dialogues: list[dict[str, Any]], titles: TitleIndex, split: Split = "dev",
                 limit: int | None = None, seed: int = 0) -> CaseSet:
     """Cases of the dialogues in `split`; with `limit`, that many drawn with the seed (in dialogue order)."""
@@ -211,7 +217,9 @@ def _listed(reply: Reply) -> list[str]:
 
 
 class Baselines:
-    """Popularity, and item-kNN seeded by the mentioned titles (popularity breaks ties), on the catalog."""
+    """Popularity, and item-kNN seeded by the mentioned titles (popularity breaks ties), on the catalog; when
+    the ranker of conversations learnt what dialogues mention (rank/mentions.py), also those mentions alone:
+    the titles named most often beside the mentioned ones, then the most named."""
 
     def __init__(self, recommender: Recommender) -> None:
         retriever = recommender.retriever
@@ -220,6 +228,20 @@ class Baselines:
         self.popularity = retriever.popularity
         self.knn = ItemKNN()
         self.knn.fit(retriever.matrix.matrix)
+        self.mentions = retriever.mentions
+
+    def names(self) -> list[str]:
+        return ["pop", "itemknn", *(["comention"] if self.mentions is not None else [])]
+
+    def lists(self, mentioned: list[str], k: int) -> dict[str, list[str]]:
+        """Each baseline's top k for a conversation that mentioned these catalog ids."""
+        out = {"pop": self.pop(mentioned, k), "itemknn": self.itemknn(mentioned, k)}
+        if self.mentions is not None:
+            rows = self.matrix.item_index.get_indexer(mentioned)
+            beside = self.mentions.with_named(rows[rows >= 0])
+            tie = self.mentions.share() * 1e-3 + 1e-6 * self.popularity / max(float(self.popularity.max()), 1.0)
+            out["comention"] = self._top((beside if beside is not None else 0.0) + tie, mentioned, k)
+        return out
 
     def _top(self, scores: np.ndarray, exclude: list[str], k: int) -> list[str]:
         cols = self.matrix.item_index.get_indexer(exclude)
@@ -319,7 +341,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
         baselines = Baselines(rec)
         k = max(KS)
         groups = _conversations(case_set)
-        hits: dict[str, list[list[bool]]] = {"agent": [], "pop": [], "itemknn": []}
+        hits: dict[str, list[list[bool]]] = {"agent": [], **{name: [] for name in baselines.names()}}
         turn_seconds: list[float] = []
         errors: list[str] = []
         no_recs = runs_with_named = named_slots = 0
@@ -334,8 +356,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
             named = set(first.mentioned) & set(run.ids[:k])
             runs_with_named += bool(named)
             named_slots += len(named)
-            lists = {"agent": run.ids[:k], "pop": baselines.pop(first.mentioned, k),
-                     "itemknn": baselines.itemknn(first.mentioned, k)}
+            lists = {"agent": run.ids[:k], **baselines.lists(first.mentioned, k)}
             for case in group:
                 for method, ids in lists.items():
                     hits[method].append([i == case.target for i in ids] + [False] * (k - len(ids)))
@@ -371,7 +392,8 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
 
 def markdown(report: dict[str, Any]) -> str:
     c, a, cfg = report["counts"], report["agent"], report["config"]
-    names = {"agent": report["agent_name"], "pop": "popularity", "itemknn": "item-kNN (mentioned titles)"}
+    names = {"agent": report["agent_name"], "pop": "popularity", "itemknn": "item-kNN (mentioned titles)",
+             "comention": "named beside the mentioned titles in the dialogues `fit` learnt from"}
     source = Path(report["dialogues_file"]).name
     lines = [f"# Conversational evaluation on {source} (commit {report['commit'][:10]})", "",
              f"Split `{cfg['split']}` ({c['dialogues']} dialogues), {c['cases']} cases in {c['conversations']} "

@@ -92,7 +92,8 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
 
     started = time.perf_counter()
     data = examples(settings, catalog, progress, seed)
-    talk = conversation_examples(settings, catalog, progress) if _learns_conversations(settings) else None
+    talk, mentions = conversation_examples(settings, catalog, progress) if _learns_conversations(settings) \
+        else (None, None)
     if progress:
         progress("training the ranker", 0, 1)
     ranker: Ranker = train(data.X, data.y, data.groups, seed)
@@ -101,6 +102,7 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
         read = tuple(n for g, names in GROUPS.items() if g not in settings.rank.leave_out for n in names)
         ranker.conversation = train(talk.X, talk.y, talk.groups, seed, features=read)
         ranker.conversation.info.update(conversations=talk.sources)
+        ranker.conversation.mentions = mentions if mentions is not None and mentions.dialogues else None
     ranker.info.update(seconds=round(time.perf_counter() - started, 1))
     path = ranker_path(ranker_dir(settings), catalog_state(catalog))
     ranker.save(path)

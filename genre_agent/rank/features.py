@@ -29,9 +29,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "anchor": ("anchor_sim",),
     "asked": ("asked_genres",),
     "hand": ("hand_z",),
+    # what conversations say (rank/mentions.py): how often an item is named, and beside the titles named here
+    "dialogue": ("mentioned", "named_with"),
 }
 NAMES: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
-CONVERSATION_GROUPS = ("anchor", "asked", "hand")
+CONVERSATION_GROUPS = ("anchor", "asked", "hand", "dialogue")
 # what the ranker of word-less requests reads (a history has no anchors, asked genres or words to weigh)
 HISTORY: tuple[str, ...] = tuple(n for g, names in GROUPS.items() if g not in CONVERSATION_GROUPS for n in names)
 
@@ -73,6 +75,8 @@ class RequestSignals:
     anchor_vecs: np.ndarray | None = None  # embeddings of the titles the request is "like"
     asked: np.ndarray | None = None  # genre columns of ItemTable.genres the request asks for
     hand: np.ndarray | None = None  # per catalog row: the hand-weighted score, -inf where not allowed
+    mentioned: np.ndarray | None = None  # per catalog row: the log share of conversations naming it
+    named_with: np.ndarray | None = None  # per catalog row: how often it is named beside the request's titles
 
 
 def _cf_columns(scores: np.ndarray | None, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,4 +134,6 @@ def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndar
     asked = req.asked
     cols["asked_genres"] = table.genres[pool][:, asked].mean(1) if asked is not None and len(asked) else nan
     cols["hand_z"] = _allowed_z(req.hand, pool) if req.hand is not None else nan
+    cols["mentioned"] = req.mentioned[pool] if req.mentioned is not None else nan
+    cols["named_with"] = req.named_with[pool] if req.named_with is not None else nan
     return np.column_stack([np.asarray(cols[name], dtype=np.float64) for name in NAMES]).astype(np.float32)

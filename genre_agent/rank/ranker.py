@@ -25,6 +25,7 @@ import numpy as np
 
 from genre_agent.errors import DataDirError
 from genre_agent.rank.features import GROUPS, HISTORY, NAMES
+from genre_agent.rank.mentions import Mentions
 
 FILE_PREFIX = "ranker-"
 KEPT = 3  # rankers kept per catalog items: the served state, an evaluation's training part and its validation part
@@ -63,6 +64,7 @@ class Ranker:
     features: tuple[str, ...] = HISTORY
     info: dict[str, Any] = field(default_factory=dict)  # what training measured: rows, groups, seconds, ...
     conversation: Ranker | None = None
+    mentions: Mentions | None = None  # of the model of conversations: the dialogues it learnt from
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """One score per row of a feature matrix of every feature (`NAMES`; higher = ranked first)."""
@@ -90,6 +92,8 @@ class Ranker:
         data = {"features": list(self.features), "info": self.info, "model": self.model.model_to_string()}
         if self.conversation is not None:
             data["conversation"] = self.conversation._as_dict()
+        if self.mentions is not None:
+            data["mentions"] = self.mentions.as_json()
         return data
 
     @classmethod
@@ -100,9 +104,10 @@ class Ranker:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             parts = [data, data["conversation"]] if "conversation" in data else [data]
-            models = [cls(lgb.Booster(model_str=p["model"]), tuple(p["features"]), dict(p.get("info", {})))
+            models = [cls(lgb.Booster(model_str=p["model"]), tuple(p["features"]), dict(p.get("info", {})),
+                          mentions=Mentions.of(p["mentions"].items()) if "mentions" in p else None)
                       for p in parts]
-        except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, lgb.basic.LightGBMError) as exc:
             raise DataDirError(f"{path}: the ranker file is unreadable ({type(exc).__name__}); run "
                                "`genre-agent fit` to train it again.") from exc
         if models[0].features != HISTORY or any(not set(m.features) <= set(NAMES) or

@@ -6,6 +6,7 @@ are plainly about ranks only the items that fit it best; popularity and CF order
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
 from genre_agent.rank.features import RECENT_ITEMS, ItemTable, RequestSignals, features
+from genre_agent.rank.mentions import MentionTable
 from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
@@ -37,6 +39,8 @@ from genre_agent.settings import RankSettings, RetrievalSettings
 HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
+_WORD = re.compile(r"[a-z]{3,}")  # a word of a title or request that can be shared by chance
+_TITLE_STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "das"})
 
 
 def genre_masks(items: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -128,6 +132,11 @@ class Retriever:
         self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
         self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
         self.rank = rank or RankSettings()
+        # what conversations say (rank/mentions.py), read by the conversation model's pool and features: its own
+        # dialogues', or while `fit` learns, the other folds' of the dialogue at hand
+        talk = ranker.conversation if ranker is not None else None
+        self.mentions: MentionTable | None = (talk.mentions.table(self.items.index)
+                                              if talk is not None and talk.mentions is not None else None)
 
     def _new_user_popularity(self) -> np.ndarray:
         """Popularity for users the catalog has no history of: recent likes weigh more (what is liked now),
@@ -197,6 +206,7 @@ class Retriever:
         gate = s.match_pool is not None and not named  # no title named: what was asked decides what is ranked
         theme = theme_words(query, needs) if query and self.about is not None else ""
         about_gate = False
+        fits = need_scores > 0  # items that fit the words by their genres, tags or what they are about
         if theme:  # what the request is about, beyond its genres: matched against what items are about
             assert self.about is not None
             theme_vec = words_vec if theme == query and words_vec is not None else self.index.embed([theme])[0]
@@ -204,6 +214,7 @@ class Retriever:
             # whether some item is plainly about the words is a matter of the words, not of the filters: "romantic,
             # set in Paris" is about Paris though few romances are
             about_gate = gate and float(about.max(initial=-1.0)) >= s.theme_min
+            fits |= self.described & (about >= ev.FITS_MIN)
             if about_gate:
                 # some items are plainly about it: only the best matches are ranked, and how closely they match
                 # joins their order
@@ -215,6 +226,12 @@ class Retriever:
         if gate and needs and not about_gate:  # the genres and tags the words mean: only items carrying them
             assert s.match_pool is not None
             mask = carries_best(need_scores, mask, s.match_pool)
+        if query and not named:  # a word of the title alone never makes an item fit ("space": not Office Space);
+            # of an item without a description, the title is what is known of it; words that are a whole title
+            # ("jaws", written in lower case, so not read as a title) name it
+            by_title = self.titled(query) & self.described & ~fits
+            if (mask & ~by_title).any():
+                mask = mask & ~by_title
         asked = list(dict.fromkeys(g.lower() for g in [*filters.include_genres, *filters.require_genres]))
         return _Scored(np.where(mask, fused, -np.inf), mask, cf, query_vec, profile_vec, words_vec, needs,
                        anchors, asked, bool(named))
@@ -230,9 +247,10 @@ class Retriever:
         order_by = scored.fused
         model = self.ranker_for(user, query, anchors or [], scored.named)
         if model is not None:
-            pool = self.ranking_pool(user, scored)
+            mentions = None if model is self.ranker else self.mentions  # the model of histories reads none
+            pool = self.ranking_pool(user, scored, mentions)
             order_by = np.full(len(self.items), -np.inf)
-            order_by[pool] = model.score(self.rank_features(user, pool, scored))
+            order_by[pool] = model.score(self.rank_features(user, pool, scored, mentions))
         count = int(np.isfinite(order_by).sum())
         order = np.lexsort((np.arange(len(self.items)), -self.popularity, -order_by))[:count]
         if self.settings.mmr_lambda < 1.0:
@@ -247,6 +265,31 @@ class Retriever:
                                         query_vec=scored.query_vec, profile_vec=scored.profile_vec,
                                         reason=reason, needs=scored.needs, words_vec=scored.words_vec)
 
+    @functools.cached_property
+    def described(self) -> np.ndarray:
+        """Per catalog row, whether the item has a description (what an "about" similarity is measured on)."""
+        return self.items["description"].astype(bool).to_numpy()
+
+    @functools.cached_property
+    def _title_words(self) -> tuple[list[frozenset[str]], dict[str, list[int]]]:
+        """Each item's title words (three letters or more, not "the"/"and"...), and the rows of each word."""
+        each = [frozenset(_WORD.findall(str(title).lower())) - _TITLE_STOP for title in self.items["title"]]
+        rows: dict[str, list[int]] = {}
+        for row, words in enumerate(each):
+            for word in words:
+                rows.setdefault(word, []).append(row)
+        return each, rows
+
+    def titled(self, words: str) -> np.ndarray:
+        """Per catalog row, whether the item's title has one of these words but not all of its title's
+        words are among them ("space" in Office Space; "jaws" names Jaws, whose title it all is)."""
+        said = frozenset(_WORD.findall(words.lower()))
+        each, rows = self._title_words
+        out = np.zeros(len(self.items), dtype=bool)
+        for row in {r for word in said for r in rows.get(word, [])}:
+            out[row] = not each[row] <= said
+        return out
+
     def ranker_for(self, user: UserView, query: str | None, anchors: list[str], named: bool = True
                    ) -> Ranker | None:
         """The learned model that orders this request: a catalog user's request without words or anchors
@@ -259,14 +302,26 @@ class Retriever:
             return None
         return self.ranker if query is None and not anchors and user.row >= 0 else self.ranker.conversation
 
-    def ranking_pool(self, user: UserView, scored: _Scored) -> np.ndarray:
+    def ranking_pool(self, user: UserView, scored: _Scored, mentions: MentionTable | None = None) -> np.ndarray:
         """The catalog rows a learned ranker orders: the top `rank.pool` by the fused score and the top
-        `rank.cf_pool` of each CF model, among the allowed items."""
+        `rank.cf_pool` of each CF model, among the allowed items; with `mentions`, also the top `rank.cf_pool`
+        most named in conversations and most named beside the request's titles."""
         allowed_rows = np.flatnonzero(scored.mask)
         parts = [allowed_rows[np.argsort(-scored.fused[allowed_rows], kind="stable")[: self.rank.pool]]]
-        for scores in self.feature_cf(user, scored).values():
+        sources = list(self.feature_cf(user, scored).values())
+        if mentions is not None:
+            sources += [s for s in self._mention_signals(user, scored, mentions) if s is not None]
+        for scores in sources:
             parts.append(allowed_rows[np.argsort(-scores[allowed_rows], kind="stable")[: self.rank.cf_pool]])
         return np.unique(np.concatenate(parts))
+
+    def _mention_signals(self, user: UserView, scored: _Scored, mentions: MentionTable
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per catalog row: the log share of conversations naming it, and how often it is named beside the
+        titles of the request (its anchors, the user's likes, and what a new user said they had seen)."""
+        named = [*scored.anchors, *user.liked[:PROFILE_ITEMS], *(user.seen if user.row < 0 else [])]
+        rows = self.items.index.get_indexer(list(dict.fromkeys(named)))
+        return mentions.share(), mentions.with_named(rows[rows >= 0])
 
     def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
         """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
@@ -276,8 +331,10 @@ class Retriever:
             scored.feature_cf = {name: scores for name, scores in each.items() if scores is not None}
         return scored.feature_cf
 
-    def rank_features(self, user: UserView, pool: np.ndarray, scored: _Scored) -> np.ndarray:
-        """The ranker's features (`rank.features`) of the items at catalog rows `pool` for this request."""
+    def rank_features(self, user: UserView, pool: np.ndarray, scored: _Scored,
+                      mentions: MentionTable | None = None) -> np.ndarray:
+        """The ranker's features (`rank.features`) of the items at catalog rows `pool` for this request (the
+        conversation features from `mentions` when given)."""
         ids = [str(i) for i in self.items.index[pool]]
         liked = user.liked[:PROFILE_ITEMS]
         recent = user.recent_liked[:RECENT_ITEMS]
@@ -294,6 +351,8 @@ class Retriever:
             anchor_vecs=self.index.vectors(scored.anchors) if scored.anchors else None,
             asked=np.array([n for n, g in enumerate(self.genre_masks) if g in scored.asked], dtype=np.int64),
             hand=scored.fused)
+        if mentions is not None:
+            signals.mentioned, signals.named_with = self._mention_signals(user, scored, mentions)
         return features(self.rank_table, pool, signals)
 
     def rank_examples(self, user: UserView, filters: Filters, shortlists: Sequence[np.ndarray] = (),
@@ -301,12 +360,12 @@ class Retriever:
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
         """What `fit` learns from for one request: (catalog rows, their features) of the ranking pool of the
         served path, then of each shortlist of catalog rows (as `Filters.only_items` gives them); nothing when
-        no item passes the filters."""
+        no item passes the filters. The conversation features and pool read `mentions`."""
         scored = self._score(user, query, filters, anchors or [])
         if scored is None:
             return []
-        return [(rows, self.rank_features(user, rows, scored))
-                for rows in (self.ranking_pool(user, scored), *shortlists)]
+        return [(rows, self.rank_features(user, rows, scored, self.mentions))
+                for rows in (self.ranking_pool(user, scored, self.mentions), *shortlists)]
 
     @functools.cached_property
     def rank_table(self) -> ItemTable:
