@@ -96,7 +96,7 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
     if progress:
         progress("training the ranker", 0, 1)
     ranker: Ranker = train(data.X, data.y, data.groups, seed)
-    ranker.info.update(users=data.sources)
+    ranker.info.update(users=data.sources, interactions=len(catalog.interactions))
     if talk is not None:
         read = tuple(n for g, names in GROUPS.items() if g not in settings.rank.leave_out for n in names)
         ranker.conversation = train(talk.X, talk.y, talk.groups, seed, features=read)
