@@ -1,5 +1,6 @@
-"""The learned ranker: its features on tiny known data, training on a known signal, the file it is kept in
-(missing, stale, corrupted -> the hand-weighted order with a warning), and `fit` through the served path."""
+"""The learned ranker: its features on tiny known data, the examples it keeps, training on a known signal, the
+file it is kept in (missing, stale, corrupted -> the hand-weighted order with a warning; trained for the same items
+on older interactions -> used when serving, never when evaluating), and `fit` through the served path."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from genre_agent.errors import DataDirError
 from genre_agent.eval.ranker_fit import ensure_fitted, fit
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, catalog_state, ranker_dir, served_catalog
+from genre_agent.rank.examples import Collector
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
 from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
 from genre_agent.schemas import RecommendRequest
@@ -60,6 +62,17 @@ def _known_signal(groups: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
         X[relevant, 0] += 3.0
     return X, y, np.full(groups, 10)
 
+
+def test_the_collector_keeps_only_requests_with_an_answer() -> None:
+    collected = Collector()
+    assert len(collected) == 0
+    assert collected.add(np.ones((3, 2)), np.array([0.0, 1.0, 0.0]))
+    assert not collected.add(np.full((2, 2), 7.0), np.zeros(2))  # no answer among them: teaches nothing
+    assert collected.add(np.zeros((2, 2)), np.array([1.0, 0.0]))
+    built = collected.build(sources=5)
+    assert len(collected) == 2 and built.groups.tolist() == [3, 2] and built.sources == 5
+    assert built.y.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert built.X.tolist() == [[1.0, 1.0]] * 3 + [[0.0, 0.0]] * 2
 
 def test_training_learns_the_signal_and_survives_a_round_trip(tmp_path: Path) -> None:
     X, y, groups = _known_signal(1000, seed=0)

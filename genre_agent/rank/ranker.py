@@ -41,16 +41,6 @@ PARAMS: dict[str, Any] = {
 }
 
 
-@dataclass
-class Examples:
-    """What a ranker learns from: feature rows of every feature (`NAMES`), grouped by request."""
-
-    X: np.ndarray  # features, one row per (request, item)
-    y: np.ndarray  # relevance: 1 for an answer of the request
-    groups: np.ndarray  # rows per request, in order
-    sources: int  # users (histories) or conversations they come from
-
-
 def ranker_path(directory: Path, fingerprint: str) -> Path:
     """The file of the ranker trained for a catalog state ("<interactions fp>-<items fp>")."""
     return directory / f"{FILE_PREFIX}{fingerprint}.json"
