@@ -219,9 +219,12 @@ class Recommender:
              catalog: Catalog | None = None, store: Store | None = None) -> Recommender:
         """The one way every front-end, evaluation and workflow opens the service: the configured catalog with
         the stored feedback of its users joined to its interactions (`served_catalog`), or exactly `catalog`
-        (an evaluation's training part), then its vector index and CF model, built or reused."""
-        catalog = catalog if catalog is not None else served_catalog(settings, store)
-        retriever, _ = build(settings, catalog, progress)
+        (an evaluation's training part), then its vector index and CF model, built or reused. The served
+        catalog may use a ranker of its items trained before the latest feedback; `catalog` only the ranker of
+        exactly its state, so an evaluation never reads a model trained on its test interactions."""
+        served = catalog is None
+        catalog = served_catalog(settings, store) if catalog is None else catalog
+        retriever, _ = build(settings, catalog, progress, same_items_fallback=served)
         return cls(settings, catalog, retriever, backend)
 
     def with_backend(self, backend: Backend, routes: Routes | None = None) -> Recommender:
@@ -447,10 +450,12 @@ def catalog_state(catalog: Catalog) -> str:
 
 
 def build(settings: Settings, catalog: Catalog, progress: Progress | None = None, *,
-          for_fit: bool = False) -> tuple[Retriever, BuildReport]:
+          for_fit: bool = False, same_items_fallback: bool = False) -> tuple[Retriever, BuildReport]:
     """Build or reuse the vector index and CF model of a catalog (under a lock), and return a Retriever: with
     the learned ranker trained for this catalog state (rank.enabled) and every CF model its features read;
-    `for_fit`: with those CF models and no ranker (what `genre-agent fit` learns from)."""
+    `for_fit`: with those CF models and no ranker (what `genre-agent fit` learns from);
+    `same_items_fallback` (serving only): else with a ranker of the same items trained on other interactions
+    (`open_ranker`)."""
     started = time.perf_counter()
     key = catalog_key(catalog)
     data = settings.data_dir
@@ -497,7 +502,8 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
                                             progress)
         ranker = None
         if settings.rank.enabled and not for_fit:
-            ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root)
+            ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root,
+                                 same_items_fallback=same_items_fallback, ratings=len(catalog.interactions))
         cf_models: dict[str, CFModel] = {}
         if ranker is not None or for_fit:
             for name in CF_NAMES:

@@ -1,23 +1,28 @@
-"""The learned ranker: its features on tiny known data, training on a known signal, the file it is kept in
-(missing, stale, corrupted -> the hand-weighted order with a warning), and `fit` through the served path."""
+"""The learned ranker: its features on tiny known data, the examples it keeps, training on a known signal, the
+file it is kept in (missing, stale, corrupted -> the hand-weighted order with a warning; trained for the same items
+on older interactions -> used when serving, never when evaluating), and `fit` through the served path."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from genre_agent.data.feedback import SQLiteStore
 from genre_agent.errors import DataDirError
 from genre_agent.eval.conversation_fit import conversation_examples
 from genre_agent.eval.dialogues import split_of
 from genre_agent.eval.ranker_fit import ensure_fitted, fit
 from genre_agent.llm.backends import FakeBackend
-from genre_agent.pipeline import Recommender, catalog_state, ranker_dir
+from genre_agent.pipeline import Recommender, catalog_state, ranker_dir, served_catalog
+from genre_agent.rank.examples import Collector
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import Mentions, fold_of
 from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
@@ -60,6 +65,17 @@ def _known_signal(groups: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
         X[relevant, 0] += 3.0
     return X, y, np.full(groups, 10)
 
+
+def test_the_collector_keeps_only_requests_with_an_answer() -> None:
+    collected = Collector()
+    assert len(collected) == 0
+    assert collected.add(np.ones((3, 2)), np.array([0.0, 1.0, 0.0]))
+    assert not collected.add(np.full((2, 2), 7.0), np.zeros(2))  # no answer among them: teaches nothing
+    assert collected.add(np.zeros((2, 2)), np.array([1.0, 0.0]))
+    built = collected.build(sources=5)
+    assert len(collected) == 2 and built.groups.tolist() == [3, 2] and built.sources == 5
+    assert built.y.tolist() == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert built.X.tolist() == [[1.0, 1.0]] * 3 + [[0.0, 0.0]] * 2
 
 def test_training_learns_the_signal_and_survives_a_round_trip(tmp_path: Path) -> None:
     X, y, groups = _known_signal(1000, seed=0)
@@ -153,6 +169,70 @@ def test_a_ranker_shipped_in_the_catalog_folder_is_used_when_the_data_directory_
         assert open_ranker(tmp_path / "data", "now", shipped=tmp_path / "catalog") is not None
     with pytest.warns(UserWarning, match="stale"):  # the catalog changed since it was shipped
         assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog") is None
+
+
+def _opened(directory: Path, fingerprint: str, shipped: Path, **kwargs: Any) -> tuple[Ranker | None, list[str]]:
+    """`open_ranker` and the warnings it gave (but the one about conversations, which these have none of)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ranker = open_ranker(directory, fingerprint, shipped, **kwargs)
+    return ranker, [str(w.message) for w in caught if "without conversations" not in str(w.message)]
+
+
+def test_serving_falls_back_to_the_best_ranker_of_the_same_items_and_evaluation_does_not(tmp_path: Path) -> None:
+    X, y, groups = _known_signal(50, seed=0)
+    ranker = train(X, y, groups)
+    data, shipped = tmp_path / "data", tmp_path / "catalog"
+    ranker.info["interactions"] = 100
+    ranker.save(ranker_path(shipped, "A-items"))
+    found, said = _opened(data, "B-items", shipped, same_items_fallback=True, ratings=103)
+    assert found is not None and found.info["interactions"] == 100  # as shipped
+    assert len(said) == 1 and "other (older) interactions (100 ratings, the catalog now has 103)" in said[0]
+    assert "`genre-agent fit` to refresh it" in said[0]
+    for interactions, fingerprint, mtime in ((101, "C-items", 10), (102, "D-items", 20)):
+        ranker.info["interactions"] = interactions
+        ranker.save(ranker_path(data, fingerprint))
+        os.utime(ranker_path(data, fingerprint), (mtime, mtime))
+    found, said = _opened(data, "B-items", shipped, same_items_fallback=True, ratings=103)
+    assert found is not None and found.info["interactions"] == 102  # trained on the most interactions
+    found, said = _opened(data, "B-items", shipped)  # what evaluation opens: this state or nothing
+    assert found is None and len(said) == 1 and "other interactions or items (stale)" in said[0]
+    found, said = _opened(data, "B-other", shipped, same_items_fallback=True, ratings=103)
+    assert found is None and len(said) == 1 and "other items (stale)" in said[0]
+    assert "hand-weighted" in said[0] and "genre-agent fit" in said[0]
+    found, said = _opened(data, "C-items", shipped, same_items_fallback=True)  # the exact state: no warning
+    assert found is not None and found.info["interactions"] == 101 and said == []
+    ranker_path(data, "D-items").write_text("{}")  # corrupted: the next best
+    found, said = _opened(data, "B-items", shipped, same_items_fallback=True)
+    assert found is not None and found.info["interactions"] == 101
+    ranker.conversation, ranker.info["interactions"] = train(X, y, groups, features=NAMES), 90
+    ranker.save(ranker_path(shipped, "E-items"))  # an older one that also learnt conversations
+    found, said = _opened(data, "B-items", shipped, same_items_fallback=True)
+    assert found is not None and found.conversation is not None  # preferred: it orders conversations too
+    ranker_path(data, "C-items").write_text("{}")  # what is found exactly but unreadable is not replaced
+    found, said = _opened(data, "C-items", shipped, same_items_fallback=True)
+    assert found is None and len(said) == 1 and "unreadable" in said[0] and "hand-weighted" in said[0]
+
+
+def test_the_served_catalog_keeps_its_ranker_after_feedback_and_an_evaluation_catalog_does_not(
+        tiny_dir: Path, tmp_path: Path) -> None:
+    settings = load_settings(catalog=str(tiny_dir), data_dir=tmp_path / "data", **{"backend.name": "fake"})
+    catalog = served_catalog(settings)
+    X, y, groups = _known_signal(50, seed=0)
+    ranker = train(X, y, groups)
+    ranker.info["interactions"] = len(catalog.interactions)
+    ranker.save(ranker_path(ranker_dir(settings), catalog_state(catalog)))
+    store = SQLiteStore(tmp_path / "feedback.sqlite3")
+    store.record(catalog.name, "chat-user", "1", "like")  # a rating in a chat: other interactions
+    with pytest.warns(UserWarning, match=f"other \\(older\\) interactions \\({len(catalog.interactions)} ratings, "
+                      f"the catalog now has {len(catalog.interactions) + 1}\\).*genre-agent fit"):
+        served = Recommender.open(settings, backend=FakeBackend(), store=store)
+    assert served.retriever.ranker is not None
+    assert catalog_state(served.catalog) != catalog_state(catalog)
+    assert served.recommend(user_id="chat-user", k=2).recommendations  # answered through the ranker
+    with pytest.warns(UserWarning, match="other interactions or items \\(stale\\).*hand-weighted"):
+        evaluated = Recommender.open(settings, backend=FakeBackend(), catalog=served.catalog)  # as eval opens
+    assert evaluated.retriever.ranker is None
 
 
 EVENINGS = [f"I loved Film {n}, {words}" for n, words in enumerate(

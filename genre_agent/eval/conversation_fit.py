@@ -29,8 +29,8 @@ from genre_agent.eval.requests import Judge, load_requests
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.routing import Routes
 from genre_agent.pipeline import Progress, Recommender, build
+from genre_agent.rank.examples import Collector, Examples
 from genre_agent.rank.mentions import FOLDS, Mentions, fold_of
-from genre_agent.rank.ranker import Examples
 from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import Settings
 
@@ -93,28 +93,23 @@ def conversation_examples(settings: Settings, catalog: Catalog, progress: Progre
     recommender.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1, reasons=False,
                                        reading=frozenset(), calibration="pinned: ranker examples")
     column = retriever.items.index
-    X, y, groups = [], [], []
+    collected = Collector()
     with tempfile.TemporaryDirectory() as tmp:  # these sessions' likes must not become training data
         agent = Agent(recommender, SQLiteStore(Path(tmp) / "feedback.sqlite3"))
         mentions = dev_mentions(agent, settings.rank.dialogues)
-        index = retriever.items.index
-        tables = {fold: mentions.without(fold).table(index) for fold in range(FOLDS)}
-        every = mentions.table(index)
+        tables = {fold: mentions.without(fold).table(column) for fold in range(FOLDS)}
+        every = mentions.table(column)
         asked = [*_dialogue_requests(agent, settings.rank.dialogues),
                  *_set_requests(agent, settings.rank.requests)]
         for n, (earlier, chatted, last, answers, fold) in enumerate(asked):
             retriever.mentions = every if fold is None else tables[fold]
             request = _read(agent, f"fit-{n}", earlier, chatted, last)
             for rows, features in recommender.rank_examples(request) if request is not None else []:
-                label = np.array([answers(str(i)) for i in column[rows]], dtype=np.float32)
-                if label.any():  # a pool without an answer teaches nothing
-                    X.append(features)
-                    y.append(label)
-                    groups.append(len(rows))
+                collected.add(features, np.array([answers(str(i)) for i in column[rows]], dtype=np.float32))
             if progress:
                 progress("conversation examples", n + 1, len(asked))
-    if not groups:
+    if not collected:
         raise CatalogError(f"catalog '{catalog.name}': no answer of the dialogues or requests given to `fit` was "
                            "among its request's candidates, so there is nothing to learn conversations from; "
                            "check that they are about this catalog.")
-    return Examples(np.vstack(X), np.concatenate(y), np.array(groups), len(asked)), mentions
+    return collected.build(len(asked)), mentions

@@ -28,8 +28,9 @@ from genre_agent.errors import CatalogError, ConfigError, DataDirError
 from genre_agent.eval.protocol import N_NEG, make_split, training_catalog
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Progress, build, catalog_state, ranker_dir
+from genre_agent.rank.examples import Collector, Examples
 from genre_agent.rank.features import GROUPS
-from genre_agent.rank.ranker import Examples, Ranker, ranker_path, train
+from genre_agent.rank.ranker import Ranker, ranker_path, train
 from genre_agent.settings import Settings
 
 
@@ -63,7 +64,7 @@ def examples(settings: Settings, catalog: Catalog, progress: Progress | None = N
     rng = np.random.default_rng(seed)
     positions = split.subsample(settings.rank.users, seed)
     column = retriever.items.index
-    X, y, groups = [], [], []
+    collected = Collector()
     for n, position in enumerate(positions):
         user = str(split.users[split.rows[position]])
         target = int(column.get_loc(str(split.items[split.test_item[position]])))
@@ -72,17 +73,13 @@ def examples(settings: Settings, catalog: Catalog, progress: Progress | None = N
         others = unrated[unrated != target]
         shortlist = np.append(target, rng.choice(others, min(N_NEG, len(others)), replace=False))
         for rows, features in retriever.rank_examples(view, filters, [shortlist]):
-            label = (rows == target).astype(np.float32)
-            if label.any():  # a pool without the held-out item teaches nothing
-                X.append(features)
-                y.append(label)
-                groups.append(len(rows))
+            collected.add(features, (rows == target).astype(np.float32))
         if progress:
             progress("ranker examples", n + 1, len(positions))
-    if not groups:
+    if not collected:
         raise CatalogError(f"catalog '{catalog.name}': no held-out item was among its user's candidates, so "
                            "there is nothing to learn from; keep rank.enabled = false.")
-    return Examples(np.vstack(X), np.concatenate(y), np.array(groups), len(positions))
+    return collected.build(len(positions))
 
 
 def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> FitReport:
@@ -97,7 +94,7 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
     if progress:
         progress("training the ranker", 0, 1)
     ranker: Ranker = train(data.X, data.y, data.groups, seed)
-    ranker.info.update(users=data.sources)
+    ranker.info.update(users=data.sources, interactions=len(catalog.interactions))
     if talk is not None:
         read = tuple(n for g, names in GROUPS.items() if g not in settings.rank.leave_out for n in names)
         ranker.conversation = train(talk.X, talk.y, talk.groups, seed, features=read)

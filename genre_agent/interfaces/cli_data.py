@@ -52,7 +52,7 @@ def index(
                                  **{"catalog_files.allow_outside": allow_outside or None})
         cat = served_catalog(settings)
         with progress_bar() as report:
-            retriever, built = build(settings, cat, report)
+            retriever, built = build(settings, cat, report, same_items_fallback=True)  # the served catalog
         if export_vectors is not None:
             indexes = {"text": (retriever.index, export_vectors)}
             if retriever.about is not None:

@@ -9,7 +9,9 @@ words and asked genres exist; the history model (and so the offline protocol) is
 conversations are trained or not.
 
 A missing, stale (trained for other interactions or items) or unreadable file is not an error: the service
-keeps the hand-weighted order and warns, naming the command that rebuilds it (`genre-agent fit`).
+keeps the hand-weighted order and warns, naming the command that rebuilds it (`genre-agent fit`). Serving
+alone uses a ranker of the same items trained on other interactions (stored feedback since), with a warning
+(`open_ranker`).
 """
 
 from __future__ import annotations
@@ -38,16 +40,6 @@ PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
     "num_threads": 2, "verbose": -1, "deterministic": True, "force_row_wise": True,
 }
-
-
-@dataclass
-class Examples:
-    """What a ranker learns from: feature rows of every feature (`NAMES`), grouped by request."""
-
-    X: np.ndarray  # features, one row per (request, item)
-    y: np.ndarray  # relevance: 1 for an answer of the request
-    groups: np.ndarray  # rows per request, in order
-    sources: int  # users (histories) or conversations they come from
 
 
 def ranker_path(directory: Path, fingerprint: str) -> Path:
@@ -133,15 +125,22 @@ def train(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0, *,
                                     "trees": int(model.num_trees())})
 
 
-def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None) -> Ranker | None:
+def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None, *,
+                same_items_fallback: bool = False, ratings: int | None = None) -> Ranker | None:
     """The ranker trained for this catalog state (in `directory`, else as shipped in the catalog's folder
-    `shipped`), or None with a warning saying why and what to run."""
-    path = ranker_path(directory, fingerprint)
-    if not path.is_file() and shipped is not None and ranker_path(shipped, fingerprint).is_file():
-        path = ranker_path(shipped, fingerprint)
-    if not path.is_file():
+    `shipped`), or None with a warning saying why and what to run.
+
+    `same_items_fallback` (serving only): without a file for this exact state, the newest ranker trained for the
+    same items on other interactions (in `directory`, else shipped) is used, with a warning: its features are
+    computed when serving, so a few stored ratings since do not make it wrong. Evaluation never passes it: an
+    offline evaluation must read the ranker of its own training part only, or it could read a model that
+    learnt its test interactions. `ratings`: the catalog's interactions now, for that warning."""
+    exact = _exact(directory, fingerprint, shipped)
+    path = _same_items(directory, fingerprint, shipped) if exact is None and same_items_fallback else exact
+    if path is None:
         stale = any(d.is_dir() and any(d.glob(f"{FILE_PREFIX}*.json")) for d in (directory, shipped) if d)
-        why = ("was trained for other interactions or items (stale)" if stale else "has not been trained")
+        other = "items" if same_items_fallback else "interactions or items"
+        why = f"was trained for other {other} (stale)" if stale else "has not been trained"
         warnings.warn(f"the learned ranker of this catalog {why}: answers use the hand-weighted order. "
                       "Run `genre-agent fit` to train it.", stacklevel=3)
         return None
@@ -150,8 +149,41 @@ def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None) 
     except DataDirError as exc:
         warnings.warn(f"{exc} Until then answers use the hand-weighted order.", stacklevel=3)
         return None
+    if exact is None:
+        trained = ranker.info.get("interactions")
+        counts = f" ({trained:,} ratings, the catalog now has {ratings:,})" if trained and ratings else ""
+        warnings.warn(f"the learned ranker of this catalog was trained on other (older) interactions{counts}, "
+                      "e.g. before feedback was stored: answers use it all the same. Run `genre-agent fit` to "
+                      "refresh it.", stacklevel=3)
     if ranker.conversation is None:
         warnings.warn("the learned ranker of this catalog was trained without conversations: conversations "
                       "that name titles (\"like X\", a catalog user's words) use the hand-weighted order. Run "
                       "`genre-agent fit --dialogues ... --requests ...` to train it on them.", stacklevel=3)
     return ranker
+
+
+def _exact(directory: Path, fingerprint: str, shipped: Path | None) -> Path | None:
+    """The file of exactly this catalog state, in the data directory, else shipped."""
+    for folder in (directory, shipped):
+        if folder is not None and ranker_path(folder, fingerprint).is_file():
+            return ranker_path(folder, fingerprint)
+    return None
+
+
+def _same_items(directory: Path, fingerprint: str, shipped: Path | None) -> Path | None:
+    """Of the files of the same items ("<any interactions fp>-<these items' fp>", in the data directory or
+    shipped), the one with a model of conversations, trained on the most interactions, the newest: an
+    evaluation's training part (fewer interactions, no conversations) is never preferred to the served one."""
+    items = fingerprint.rsplit("-", 1)[-1]
+    found = [p for folder in (directory, shipped) if folder is not None
+             for p in folder.glob(f"{FILE_PREFIX}*-{items}.json")]
+    return max(found, key=_preference) if found else None
+
+
+def _preference(path: Path) -> tuple[bool, int, float]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        talks, trained = "conversation" in data, int(data.get("info", {}).get("interactions", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        talks, trained = False, -1  # unreadable: last
+    return talks, trained, path.stat().st_mtime
