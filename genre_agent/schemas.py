@@ -55,6 +55,8 @@ class Evidence(BaseModel):
     shared_genres: list[str] = []
     similar_liked: list[str] = Field([], description="titles the user liked whose text is most similar")
     fans_also_liked: list[str] = Field([], description="titles the user liked that share fans (co-ratings)")
+    talked_with: list[str] = Field([], description="titles the request names that the conversations the ranker "
+                                   "learnt from often mention beside it")
     tags: list[str] = []
     query_similarity: float | None = None
     matched: list[str] = Field([], description="the request's needs (genres, tags) this item carries")

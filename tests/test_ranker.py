@@ -326,3 +326,27 @@ def test_fit_learns_what_dialogues_name_together_without_a_dialogue_explaining_i
     assert str(a + 20) in ids  # named beside it in a dialogue: in the pool whatever else ranks it
     named_with = dict(zip(ids, _column(X, "named_with"), strict=True))
     assert named_with[str(a + 20)] == pytest.approx(0.5) and sum(v > 0 for v in named_with.values()) == 1
+
+
+def test_what_conversations_often_mention_beside_a_named_title_is_evidence(tmp_path: Path) -> None:
+    """Film 21 comes up in two of the three dialogues naming Film 1, Film 22 in one: only Film 21 "often comes
+    up in conversations that mention" Film 1, and says so in its evidence when a request names Film 1."""
+    talks = Mentions.of([("d1", ["1", "21"]), ("d2", ["1", "21", "22"]), ("d3", ["1"]), ("d4", ["22", "30"])])
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "retrieval.candidates": 40})
+    with pytest.warns(UserWarning, match="has not been trained"):
+        catalog = Recommender.open(settings, backend=FakeBackend()).catalog
+    rows = catalog.items.index.get_indexer(["1", "21", "22"])
+    table = talks.table(catalog.items.index)
+    assert table.often_beside(rows[:1], rows[1:]) == [[rows[0]], []]  # 2 of 3 dialogues; 1 of 3 is not often
+    X, y, groups = _known_signal(50, seed=0)
+    ranker = train(X, y, groups)
+    ranker.conversation = train(X, y, groups, features=NAMES)
+    ranker.conversation.mentions = talks
+    ranker.save(ranker_path(ranker_dir(settings), catalog_state(catalog)))
+    served = Recommender.open(settings, backend=FakeBackend())
+    found = {c.item_id: c for c in served.run(RecommendRequest(liked=["1"], query="more like it", k=5)).candidates}
+    assert found["21"].evidence.talked_with == ["Film 1 (1961)"]
+    assert "often comes up in conversations that mention Film 1 (1961)" in found["21"].facts
+    assert found["22"].evidence.talked_with == [] and all(not c.evidence.talked_with
+                                                          for i, c in found.items() if i != "21")

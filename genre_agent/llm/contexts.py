@@ -97,7 +97,7 @@ class ReasonContext(TemplateContext):
     item_noun: str = Field(description='e.g. "movie"', examples=["movie"])
     item_noun_plural: str = Field(description='e.g. "movies"', examples=["movies"])
     evidence: Evidence = Field(description="what ties the item to the user: .similar_liked .fans_also_liked "
-                               ".shared_genres .tags .query_similarity .liked_by .drawbacks",
+                               ".talked_with .shared_genres .tags .query_similarity .liked_by .drawbacks",
                                examples=[_SAMPLE_CANDIDATE.evidence])
     year: int | None = Field(description="the item's year, if known", examples=[1972])
     query: str | None = Field(description="what the user asked for, if anything", examples=[None])

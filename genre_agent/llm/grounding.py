@@ -60,8 +60,9 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int,
     if len(text) > max_chars:
         return f"its reason is {len(text)} characters; the limit is {max_chars}"
     e = candidate.evidence
-    titles = [*e.similar_liked, *e.fans_also_liked, *history_titles]
-    name_text = " ".join([*e.similar_liked, *e.fans_also_liked, *e.tags, *e.shared_genres]).lower()
+    titles = [*e.similar_liked, *e.fans_also_liked, *e.talked_with, *history_titles]
+    name_text = " ".join([*e.similar_liked, *e.fans_also_liked, *e.talked_with, *e.tags,
+                          *e.shared_genres]).lower()
     fact_text = f"{name_text} {candidate.summary.lower()}"
     name = _name(candidate.title)
     if name and name in text.lower() and name not in name_text:

@@ -22,6 +22,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 FOLDS = 5  # the dialogues' folds while learning: each fold's features come from the other four
+# an item "often comes up" in conversations that mention a title when at least this many dialogues name both, and
+# at least this share of the dialogues naming the title
+BESIDE_DIALOGUES = 2
+BESIDE_SHARE = 0.05
 
 
 def fold_of(dialogue_id: str) -> int:
@@ -74,6 +78,19 @@ class MentionTable:
         """log of the share of dialogues naming each item (+1 smoothed): the same scale at any number of
         dialogues."""
         return np.log((self.counts + 1.0) / (self.dialogues + 1.0))
+
+    def often_beside(self, named: np.ndarray, rows: np.ndarray) -> list[list[int]]:
+        """For each of `rows`, the `named` rows that dialogues often mention beside it (in at least
+        `BESIDE_DIALOGUES` dialogues and `BESIDE_SHARE` of those naming the named row), most often first."""
+        if len(named) == 0:
+            return [[] for _ in rows]
+        together = self.together[named][:, rows].toarray()  # named x rows
+        share = together / (self.counts[named] + 1.0)[:, None]
+        out = []
+        for col in range(len(rows)):
+            often = np.flatnonzero((together[:, col] >= BESIDE_DIALOGUES) & (share[:, col] >= BESIDE_SHARE))
+            out.append([int(named[i]) for i in often[np.argsort(-share[often, col], kind="stable")]])
+        return out
 
     def with_named(self, named: np.ndarray) -> np.ndarray | None:
         """Per catalog row, the summed share of the dialogues naming each of the `named` rows that also name

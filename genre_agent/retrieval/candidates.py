@@ -246,6 +246,7 @@ class Retriever:
             return []
         order_by = scored.fused
         model = self.ranker_for(user, query, anchors or [], scored.named)
+        mentions = None
         if model is not None:
             mentions = None if model is self.ranker else self.mentions  # the model of histories reads none
             pool = self.ranking_pool(user, scored, mentions)
@@ -261,9 +262,15 @@ class Retriever:
             years = self.items["year"].astype("float64").to_numpy()[top]
             years = np.where(np.isnan(years), np.inf, years if filters.years_order == "older" else -years)
             top = top[np.argsort(years, kind="stable")]
+        talked = None
+        if mentions is not None:  # what the conversations it learnt from say: evidence too
+            titles = self.items["title"].to_numpy()
+            talked = [[str(titles[r]) for r in rows]
+                      for rows in mentions.often_beside(self._named_rows(user, scored), top)]
         return self.as_candidates(top, user, order_by, cf=scored.cf, query=query,
                                         query_vec=scored.query_vec, profile_vec=scored.profile_vec,
-                                        reason=reason, needs=scored.needs, words_vec=scored.words_vec)
+                                        reason=reason, needs=scored.needs, words_vec=scored.words_vec,
+                                        talked=talked)
 
     @functools.cached_property
     def described(self) -> np.ndarray:
@@ -319,9 +326,13 @@ class Retriever:
                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Per catalog row: the log share of conversations naming it, and how often it is named beside the
         titles of the request (its anchors, the user's likes, and what a new user said they had seen)."""
+        return mentions.share(), mentions.with_named(self._named_rows(user, scored))
+
+    def _named_rows(self, user: UserView, scored: _Scored) -> np.ndarray:
+        """The catalog rows of the titles a request names: its anchors, the user's likes, what a new user saw."""
         named = [*scored.anchors, *user.liked[:PROFILE_ITEMS], *(user.seen if user.row < 0 else [])]
         rows = self.items.index.get_indexer(list(dict.fromkeys(named)))
-        return mentions.share(), mentions.with_named(rows[rows >= 0])
+        return rows[rows >= 0]
 
     def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
         """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
@@ -460,11 +471,12 @@ class Retriever:
     def as_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,
                             query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None,
-                            needs: list[Need] | None = None, words_vec: np.ndarray | None = None
-                            ) -> list[Candidate]:
+                            needs: list[Need] | None = None, words_vec: np.ndarray | None = None,
+                            talked: list[list[str]] | None = None) -> list[Candidate]:
         """The items at catalog rows `top`, in that order, as candidates for this user: their scores (`fused`
         and `cf` are per catalog row), their evidence, its facts and the evidence sentence `reason` writes.
-        The vector score is the similarity to the query, else to the taste vector."""
+        The vector score is the similarity to the query, else to the taste vector; `talked`, per item, the
+        request's titles conversations often mention beside it."""
         cand_ids = [str(i) for i in self.items.index[top]]
         cand_vecs = self.index.vectors(cand_ids)
         about_sims = (self.about.vectors(cand_ids) @ words_vec if self.about is not None and words_vec is not None
@@ -492,7 +504,8 @@ class Retriever:
             fits = bool(matched) or (described and float(about_sims[row]) >= ev.FITS_MIN)
             evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
                                  colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun,
-                                 matched=matched, fits=fits, summary=item["summary"])
+                                 matched=matched, fits=fits, summary=item["summary"],
+                                 talked_with=talked[row] if talked is not None else None)
             out.append(Candidate(
                 item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
                 tags=list(item["tags"]), details={c: str(item[c]) for c in self.catalog.spec.items.show},

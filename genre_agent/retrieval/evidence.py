@@ -37,15 +37,18 @@ def gather(
     matched: list[str] | None = None,
     fits: bool = False,
     summary: str = "",
+    talked_with: list[str] | None = None,
 ) -> Evidence:
     """Evidence for one candidate. `text_sims` and `colike_sims` align with `liked_titles`; `matched` are the
-    request's needs the item carries, `fits` whether it fits the request, `summary` what it is about."""
+    request's needs the item carries, `fits` whether it fits the request, `summary` what it is about,
+    `talked_with` the request's titles that conversations often mention beside it."""
     shared = sorted((g for g in genres if g in favourites), key=lambda g: (-favourites[g], g))
     return Evidence(
         drawbacks=drawbacks(genres, favourites, year, liked_years or [], liked_by, noun_plural),
         shared_genres=shared[:3],
         similar_liked=_top_titles(liked_titles, text_sims, SIMILAR_MIN),
         fans_also_liked=_top_titles(liked_titles, colike_sims, COLIKED_MIN),
+        talked_with=(talked_with or [])[:2],
         tags=list(tags[:3]),
         query_similarity=None if query_similarity is None else round(float(query_similarity), 3),
         matched=matched or [], fits=fits, about=about(summary) if summary else None,
@@ -113,6 +116,8 @@ def facts(evidence: Evidence, year: int | None, noun_plural: str) -> list[str]:
         out.append(f"like {evidence.similar_liked[0]} (user liked)")
     if evidence.fans_also_liked:
         out.append(f"fans of {evidence.fans_also_liked[0]} liked it")
+    if evidence.talked_with:
+        out.append(f"often comes up in conversations that mention {evidence.talked_with[0]}")
     if evidence.shared_genres:
         out.append(f"shares {', '.join(evidence.shared_genres)} with the user's favourite {noun_plural}")
     if evidence.matched:
