@@ -154,6 +154,10 @@ class RankSettings(_Section):
                               "fixed seed), which bounds its time: ~0.15 s of CPU per user; unset = all")
     dialogues: list[Path] = Field([], description="`fit`: ReDial-format dialogue files whose dev part (never the "
                                   "held-out part `eval --dialogues` reports) trains the ranker of conversations")
+    training_dialogues: list[Path] = Field([], description="`fit`: ReDial-format dialogue files read whole "
+                                           "(files of a training split, such as redial-train-500, no part of "
+                                           "which an evaluation reports); they train the ranker of "
+                                           "conversations as `dialogues` do")
     requests: list[Path] = Field([], description="`fit`: request sets (tests/data/requests) whose dev requests "
                                  "train the ranker of conversations, the items that satisfy each as its answers")
     leave_out: list[str] = Field([], description="feature groups the ranker of conversations does not read "

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from genre_agent.data.feedback import SQLiteStore
-from genre_agent.errors import DataDirError
+from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.eval.conversation_fit import conversation_examples
 from genre_agent.eval.dialogues import split_of
 from genre_agent.eval.ranker_fit import ensure_fitted, fit
@@ -350,3 +350,24 @@ def test_what_conversations_often_mention_beside_a_named_title_is_evidence(tmp_p
     assert "often comes up in conversations that mention Film 1 (1961)" in found["21"].facts
     assert found["22"].evidence.talked_with == [] and all(not c.evidence.talked_with
                                                           for i, c in found.items() if i != "21")
+
+
+def test_training_dialogues_are_read_whole_and_a_file_given_both_ways_is_refused(tmp_path: Path) -> None:
+    """A training split has no held-out part: every dialogue of `rank.training_dialogues` is learnt from (its
+    test-hashed dialogues too), while `rank.dialogues` gives its dev part only; the same file in both is an
+    error that says which to choose."""
+    talks = _suggestions(tmp_path / "talks.jsonl", [(a, a + 20) for a in range(1, 21)])
+    every = {f"c{n}" for n in range(20)}
+    assert {d for d in every if split_of(d) == "test"}  # the file has a part eval would report
+    two = _two_tastes(tmp_path / "two")
+    settings = load_settings(catalog=str(two), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "rank.training_dialogues": [str(talks)]})
+    with pytest.warns(UserWarning, match="has not been trained"):
+        catalog = Recommender.open(settings, backend=FakeBackend()).catalog
+    data, mentions = conversation_examples(settings, catalog)
+    assert set(mentions.dialogues) == every and data.sources == len(every)
+    both = load_settings(catalog=str(two), data_dir=tmp_path / "data",
+                         **{"backend.name": "fake", "rank.training_dialogues": [str(talks)],
+                            "rank.dialogues": [str(talks)]})
+    with pytest.raises(ConfigError, match="give a file once"):
+        conversation_examples(both, catalog)

@@ -1,10 +1,11 @@
 """What the ranker of conversations learns from: requests read from conversations as the agent reads them.
 
 Two sources, their dev parts only (what evaluation reports as held out is never learnt from):
-- dialogues in ReDial format (`eval.dialogues`): each recommender message that suggests catalog movies is one
+- dialogues in ReDial format (`rank.dialogues`; the files of `rank.training_dialogues`, a training split that
+  no evaluation reports, whole): each recommender message that suggests catalog movies is one
   request, the seeker's turns before it with the earlier ones restored by the rules and the last one read as
   `chat` reads it (`Agent.asks`), as `eval --dialogues` answers it; its answers are the suggested movies.
-- request sets (`eval.requests`): each dev request but the conflicts (nothing satisfies them), its earlier turns
+- request sets (`rank.requests`): each dev request but the conflicts (nothing satisfies them), its earlier turns
   chatted as `eval --requests` chats them and its last one read; its answers are the items that satisfy its
   rule (`Judge`).
 The candidates and their features are the served path's (`Recommender.rank_examples`): the ranking pool with
@@ -23,8 +24,8 @@ import numpy as np
 from genre_agent.chat.agent import Agent
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.feedback import SQLiteStore
-from genre_agent.errors import CatalogError
-from genre_agent.eval.dialogues import build_cases, dialogue_mentions, load_dialogues, split_of
+from genre_agent.errors import CatalogError, ConfigError
+from genre_agent.eval.dialogues import Split, build_cases, dialogue_mentions, load_dialogues, split_of
 from genre_agent.eval.requests import Judge, load_requests
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.routing import Routes
@@ -39,16 +40,31 @@ from genre_agent.settings import Settings
 Asked = tuple[list[str], bool, str, Callable[[str], bool], int | None]
 
 
-def dev_mentions(agent: Agent, paths: list[Path]) -> Mentions:
-    """What the dev dialogues of these files mention."""
+def dialogue_files(settings: Settings) -> list[tuple[Path, Split]]:
+    """The dialogue files `fit` reads, each with the part it reads: the dev part of `rank.dialogues`, the
+    whole of `rank.training_dialogues`."""
+    twice = set(settings.rank.dialogues) & set(settings.rank.training_dialogues)
+    if twice:
+        raise ConfigError(f"{', '.join(map(str, sorted(twice)))}: given both as dialogues (their dev part is "
+                          "read) and as training dialogues (read whole); give a file once: as training "
+                          "dialogues only if no evaluation reports any part of it.")
+    dev: list[tuple[Path, Split]] = [(p, "dev") for p in settings.rank.dialogues]
+    return dev + [(p, "all") for p in settings.rank.training_dialogues]
+
+
+def _in(split: Split, dialogue: dict[str, object]) -> bool:
+    return split == "all" or split_of(str(dialogue.get("conversationId", ""))) == split
+
+
+def read_mentions(agent: Agent, files: list[tuple[Path, Split]]) -> Mentions:
+    """What the dialogues `fit` reads mention (each file's part)."""
     return Mentions.of((str(d.get("conversationId", "")), dialogue_mentions(d, agent.titles))
-                       for path in paths for d in load_dialogues(path)
-                       if split_of(str(d.get("conversationId", ""))) == "dev")
+                       for path, split in files for d in load_dialogues(path) if _in(split, d))
 
 
-def _dialogue_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
-    for path in paths:
-        cases = build_cases(load_dialogues(path), agent.titles, "dev").cases
+def _dialogue_requests(agent: Agent, files: list[tuple[Path, Split]]) -> Iterator[Asked]:
+    for path, split in files:
+        cases = build_cases(load_dialogues(path), agent.titles, split).cases
         targets: dict[tuple[str, int], set[str]] = {}
         turns: dict[tuple[str, int], list[str]] = {}
         for case in cases:  # the cases of one recommender message share its turns
@@ -85,7 +101,7 @@ def _read(agent: Agent, session: str, earlier: list[str], chatted: bool, last: s
 
 def conversation_examples(settings: Settings, catalog: Catalog, progress: Progress | None = None
                           ) -> tuple[Examples, Mentions]:
-    """The requests of `rank.dialogues` and `rank.requests` (their dev parts) as ranking examples on this
+    """The requests of `rank.dialogues`, `rank.training_dialogues` and `rank.requests` as ranking examples on this
     catalog, and what the dev dialogues mention (see the module doc); the model's reading is off (the rules
     read, as `--no-llm` measures)."""
     retriever, _ = build(settings, catalog, progress, for_fit=True)
@@ -96,10 +112,11 @@ def conversation_examples(settings: Settings, catalog: Catalog, progress: Progre
     collected = Collector()
     with tempfile.TemporaryDirectory() as tmp:  # these sessions' likes must not become training data
         agent = Agent(recommender, SQLiteStore(Path(tmp) / "feedback.sqlite3"))
-        mentions = dev_mentions(agent, settings.rank.dialogues)
+        files = dialogue_files(settings)
+        mentions = read_mentions(agent, files)
         tables = {fold: mentions.without(fold).table(column) for fold in range(FOLDS)}
         every = mentions.table(column)
-        asked = [*_dialogue_requests(agent, settings.rank.dialogues),
+        asked = [*_dialogue_requests(agent, files),
                  *_set_requests(agent, settings.rank.requests)]
         for n, (earlier, chatted, last, answers, fold) in enumerate(asked):
             retriever.mentions = every if fold is None else tables[fold]

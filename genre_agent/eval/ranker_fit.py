@@ -121,7 +121,7 @@ def _learns_conversations(settings: Settings) -> bool:
     if unknown:
         raise ConfigError(f"rank.leave_out: {sorted(unknown)} are not feature groups; pick from "
                           f"{', '.join(GROUPS)}.")
-    return bool(settings.rank.dialogues or settings.rank.requests)
+    return bool(settings.rank.dialogues or settings.rank.training_dialogues or settings.rank.requests)
 
 
 def ensure_fitted(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> FitReport | None:

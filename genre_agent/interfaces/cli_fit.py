@@ -28,6 +28,9 @@ def fit(
     dialogues: Annotated[list[Path] | None, typer.Option(
         "--dialogues", help="ReDial-format JSONL (repeatable): its dev part trains the ranker of conversations "
         "(default: rank.dialogues)")] = None,
+    training_dialogues: Annotated[list[Path] | None, typer.Option(
+        "--training-dialogues", help="ReDial-format JSONL of a training split (repeatable), read whole: never a "
+        "file whose held-out part `eval --dialogues` reports (default: rank.training_dialogues)")] = None,
     requests: Annotated[list[Path] | None, typer.Option(
         "--requests", help="a request set (repeatable, see tests/data/requests): its dev requests train the "
         "ranker of conversations (default: rank.requests)")] = None,
@@ -42,7 +45,8 @@ def fit(
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"catalog_files.allow_outside": allow_outside or None,
-                                    "rank.dialogues": dialogues or None, "rank.requests": requests or None})
+                                    "rank.dialogues": dialogues or None, "rank.requests": requests or None,
+                                    "rank.training_dialogues": training_dialogues or None})
         with progress_bar() as report:
             result = fit_ranker(settings, served_catalog(settings), report)
     except GenreAgentError as exc:

@@ -94,6 +94,7 @@ class _Scored:
     asked: list[str] = field(default_factory=list)  # the genres it asks for (lower case)
     named: bool = False  # it names titles: liked ones (a catalog user's ratings count) or anchors
     feature_cf: dict[str, np.ndarray] | None = None  # each CF model's scores, once the ranker asked
+    mention_signals: tuple[np.ndarray, np.ndarray | None] | None = None  # what conversations say, once asked
 
 
 @dataclass
@@ -325,8 +326,11 @@ class Retriever:
     def _mention_signals(self, user: UserView, scored: _Scored, mentions: MentionTable
                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Per catalog row: the log share of conversations naming it, and how often it is named beside the
-        titles of the request (its anchors, the user's likes, and what a new user said they had seen)."""
-        return mentions.share(), mentions.with_named(self._named_rows(user, scored))
+        titles of the request (its anchors, the user's likes, and what a new user said they had seen); computed
+        once per request (the pool and the features both read them)."""
+        if scored.mention_signals is None:
+            scored.mention_signals = mentions.share(), mentions.with_named(self._named_rows(user, scored))
+        return scored.mention_signals
 
     def _named_rows(self, user: UserView, scored: _Scored) -> np.ndarray:
         """The catalog rows of the titles a request names: its anchors, the user's likes, what a new user saw."""
