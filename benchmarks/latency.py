@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from genre_agent.chat.agent import Agent
+from genre_agent.data.feedback import SQLiteStore
 from genre_agent.llm.backends.llamacpp import LlamaCppOptions
+from genre_agent.pipeline import Recommender
 from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
@@ -51,7 +55,10 @@ def main() -> None:
 
     overrides = {"backend.model": args.model, "prompts": args.prompts}
     settings = load_settings(catalog=args.catalog, k=args.k, **overrides)
-    agent = Agent.from_config(settings)
+    # the scripted chats' likes go to a throw-away store: a benchmark must not change what the data directory's
+    # users are recommended (its stored feedback is read as it is)
+    scratch = tempfile.TemporaryDirectory()
+    agent = Agent(Recommender.open(settings), SQLiteStore(Path(scratch.name) / "feedback.sqlite3"))
     rec = agent.recommender
     users = rec.catalog.interactions.user_id.drop_duplicates().sort_values()
     users = [str(u) for u in users.sample(args.users, random_state=args.seed).tolist()]

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Recommender
@@ -54,3 +55,15 @@ def test_the_new_user_weight_moves_only_users_the_catalog_does_not_know(tiny_rec
     assert ranked("alice", 100.0) == ranked("alice", 0.0)
     # the tiny catalog's timestamps are seconds apart: every like is recent, so recent popularity = popularity
     assert np.allclose(built.new_user_popularity, built.popularity)
+
+
+def test_a_few_likes_long_after_the_catalog_ends_do_not_become_all_that_is_popular() -> None:
+    """Two likes of an obscure item stored years after the catalog's last rating (a chat's feedback on a
+    bundled catalog) count as two recent likes, not as the only ones: the item liked by many stays first,
+    and one more like lifts the obscure item above an item equal to it without it."""
+    items = pd.Index(["hit", "obscure", "twin"])
+    liked = pd.Series(["hit"] * 300 + ["obscure", "twin"] + ["obscure"] * 2)
+    at = pd.Series([DAY * n for n in range(300)] + [300 * DAY, 300 * DAY] + [3000 * DAY] * 2)
+    got = recent_popularity(items, liked, at, half_life_days=1461)
+    assert got.argmax() == 0
+    assert got[1] == pytest.approx(math.log1p(3.0)) and got[2] == pytest.approx(math.log1p(1.0))

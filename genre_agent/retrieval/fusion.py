@@ -50,14 +50,22 @@ def popularity(liked_by: np.ndarray) -> np.ndarray:
     return np.log1p(np.asarray(liked_by, dtype=np.float64))
 
 
+# a like's age is counted from the time by which all but this share of the likes had happened, so that a
+# burst of likes after a quiet spell (a chat's feedback stored years after the catalog's files end) counts as
+# recent, not as all that is recent
+NOW_SHARE = 0.01
+
+
 def recent_popularity(item_ids: pd.Index, item_of_like: pd.Series, time_of_like: pd.Series,
                       half_life_days: float) -> np.ndarray:
     """The popularity signal of what is liked now: log(1 + Σ 2^-(age / half-life)) over an item's likes, a
-    like's age counted from the newest one (so the signal does not fade as the data gets older)."""
+    like's age counted from the time by which 99% of the likes had happened (`NOW_SHARE`; newer likes count
+    whole), so the signal neither fades as the data gets older nor lets a few new likes outweigh it all."""
     seconds = time_of_like.to_numpy(dtype=np.float64)
     if not len(seconds):
         return np.zeros(len(item_ids))
-    weight = np.exp2(-(seconds.max() - seconds) / (half_life_days * 86400.0))
+    now = np.quantile(seconds, 1.0 - NOW_SHARE, method="higher")
+    weight = np.exp2(-np.maximum(now - seconds, 0.0) / (half_life_days * 86400.0))
     summed = pd.Series(weight, index=item_of_like.to_numpy()).groupby(level=0).sum()
     return np.log1p(summed.reindex(item_ids, fill_value=0.0).to_numpy(dtype=np.float64))
 
