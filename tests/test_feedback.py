@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import signal
 import sqlite3
 from collections.abc import Iterator
@@ -15,11 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.chat.agent import Agent
-from genre_agent.data.feedback import PostgresStore, SQLiteStore, Store, open_store
+from genre_agent.data.catalog import load_catalog
+from genre_agent.data.feedback import PostgresStore, SQLiteStore, Store, open_store, with_feedback
 from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.interfaces.cli import app
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.sanitize import redact
+from genre_agent.settings import load_settings
 
 from conftest import TINY, tiny_settings
 
@@ -190,3 +193,23 @@ def test_a_disk_io_error_is_storage_unavailable_like_a_full_disk(tmp_path: Path)
     assert (from_agent_error(failed.value).status, from_agent_error(failed.value).code) == (
         503, "storage_unavailable")
     assert store.for_user("tiny", "alice") == {}
+
+
+def test_stored_feedback_keeps_the_words_a_catalog_gives_its_genres(tmp_path: Path) -> None:
+    """Once a chat's like is stored, the catalog it joins still reads "spacey" as the genre its catalog.toml
+    says (the feedback once dropped every genre alias: "scary" stopped meaning Horror after the first like)."""
+    root = tmp_path / "tiny"
+    shutil.copytree(TINY, root)
+    with (root / "catalog.toml").open("a") as toml:
+        toml.write('\n[genres.aliases]\n"Sci-Fi" = ["spacey"]\n')
+    (tmp_path / "data").mkdir()
+    store = SQLiteStore(tmp_path / "data" / "feedback.sqlite3")  # where the served agent reads it
+    store.record("tiny", "u9", "1", "like", "s turn 1: I loved Star Quest")
+    catalog = load_catalog(str(root))
+    served = with_feedback(catalog, store)
+    assert len(served.interactions) == len(catalog.interactions) + 1
+    assert served.genre_aliases == catalog.genre_aliases == {"Sci-Fi": ["spacey"]}
+    settings = load_settings(catalog=str(root), data_dir=tmp_path / "data", **{"backend.name": "fake"})
+    agent = Agent.from_config(settings, backend=FakeBackend())
+    assert agent.recommender.catalog.interactions.user_id.eq("u9").any()  # the store it reads has the like
+    assert agent.asks("s", "Something spacey please").filters.require_genres == ["Sci-Fi"]

@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -348,5 +348,4 @@ def with_feedback(catalog: Catalog, store: Store) -> Catalog:
         return catalog
     merged = pd.concat([catalog.interactions, extra], ignore_index=True)
     merged = merged.drop_duplicates(["user_id", "item_id"], keep="last").reset_index(drop=True)
-    return Catalog(spec=catalog.spec, root=catalog.root, items=catalog.items, interactions=merged,
-                   report=catalog.report)
+    return replace(catalog, interactions=merged)  # all else kept: the genre words too
