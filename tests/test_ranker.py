@@ -19,7 +19,7 @@ from genre_agent.data.feedback import SQLiteStore
 from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.eval.conversation_fit import conversation_examples
 from genre_agent.eval.dialogues import split_of
-from genre_agent.eval.ranker_fit import ensure_fitted, fit
+from genre_agent.eval.ranker_fit import ensure_fitted, examples, fit
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, catalog_state, ranker_dir, served_catalog
 from genre_agent.rank.examples import Collector
@@ -371,3 +371,20 @@ def test_training_dialogues_are_read_whole_and_a_file_given_both_ways_is_refused
                             "rank.dialogues": [str(talks)]})
     with pytest.raises(ConfigError, match="give a file once"):
         conversation_examples(both, catalog)
+
+
+def test_fit_learns_from_each_users_last_positives_one_level_down_at_a_time(tmp_path: Path) -> None:
+    """`rank.depths = 3`: each user's last like is held out, then the one before it on the history before
+    that, then the one before that, while 5 positives remain: the users with 6 likes give two shortlists, the
+    users with 7 give three."""
+    two = _two_tastes(tmp_path / "two")
+
+    def learnt(depths: int) -> Any:
+        settings = load_settings(catalog=str(two), data_dir=tmp_path / f"data{depths}",
+                                 **{"backend.name": "fake", "rank.depths": depths})
+        return examples(settings, served_catalog(settings))
+
+    one, three = learnt(1), learnt(3)
+    assert one.sources == three.sources == 40
+    assert int((one.groups == 20).sum()) == 40 and int((three.groups == 20).sum()) == 40 + 40 + 20
+    assert np.array_equal(three.X[: len(one.y)], one.X, equal_nan=True)  # the first level as before

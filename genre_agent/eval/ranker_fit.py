@@ -5,8 +5,10 @@ catalog's interactions), the service is opened on what remains (`training_catalo
 user the served path builds the features (`Retriever.rank_examples`, the same code that serves) of two
 requests: its ranking pool (kept when the held-out item is in it) and a shortlist of the held-out item and
 19 items the user never rated (as the sampled protocol draws them). The held-out item is the one relevant
-item of each. The model is saved for the catalog state it was asked for, so the
-service on that state uses it.
+item of each. Then again one level further down, `rank.depths` times in all: the positive before it held
+out, on the history before that (more requests from the same users: on ml-latest-small's validation
+shortlists NDCG@10 rose from 0.769 with one to 0.793 with three, EASE's own order 0.736). The model is
+saved for the catalog state it was asked for, so the service on that state uses it.
 
 Given dialogues and request sets (`rank.dialogues`, `rank.requests`), it also trains the ranker of
 conversations on their dev parts (`conversation_fit`), on the catalog as given, and keeps both in one file.
@@ -25,7 +27,7 @@ import numpy as np
 
 from genre_agent.data.catalog import Catalog
 from genre_agent.errors import CatalogError, ConfigError, DataDirError
-from genre_agent.eval.protocol import N_NEG, make_split, training_catalog
+from genre_agent.eval.protocol import N_NEG, Split, make_split, training_catalog
 from genre_agent.filters import Filters
 from genre_agent.pipeline import Progress, build, catalog_state, ranker_dir
 from genre_agent.rank.examples import Collector, Examples
@@ -54,19 +56,38 @@ class FitReport:
 
 
 def examples(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> Examples:
-    """What the ranker of this catalog state learns from (see the module doc)."""
-    split = make_split(catalog.interactions, catalog.positive_min, seed=seed)
-    if not len(split.rows):
+    """What the ranker of this catalog state learns from (see the module doc): each user's last positive held
+    out, then (`rank.depths`) the one before it on the history before that, and so on."""
+    collected = Collector()
+    users: set[str] = set()
+    part = catalog
+    for depth in range(settings.rank.depths):
+        split = make_split(part.interactions, part.positive_min, seed=seed)
+        if not len(split.rows):
+            break
+        users |= _held_out(settings, part, split, collected, progress, seed, depth)
+        part = training_catalog(part, split)
+    if not users:
         raise CatalogError(f"catalog '{catalog.name}' has no user with 5 positive ratings to learn a ranker "
                            "from; keep rank.enabled = false (the hand-weighted order).")
+    if not collected:
+        raise CatalogError(f"catalog '{catalog.name}': no held-out item was among its user's candidates, so "
+                           "there is nothing to learn from; keep rank.enabled = false.")
+    return collected.build(len(users))
+
+
+def _held_out(settings: Settings, catalog: Catalog, split: Split, collected: Collector,
+              progress: Progress | None, seed: int, depth: int) -> set[str]:
+    """Collect the requests of the split's held-out users (see the module doc); the users read."""
     retriever, _ = build(settings, training_catalog(catalog, split), progress, for_fit=True)
     filters = settings.rules.merge(Filters())  # what a request without filters of its own gets
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + depth)
     positions = split.subsample(settings.rank.users, seed)
     column = retriever.items.index
-    collected = Collector()
+    read = set()
     for n, position in enumerate(positions):
         user = str(split.users[split.rows[position]])
+        read.add(user)
         target = int(column.get_loc(str(split.items[split.test_item[position]])))
         view = retriever.user_view(user)
         unrated = np.flatnonzero(~column.isin(list(view.seen)))
@@ -75,11 +96,8 @@ def examples(settings: Settings, catalog: Catalog, progress: Progress | None = N
         for rows, features in retriever.rank_examples(view, filters, [shortlist]):
             collected.add(features, (rows == target).astype(np.float32))
         if progress:
-            progress("ranker examples", n + 1, len(positions))
-    if not collected:
-        raise CatalogError(f"catalog '{catalog.name}': no held-out item was among its user's candidates, so "
-                           "there is nothing to learn from; keep rank.enabled = false.")
-    return collected.build(len(positions))
+            progress(f"ranker examples ({depth + 1} of {settings.rank.depths} held out)", n + 1, len(positions))
+    return read
 
 
 def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, seed: int = 0) -> FitReport:
