@@ -62,7 +62,12 @@ def examples(settings: Settings, catalog: Catalog, progress: Progress | None = N
     users: set[str] = set()
     part = catalog
     for depth in range(settings.rank.depths):
-        split = make_split(part.interactions, part.positive_min, seed=seed)
+        try:
+            split = make_split(part.interactions, part.positive_min, seed=seed)
+        except ValueError:  # too few items left to draw a user's 19 negatives from (a tiny catalog)
+            if depth == 0:
+                raise
+            break
         if not len(split.rows):
             break
         users |= _held_out(settings, part, split, collected, progress, seed, depth)
