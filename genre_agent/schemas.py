@@ -141,6 +141,8 @@ class Recommendations(BaseModel):
         [], description="roles the model is still doing: this is the answer shown at once (retrieval order, "
         "evidence reasons); the model's answer follows and replaces it (streaming chat only)")
     recommendations: list[Recommendation]
+    note: str | None = Field(None, description="when the request's constraints let too few items through: "
+                             "which of them to relax, and how many items each would let in")
     timings_ms: Timings
     prompt_tokens: int
 

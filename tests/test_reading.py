@@ -128,3 +128,19 @@ def test_filters_name_each_constraint_and_the_filters_without_it() -> None:
         ("no Horror", ["Comedy", "Romance"], [], 2000), ("from 2000", ["Comedy", "Romance"], ["Horror"], None)]
     added = f.revised(Filters(require_genres=["Animation"], exclude_genres=["Romance"]))
     assert (added.require_genres, added.exclude_genres) == (["Comedy", "Animation"], ["Horror", "Romance"])
+
+
+def test_a_one_shot_query_is_read_as_chat_reads_a_first_message(tmp_path: Path) -> None:
+    """`recommend --query`, the Python API, MCP and LangChain: a named title is liked and never comes back, the
+    query's genres are constraints, and too few fits come with the note that names what to relax."""
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=FakeBackend())
+    loved = agent.recommend(query="I loved Star Quest (1990), what else?")
+    titles = [r.title for r in loved.recommendations]
+    assert "Star Quest (1990)" not in titles and titles[0] == "Star Quest II (1992)"
+    assert loved.query == "I loved Star Quest (1990), what else?" and loved.note is None
+    horror = agent.recommend(query="A horror movie please.")
+    assert [r.title for r in horror.recommendations] == ["Night Terror (1985)"]
+    assert horror.note is not None and horror.note.startswith("Only 1 movie in the catalog fits all of: Horror.")
+    given = agent.recommend(query="a comedy", filters=Filters(year_min=2000))  # the caller's filters still hold
+    assert [r.title for r in given.recommendations] == ["Deep Space Comedy (2001)"]
+    assert agent.recommend(query="space").recommendations  # words the reading does not place: a search query

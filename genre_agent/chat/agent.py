@@ -104,8 +104,8 @@ class Agent:
                     progress: Progress | None = None, **overrides: Any) -> Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
-        store = open_store(settings.store.url, settings.data_dir)
-        return cls(Recommender.open(settings, backend, progress, store=store), store)
+        recommender = Recommender.open(settings, backend, progress)  # a bad catalog fails before anything is written
+        return cls(recommender, open_store(settings.store.url, settings.data_dir))
 
     @property
     def settings(self) -> Settings:
@@ -199,11 +199,44 @@ class Agent:
     def recommend(self, user: str | None = None, query: str | None = None, k: int | None = None,
                   filters: Filters | None = None, prompts: str | None = None,
                   on_reason: Callable[[Recommendation], None] | None = None) -> Recommendations:
-        """One-shot recommendations, the same schema as `genre-agent recommend --json`. `prompts` picks a
-        template set (shipped name or folder) for this request only. When the model writes the reasons, each
-        goes to `on_reason` as soon as it is written and checked; the answer returned has them all."""
-        return self.recommender.run(RecommendRequest(user_id=user, query=query, k=k, prompts=prompts,
-                                                     filters=filters or Filters()), on_reason=on_reason).result
+        """One-shot recommendations, the same schema as `genre-agent recommend --json`. The query is read as
+        `chat` reads a first message (`read`). `prompts` picks a template set (shipped name or folder) for this
+        request only. When the model writes the reasons, each goes to `on_reason` as soon as it is written and
+        checked; the answer returned has them all."""
+        request, note = self.read(query, user, k, filters, prompts)
+        result = self.recommender.run(request, on_reason=on_reason).result
+        return result.model_copy(update={"query": (query or "").strip() or None, "note": note})
+
+    def read(self, query: str | None, user: str | None = None, k: int | None = None,
+             filters: Filters | None = None, prompts: str | None = None) -> tuple[RecommendRequest, str | None]:
+        """The request a one-shot query asks for, read as `chat` reads a first message: the titles it names
+        are liked (or resembled) and never come back, its genres, years and exclusions join `filters` as
+        constraints; with the note that names the constraint to relax when too few items fit them all. A query
+        that asks for no list ("why?") or that the reading finds nothing in stays a plain search query."""
+        given = filters or Filters()
+        plain = RecommendRequest(user_id=user, query=query, k=k, prompts=prompts, filters=given)
+        if plain.query is None:
+            return plain, None
+        state = SessionState(session_id="one-shot", user_id=user)
+        update = self._read(state, clean_message(plain.query))
+        if update.intent not in ANSWERED:
+            return plain, None
+        self._apply(state, update, [])
+        state.filters = state.filters.merge(given)
+        if not self._has_taste(state):
+            return plain, None
+        read = self._request(state)
+        request = read.model_copy(update={"k": k or read.k, "prompts": prompts})
+        return request, self._conflict(state, request)
+
+    def _conflict(self, state: SessionState, request: RecommendRequest) -> str | None:
+        """In words, the constraints to relax when the session's filters let too few items through."""
+        retriever = self.recommender.retriever
+        clash = conflict(state.filters, retriever.items, retriever.genre_masks, request.k or self.settings.k)
+        if clash is None:
+            return None
+        info = self.catalog_info()
+        return clash.describe(info.item_noun, info.item_noun_plural)
 
     def catalog_info(self) -> CatalogInfo:
         """The catalog's name, size and item noun (what the front-ends show)."""
@@ -364,11 +397,9 @@ class Agent:
     def _recommend(self, state: SessionState, intent: str, listen: Listeners | None,
                    popular: bool = False, note: str | None = None) -> Reply:
         request = self._request(state, popular)
-        retriever = self.recommender.retriever
-        clash = conflict(state.filters, retriever.items, retriever.genre_masks, request.k or self.settings.k)
+        clash = self._conflict(state, request)
         if clash is not None:  # the constraints cannot fill an answer: say which to relax, show what fits
-            info = self.catalog_info()
-            intent, note = "conflict", clash.describe(info.item_noun, info.item_noun_plural)
+            intent, note = "conflict", clash
         if listen is None:
             return self._listing(state, intent, self.recommender.run(request), note)
         run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),

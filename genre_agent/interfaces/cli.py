@@ -60,9 +60,8 @@ def recommend(
     config: ConfigOpt = None,
 ) -> None:
     """Top-k recommendations for a user (and/or a query), each with a reason."""
+    from genre_agent.chat.agent import Agent
     from genre_agent.filters import Filters
-    from genre_agent.pipeline import Recommender
-    from genre_agent.schemas import RecommendRequest
     from genre_agent.settings import load_settings
 
     try:
@@ -73,15 +72,15 @@ def recommend(
                           exclude_genres=exclude_genre or [], year_min=year_min, year_max=year_max,
                           where=parse_where(where or []))
         with progress_bar() as report:
-            rec = Recommender.open(settings, progress=report)
-        info = rec.catalog_info()
+            agent = Agent.from_config(settings, progress=report)
+        info = agent.catalog_info()
         for line in info.cleaning:
             err.print(f"[dim]catalog cleaning: {escape(line)}[/]")
         if not info.interactions:
             err.print("[dim]note: this catalog has no interactions, so CF is skipped; candidates come from "
                       "text similarity to the query.[/]")
         with err.status("thinking…"):
-            result = rec.run(RecommendRequest(user_id=user, query=query, k=settings.k, filters=filters)).result
+            result = agent.recommend(user, query, settings.k, filters)
     except GenreAgentError as exc:
         fail(exc)
         return
@@ -98,6 +97,8 @@ def recommend(
         table.add_row(str(r.rank), Text(for_terminal(r.title)), Text(for_terminal(r.reason)),
                       f"{r.scores.fused:.2f}")
     out.print(table)
+    if result.note:
+        out.print(Text(for_terminal(result.note)))
     t = result.timings_ms
     err.print(f"{result.backend}:{result.model}; {result.what_the_llm_did()}; re-asks {result.reasks}; "
               f"retrieve {t.retrieve:.0f} ms, LLM {t.llm / 1000:.1f} s, {result.prompt_tokens} prompt tokens\n"
