@@ -36,6 +36,13 @@ def test_recommend_table_and_filters(tmp_path: Path) -> None:
     assert "fallback" in err
 
 
+def test_a_warning_reads_as_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    code, _, err = _run("recommend", "--catalog", str(TINY), "--user", "alice", "-k", "2", data_dir=tmp_path)
+    assert code == 0
+    assert "warning: the learned ranker of this catalog has not been trained" in " ".join(err.split())
+    assert "UserWarning" not in err and ".py:" not in err
+
+
 def test_fake_responses_from_a_file(tmp_path: Path) -> None:
     answers = tmp_path / "answers.txt"
     answers.write_text(json.dumps({"recommendations": [

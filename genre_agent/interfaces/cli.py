@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +30,7 @@ from genre_agent.interfaces.console import (
     out,
     parse_where,
     progress_bar,
+    show_warning,
 )
 from genre_agent.sanitize import for_terminal
 
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="genre-agent: an offline conversational recommender (Chroma + CF + a local LLM).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _every_command() -> None:
+    warnings.showwarning = show_warning  # "warning: ..." lines, not Python's file:line: UserWarning
 
 
 @app.command()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -45,6 +45,13 @@ def progress_bar() -> Iterator[Any]:
             bar.update(tasks[step], completed=done, total=total)
 
         yield report
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+    """A warning as a person reads it (`warnings.showwarning`): `warning: <what and what to do>` on stderr,
+    without the Python file and line it was raised from."""
+    err.print(f"[yellow]warning:[/] {escape(for_terminal(redact(str(message))))}", highlight=False)
 
 
 def fail(exc: GenreAgentError) -> NoReturn:
