@@ -36,6 +36,7 @@ from genre_agent.settings import ServerSettings
 from conftest import TINY
 
 KEY_A = "user-a-key-0123456789abcd"  # speaks for catalog user "a"
+KEY_B = "new-user-key-0123456789ab"  # speaks for a new user
 Session = Callable[[Client], Awaitable[None]]
 
 
@@ -232,6 +233,28 @@ def test_http_needs_the_key_and_the_key_names_the_user(agent: Agent) -> None:
 
     with _over_http(agent, settings) as url:
         asyncio.run(main(url))
+
+
+def _raw(key: str, session: str | None = None) -> dict[str, str]:
+    """The headers of a hand-made MCP request of `key`, in `session` (an Mcp-Session-Id)."""
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-06-18"}
+    return {**headers, "Mcp-Session-Id": session} if session else headers
+
+
+def test_a_transport_session_answers_only_the_key_that_opened_it(agent: Agent) -> None:
+    """Key B, given the Mcp-Session-Id of key A's client, could send requests in it and end it (DELETE)."""
+    settings = ServerSettings(api_keys={KEY_A: "a", KEY_B: ""})
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    with _over_http(agent, settings) as url:
+        opened = httpx.post(url, json=opening, headers=_raw(KEY_A))
+        session = opened.headers["mcp-session-id"]
+        used = httpx.post(url, json=listing, headers=_raw(KEY_B, session))
+        assert used.status_code == 404 and "Session not found" in used.text  # as if it did not exist
+        assert httpx.delete(url, headers=_raw(KEY_B, session)).status_code == 404
+        assert httpx.post(url, json=listing, headers=_raw(KEY_A, session)).status_code == 200
 
 
 def test_mcp_refuses_a_public_http_bind_without_a_key(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
+from genre_agent.chat.session import SessionState
 from genre_agent.chat.transcript import with_shown
 from genre_agent.data.feedback import SQLiteStore
 from genre_agent.interfaces.http_errors import ApiError, error_body
@@ -416,6 +417,18 @@ def test_stateless_turns_of_a_new_user_store_no_feedback(agent: Agent, tmp_path:
         assert alone.store.events() == []
         assert _chat(base, "I loved Night Terror", key=KEY_A).status_code == 200  # a key of a catalog user
         assert [(e.user_key, e.item_id, e.kind) for e in alone.store.events()] == [("a", "5", "like")]
+
+
+def test_a_new_users_pseudonym_is_too_random_to_be_another_keys(agent: Agent, tmp_path: Path) -> None:
+    """A new user's session keeps its feedback under its pseudonym, and a new session loads whatever is stored
+    under its own: with 32 random bits, once some 10^5 pseudonyms hold feedback, a new session of key C can be
+    given key B's likes ("Close to Star Quest, which you liked") and write into them."""
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    with live(alone, {KEY_B: None, KEY_C: None}) as (base, _):
+        stored = [alone.store.session(_new_session(base, key).json()["id"]) for key in (KEY_B, KEY_C)]
+    names = [SessionState.model_validate_json(s.state).pseudonym for s in stored if s is not None]
+    assert len(set(names)) == 2
+    assert all(len(name.removeprefix("anon-")) >= 32 for name in names)  # 128 random bits (hex) at least
 
 
 def _connect(base: str) -> socket.socket:

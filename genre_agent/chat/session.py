@@ -38,7 +38,8 @@ class StateUpdate(BaseModel):
 
 class SessionState(BaseModel):
     session_id: str
-    pseudonym: str = Field(default_factory=lambda: f"anon-{secrets.token_hex(4)}",
+    # 128 random bits: a new session loads the feedback stored under its pseudonym, so it must be nobody else's
+    pseudonym: str = Field(default_factory=lambda: f"anon-{secrets.token_hex(16)}",
                            description="stands in for the user id in prompts and feedback of new users")
     user_id: str | None = None
     liked: list[str] = []

@@ -30,6 +30,8 @@ from typing import Annotated, Any, Literal, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
@@ -39,7 +41,7 @@ from genre_agent.errors import GenreAgentError
 from genre_agent.filters import Filters
 from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.limits import KeyRates
-from genre_agent.interfaces.server import Caller, Guard
+from genre_agent.interfaces.server import ASGIApp, Caller, Guard, Receive, Scope, Send
 from genre_agent.llm.prompts import load_profile, shipped_sets
 from genre_agent.schemas import Recommendation, Recommendations
 from genre_agent.settings import ServerSettings
@@ -267,9 +269,24 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
 
 def http_app(mcp: MCPServer, keys: dict[str, str | None], settings: ServerSettings, host: str) -> Guard:
     """The streamable HTTP app at /mcp behind the HTTP server's Guard: the API key first (401 without it),
-    then the body, counted while it is read (413 over `server.max_body`)."""
+    then the body, counted while it is read (413 over `server.max_body`). A transport session (its
+    Mcp-Session-Id) answers only the key that opened it."""
     app: Any = mcp.streamable_http_app(host=host, max_request_body_size=settings.max_body)
-    return Guard(app, keys, settings.max_body, settings.read_timeout_s)
+    return Guard(_bound_to_key(app), keys, settings.max_body, settings.read_timeout_s)
+
+
+def _bound_to_key(app: ASGIApp) -> ASGIApp:
+    """`app` told the Guard's caller as the SDK's authenticated user, which binds each transport session to the
+    key that opened it: any other key gets 404 "Session not found", as if it did not exist."""
+
+    async def bound(scope: Scope, receive: Receive, send: Send) -> None:
+        caller = scope.get("state", {}).get("caller")
+        if isinstance(caller, Caller):
+            token = AccessToken(token=caller.key_id, client_id=caller.key_id, scopes=[])
+            scope["user"] = AuthenticatedUser(token)
+        await app(scope, receive, send)
+
+    return bound
 
 
 def run(agent: Agent, settings: ServerSettings, keys: dict[str, str | None], http: bool = False,
