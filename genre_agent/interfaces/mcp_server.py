@@ -43,6 +43,7 @@ from genre_agent.interfaces.http_errors import ApiError
 from genre_agent.interfaces.limits import KeyRates
 from genre_agent.interfaces.server import ASGIApp, Caller, Guard, Receive, Scope, Send
 from genre_agent.llm.prompts import load_profile, shipped_sets
+from genre_agent.sanitize import redact
 from genre_agent.schemas import Recommendation, Recommendations
 from genre_agent.settings import ServerSettings
 
@@ -165,7 +166,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
                             "cancelled; nothing was saved. Retry, or ask the operator for a faster "
                             "backend") from exc
         except (GenreAgentError, ApiError) as exc:
-            raise ToolError(str(exc)) from exc
+            raise ToolError(redact(str(exc))) from exc  # no credential of the operator's config
         except anyio.get_cancelled_exc_class():
             cancel.set()
             raise
