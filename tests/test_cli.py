@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -37,10 +39,12 @@ def test_recommend_table_and_filters(tmp_path: Path) -> None:
 
 
 def test_a_warning_reads_as_one_line_that_says_what_to_do(tmp_path: Path) -> None:
-    code, _, err = _run("recommend", "--catalog", str(TINY), "--user", "alice", "-k", "2", data_dir=tmp_path)
-    assert code == 0
-    assert "warning: the learned ranker of this catalog has not been trained" in " ".join(err.split())
-    assert "UserWarning" not in err and ".py:" not in err
+    done = subprocess.run([sys.executable, "-m", "genre_agent.interfaces.cli", "recommend", "--catalog", str(TINY),
+                           "--user", "alice", "-k", "2", "--data-dir", str(tmp_path), "--backend", "fake"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0
+    assert "warning: the learned ranker of this catalog has not been trained" in done.stderr
+    assert "UserWarning" not in done.stderr and ".py:" not in done.stderr
 
 
 def test_fake_responses_from_a_file(tmp_path: Path) -> None:

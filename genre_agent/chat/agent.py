@@ -104,7 +104,7 @@ class Agent:
                     progress: Progress | None = None, **overrides: Any) -> Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
-        recommender = Recommender.open(settings, backend, progress)  # a bad catalog fails before anything is written
+        recommender = Recommender.open(settings, backend, progress)  # a bad catalog fails before any write
         return cls(recommender, open_store(settings.store.url, settings.data_dir))
 
     @property

@@ -27,10 +27,10 @@ from genre_agent.interfaces.console import (
     PromptsOpt,
     err,
     fail,
+    format_warning,
     out,
     parse_where,
     progress_bar,
-    show_warning,
 )
 from genre_agent.sanitize import for_terminal
 
@@ -43,7 +43,7 @@ app = typer.Typer(help="genre-agent: an offline conversational recommender (Chro
 
 @app.callback()
 def _every_command() -> None:
-    warnings.showwarning = show_warning  # "warning: ..." lines, not Python's file:line: UserWarning
+    warnings.formatwarning = format_warning  # "warning: ..." lines, not Python's file:line: UserWarning
 
 
 @app.command()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -47,11 +47,11 @@ def progress_bar() -> Iterator[Any]:
         yield report
 
 
-def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: TextIO | None = None, line: str | None = None) -> None:
-    """A warning as a person reads it (`warnings.showwarning`): `warning: <what and what to do>` on stderr,
-    without the Python file and line it was raised from."""
-    err.print(f"[yellow]warning:[/] {escape(for_terminal(redact(str(message))))}", highlight=False)
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:
+    """A warning as a person reads it (`warnings.formatwarning`): `warning: <what and what to do>`, without the
+    Python file and line it was raised from."""
+    return f"warning: {for_terminal(redact(str(message)))}\n"
 
 
 def fail(exc: GenreAgentError) -> NoReturn:
