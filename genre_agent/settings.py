@@ -192,6 +192,8 @@ class ServerSettings(_Section):
                               "replaces its own least recently used one, never another key's (429 if it has none)")
     max_sessions_per_key: int = Field(100, ge=1, description="sessions one API key keeps; its least recently "
                                       "used one goes beyond this")
+    mcp_transports_per_key: int = Field(10, ge=1, description="MCP streamable-HTTP transport sessions (each "
+                                        "Mcp-Session-Id) one API key may hold open; a new one over it gets 429")
     turns_per_minute: int = Field(60, ge=1, description="turns one API key may start per minute, in bursts up "
                                   "to this many (per replica); more get 429 with Retry-After")
     feedback_per_minute: int = Field(30, ge=1, description="likes, dislikes and 'seen' one API key may store "

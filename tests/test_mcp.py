@@ -257,6 +257,28 @@ def test_a_transport_session_answers_only_the_key_that_opened_it(agent: Agent) -
         assert httpx.post(url, json=listing, headers=_raw(KEY_A, session)).status_code == 200
 
 
+def test_a_key_holds_only_its_share_of_transport_sessions(agent: Agent) -> None:
+    """One key opening sessions without end would fill the SDK's global limit and lock every other key out."""
+    settings = ServerSettings(api_keys={KEY_A: "a", KEY_B: ""}, mcp_transports_per_key=2, session_ttl_s=1.0)
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}}
+    with _over_http(agent, settings) as url:
+        first, second = (httpx.post(url, json=opening, headers=_raw(KEY_A)) for _ in range(2))
+        assert first.status_code == second.status_code == 200
+        over = httpx.post(url, json=opening, headers=_raw(KEY_A))
+        assert over.status_code == 429 and "mcp_transports_per_key" in over.json()["error"]["message"]
+        assert httpx.post(url, json=opening, headers=_raw(KEY_B)).status_code == 200  # another key's share
+        assert httpx.post(url, json={"jsonrpc": "2.0", "id": 2}, headers=_raw(KEY_A)).status_code == 429
+        assert httpx.delete(url, headers=_raw(KEY_A, first.headers["mcp-session-id"])).status_code == 200
+        assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 200  # the ended one's slot
+        assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 429
+        time.sleep(1.5)  # unused for longer than session_ttl_s: the SDK closed them, and they count no more
+        gone = httpx.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
+                          headers=_raw(KEY_A, second.headers["mcp-session-id"]))
+        assert gone.status_code == 404
+        assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 200
+
+
 def test_mcp_refuses_a_public_http_bind_without_a_key(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "genre_agent.interfaces.cli", "mcp", "--http", "--host",
                            "0.0.0.0", "--catalog", str(TINY), "--data-dir", str(tmp_path), "--backend", "fake"],

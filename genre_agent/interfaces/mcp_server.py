@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -39,7 +40,7 @@ from pydantic import BaseModel, Field
 from genre_agent.chat.agent import Agent, Reply
 from genre_agent.errors import GenreAgentError
 from genre_agent.filters import Filters
-from genre_agent.interfaces.http_errors import ApiError
+from genre_agent.interfaces.http_errors import ApiError, error_response
 from genre_agent.interfaces.limits import KeyRates
 from genre_agent.interfaces.server import ASGIApp, Caller, Guard, Receive, Scope, Send
 from genre_agent.llm.prompts import load_profile, shipped_sets
@@ -271,23 +272,77 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
 def http_app(mcp: MCPServer, keys: dict[str, str | None], settings: ServerSettings, host: str) -> Guard:
     """The streamable HTTP app at /mcp behind the HTTP server's Guard: the API key first (401 without it),
     then the body, counted while it is read (413 over `server.max_body`). A transport session (its
-    Mcp-Session-Id) answers only the key that opened it."""
-    app: Any = mcp.streamable_http_app(host=host, max_request_body_size=settings.max_body)
-    return Guard(_bound_to_key(app), keys, settings.max_body, settings.read_timeout_s)
+    Mcp-Session-Id) answers only the key that opened it, and a key holds at most
+    `server.mcp_transports_per_key` of them open, so no key can use up the SDK's `server.max_sessions`."""
+    app: Any = mcp.streamable_http_app(host=host, max_request_body_size=settings.max_body,
+                                       session_idle_timeout=settings.session_ttl_s,
+                                       max_sessions=settings.max_sessions)
+    return Guard(KeyTransports(app, settings.mcp_transports_per_key, settings.session_ttl_s), keys,
+                 settings.max_body, settings.read_timeout_s)
 
 
-def _bound_to_key(app: ASGIApp) -> ASGIApp:
+class KeyTransports:
     """`app` told the Guard's caller as the SDK's authenticated user, which binds each transport session to the
-    key that opened it: any other key gets 404 "Session not found", as if it did not exist."""
+    key that opened it (any other key gets 404 "Session not found", as if it did not exist), and a limit of
+    `per_key` transport sessions open per key: a request that would open one more gets 429.
 
-    async def bound(scope: Scope, receive: Receive, send: Send) -> None:
+    A session counts as open from the answer that issued its Mcp-Session-Id until its client ends it (DELETE),
+    the SDK answers 404 for it, or it has had no request in flight for `idle_s` (when the SDK closes it)."""
+
+    def __init__(self, app: ASGIApp, per_key: int, idle_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.per_key, self.idle_s, self.clock = app, per_key, idle_s, clock
+        # key id -> session id -> [requests in flight, when the last one ended]
+        self._open: dict[str, dict[str, list[float]]] = {}
+        self._opening: dict[str, int] = {}  # key id -> opening requests in flight (a slot each)
+
+    def _count(self, key: str) -> int:
+        now = self.clock()
+        sessions = self._open.get(key, {})
+        for session_id in [s for s, (busy, last) in sessions.items() if not busy and now - last >= self.idle_s]:
+            del sessions[session_id]  # the SDK has closed it as idle
+        return len(sessions) + self._opening.get(key, 0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = scope.get("state", {}).get("caller")
-        if isinstance(caller, Caller):
-            token = AccessToken(token=caller.key_id, client_id=caller.key_id, scopes=[])
-            scope["user"] = AuthenticatedUser(token)
-        await app(scope, receive, send)
+        if scope["type"] != "http" or not isinstance(caller, Caller):
+            await self.app(scope, receive, send)
+            return
+        scope["user"] = AuthenticatedUser(AccessToken(token=caller.key_id, client_id=caller.key_id, scopes=[]))
+        key = caller.key_id
+        session_id = dict(scope.get("headers", [])).get(b"mcp-session-id", b"").decode("latin-1") or None
+        if session_id is None and scope.get("method") == "POST":
+            if self._count(key) >= self.per_key:
+                await error_response(429, "too_many_sessions", f"this API key holds {self.per_key} MCP sessions "
+                                     "open (server.mcp_transports_per_key): end one (DELETE /mcp with its "
+                                     "Mcp-Session-Id) or reuse it; an unused one closes after "
+                                     f"{self.idle_s:g} s (server.session_ttl_s)")(scope, receive, send)
+                return
+            self._opening[key] = self._opening.get(key, 0) + 1
+        mine = self._open.setdefault(key, {})
+        if session_id is not None and session_id in mine:
+            mine[session_id][0] += 1
+        answer: dict[str, Any] = {}
 
-    return bound
+        async def watched(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["session"] = dict(message.get("headers", [])).get(b"mcp-session-id")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            if session_id is None:
+                self._opening[key] -= 1
+                issued = answer.get("session")
+                if issued and answer.get("status", 500) < 400:
+                    mine[issued.decode("latin-1")] = [0, self.clock()]
+            elif session_id in mine:
+                mine[session_id][0] -= 1
+                mine[session_id][1] = self.clock()
+                if scope.get("method") == "DELETE" or answer.get("status") == 404:
+                    del mine[session_id]
 
 
 def run(agent: Agent, settings: ServerSettings, keys: dict[str, str | None], http: bool = False,
