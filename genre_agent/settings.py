@@ -187,6 +187,8 @@ class ServerSettings(_Section):
                                   "headers (408); else the connection is closed")
     deadline_s: float = Field(300.0, gt=0, description="a turn still running after this is cancelled (503)")
     max_concurrent: int = Field(8, ge=1, description="turns running at once; more get 429")
+    max_concurrent_per_key: int = Field(4, ge=1, description="turns one API key may have running at once (so "
+                                        "no key holds every slot); more get 429")
     session_ttl_s: float = Field(1800.0, gt=0, description="a session unused this long is forgotten")
     max_sessions: int = Field(10_000, ge=1, description="sessions kept in all; when full, a key's new session "
                               "replaces its own least recently used one, never another key's (429 if it has none)")

@@ -393,6 +393,20 @@ def test_turns_per_minute_are_limited_per_key(agent: Agent) -> None:
         assert _chat(base, "something funny", key=KEY_C).status_code == 200  # another key's budget is its own
 
 
+def test_one_key_cannot_hold_every_turn_slot(agent: Agent, backend: GatedBackend) -> None:
+    with live(agent, {KEY_B: None, KEY_C: None}, max_concurrent=2, max_concurrent_per_key=1) as (base, _):
+        backend.gate.clear()
+        first, got_first = _background(lambda: _chat(base, "something funny", key=KEY_B))
+        assert backend.entered.wait(10)
+        over = _chat(base, "something funny", key=KEY_B)
+        assert over.status_code == 429 and "server.max_concurrent_per_key" in over.json()["error"]["message"]
+        other, got_other = _background(lambda: _chat(base, "something funny", key=KEY_C))  # a free slot
+        time.sleep(0.5)
+        backend.gate.set()
+        first.join(10), other.join(10)
+        assert got_first[0].status_code == got_other[0].status_code == 200
+
+
 def test_feedback_writes_are_limited_per_key_and_an_over_budget_turn_keeps_nothing(agent: Agent,
                                                                                    tmp_path: Path) -> None:
     alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))

@@ -27,7 +27,8 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
   request's headers within `server.read_timeout_s` is closed (`limits.uvicorn_options`). `/docs` and
   `/openapi.json` exist only with `server.docs = true`.
 - A turn runs at most `server.deadline_s` (then 503); a client that disconnects cancels its turn; a cancelled
-  turn changes no session and stores no feedback. More than `server.max_concurrent` turns at once get 429.
+  turn changes no session and stores no feedback. More than `server.max_concurrent` turns at once, or
+  `server.max_concurrent_per_key` of one key, get 429.
 - Errors are OpenAI-shaped (`genre_agent.interfaces.http_errors`).
 """
 
@@ -320,12 +321,14 @@ class Sessions:
 
 class Turns:
     """Runs turns in daemon threads (a stuck turn never blocks the process from exiting), at most `limit` at
-    once, each with its cancel Event so shutdown, a deadline or a gone client can cancel it. A cancelled turn
-    gives its slot back at once, though its thread may wait a while for the backend to stop."""
+    once and `per_key` of one API key, so no key holds every slot; each with its cancel Event so shutdown, a
+    deadline or a gone client can cancel it. A cancelled turn gives its slot back at once, though its thread
+    may wait a while for the backend to stop."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_key: int | None = None) -> None:
         self._slots = threading.Semaphore(limit)
-        self._holding: set[threading.Event] = set()  # the turns holding a slot
+        self.per_key = per_key or limit
+        self._holding: dict[threading.Event, str] = {}  # the turns holding a slot -> their key id
         self._lock = threading.Lock()
         self.running: set[threading.Event] = set()
         self._ended = threading.Condition()  # notified as each turn's thread ends
@@ -334,17 +337,23 @@ class Turns:
         self._stop_waiters: set[asyncio.Future[None]] = set()
         self.metrics = Metrics()
 
-    def start(self, work: Callable[[threading.Event], T]) -> tuple[asyncio.Future[T], threading.Event]:
+    def start(self, work: Callable[[threading.Event], T], key_id: str = ""
+              ) -> tuple[asyncio.Future[T], threading.Event]:
         if self.draining:
             raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance")
-        if not self._slots.acquire(blocking=False):
-            raise ApiError(429, "rate_limit_exceeded", "too many turns running (server.max_concurrent); retry "
-                           "shortly", headers={"Retry-After": "1"})
+        cancel = threading.Event()
+        with self._lock:
+            if sum(key == key_id for key in self._holding.values()) >= self.per_key:
+                raise ApiError(429, "rate_limit_exceeded", f"this API key has {self.per_key} turns running "
+                               "(server.max_concurrent_per_key); wait for one to answer",
+                               headers={"Retry-After": "1"})
+            if not self._slots.acquire(blocking=False):
+                raise ApiError(429, "rate_limit_exceeded", "too many turns running (server.max_concurrent); "
+                               "retry shortly", headers={"Retry-After": "1"})
+            self._holding[cancel] = key_id
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        cancel = threading.Event()
         self.running.add(cancel)
-        self._holding.add(cancel)
 
         def settle(result: Any, exc: BaseException | None) -> None:
             if future.done():
@@ -380,9 +389,8 @@ class Turns:
 
     def _release(self, cancel: threading.Event) -> None:
         with self._lock:
-            if cancel not in self._holding:
+            if self._holding.pop(cancel, None) is None:
                 return
-            self._holding.discard(cancel)
         self._slots.release()
 
     def drain(self, grace_s: float) -> None:
@@ -430,7 +438,7 @@ class Running:
     streamed turn also hands over, before its last answer, the list it shows at once and each model reason."""
 
     def __init__(self, request: Request, turns: Turns, work: Callable[[threading.Event, Listen | None], Reply],
-                 deadline_s: float, stream: bool) -> None:
+                 deadline_s: float, stream: bool, key_id: str) -> None:
         self.request, self.turns, self.deadline_s = request, turns, deadline_s
         self.started = time.perf_counter()
         self.answered = False  # the turn handed over its first answer (which a cancel keeps)
@@ -441,7 +449,7 @@ class Running:
             loop.call_soon_threadsafe(self.events.put_nowait, event)
 
         try:
-            self.future, self.cancel = turns.start(lambda cancel: work(cancel, tell if stream else None))
+            self.future, self.cancel = turns.start(lambda cancel: work(cancel, tell if stream else None), key_id)
         except ApiError:
             turns.metrics.turn("rejected", 0.0)
             raise
@@ -497,7 +505,7 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
     settings = settings or ServerSettings()
     sessions = Sessions(agent, settings.session_ttl_s, settings.max_sessions,
                         per_key=settings.max_sessions_per_key)
-    turns = Turns(settings.max_concurrent)
+    turns = Turns(settings.max_concurrent, settings.max_concurrent_per_key)
     turn_rates = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
     feedback_rates = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
 
@@ -580,7 +588,7 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
 
         turn_rates.take(caller.key_id)
 
-        running = Running(request, turns, work, settings.deadline_s, stream=body.stream)
+        running = Running(request, turns, work, settings.deadline_s, stream=body.stream, key_id=caller.key_id)
         reply, final = await running.next()  # errors before any byte is sent get their status
         assert isinstance(reply, Reply)  # a turn's first event is an answer
         created = int(time.time())
