@@ -132,13 +132,18 @@ def _copy_of(store: Path) -> Path:
     return tmp / "chroma"
 
 
+def has_stored_feedback(settings: Settings) -> bool:
+    """Whether a feedback store is configured or exists in the data directory (opening one would create it)."""
+    return bool(settings.store.url) or (settings.data_dir / FEEDBACK_FILE).exists()
+
+
 def served_catalog(settings: Settings, store: Store | None = None) -> Catalog:
     """The configured catalog as it is served: a user's likes, dislikes and "seen" from chats (in `store`, else
     in the configured store if one exists) count as their ratings. A store that cannot be read is warned about
     and left out."""
     catalog = load_catalog(settings.catalog, settings.catalog_files)
     if store is None:
-        if not settings.store.url and not (settings.data_dir / FEEDBACK_FILE).exists():
+        if not has_stored_feedback(settings):
             return catalog
         try:
             store = open_store(settings.store.url, settings.data_dir)

@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage
 
 from genre_agent.chat.agent import REVISED, Agent, Reply
 from genre_agent.chat.transcript import with_shown
+from genre_agent.data.feedback import Store, open_store
 from genre_agent.errors import TurnCancelled
 from genre_agent.interfaces.langchain_tool import chat_runnable, recommend_tool
 from genre_agent.llm.backends import Completion, FakeBackend
@@ -58,7 +59,8 @@ def test_disliked_and_seen_items_never_come_back(agent: Agent) -> None:
     assert state.disliked and state.seen
 
 
-def test_feedback_is_persisted_and_joins_the_next_cf_fit(tmp_path: Path) -> None:
+def test_feedback_is_persisted_and_joins_the_next_cf_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
     settings = tiny_settings(tmp_path, k=2)
     agent = Agent.from_config(settings, backend=FakeBackend())
     agent.chat("s", "I loved Laugh Riot")
@@ -66,7 +68,16 @@ def test_feedback_is_persisted_and_joins_the_next_cf_fit(tmp_path: Path) -> None
     rows = sqlite3.connect(tmp_path / "feedback.sqlite3").execute(
         "SELECT user_key, item_id, kind FROM feedback").fetchall()
     assert rows == [(key, "3", "like")]
+    opened: list[Store] = []
+
+    def counted(url: str | None, data_dir: Path) -> Store:
+        opened.append(open_store(url, data_dir))
+        return opened[-1]
+
+    monkeypatch.setattr("genre_agent.chat.agent.open_store", counted)
+    monkeypatch.setattr("genre_agent.pipeline.open_store", counted)
     again = Agent.from_config(settings, backend=FakeBackend())
+    assert len(opened) == 1  # the store the catalog read its feedback from is the one the agent writes to
     interactions = again.recommender.catalog.interactions
     assert ((interactions.user_id == key) & (interactions.item_id == "3") & (interactions.rating == 5.0)).any()
     assert again.recommender.retriever.matrix.user_row(key) >= 0  # the CF model was refitted with it

@@ -23,7 +23,7 @@ from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
 from genre_agent.llm.backends.base import cancellable
 from genre_agent.llm.prompts import Prompts
-from genre_agent.pipeline import Progress, Recommender, Run
+from genre_agent.pipeline import Progress, Recommender, Run, has_stored_feedback
 from genre_agent.sanitize import clean_message
 from genre_agent.schemas import CatalogInfo, Recommendation, Recommendations, RecommendRequest
 from genre_agent.settings import Settings, load_settings
@@ -104,6 +104,9 @@ class Agent:
                     progress: Progress | None = None, **overrides: Any) -> Agent:
         """An agent on the configured catalog; stored feedback joins the CF training data."""
         settings = config if isinstance(config, Settings) else load_settings(config, **overrides)
+        if has_stored_feedback(settings):  # opened once: the catalog reads it, then the agent writes to it
+            store = open_store(settings.store.url, settings.data_dir)
+            return cls(Recommender.open(settings, backend, progress, store=store), store)
         recommender = Recommender.open(settings, backend, progress)  # a bad catalog fails before any write
         return cls(recommender, open_store(settings.store.url, settings.data_dir))
 
