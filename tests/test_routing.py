@@ -176,7 +176,8 @@ def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
                              **{"backend.name": "fake"})
     rec = Recommender.open(settings, backend=FakeBackend())
     backend = FakeBackend()
-    result = calibrate(settings, rec, backend, rec.prompts, "default", users=10, reason_users=2, permutations=2)
+    result = calibrate(settings, rec, backend, rec.prompts, "default", users=10, reason_users=2, permutations=2,
+                       command="calibrate --users 10")
     assert result.ranking.method == "logprobs" and result.ranking.weight == 0.0
     assert result.ranking.users == 10 and len(backend.calls) > 2 * 10  # 2 orders per user, then the reasons
     assert result.reasons.asked == 6 and result.reasons.accepted == 0
@@ -185,6 +186,13 @@ def test_calibrate_then_route_end_to_end(tmp_path: Path) -> None:
     backend.calls.clear()
     answer = rec.with_backend(backend).recommend("1", k=3)
     assert backend.calls == [] and answer.llm_roles == [] and not answer.fallback
+    again = result
+    for n in range(2):  # the reasons measured again, twice: each role names the one command that measured it
+        again = calibrate(settings, rec, backend, rec.prompts, "default", users=10, reason_users=2,
+                          permutations=2, roles=("reasons",), keep=again, command=f"calibrate --roles reasons {n}")
+    assert again.measured_by == {"ranking": "calibrate --users 10", "reasons": "calibrate --roles reasons 1",
+                                 "reading": "calibrate --users 10"}
+    assert again.ranking == result.ranking and again.command == "calibrate --roles reasons 1"
 
 
 def test_the_list_comes_at_once_and_the_models_reasons_after(tiny_recommender: Recommender,

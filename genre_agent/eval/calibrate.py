@@ -84,12 +84,13 @@ def calibrate(settings: Settings, recommender: Recommender, backend: Backend, pr
     elif dialogues is not None:
         reading = reading_gains(recommender.with_backend(backend), dialogues, dialogue_cases, seed, progress)
     kept = [role for role in ROLES if role not in roles]
-    if kept and keep is not None:  # say where the kept measurements come from, and count their time
-        command = f"{command} (kept {', '.join(kept)} from `{keep.command}`)"
+    measured_by = {role: command for role in ROLES if role in roles}
+    if keep is not None:  # say where the kept measurements come from, and count their time
+        measured_by |= {role: keep.measured_by.get(role, keep.command) for role in kept}
     seconds = time.perf_counter() - started + (keep.seconds if kept and keep is not None else 0.0)
     return Calibration(
         key=key_for(settings, catalog, prompts), prompts=prompts_name, ranking=ranking, reasons=reasons,
-        reading=reading, command=command, seconds=round(seconds, 1),
+        reading=reading, command=command, measured_by=measured_by, seconds=round(seconds, 1),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
 

@@ -171,6 +171,8 @@ class Calibration(BaseModel):
     reasons: Reasons
     reading: Reading = Reading()
     command: str
+    measured_by: dict[str, str] = Field({}, description="role -> the command that measured it (a run with "
+                                        "--roles keeps the others' measurements, and says whose)")
     seconds: float
     created: str
 
