@@ -34,7 +34,7 @@ from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
-from genre_agent.rank.features import CF_NAMES
+from genre_agent.rank.features import CF_NAMES, RATED_CF
 from genre_agent.rank.ranker import open_ranker
 from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever, UserView
@@ -160,13 +160,14 @@ def catalog_key(catalog: Catalog) -> str:
 
 
 def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: str, root: Path,
-                      progress: Progress | None) -> tuple[CFModel | None, bool]:
-    """The CF model for these interactions: loaded if trained before, else trained and saved atomically."""
+                      progress: Progress | None, kind: str | None = None) -> tuple[CFModel | None, bool]:
+    """The CF model for these interactions: loaded if trained before, else trained and saved atomically
+    (`model_name` names it on disk; `kind` is the model when the name is not one, as for `RATED_CF`)."""
     if matrix.matrix.nnz == 0:
         return None, False
     key = f"{model_name}-{catalog.interactions_fingerprint()}-{catalog.items_fingerprint()}"
     target = root / key
-    model = make_cf(model_name)
+    model = make_cf(kind or model_name)
     if (target / "done.json").is_file():
         try:
             model.load(target)
@@ -174,7 +175,7 @@ def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: s
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated or tampered
             warnings.warn(f"{target}: the saved {model_name} model is unreadable ({exc}); training it again.",
                           stacklevel=2)
-            model = make_cf(model_name)
+            model = make_cf(kind or model_name)
     if progress:
         progress(f"training {model_name}", 0, 1)
     model.fit(matrix.matrix)
@@ -510,13 +511,19 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
             ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root,
                                  same_items_fallback=same_items_fallback, ratings=len(catalog.interactions))
         cf_models: dict[str, CFModel] = {}
+        rated = None
         if ranker is not None or for_fit:
+            rated = InteractionMatrix.build(catalog.interactions, catalog.items.index, -np.inf)
             for name in CF_NAMES:
-                model = cf if name == settings.retrieval.cf_model and factors is None else \
-                    _load_or_train_cf(catalog, matrix, name, data / "cf" / key, progress)[0]
+                if name == RATED_CF:  # none when every rating is positive: it would be EASE again
+                    model = (None if rated.matrix.nnz == matrix.matrix.nnz else
+                             _load_or_train_cf(catalog, rated, name, data / "cf" / key, progress, "ease")[0])
+                else:
+                    model = cf if name == settings.retrieval.cf_model and factors is None else \
+                        _load_or_train_cf(catalog, matrix, name, data / "cf" / key, progress)[0]
                 if model is not None:
                     cf_models[name] = model
     retriever = Retriever(catalog, index, cf, matrix, settings.retrieval, about, ranker=ranker,
-                          cf_models=cf_models, rank=settings.rank)
+                          cf_models=cf_models, rank=settings.rank, rated=rated)
     return retriever, BuildReport(report.embedded, report.reused, trained,
                                   round(time.perf_counter() - started, 2))

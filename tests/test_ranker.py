@@ -20,8 +20,9 @@ from genre_agent.errors import ConfigError, DataDirError
 from genre_agent.eval.conversation_fit import conversation_examples
 from genre_agent.eval.dialogues import split_of
 from genre_agent.eval.ranker_fit import ensure_fitted, examples, fit
+from genre_agent.filters import Filters
 from genre_agent.llm.backends import FakeBackend
-from genre_agent.pipeline import Recommender, catalog_state, ranker_dir, served_catalog
+from genre_agent.pipeline import Recommender, build, catalog_state, ranker_dir, served_catalog
 from genre_agent.rank.examples import Collector
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import Mentions, fold_of
@@ -123,6 +124,26 @@ def _two_tastes(root: Path) -> Path:
     pd.DataFrame(rows, columns=["user", "item", "rating", "ts"]).to_csv(root / "ratings.csv", index=False)
     (root / "tags.csv").write_text("user,item,tag\nu0,1,space\n")
     return root
+
+
+def test_the_model_of_every_rating_reads_what_a_user_rated_low_too(tmp_path: Path) -> None:
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake"})
+    with pytest.warns(UserWarning, match="has not been trained"):
+        catalog = Recommender.open(settings, backend=FakeBackend()).catalog
+    retriever, _ = build(settings, catalog, for_fit=True)
+    assert set(retriever.cf_models) == {"ease", "itemknn", "als", "ease_rated"}
+    # a reader who has only rated Film 1 (sci-fi), and low: no like for the models of positives to start from
+    user = retriever.user_view(None, extra_seen=["1"])
+    scored = retriever._score(user, None, Filters(), [])
+    assert scored is not None
+    cf = retriever.feature_cf(user, scored)
+    assert set(cf) == {"ease_rated"}
+    rows = retriever.items.index.get_indexer([str(i) for i in range(1, 41)])
+    sci_fi, comedy = cf["ease_rated"][rows[1:20]], cf["ease_rated"][rows[20:]]
+    assert sci_fi.mean() > comedy.mean()  # Film 1 is rated mostly by sci-fi fans: their other films come first
+    X = retriever.rank_features(user, rows, scored)
+    assert np.isfinite(_column(X, "ease_rated_z")).all() and np.isnan(_column(X, "ease_z")).all()
 
 
 def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_path: Path) -> None:

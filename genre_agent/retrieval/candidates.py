@@ -16,7 +16,7 @@ import pandas as pd
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
-from genre_agent.rank.features import RECENT_ITEMS, ItemTable, RequestSignals, features
+from genre_agent.rank.features import RATED_CF, RECENT_ITEMS, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import MentionTable
 from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
@@ -117,7 +117,7 @@ class Retriever:
     def __init__(self, catalog: Catalog, index: VectorIndex, cf: CFModel | None,
                  matrix: InteractionMatrix, settings: RetrievalSettings, about: VectorIndex | None = None, *,
                  ranker: Ranker | None = None, cf_models: Mapping[str, CFModel] | None = None,
-                 rank: RankSettings | None = None) -> None:
+                 rank: RankSettings | None = None, rated: InteractionMatrix | None = None) -> None:
         self.catalog = catalog
         self.items = catalog.items
         self.index = index
@@ -132,6 +132,7 @@ class Retriever:
         self._needs: NeedLexicon | None = None
         self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
         self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
+        self.rated = rated  # every rating, low ones too: what `RATED_CF` scores from
         self.rank = rank or RankSettings()
         # what conversations say (rank/mentions.py), read by the conversation model's pool and features: its own
         # dialogues', or while `fit` learns, the other folds' of the dialogue at hand
@@ -341,7 +342,8 @@ class Retriever:
     def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
         """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
         if scored.feature_cf is None:
-            each = {name: scored.cf if model is self.cf else self._cf_scores(user, None, model)
+            each = {name: scored.cf if model is self.cf else
+                    self._rated_scores(user, model) if name == RATED_CF else self._cf_scores(user, None, model)
                     for name, model in self.cf_models.items()}
             scored.feature_cf = {name: scores for name, scores in each.items() if scores is not None}
         return scored.feature_cf
@@ -471,6 +473,13 @@ class Retriever:
             history = history + self.matrix.history(anchors, weight=ANCHOR_WEIGHT)
         row = user.row if not anchors else -1
         return np.asarray(model.score(np.array([row]), history)[0], dtype=np.float64)
+
+    def _rated_scores(self, user: UserView, model: CFModel) -> np.ndarray | None:
+        """`RATED_CF`'s scores from every item the user rated, liked or not, or said they had seen."""
+        if self.rated is None or not user.seen:
+            return None
+        history = self.rated.history(sorted(user.seen))
+        return np.asarray(model.score(np.array([-1]), history)[0], dtype=np.float64)
 
     def as_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
                             cf: np.ndarray | None = None, query: str | None = None,
