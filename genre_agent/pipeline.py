@@ -34,7 +34,7 @@ from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
-from genre_agent.rank.features import CF_NAMES, RATED_CF
+from genre_agent.rank.features import CF_NAMES, RATED_CF, RATED_MIN_USERS
 from genre_agent.rank.ranker import open_ranker
 from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever, UserView
@@ -517,7 +517,8 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
             for name in CF_NAMES:
                 if name == RATED_CF:  # none when every rating is positive: it would be EASE again
                     model = (None if rated.matrix.nnz == matrix.matrix.nnz else
-                             _load_or_train_cf(catalog, rated, name, data / "cf" / key, progress, "ease")[0])
+                             _load_or_train_cf(catalog, rated.shared(RATED_MIN_USERS), name, data / "cf" / key,
+                                               progress, "ease")[0])
                 else:
                     model = cf if name == settings.retrieval.cf_model and factors is None else \
                         _load_or_train_cf(catalog, matrix, name, data / "cf" / key, progress)[0]

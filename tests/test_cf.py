@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.errors import ConfigError
 from genre_agent.retrieval.cf import ALS, CF_MODELS, make_cf
 
@@ -68,6 +70,15 @@ def test_ease_matches_the_closed_form() -> None:
     B = -P / np.diag(P)
     np.fill_diagonal(B, 0.0)
     np.testing.assert_allclose(ease.score(np.arange(8), X), X[:, active].toarray() @ B, rtol=1e-5, atol=1e-9)
+
+
+def test_only_items_enough_users_share_are_kept() -> None:
+    ratings = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "item_id": ["x", "y", "x", "z", "z"],
+                            "rating": [1.0, 5.0, 2.0, 4.0, 3.0]})
+    rated = InteractionMatrix.build(ratings, pd.Index(["x", "y", "z"]), -np.inf)
+    shared = rated.shared(2)
+    assert shared.matrix.toarray().tolist() == [[1, 0, 0], [1, 0, 1], [0, 0, 1]]  # y: rated by one user only
+    assert shared.user_index.equals(rated.user_index) and rated.matrix.nnz == 5
 
 
 def test_unknown_model_name() -> None:

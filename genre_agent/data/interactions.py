@@ -28,6 +28,14 @@ class InteractionMatrix:
         )
         return cls(matrix=matrix, user_index=users, item_index=item_ids)
 
+    def shared(self, min_users: int) -> InteractionMatrix:
+        """The same matrix with only the items at least `min_users` users interacted with (the others' columns
+        emptied)."""
+        kept = (np.asarray(self.matrix.sum(0)).ravel() >= min_users).astype(np.float32)
+        matrix = (self.matrix @ sp.diags(kept)).tocsr()
+        matrix.eliminate_zeros()
+        return InteractionMatrix(matrix=matrix, user_index=self.user_index, item_index=self.item_index)
+
     def user_row(self, user_id: str) -> int:
         """Row of a training user, or -1 if the user has no interactions."""
         return int(self.user_index.get_indexer([user_id])[0])
