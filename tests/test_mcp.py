@@ -178,8 +178,10 @@ class GatedBackend(FakeBackend):
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
+        self.entered = threading.Event()
 
     def complete(self, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> Completion:
+        self.entered.set()
         assert self.gate.wait(timeout=30)
         return super().complete(messages, schema, max_tokens)
 
@@ -195,6 +197,22 @@ def test_a_turn_past_the_deadline_is_a_tool_error(tiny_built: Recommender, tmp_p
         assert "recommend" in {t.name for t in (await client.list_tools()).tools}
 
     _with_client(slow, session, ServerSettings(deadline_s=0.2))
+
+
+def test_one_client_runs_only_its_share_of_calls_at_once(tiny_built: Recommender, tmp_path: Path) -> None:
+    gated = GatedBackend()
+    slow = _agent(tiny_built, gated, tmp_path)
+
+    async def session(client: Client) -> None:
+        first = asyncio.create_task(client.call_tool("recommend", {"query": "space"}))
+        await asyncio.to_thread(gated.entered.wait, 10)
+        over = _error(await client.call_tool("recommend", {"query": "space"}))
+        assert "server.max_concurrent_per_key" in over
+        gated.gate.set()
+        assert not (await first).is_error
+        assert not (await client.call_tool("recommend", {"query": "space"})).is_error  # its place is free again
+
+    _with_client(slow, session, ServerSettings(max_concurrent_per_key=1))
 
 
 @contextmanager

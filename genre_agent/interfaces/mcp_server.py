@@ -13,8 +13,8 @@ arguments and return the agent's own pydantic models as structured results; the 
   key's least recently used one is forgotten).
 - Every failure the caller can fix (a bad argument, an unknown session or item, a message over
   `server.max_body` bytes, a turn past `server.deadline_s`, a key over `server.turns_per_minute` or
-  `server.feedback_per_minute`) is a tool error whose text says what to do; the SDK validates argument
-  types against each tool's schema.
+  `server.feedback_per_minute`, or with `server.max_concurrent_per_key` calls already running) is a tool
+  error whose text says what to do; the SDK validates argument types against each tool's schema.
 - `chat` reports progress: the list shown at once (retrieval order, evidence reasons) while the model
   works, then the model's answer.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, MutableMapping
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -136,6 +136,7 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
     conversations = Conversations(agent, settings.max_sessions_per_key)
     turns = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
     stored = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
+    running: Counter[str] = Counter()  # key id -> its calls running now (changed on the event loop only)
     mcp = MCPServer("genre-agent", version="0.1.0", log_level="WARNING", instructions=(
         f"Recommends {noun} from the catalog '{info.name}' ({info.items} items). Use `recommend` for one-shot "
         f"lists, `chat` to hold a conversation (pass back the session_id it returns), `explain` for why an item "
@@ -153,9 +154,14 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
                             "or `chat`")
 
     async def in_thread(work: Callable[[threading.Event], T], caller: Caller, turn: bool = True) -> T:
-        """`work` in a worker thread under the deadline; agent errors become tool errors with their message.
-        A cancelled or late call sets the work's cancel event (the agent then keeps nothing of it)."""
+        """`work` in a worker thread under the deadline, at most `server.max_concurrent_per_key` of one key at
+        once; agent errors become tool errors with their message. A cancelled or late call sets the work's
+        cancel event (the agent then keeps nothing of it) and frees its place at once."""
+        if running[caller.key_id] >= settings.max_concurrent_per_key:
+            raise ToolError(f"this client has {settings.max_concurrent_per_key} calls running "
+                            "(server.max_concurrent_per_key): wait for one to answer")
         cancel = threading.Event()
+        running[caller.key_id] += 1
         try:
             if turn:
                 turns.take(caller.key_id)
@@ -171,6 +177,8 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         except anyio.get_cancelled_exc_class():
             cancel.set()
             raise
+        finally:
+            running[caller.key_id] -= 1
 
     @mcp.tool(description=f"Recommend {noun} from the catalog for a user and/or a request, each with its "
               "catalog id, title and a reason built from the evidence that ties it to the request.")
