@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-CF_NAMES = ("ease", "itemknn", "als", "ease_rated")
 # EASE trained on every rating, low ones too, and fed every item the user rated or saw: which items a user
 # picks up at all, where the others say which they like (on the validation split of ml-latest-small, sampled
 # NDCG@10 0.770 against 0.741 for EASE on the positives; goodbooks 0.922 against 0.915: docs/ranker.md). Only
@@ -21,6 +20,7 @@ CF_NAMES = ("ease", "itemknn", "als", "ease_rated")
 # items instead of 9,517 and 3.8 s instead of 20.9 s to train, validation 0.771 instead of 0.770)
 RATED_CF = "ease_rated"
 RATED_MIN_USERS = 2
+CF_NAMES = ("ease", "itemknn", "als", RATED_CF)
 RECENT_ITEMS = 5  # the user's latest likes, whose own CF scores and embeddings say where their taste is now
 
 # Feature groups (what an item's lift is explained by) and the columns of each, in matrix order.
