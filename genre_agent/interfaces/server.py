@@ -325,9 +325,9 @@ class Turns:
     deadline or a gone client can cancel it. A cancelled turn gives its slot back at once, though its thread
     may wait a while for the backend to stop."""
 
-    def __init__(self, limit: int, per_key: int | None = None) -> None:
+    def __init__(self, limit: int, per_key: int) -> None:
         self._slots = threading.Semaphore(limit)
-        self.per_key = per_key or limit
+        self.per_key = per_key
         self._holding: dict[threading.Event, str] = {}  # the turns holding a slot -> their key id
         self._lock = threading.Lock()
         self.running: set[threading.Event] = set()
@@ -337,7 +337,7 @@ class Turns:
         self._stop_waiters: set[asyncio.Future[None]] = set()
         self.metrics = Metrics()
 
-    def start(self, work: Callable[[threading.Event], T], key_id: str = ""
+    def start(self, work: Callable[[threading.Event], T], key_id: str
               ) -> tuple[asyncio.Future[T], threading.Event]:
         if self.draining:
             raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance")
