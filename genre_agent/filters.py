@@ -42,6 +42,22 @@ class Filters(BaseModel):
                                          "stock, the candidates an evaluation ranks)")
     years_order: Literal["older", "newer"] | None = Field(
         None, description="an order, not a filter: the best fitting items are shown oldest (or newest) first")
+    people: list[str] = Field([], description="only items crediting one of these people, in any role (names "
+                              "match by their words, in any order, without accents)")
+    exclude_people: list[str] = Field([], description="never items crediting one of these people")
+    countries: list[str] = Field([], description="only items from one of these countries or in one of "
+                                 "`languages`")
+    languages: list[str] = Field([], description="only items in one of these languages or from one of "
+                                 "`countries`")
+    exclude_countries: list[str] = Field([], description="only items whose countries are known and none of "
+                                         "these (\"foreign\")")
+    minutes_min: int | None = Field(None, ge=1, description="only items whose known length is at least this")
+    minutes_max: int | None = Field(None, ge=1, description="only items whose known length is at most this")
+    exclude_words: list[str] = Field([], description="never items whose tags or description have a word "
+                                     "starting with one of these (\"not dystopian\": dystopi)")
+    order: Literal["best", "hidden", "popular"] | None = Field(
+        None, description="an order, not a filter: the best rated, the best rated of the little known (hidden "
+        "gems) or the most popular of the items that fit come first")
 
     def merge(self, other: Filters) -> Filters:
         """Both at once (standing rules and a request's own): genre lists, metadata conditions and excluded
@@ -58,6 +74,15 @@ class Filters(BaseModel):
             exclude_items=_union(self.exclude_items, other.exclude_items),
             only_items=_shortlist(self.only_items, other.only_items),
             years_order=other.years_order or self.years_order,
+            people=_union(self.people, other.people),
+            exclude_people=_union(self.exclude_people, other.exclude_people),
+            countries=_union(self.countries, other.countries),
+            languages=_union(self.languages, other.languages),
+            exclude_countries=_union(self.exclude_countries, other.exclude_countries),
+            minutes_min=_stricter(self.minutes_min, other.minutes_min, max),
+            minutes_max=_stricter(self.minutes_max, other.minutes_max, min),
+            exclude_words=_union(self.exclude_words, other.exclude_words),
+            order=other.order or self.order,
         )
 
     def revised(self, newer: Filters) -> Filters:
@@ -72,6 +97,14 @@ class Filters(BaseModel):
             "exclude_genres": [g for g in self.exclude_genres if g not in wanted],
             "year_min": self.year_min if newer.year_min is None else None,
             "year_max": self.year_max if newer.year_max is None else None,
+            # who and where: a newer statement says who or where now ("only the ones with Meg Ryan")
+            "people": [] if newer.people else [p for p in self.people if p not in newer.exclude_people],
+            "exclude_people": [p for p in self.exclude_people if p not in newer.people],
+            "countries": [] if newer.countries or newer.languages or newer.exclude_countries else self.countries,
+            "languages": [] if newer.countries or newer.languages or newer.exclude_countries else self.languages,
+            "exclude_countries": [] if newer.countries or newer.languages else self.exclude_countries,
+            "minutes_min": self.minutes_min if newer.minutes_min is None and newer.minutes_max is None else None,
+            "minutes_max": self.minutes_max if newer.minutes_min is None and newer.minutes_max is None else None,
         })
         newer = newer.model_copy(update={"exclude_genres": [g for g in newer.exclude_genres if g not in wanted]})
         return kept.merge(newer)
@@ -91,7 +124,28 @@ class Filters(BaseModel):
             out.append((f"up to {self.year_max}", self.model_copy(update={"year_max": None})))
         out += [(f"{k} = {v}", self.model_copy(update={"where": {c: w for c, w in self.where.items() if c != k}}))
                 for k, v in self.where.items()]
+        if self.people:
+            out.append((f"with {' or '.join(self.people)}", self.model_copy(update={"people": []})))
+        if self.countries or self.languages:
+            out.append((self._places(), self.model_copy(update={"countries": [], "languages": []})))
+        if self.exclude_countries:
+            out.append((f"not from {', '.join(self.exclude_countries)}",
+                        self.model_copy(update={"exclude_countries": []})))
+        if self.minutes_min is not None or self.minutes_max is not None:
+            out.append((self._length(), self.model_copy(update={"minutes_min": None, "minutes_max": None})))
+        out += [(f"not {w}\u2026", self.model_copy(update={"exclude_words": [x for x in self.exclude_words
+                                                                            if x != w]}))
+                for w in self.exclude_words]
         return out
+
+    def _places(self) -> str:
+        return "from " + " or ".join([*self.countries, *(f"in {lang}" for lang in self.languages)])
+
+    def _length(self) -> str:
+        low, high = self.minutes_min, self.minutes_max
+        if low is not None and high is not None:
+            return f"{low} to {high} minutes"
+        return f"at most {high} minutes" if high is not None else f"at least {low} minutes"
 
     def describe(self, for_prompt: bool = False) -> list[str]:
         """The active filters in words: short for the chat, fuller for the ranking prompt (which is also
@@ -106,8 +160,25 @@ class Filters(BaseModel):
             (self.year_max is not None, f"up to {self.year_max}"),
             (self.only_items is not None and not for_prompt, f"only {len(self.only_items or [])} listed items"),
             (self.years_order is not None, f"{self.years_order} first"),
+            (bool(self.people), f"with {' or '.join(self.people)}"),
+            (bool(self.exclude_people), f"no {', '.join(self.exclude_people)}"),
+            (bool(self.countries or self.languages), self._places()),
+            (bool(self.exclude_countries), f"not from {', '.join(self.exclude_countries)}"),
+            (self.minutes_min is not None or self.minutes_max is not None, self._length()),
+            (bool(self.exclude_words), "not " + ", ".join(f"{w}\u2026" for w in self.exclude_words)),
+            (self.order is not None, {"best": "best rated first", "hidden": "hidden gems first",
+                                      "popular": "most popular first"}.get(self.order or "", "")),
         ]
         return [text for active, text in said if active] + [f"{k} = {v}" for k, v in self.where.items()]
+
+    def states_wish(self) -> bool:
+        """Whether these filters say what is wanted (genres, years, people, places, length, an order or words
+        denied), not only what was seen."""
+        return bool(self.include_genres or self.require_genres or self.exclude_genres or self.years_order or
+                    self.year_min is not None or self.year_max is not None or self.people or
+                    self.exclude_people or self.countries or self.languages or self.exclude_countries or
+                    self.minutes_min is not None or self.minutes_max is not None or self.exclude_words or
+                    self.order)
 
     def check_columns(self, columns: Iterable[str]) -> None:
         """Raise ConfigError if `where` names a column the items do not have."""

@@ -333,7 +333,8 @@ class Recommender:
     def evidence_for(self, item_id: str, request: RecommendRequest) -> Candidate:
         """One item as a candidate for the request's user, with its evidence (to answer "why this one?")."""
         view = self.retriever.user_view(request.user_id, request.liked)
-        return self.retriever.candidate(view, item_id, request.query, self.reason_writer(request.prompts))
+        return self.retriever.candidate(view, item_id, request.query, self.reason_writer(request.prompts),
+                                        request.filters)
 
     # -- answering -----------------------------------------------------------------------
     def _reason_max_chars(self, templates: Prompts) -> int:

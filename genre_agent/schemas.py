@@ -64,6 +64,14 @@ class Evidence(BaseModel):
                        "word of its title alone)")
     about: str | None = Field(None, description="the opening of the item's summary, shortened")
     liked_by: int = Field(0, description="how many users rated it highly")
+    credited: list[str] = Field([], description="the people the request asked for that it credits, with their "
+                                "role (\"directed by Christopher Nolan\", \"starring Tom Hanks\")")
+    shared_people: list[str] = Field([], description="people it shares with a title the user liked, with "
+                                     "their role and that title (\"directed by Wes Anderson, like Rushmore\")")
+    place: str | None = Field(None, description="its countries, when the request asked for a place")
+    minutes: int | None = Field(None, description="its length in minutes, when the request asked for a length")
+    rating: float | None = Field(None, description="its mean rating, when the request asked for the best")
+    raters: int = Field(0, description="how many rated it, beside `rating`")
     drawbacks: list[str] = Field([], description="honest caveats for this user (the critic prompts use them)")
 
 

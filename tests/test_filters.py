@@ -7,7 +7,7 @@ import pytest
 
 from genre_agent.errors import ConfigError
 from genre_agent.filters import Filters
-from genre_agent.retrieval.candidates import allowed, genre_masks
+from genre_agent.retrieval.rules import ItemMasks
 from genre_agent.schemas import RecommendRequest
 
 ITEMS = pd.DataFrame(
@@ -21,7 +21,7 @@ ITEMS = pd.DataFrame(
 
 
 def _ids(filters: Filters, seen: set[str] | None = None) -> list[str]:
-    return list(ITEMS.index[allowed(filters, ITEMS, seen or set(), genre_masks(ITEMS))])
+    return list(ITEMS.index[ItemMasks(ITEMS).allowed(filters, seen or set())])
 
 
 def test_merge_adds_lists_up_and_keeps_the_stricter_years() -> None:

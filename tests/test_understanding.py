@@ -49,14 +49,14 @@ def test_the_query_keeps_only_descriptive_words(movielens: tuple[TitleIndex, Gen
 
 def test_titles_as_people_write_them(movielens: tuple[TitleIndex, GenreWords]) -> None:
     titles, _ = movielens
-    assert titles.title_of(titles.resolve("Dumb and Dumber") or "") == "Dumb & Dumber (Dumb and Dumber) (1994)"
-    assert titles.title_of(titles.resolve("Matrix (1999)") or "") == "Matrix, The (1999)"
+    assert titles.title_of(titles.resolve("Dumb and Dumber") or "") == "Dumb & Dumber (1994)"
+    assert titles.title_of(titles.resolve("Matrix (1999)") or "") == "The Matrix (1999)"
     assert titles.resolve("Love Story (1990)") is None  # the catalog's Love Story is from 1970
     update, named = read(movielens, "Hi! I'm in the mood for a tear jerker. Something kind of like Steel "
                                     "Magnolias (1989)")
     assert named["anchors"] == ["Steel Magnolias (1989)"] and update.query == "tear jerker"
     _, named = read(movielens, "I'm in the mood for a dumb and dumber kind of movie")
-    assert named["anchors"] == ["Dumb & Dumber (Dumb and Dumber) (1994)"]
+    assert named["anchors"] == ["Dumb & Dumber (1994)"]
 
 
 def test_why_only_when_the_message_asks_why_about_an_item(movielens: tuple[TitleIndex, GenreWords]) -> None:
@@ -75,9 +75,9 @@ def test_negation_and_plain_likes_per_mention(movielens: tuple[TitleIndex, Genre
     _, named = read(movielens, "I don't like movies like Scary Movie (2000) . Don't like nasty jokes")
     assert named["dislike"] == ["Scary Movie (2000)"] and named["anchors"] == []
     _, named = read(movielens, "I loved The Fifth Element but hated Alien")
-    assert named["like"] == ["Fifth Element, The (1997)"] and named["dislike"] == ["Alien (1979)"]
+    assert named["like"] == ["The Fifth Element (1997)"] and named["dislike"] == ["Alien (1979)"]
     _, named = read(movielens, "I have seen The Matrix (1999), it was great")
-    assert named["like"] == ["Matrix, The (1999)"]
+    assert named["like"] == ["The Matrix (1999)"]
 
 
 def test_common_words_are_not_titles(movielens: tuple[TitleIndex, GenreWords]) -> None:
@@ -122,8 +122,8 @@ def test_ordinals_inside_titles_are_titles_not_list_positions(movielens: tuple[T
                                          "Fargo (1996)", "Casino (1995)", "Seven (1995)", "Jaws (1975)")]
     state = SessionState(session_id="s", last=[i for i in shown if i])
     assert len(state.last) == 8
-    for message, liked in (("I loved The Fifth Element", "Fifth Element, The (1997)"),
-                           ("I loved the sixth sense", "Sixth Sense, The (1999)")):
+    for message, liked in (("I loved The Fifth Element", "The Fifth Element (1997)"),
+                           ("I loved the sixth sense", "The Sixth Sense (1999)")):
         update = parse_rules(message, state, genres, titles)
         assert [titles.title_of(i) for i in update.like] == [liked]
     update = parse_rules("I loved the fifth one", state, genres, titles)

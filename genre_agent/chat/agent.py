@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from genre_agent.chat.constraints import conflict
+from genre_agent.chat.people import PeopleIndex
 from genre_agent.chat.session import SessionState, StateUpdate
 from genre_agent.chat.titles import TitleIndex
 from genre_agent.chat.transcript import shown_in
-from genre_agent.chat.understanding import ask_model, genre_words, merge, parse_rules
+from genre_agent.chat.understanding import ask_model, common_words, genre_words, merge, parse_rules
 from genre_agent.data.feedback import Store, open_store
 from genre_agent.errors import TurnCancelled
 from genre_agent.filters import Filters
@@ -91,6 +92,7 @@ class Agent:
         self.genre_words = genre_words(self.genres, catalog.genre_aliases)  # what a message calls each genre
         popularity = catalog.interactions.groupby("item_id").size()
         self.titles = TitleIndex(catalog.items, popularity)
+        self.people = PeopleIndex(catalog.items, common_words(self.genre_words))  # who the catalog credits
         years = catalog.items["year"].dropna()
         self.newest = int(years.max()) if len(years) else None  # what "recent" and "classic" count from
         self._sessions: dict[str, SessionState] = {}
@@ -162,7 +164,7 @@ class Agent:
                         state.shown += [i for i in ids if i not in state.shown]
                 elif role == "user":
                     update = parse_rules(clean_message(text), state, self.genre_words, self.titles,
-                                         self.recommender.years(state.last))
+                                         self.recommender.years(state.last), people=self.people)
                     if update.intent == "reset":
                         state.reset()
                         continue
@@ -230,12 +232,13 @@ class Agent:
             return plain, None
         read = self._request(state)
         request = read.model_copy(update={"k": k or read.k, "prompts": prompts})
-        return request, self._conflict(state, request)
+        said = [n for n in (self._conflict(state, request), self._notes(state, update)) if n]
+        return request, " ".join(said) or None
 
     def _conflict(self, state: SessionState, request: RecommendRequest) -> str | None:
         """In words, the constraints to relax when the session's filters let too few items through."""
         retriever = self.recommender.retriever
-        clash = conflict(state.filters, retriever.items, retriever.genre_masks, request.k or self.settings.k)
+        clash = conflict(state.filters, retriever.masks, request.k or self.settings.k)
         if clash is None:
             return None
         info = self.catalog_info()
@@ -344,7 +347,7 @@ class Agent:
     def _read(self, state: SessionState, message: str) -> StateUpdate:
         """What a message changes: the rules' reading, and the model's where its reading is routed."""
         update = parse_rules(message, state, self.genre_words, self.titles, self.recommender.years(state.last),
-                             self.newest)
+                             self.newest, self.people)
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
         if reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,
@@ -365,14 +368,30 @@ class Agent:
         if not self._has_taste(state):
             return self._clarify(state, listen)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ANSWERED:
-            return self._recommend(state, update.intent, listen)
+            return self._recommend(state, update.intent, listen, note=self._notes(state, update))
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
                      filters=state.describe())
+
+    def _notes(self, state: SessionState, update: StateUpdate) -> str | None:
+        """What the reply says of the reading: titles and people the catalog lacks, a length it cannot check."""
+        notes = list(update.notes)
+        f = state.filters
+        if f.minutes_min is not None or f.minutes_max is not None:
+            masks = self.recommender.retriever.masks
+            known, every = masks.known_minutes(), len(masks.items)
+            noun = self.catalog_info().item_noun_plural
+            if known < every:
+                notes.append(f"I know the length of {known:,} of the {every:,} {noun}; only those are shown."
+                             if known else f"This catalog does not say how long its {noun} are, so none "
+                             "can be shown by length: drop the length to see more.")
+        return " ".join(notes) or None
 
     def _has_taste(self, state: SessionState) -> bool:
         f = state.filters
         return bool(state.user_id or state.liked or state.query or state.anchors or f.include_genres or
-                    f.require_genres or f.year_min is not None or f.year_max is not None)
+                    f.require_genres or f.year_min is not None or f.year_max is not None or f.people or
+                    f.countries or f.languages or f.exclude_countries or f.order or f.minutes_min is not None
+                    or f.minutes_max is not None)
 
     def _apply(self, state: SessionState, update: StateUpdate, writes: list[tuple[str, str]]) -> None:
         """Let the session take in the update; its feedback rows (item, kind) go to `writes`, stored by the
@@ -402,7 +421,7 @@ class Agent:
         request = self._request(state, popular)
         clash = self._conflict(state, request)
         if clash is not None:  # the constraints cannot fill an answer: say which to relax, show what fits
-            intent, note = "conflict", clash
+            intent, note = "conflict", " ".join(n for n in (clash, note) if n)
         if listen is None:
             return self._listing(state, intent, self.recommender.run(request), note)
         run = self.recommender.run(request, lambda quick: listen.first(self._listing(state, intent, quick, note)),
@@ -412,7 +431,7 @@ class Agent:
     def _request(self, state: SessionState, popular: bool = False) -> RecommendRequest:
         """What the session asks for now (popular items allowed when asked, or when only filters were given:
         "only comedies")."""
-        only_filters = not (state.user_id or state.liked or state.query or state.anchors)
+        only_filters = not (state.user_id or state.liked or state.query or state.anchors)  # "Tom Hanks movies"
         return state.request(self.settings.k, allow_popular=popular or only_filters)
 
     def _listing(self, state: SessionState, intent: str, run: Run, note: str | None) -> Reply:

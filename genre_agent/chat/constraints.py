@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
-
 from genre_agent.filters import Filters
-from genre_agent.retrieval.candidates import allowed
+from genre_agent.retrieval.rules import ItemMasks
 
 
 @dataclass(frozen=True)
@@ -34,15 +31,14 @@ class Conflict:
         return f"{head} To see more, drop one of them ({options})."
 
 
-def conflict(filters: Filters, items: pd.DataFrame, genre_masks: dict[str, np.ndarray],
-             needed: int) -> Conflict | None:
+def conflict(filters: Filters, masks: ItemMasks, needed: int) -> Conflict | None:
     """The conflict if the person's constraints (not what they have seen or been shown) let fewer than `needed`
     items through and dropping one of them would let more; None otherwise."""
     stated = filters.model_copy(update={"exclude_items": [], "exclude_seen": False})
-    fitting = int(allowed(stated, items, set(), genre_masks).sum())
+    fitting = int(masks.allowed(stated, set()).sum())
     if fitting >= needed:
         return None
-    without = [(label, int(allowed(looser, items, set(), genre_masks).sum()))
+    without = [(label, int(masks.allowed(looser, set()).sum()))
                for label, looser in stated.without_each()]
     without = sorted([(label, n) for label, n in without if n > fitting], key=lambda ln: -ln[1])
     if not without:

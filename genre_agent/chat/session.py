@@ -29,6 +29,10 @@ class StateUpdate(BaseModel):
     named: list[str] = Field([], description="item ids of every title written in the message")
     replace_genres: bool = Field(False, description="the message's genres replace those asked for before "
                                  "(\"actually, a comedy instead\")")
+    restate: bool = Field(False, description="the message says what is wanted now (\"... instead\", "
+                          "\"actually ...\"): its words replace the earlier ones")
+    notes: list[str] = Field([], description="what the reading could not place, to say in the reply (a title "
+                             "or a person the catalog lacks)")
 
     def feedback(self) -> list[tuple[Literal["like", "dislike", "seen"], str]]:
         """(kind, item id) of every like, dislike and seen in the message."""
@@ -79,6 +83,8 @@ class SessionState(BaseModel):
         if update.replace_genres:
             self.filters = self.filters.model_copy(update={"require_genres": [], "include_genres": []})
         self.filters = self.filters.revised(update.filters)
+        if update.restate and (update.query or update.filters.states_wish()):
+            self.query = None  # "Nolan instead": the words asked for before no longer hold
         if update.query:
             words = [w for w in (self.query or "").split() if w not in update.query.split()]
             self.query = " ".join([*words, *update.query.split()][-QUERY_WORDS:])

@@ -138,12 +138,17 @@ class TitleIndex:
         order = (popularity.reindex(items.index).fillna(0) if popularity is not None
                  else pd.Series(0, index=items.index)).sort_values(ascending=False, kind="mergesort")
         self._titles: dict[str, str] = {str(k): str(v) for k, v in items["title"].items()}
-        ranked = [(str(i), self._titles[str(i)]) for i in order.index]  # most popular first
+        filed = items["filed_title"] if "filed_title" in items.columns else items["title"]
+        ranked = [(str(i), str(filed[i])) for i in order.index]  # most popular first, as the file writes them
         self.by_name: dict[str, list[str]] = {}
         for item_id, title in ranked:
             for name in names_of(title):
                 self.by_name.setdefault(name, []).append(item_id)
         self.names = list(self.by_name)
+        self._rank = {item_id: n for n, (item_id, _) in enumerate(ranked)}
+        self.compact: dict[str, list[str]] = {}  # "oldboy" is also "Old Boy (2003)": names without spaces
+        for name, ids in self.by_name.items():
+            self.compact.setdefault(name.replace(" ", ""), []).extend(ids)
         self.series = self._series(ranked)
         years = items["year"] if "year" in items.columns else pd.Series(pd.NA, index=items.index)
         self._years: dict[str, int] = {str(k): int(v) for k, v in years.items() if not pd.isna(v)}
@@ -164,6 +169,11 @@ class TitleIndex:
                     volumes[prefix].append((float("inf"), rank, item_id))
         return {name: list(dict.fromkeys(i for _, _, i in sorted(v))) for name, v in volumes.items()
                 if name not in self.by_name}
+
+    def named(self, name: str) -> list[str] | None:
+        """The items of a normalised name, spaces or not ("oldboy", "old boy"), the most popular first."""
+        ids = [*self.by_name.get(name, []), *self.compact.get(name.replace(" ", ""), [])]
+        return sorted(dict.fromkeys(ids), key=self._rank.__getitem__) or None
 
     def title_of(self, item_id: str) -> str:
         return self._titles.get(item_id, item_id)
@@ -190,8 +200,8 @@ class TitleIndex:
         key = normalise(name)
         if not key:
             return None
-        if key in self.by_name:
-            return self._pick(self.by_name[key], year)
+        if ids := self.named(key):
+            return self._pick(ids, year)
         best = process.extractOne(key, self.names, scorer=fuzz.ratio, score_cutoff=cutoff)
         return self._pick(self.by_name[best[0]], year) if best else None
 
@@ -208,7 +218,7 @@ class TitleIndex:
                 if any(used[start:end]) or not all(words[start:end]):
                     continue
                 phrase = " ".join(words[start:end])
-                ids = self.by_name.get(phrase) or self.series.get(phrase)
+                ids = self.named(phrase) or self.series.get(phrase)
                 if ids is None:
                     continue
                 year = int(words[end]) if end < len(words) and re.fullmatch(r"(?:19|20)\d\d", words[end]) else None
@@ -245,3 +255,50 @@ class TitleIndex:
     def find_in_text(self, text: str) -> list[str]:
         """Item ids of the catalog titles mentioned in free text, in order of appearance, each once."""
         return list(dict.fromkeys(i for m in self.mentions(text) for i in m.items))
+
+
+_CONNECTORS = frozenset("of the and a an in on to for at from with".split())
+_CAPITAL_TOKEN = re.compile(r"[^\W_][\w'\u2019]*")
+_CUE_BEFORE = re.compile(r"\b(?:loved|love|liked|like|enjoyed|enjoy|adored|seen|watched|read|similar to|such as|"
+                         r"fan of|favou?rite (?:is|was))\s*$", re.I)
+
+
+def _capital_runs(text: str) -> list[tuple[int, int, int]]:
+    """(begin, end, words) of each run of capitalised words, with small words allowed inside ("The Lord of the
+    Rings"); a run at a sentence start begins with its second word when the first is a common word ("I")."""
+    tokens = [(m.group(0), m.start(), m.end()) for m in _CAPITAL_TOKEN.finditer(text)]
+    runs: list[tuple[int, int, int]] = []
+    start = None
+    for n, (word, at, _) in enumerate(tokens + [("", len(text), len(text))]):
+        if start is not None and not re.fullmatch(r"[\s()&:'\u2019-]*", text[tokens[n - 1][2]:at]):
+            word = ""  # a sentence end or a comma ends a run
+        capital = word[:1].isupper() or word[:1].isdigit()
+        inside = start is not None and word.lower() in _CONNECTORS and n + 1 < len(tokens) and \
+            tokens[n + 1][0][:1].isupper()
+        if capital or inside:
+            if start is None:
+                start = n
+            continue
+        if start is not None:
+            words = [t for t in tokens[start:n] if t[0].lower() not in _STOPWORDS or t[0][:1].isupper()]
+            if words and not (len(words) == 1 and words[0][0].lower() in _STOPWORDS):
+                runs.append((tokens[start][1], tokens[n - 1][2], n - start))
+            start = None
+    return runs
+
+
+def unmatched_titles(text: str, mentions: list[Mention], taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Where `text` writes a title the catalog lacks: a run of capitalised words that holds a found title and
+    more capitalised words beyond it ("The Hunger Games", where the catalog has only "Hunger"), or that follows
+    "I loved", "like", "seen" and is neither a found title nor in `taken` (people, places)."""
+    out = []
+    for begin, end, size in _capital_runs(text):
+        if size < 2 or any(b < end and e > begin for b, e in taken):
+            continue
+        inside = [m for m in mentions if m.begin < end and m.end > begin]
+        left = "".join(" " if any(m.begin <= i < m.end for m in inside) else c
+                       for i, c in enumerate(text[begin:end], begin))
+        beyond = [w for w in _CAPITAL_TOKEN.findall(left) if w[:1].isupper() and w.lower() not in _STOPWORDS]
+        if (inside and beyond) or (not inside and _CUE_BEFORE.search(text[:begin])):
+            out.append((begin, end))
+    return out

@@ -15,9 +15,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
+from genre_agent.chat.facets import blank, drop_contrast, read_denied, read_length, read_order, read_places
 from genre_agent.chat.genres import GenreWords
+from genre_agent.chat.people import PeopleIndex
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
-from genre_agent.chat.titles import Mention, TitleIndex, normalise
+from genre_agent.chat.titles import Mention, TitleIndex, normalise, unmatched_titles
 from genre_agent.chat.years import read_years
 from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.filters import Filters
@@ -50,8 +52,10 @@ ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "
 MOOD_GENRES = {"feel good": ("comedy",), "cheer me up": ("comedy",), "light hearted": ("comedy",),
                "lighthearted": ("comedy",), "uplifting": ("comedy",), "relaxing": ("comedy", "romance"),
                "easy watch": ("comedy", "romance"), "mind bending": ("sci-fi", "mystery", "thriller"),
-               "mindbending": ("sci-fi", "mystery", "thriller"), "twisty": ("mystery", "thriller")}
+               "mindbending": ("sci-fi", "mystery", "thriller"), "twisty": ("mystery", "thriller"),
+               "chill": ("comedy", "romance"), "laid back": ("comedy", "romance")}
 VIOLENT = ("horror", "war", "crime")  # any case: "Horror" (movies), "horror" (books)
+_VIOLENT_WORDS = ("violent", "violence", "gory", "gore", "brutal")
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of|dont|never|isnt|arent)"
 # words that may stand between a negation and the genre it denies ("don't want anything animated")
 _BETWEEN = r"(?:want|need|any|anything|more|too|so|a|an|the|of|that|is|it|really|very|made|movies|films)"
@@ -98,13 +102,19 @@ some other another same any every all both either neither enough too very right 
 times year years old new favorite favourite fan fans big ones one two first last next like hate hated
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
 absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
-book books read reading reads reader else few better made released nothing similar vein set""".split())
+book books read reading reads reader else few better made released nothing similar vein set instead rather
+usually normally typically generally often""".split())
 
 
 def genre_words(genres: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None) -> GenreWords:
     """The words for a catalog's genres (its names and the `aliases` it declares) that a message is read with;
     words that carry no wish on their own ("love", "read") never mean a genre."""
     return GenreWords(genres, aliases, _FILLER)
+
+
+def common_words(genres: GenreWords) -> set[str]:
+    """Words that are never a person's name on their own: fillers and the catalog's genre words."""
+    return {*_FILLER, *genres.words_of(genres.genres)}
 
 
 def _genre_word(text: str, mention: Mention, genres: GenreWords) -> bool:
@@ -227,19 +237,35 @@ def _read_genres(flat: str, genres: GenreWords, filters: Filters) -> bool:
 
 
 def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: TitleIndex,
-                years: list[int] | None = None, newest: int | None = None) -> StateUpdate:
+                years: list[int] | None = None, newest: int | None = None,
+                people: PeopleIndex | None = None) -> StateUpdate:
     """The unambiguous part of a message, read without the LLM. `years` are those of the last list, `newest`
-    the catalog's newest year (what "recent" and "classic" count from)."""
+    the catalog's newest year (what "recent" and "classic" count from), `people` who the catalog credits."""
     joined = " ".join(message.split())
     text = "".join(c.lower()[:1] for c in joined)  # lower case with the offsets of `joined`
     if re.fullmatch(r"\W*(reset|start over|forget (it|everything))\W*", text):
         return StateUpdate(intent="reset")
     found = [m for m in titles.mentions(joined) if not _genre_word(joined, m, genres)]
+    persons = people.find(_blank(joined, found)) if people else []
+    missing = unmatched_titles(joined, found, [(p.begin, p.end) for p in persons])
+    found = [m for m in found if not any(b <= m.begin and m.end <= e for b, e in missing)]
     mentioned = list(dict.fromkeys(i for m in found for i in m.items))
     rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
-    flat = normalise(rest)
     update = StateUpdate(named=mentioned)
     filters = update.filters
+    update.notes += [f"I don't have {joined[b:e]} in the catalog, so I went by its words." for b, e in missing]
+    for person in persons:
+        rest = blank(rest, person.begin, person.end)  # a name is never a word of what the item is about
+        if person.name is None:
+            update.notes.append(f"I don't know anyone called {person.text} in this catalog.")
+        elif person.negated:
+            filters.exclude_people += [person.name]
+        else:
+            filters.people += [person.name]
+    rest = drop_contrast(rest)  # "I usually like action, but tonight ...": only tonight's wish counts
+    rest = re.sub(r"\b(?:instead of|rather than)\b", lambda m: "not".ljust(len(m.group(0))), rest)
+    rest = read_order(read_places(read_length(rest, filters), filters), filters)
+    flat = normalise(rest)
     refs = _refs(rest, state)
     if not refs and not mentioned and re.search(r"\b(it|that one|this one|that)\b", rest):
         pointed = state.focus or (state.last[0] if state.last else None)
@@ -262,11 +288,14 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
             update.seen += refs
         elif _LIKE.search(rest):
             update.like += refs
-    if _read_genres(flat, genres, filters) and _RESTATE.search(rest):
+    restated = bool(_RESTATE.search(rest))
+    update.restate = restated
+    if _read_genres(flat, genres, filters) and restated:
         update.replace_genres = True  # "actually, a comedy instead": the genres asked for before no longer hold
     if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
         filters.exclude_genres += [g for v in VIOLENT for g in genres.genres
                                    if g.lower() == v and g not in filters.exclude_genres]
+    rest = read_denied(rest, filters, {*genres.words_of(genres.genres), *_FILLER, *_VIOLENT_WORDS})
     read_years(rest, filters, newest, years)
     said = [i for i in mentioned if i in update.seen or i in update.like]
     if said and not update.anchors and _SIMILAR.search(rest):
@@ -280,9 +309,7 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
         update.query = " ".join(content)
     if re.fullmatch(r"\W*(/?more|more please|show me more|next|others?)\W*", text):
         update.intent = "more"
-    elif (update.anchors and not mentioned) or filters.exclude_genres or filters.include_genres or \
-            filters.require_genres or filters.years_order or filters.year_min is not None or \
-            filters.year_max is not None:
+    elif (update.anchors and not mentioned) or filters.states_wish():
         update.intent = "refine"
     elif (update.like or update.dislike or update.seen) and refs and not update.query:
         update.intent = "feedback"

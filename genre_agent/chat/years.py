@@ -54,6 +54,10 @@ def read_years(text: str, filters: Filters, newest: int | None, shown: list[int]
         decade = int(m.group(1))
         decade += 1900 if 20 <= decade < 100 else (2000 if decade < 100 else 0)
         filters.year_min, filters.year_max = decade, decade + 9
+    if filters.year_min is None and filters.year_max is None and (
+            m := re.search(rf"\b(?:of|in)\s+(?:the year\s+)?{_YEAR}\b(?!'?s)|\b{_YEAR}\s+(?:movies|films|releases|"
+                           r"books|novels)\b", text)):
+        filters.year_min = filters.year_max = int(m.group(1) or m.group(2))  # "best movies of 2015"
     if _OLDER_FIRST.search(text):
         filters.years_order = "older"
     elif _NEWER_FIRST.search(text):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from genre_agent.data import credits as credit_columns
 from genre_agent.data import descriptions
 from genre_agent.data.paths import check_catalog_files, file_kind
 from genre_agent.data.resources import shipped_dir
@@ -44,6 +45,9 @@ class ItemsSpec(_Strict):
     year_from_title: bool = False
     metadata: list[str] = []
     show: list[str] = []  # metadata columns the prompts show next to each candidate (e.g. authors)
+    # how the file writes titles: "as-is", or "article-last" ("Matrix, The (1999)", a.k.a. forms in brackets),
+    # which people read as "The Matrix (1999)"; matching accepts every form either way
+    titles: Literal["as-is", "article-last"] = "as-is"
 
 
 class InteractionsSpec(_Strict):
@@ -125,6 +129,7 @@ class CatalogSpec(_Strict):
     interactions: InteractionsSpec | None = None
     tags: TagsSpec | None = None
     descriptions: DescriptionsSpec | None = None
+    credits: credit_columns.CreditsSpec | None = None
     text: TextSpec = TextSpec()
     genres: GenresSpec = GenresSpec()
 
@@ -256,6 +261,7 @@ def load_catalog(name_or_path: str, files: CatalogFilesSettings | None = None) -
     top = spec.tags.top if spec.tags else 0
     items["tags"] = every_tag.apply(lambda t: t[:top])
     items["summary"], items["description"] = load_descriptions(root, spec, items, report, items_table)
+    _load_credits(root, spec, items, report, items_table)
     _check_template(root, spec, items)
     rows = items.to_dict("records")
     items["text"] = [_compose_text(spec.text.template, row) for row in rows]
@@ -387,6 +393,9 @@ def _load_items(df: pd.DataFrame, root: Path, spec: CatalogSpec, report: Cleanin
     out["name"] = out.title.str.replace(_YEAR_IN_TITLE, "", regex=True).str.strip() if s.year_from_title \
         else out.title
     out["year"] = out["year"].round().astype("Int64")
+    out["filed_title"] = out.title  # as the file writes it (ids, stored data and matching keep it)
+    if s.titles == "article-last":
+        out["title"] = [natural_title(t) for t in out.title]
     for column in s.metadata:
         out[column] = _column(df, path, "items", "metadata", column).to_numpy()
     hidden = [c for c in s.show if c not in s.metadata]
@@ -394,6 +403,23 @@ def _load_items(df: pd.DataFrame, root: Path, spec: CatalogSpec, report: Cleanin
         raise CatalogError(f"{root / 'catalog.toml'}: [items].show lists '{hidden[0]}', which is not in "
                            "[items].metadata; add it there first.")
     return out.set_index("item_id")
+
+
+_ARTICLE_LAST = re.compile(r"^(.+?), (The|A|An|Les|La|Le|L'|Il|El|Die|Der|Das|Los|Las|Une|Un)$")
+_BRACKETS = re.compile(r"\s*\((?!\d{4}[-\u2013]?\d{0,4}\))[^()]*\)")
+
+
+def natural_title(filed: str) -> str:
+    """A title as people write it: "Matrix, The (1999)" -> "The Matrix (1999)", "Host, The (Gwoemul) (2006)" ->
+    "The Host (2006)" (a.k.a. forms in brackets left out); a title that is only brackets or an article stays."""
+    year = _YEAR_IN_TITLE.search(filed)
+    name = filed[: year.start()].strip() if year else filed.strip()
+    plain = _BRACKETS.sub("", name).strip() or name
+    match = _ARTICLE_LAST.match(plain)
+    if match:
+        article = match.group(2)
+        plain = f"{article}{'' if article.endswith(chr(39)) else ' '}{match.group(1)}"
+    return f"{plain} {year.group(0).strip()}" if year else plain
 
 
 def _column(df: pd.DataFrame, path: Path, section: str, key: str, column: str) -> pd.Series:
@@ -535,6 +561,29 @@ def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame, report
     table = table[~(empty | unknown | repeated)].set_index("item_id")
     return (table.summary.reindex(items.index, fill_value="").tolist(),
             table.match.reindex(items.index, fill_value="").tolist())
+
+
+def _load_credits(root: Path, spec: CatalogSpec, items: pd.DataFrame, report: CleaningReport,
+                  items_table: pd.DataFrame) -> None:
+    """Add the columns people (role -> names), countries, language and minutes (Int64, NA unknown) to `items`
+    from `[credits]` (none without it); rows that cannot be read are named in the report's notes."""
+    s = spec.credits
+    if s is None:
+        return
+    clash = [c for c in ("people", "countries", "language", "minutes") if c in items.columns]
+    if clash:
+        raise CatalogError(f"{root / 'catalog.toml'}: [items].metadata has a column '{clash[0]}', which "
+                           "[credits] also fills; rename that metadata column.")
+    path = root / (s.path or spec.items.path)
+    df = read_table(path) if s.path else items_table
+    ids = _column(df, path, "credits", "item", s.item or spec.items.id).astype(str)
+    found = credit_columns.read(s, df, ids, items.index, lambda i: _where(path, i), path.name,
+                                lambda key, name: _column(df, path, "credits", key, name))
+    report.notes += found.notes
+    items["people"] = found.people
+    items["countries"] = found.countries
+    items["language"] = found.language
+    items["minutes"] = pd.array(found.minutes, dtype="Int64")
 
 
 def _genres_from_tags(genres: pd.Series, tags: pd.Series, listed: list[str]) -> pd.Series:

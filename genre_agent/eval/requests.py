@@ -111,7 +111,8 @@ class Judge:
         self.genres = {str(i): {g.lower() for g in gs} for i, gs in zip(items.index, items["genres"], strict=True)}
         self.titles = {str(i): set(descriptive_words(str(n))) for i, n in zip(items.index, items["name"],
                                                                                strict=True)}
-        self.full_titles = {str(i): str(t) for i, t in items["title"].items()}
+        filed = items["filed_title"] if "filed_title" in items.columns else items["title"]
+        self.full_titles = {str(i): str(t) for i, t in filed.items()}  # request files write the file's form
         self.years = {str(i): None if pd.isna(y) else int(y) for i, y in items["year"].items()}
         self.known_titles = set(self.full_titles.values())
 

@@ -33,6 +33,8 @@ from genre_agent.retrieval.fusion import (
 )
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import Need, NeedLexicon
+from genre_agent.retrieval.quality import Quality
+from genre_agent.retrieval.rules import ItemMasks
 from genre_agent.schemas import Candidate, HistoryItem, Scores
 from genre_agent.settings import RankSettings, RetrievalSettings
 
@@ -41,42 +43,6 @@ ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
 _WORD = re.compile(r"[a-z]{3,}")  # a word of a title or request that can be shared by chance
 _TITLE_STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "das"})
-
-
-def genre_masks(items: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per genre (lower case), which items carry it: built once, so a filter costs a few array operations
-    rather than a pass over every item's genres (at 100k items that pass was 70% of a request)."""
-    masks: dict[str, np.ndarray] = {}
-    for row, genres in enumerate(items["genres"]):
-        for genre in genres:
-            masks.setdefault(genre.lower(), np.zeros(len(items), dtype=bool))[row] = True
-    return masks
-
-
-def allowed(filters: Filters, items: pd.DataFrame, seen: set[str], genres: dict[str, np.ndarray]) -> np.ndarray:
-    """True where an item passes every filter (`genres`: the items' `genre_masks`)."""
-    ok = np.ones(len(items), dtype=bool)
-    none = np.zeros(len(items), dtype=bool)
-    if filters.include_genres:
-        ok &= np.logical_or.reduce([genres.get(g.lower(), none) for g in filters.include_genres])
-    for genre in filters.require_genres:
-        ok &= genres.get(genre.lower(), none)
-    for genre in filters.exclude_genres:
-        ok &= ~genres.get(genre.lower(), none)
-    year = items["year"]
-    if filters.year_min is not None:
-        ok &= (year >= filters.year_min).fillna(False).to_numpy(dtype=bool)
-    if filters.year_max is not None:
-        ok &= (year <= filters.year_max).fillna(False).to_numpy(dtype=bool)
-    for column, value in filters.where.items():
-        ok &= (items[column].astype(str).str.lower() == str(value).lower()).to_numpy()
-    if filters.only_items is not None:
-        ok &= items.index.isin(filters.only_items)
-    blocked = set(filters.exclude_items) | (seen if filters.exclude_seen else set())
-    if blocked:  # by title too: the catalog may list the same film under two ids
-        titles = items.loc[items.index.intersection(list(blocked)), "title"]
-        ok &= ~(items.index.isin(list(blocked)) | items["title"].isin(titles).to_numpy())
-    return ok
 
 
 @dataclass
@@ -128,7 +94,8 @@ class Retriever:
         self.liked_by = np.asarray(matrix.matrix.sum(0)).ravel().astype(np.int64)
         self.popularity = popularity(self.liked_by)
         self.new_user_popularity = self._new_user_popularity()
-        self.genre_masks = genre_masks(self.items)
+        self.masks = ItemMasks(self.items)
+        self.genre_masks = self.masks.genres
         self._needs: NeedLexicon | None = None
         self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
         self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
@@ -187,7 +154,7 @@ class Retriever:
         """The hand-weighted fused score of every item for a request, and the signals it was made of (None
         when no item passes the filters)."""
         s = self.settings
-        mask = allowed(filters, self.items, user.seen, self.genre_masks)
+        mask = self.masks.allowed(filters, user.seen)
         if not mask.any():
             return None
         words_vec = self.index.embed([query])[0] if query else None
@@ -247,9 +214,17 @@ class Retriever:
         if scored is None:
             return []
         order_by = scored.fused
-        model = self.ranker_for(user, query, anchors or [], scored.named)
+        model = self.ranker_for(user, query, anchors or [], scored.named) if filters.order is None else None
         mentions = None
-        if model is not None:
+        if filters.order is not None:  # "the best", "hidden gems": of the items that fit best, by that order
+            fitting = scored.mask
+            if query or anchors:
+                fitting = np.zeros(len(self.items), dtype=bool)
+                best = np.argsort(-scored.fused, kind="stable")[: self.settings.match_pool or self.rank.pool]
+                fitting[best] = True
+                fitting &= scored.mask
+            order_by = self.quality.order(filters.order, fitting, self.popularity)
+        elif model is not None:
             mentions = None if model is self.ranker else self.mentions  # the model of histories reads none
             pool = self.ranking_pool(user, scored, mentions)
             order_by = np.full(len(self.items), -np.inf)
@@ -272,7 +247,12 @@ class Retriever:
         return self.as_candidates(top, user, order_by, cf=scored.cf, query=query,
                                         query_vec=scored.query_vec, profile_vec=scored.profile_vec,
                                         reason=reason, needs=scored.needs, words_vec=scored.words_vec,
-                                        talked=talked)
+                                        talked=talked, filters=filters)
+
+    @functools.cached_property
+    def quality(self) -> Quality:
+        """How many rated each item and its average rating (for "the best", "hidden gems")."""
+        return Quality(self.items.index, self.catalog.interactions)
 
     @functools.cached_property
     def described(self) -> np.ndarray:
@@ -428,7 +408,8 @@ class Retriever:
         order = np.argsort(-self.popularity, kind="stable")[:n]
         return [str(i) for i in self.items.index[order]]
 
-    def candidate(self, user: UserView, item_id: str, query: str | None, reason: ev.ReasonWriter) -> Candidate:
+    def candidate(self, user: UserView, item_id: str, query: str | None, reason: ev.ReasonWriter,
+                  filters: Filters | None = None) -> Candidate:
         """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
         col = int(self.items.index.get_loc(item_id))
         cf = self._cf_scores(user)
@@ -437,7 +418,7 @@ class Retriever:
         return self.as_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
                                         query_vec=self._query_vector(words_vec, []),
                                         profile_vec=self.profile(user.liked), reason=reason, needs=needs,
-                                        words_vec=words_vec)[0]
+                                        words_vec=words_vec, filters=filters)[0]
 
     def _query_vector(self, words_vec: np.ndarray | None, anchors: list[str]) -> np.ndarray | None:
         """The request's words (embedded) and the items it is "like", as one vector."""
@@ -485,7 +466,8 @@ class Retriever:
                             cf: np.ndarray | None = None, query: str | None = None,
                             query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None,
                             needs: list[Need] | None = None, words_vec: np.ndarray | None = None,
-                            talked: list[list[str]] | None = None) -> list[Candidate]:
+                            talked: list[list[str]] | None = None, filters: Filters | None = None
+                            ) -> list[Candidate]:
         """The items at catalog rows `top`, in that order, as candidates for this user: their scores (`fused`
         and `cf` are per catalog row), their evidence, its facts and the evidence sentence `reason` writes.
         The vector score is the similarity to the query, else to the taste vector; `talked`, per item, the
@@ -504,6 +486,9 @@ class Retriever:
         favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
         liked_years = [y for y in (_year(self.items.at[i, "year"]) for i in liked) if y]
         noun = self.catalog.spec.item_noun_plural
+        credits = "people" in self.items.columns
+        liked_people = ([(self.items.at[i, "title"], self.items.at[i, "people"]) for i in liked[:5]] if credits
+                        else [])
         out = []
         for row, (col, item_id) in enumerate(zip(top, cand_ids, strict=False)):
             item = self.items.loc[item_id]
@@ -519,6 +504,12 @@ class Retriever:
                                  colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun,
                                  matched=matched, fits=fits, summary=item["summary"],
                                  talked_with=talked[row] if talked is not None else None)
+            mean = self.quality.mean[col]
+            minutes = item["minutes"] if credits else None
+            evidence = evidence.model_copy(update=ev.asked(
+                item["people"] if credits else {}, item["countries"] if credits else (),
+                None if minutes is None or pd.isna(minutes) else int(minutes), filters or Filters(),
+                None if np.isnan(mean) else float(mean), int(self.quality.count[col]), liked_people))
             out.append(Candidate(
                 item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
                 tags=list(item["tags"]), details={c: str(item[c]) for c in self.catalog.spec.items.show},

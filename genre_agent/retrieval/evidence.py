@@ -8,6 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from genre_agent.data.credits import credited, name_key
+from genre_agent.filters import Filters
 from genre_agent.schemas import Evidence
 
 SIMILAR_MIN = 0.45  # cosine of item texts below which "similar to" is not claimed
@@ -148,3 +150,37 @@ def pack(phrases: list[str], max_chars: int) -> str:
         sentence += "; " + part
     sentence = sentence[0].upper() + sentence[1:] + "."
     return sentence if len(sentence) <= max_chars else sentence[: max_chars - 1].rstrip(" ;,.") + "\u2026"
+
+
+ROLES = {"director": "directed by", "cast": "starring", "author": "by"}
+
+
+def _with_role(role: str, name: str) -> str:
+    return f"{ROLES.get(role, role + ':')} {name}"
+
+
+def asked(people: dict[str, tuple[str, ...]], countries: tuple[str, ...], minutes: int | None, filters: Filters,
+          rating: float | None, raters: int, liked_people: list[tuple[str, dict[str, tuple[str, ...]]]]
+          ) -> dict[str, object]:
+    """The Evidence fields of what the request asked beyond genres: the people it credits, its countries, its
+    length, its rating (when the best were asked for), and who it shares with a title the user liked
+    (`liked_people`: each liked title and its people; directors and authors first, one title at most)."""
+    out: dict[str, object] = {}
+    if filters.people:
+        wanted = [name_key(p) for p in filters.people]
+        out["credited"] = [_with_role(role, name) for role, name in credited(people, wanted)][:2]
+    if (filters.countries or filters.languages or filters.exclude_countries) and countries:
+        out["place"] = ", ".join(countries[:2])
+    if (filters.minutes_min is not None or filters.minutes_max is not None) and minutes is not None:
+        out["minutes"] = minutes
+    if filters.order in ("best", "hidden") and rating is not None and raters:
+        out["rating"], out["raters"] = round(rating, 1), raters
+    mine = {role: {name_key(n): n for n in names} for role, names in people.items()}
+    for role in ("director", "author", "cast"):
+        for title, theirs in liked_people:
+            keys = [name_key(n) for n in theirs.get(role, ())]
+            shared = [mine[role][k] for k in keys if k in mine.get(role, {})]
+            if shared and not filters.people:
+                out["shared_people"] = [f"{_with_role(role, shared[0])}, like {title}"]
+                return out
+    return out
