@@ -59,7 +59,7 @@ class Request:
     role: str | None = None  # director, cast or author
     exclude_people: list[str] = field(default_factory=list)  # none of them credited, in any role
     countries: list[str] = field(default_factory=list)  # any one of the item's countries
-    exclude_countries: list[str] = field(default_factory=list)
+    exclude_countries: list[str] = field(default_factory=list)  # its countries known, and none of them
     languages: list[str] = field(default_factory=list)  # the item's language is one of them
     exclude_words: list[str] = field(default_factory=list)  # none of them in what the catalog says about it
     minutes_min: int | None = None  # runtime known and at least this
@@ -246,8 +246,9 @@ class Judge:
 
     def _placed(self, request: Request, item_id: str) -> bool:
         countries = self.countries.get(item_id, set())
+        excluded = set(request.exclude_countries)
         return ((not request.countries or bool(countries & set(request.countries)))
-                and not countries & set(request.exclude_countries)
+                and (not excluded or bool(countries) and not countries & excluded)
                 and (not request.languages or self.languages.get(item_id, "") in request.languages))
 
     def _rated(self, request: Request, item_id: str) -> bool:
