@@ -2,12 +2,14 @@
 
     python scripts/request_satisfiable.py tests/data/requests/open.jsonl [--catalog movielens]
         [--movie-people /work/shared/datasets/movie-people/movie_people.jsonl.gz]
+    python scripts/request_satisfiable.py tests/data/requests/open-books.jsonl --catalog goodbooks --authors
 
 Prints one line per request (satisfying items, id, split, the turns), then the minimum and median per category.
 The count uses the real catalog loader and the real Judge (genre_agent.eval.requests). A catalog that does not
 declare people, countries, language and runtime has none of those columns, and then nothing satisfies a rule
 about them; --movie-people fills the missing columns from that file (directors, cast, countries, language,
-runtime_min by movieId) so the movielens sets can be checked before the catalog declares them.
+runtime_min by movieId) so the movielens sets can be checked before the catalog declares them, and --authors
+credits the books' `authors` column ("A, B": each an author) the same way.
 """
 
 from __future__ import annotations
@@ -44,14 +46,25 @@ def with_people(items: pd.DataFrame, path: Path) -> pd.DataFrame:
     return out
 
 
+def with_authors(items: pd.DataFrame) -> pd.DataFrame:
+    """The items with people {"author": the names of the `authors` column}, where they lack people."""
+    if "people" in items.columns:
+        return items
+    out = items.copy()
+    out["people"] = [{"author": tuple(n.strip() for n in str(a).split(",") if n.strip())} for a in out["authors"]]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("requests", type=Path)
     parser.add_argument("--catalog", default="movielens")
     parser.add_argument("--movie-people", type=Path, help="fill people, countries, language, minutes from it")
+    parser.add_argument("--authors", action="store_true", help="credit the authors column as people (books)")
     args = parser.parse_args()
     catalog = load_catalog(args.catalog)
     items = with_people(catalog.items, args.movie_people) if args.movie_people else catalog.items
+    items = with_authors(items) if args.authors else items
     judge = Judge(items, catalog.interactions)
     per_category: dict[str, list[int]] = {}
     for request in load_requests(args.requests):

@@ -152,3 +152,20 @@ def test_the_shipped_intent_set_loads_and_holds_a_third_out() -> None:
     for category in categories:
         inside = [r for r in requests if r.category == category]
         assert sum(r.split == "test" for r in inside) == len(inside) // 3
+
+
+@pytest.mark.parametrize(("name", "total", "least"), [
+    ("open.jsonl", 100, {"people": 20, "places": 14, "negation/contrast": 16, "quality": 14, "length": 12,
+                    "title resolution": 10, "replacement": 12}),
+    ("open-books.jsonl", 12, {"people": 5, "negation/contrast": 4, "quality": 4, "title resolution": 3,
+                          "replacement": 3})])
+def test_the_shipped_open_sets_load_and_hold_a_third_out(name: str, total: int, least: dict[str, int]) -> None:
+    requests = load_requests(Path(__file__).parent / "data" / "requests" / name)
+    assert len(requests) >= total
+    assert {r.category for r in requests} == set(least)
+    for category, fewest in least.items():
+        inside = [r for r in requests if r.category == category]
+        assert len(inside) >= fewest
+        assert [r.split for r in inside] == ["test" if n % 3 == 0 else "dev" for n in range(1, len(inside) + 1)]
+    assert all(len(r.turns) >= 2 for r in requests if r.category == "replacement")
+    assert len({r.id for r in requests}) == len(requests)
