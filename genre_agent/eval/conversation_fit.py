@@ -76,7 +76,7 @@ def _dialogue_requests(agent: Agent, files: list[tuple[Path, Split]]) -> Iterato
 
 
 def _set_requests(agent: Agent, paths: list[Path]) -> Iterator[Asked]:
-    judge = Judge(agent.recommender.catalog.items)
+    judge = Judge(agent.recommender.catalog.items, agent.recommender.catalog.interactions)
     for path in paths:
         for request in load_requests(path):
             if request.split != "dev" or request.conflict:
