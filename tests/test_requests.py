@@ -45,7 +45,7 @@ def credited() -> Judge:
               "English", 148),
         _film("Spirited River (2001)", ("Animation", "Fantasy"), "A girl works in a bathhouse of spirits.",
               {"director": ("Hayao Miyazaki",)}, ("Japan",), "Japanese", 125),
-        _film("Plain Film (2015)", ("Drama",), "", {}, (), "", None),
+        _film("Plain Film (2015)", ("Drama",), "", float("nan"), float("nan"), float("nan"), None),  # type: ignore[arg-type]
     ]
     items = pd.DataFrame(films, index=[str(i) for i in range(1, 6)])
     items["minutes"] = items["minutes"].astype("Int64")

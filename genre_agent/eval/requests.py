@@ -173,12 +173,14 @@ class Judge:
         self.known_titles = set(self.full_titles.values())
         self.known_names = {str(n).lower() for n in items["name"]}
         people = items.get("people", pd.Series([{}] * len(ids), index=items.index))
-        self.people = {i: {role: {person_key(n) for n in names} for role, names in (credits or {}).items()}
-                       for i, credits in zip(ids, people, strict=True)}
+        self.people = {i: {role: {person_key(n) for n in names} for role, names in credits.items()}
+                       if isinstance(credits, dict) else {} for i, credits in zip(ids, people, strict=True)}
         countries = items.get("countries", pd.Series([()] * len(ids), index=items.index))
-        self.countries = {i: {c.lower() for c in (cs or ())} for i, cs in zip(ids, countries, strict=True)}
+        self.countries = {i: {str(c).lower() for c in cs} if isinstance(cs, (tuple, list)) else set()
+                          for i, cs in zip(ids, countries, strict=True)}
         languages = items.get("language", pd.Series([""] * len(ids), index=items.index))
-        self.languages = {i: str(lang or "").lower() for i, lang in zip(ids, languages, strict=True)}
+        self.languages = {i: lang.lower() if isinstance(lang, str) else "" for i, lang in zip(ids, languages,
+                                                                                             strict=True)}
         minutes = items.get("minutes", pd.Series([pd.NA] * len(ids), index=items.index))
         self.minutes = {i: None if pd.isna(m) else int(m) for i, m in zip(ids, minutes, strict=True)}
         rated = (interactions.groupby(interactions["item_id"].astype(str))["rating"].agg(["mean", "size"])
