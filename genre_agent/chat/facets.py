@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 from genre_agent.filters import Filters
+from genre_agent.retrieval.rules import ENGLISH_SPEAKING
 
 # What people call a place, and what it means: the countries (as the catalog's credits name them) and the
 # languages. "English" is left out: it says little about a film of an English-speaking catalog.
@@ -60,8 +61,6 @@ PLACES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "asian": (("Japan", "South Korea", "China", "Hong Kong", "Taiwan", "India", "Thailand"), ()),
     "latin american": (("Mexico", "Argentina", "Brazil", "Chile", "Colombia", "Peru", "Cuba"), ("Spanish",)),
 }
-# "foreign": none of these countries (the catalog's own language world)
-ENGLISH_SPEAKING = ("United States", "United Kingdom", "Canada", "Australia", "Ireland", "New Zealand")
 _FOREIGN = re.compile(r"\b(?:foreign(?: language)?|non english|not in english|world cinema|international|"
                       r"subtitled|"
                       r"with subtitles)\b")
@@ -75,28 +74,33 @@ _LENGTH = re.compile(
     rf"(over|more than|longer than|at least|minimum|min))\s+(?:about\s+)?{_AMOUNT}\s*"
     rf"(hours?|hrs?|h|minutes?|mins?|m)\b(\s+and\s+(?:a\s+)?half)?")
 _LENGTH_AFTER = re.compile(rf"\b{_AMOUNT}\s*(hours?|hrs?|minutes?|mins?)(\s+and\s+(?:a\s+)?half)?\s+"
-                           r"(or (?:more|longer)|plus|or (?:less|shorter)|(?:or )?max|long|or so)\b")
+                           r"(or (?:more|longer)|plus|or (?:less|shorter)|(?:or )?max|tops|at most|long|or so)\b")
 _NOT_LONG = re.compile(r"\b(?:not (?:too |very |that |so )?long|isn'?t (?:too |very )?long|nothing (?:too )?long|"
                        r"not a long one)\b")
 _SHORT = re.compile(r"\b(?:short|quick|brief)(?! (?:stor(?:y|ies)|films?|film collections?))\b")
-_EPIC = re.compile(r"\b(?:long|epic|lengthy|marathon)\s+(?:movies?|films?|ones?|watch)\b")
+_EPIC = re.compile(r"\b(?:(?:long|epic|lengthy|marathon)\s+(?:movies?|films?|ones?|watch)|(?:a|an) (?:long|epic|"
+                   r"lengthy)\b)")
+_AROUND = re.compile(rf"\b(?:around|about|roughly|approximately)\s+{_AMOUNT}\s*(hours?|hrs?|minutes?|mins?)"
+                     r"(\s+and\s+(?:a\s+)?half)?")
 NOT_TOO_LONG = 120  # minutes: "not too long" is two hours at most
 SHORT = 100  # minutes: a "short" feature
 LONG = 150  # minutes: a "long" or "epic" watch
 
-_BEST = re.compile(r"\b(?:best|top rated|top-rated|highest rated|highly rated|greatest|must see|must-see|"
-                   r"masterpieces?|acclaimed|everyone should (?:see|watch|read)|finest|all time|top \d+|"
-                   r"top ten|essential)\b")
-_HIDDEN = re.compile(r"\b(?:hidden gems?|underrated|under rated|lesser known|lesser-known|little known|"
-                     r"overlooked|obscure|under the radar|not many people (?:know|have seen)|sleepers?)\b")
-_POPULAR = re.compile(r"\b(?:most popular|popular|crowd pleasers?|blockbusters?|everyone (?:loves|likes)|"
+_BEST = re.compile(r"\b(?:best|top rated|top-rated|highest rated|highly rated|greatest|masterpieces?|acclaimed|"
+                   r"finest|all time|top \d+|top ten)\b")
+_HIDDEN = re.compile(r"\b(?:hidden gems?|underrated|under rated|lesser known|lesser-known|little known|little-known|"
+                     r"overlooked|obscure|under the radar|nobody talks about|not many people (?:know|have seen)|"
+                     r"sleepers?|gems)\b")
+_POPULAR = re.compile(r"\b(?:most popular|popular|crowd pleasers?|crowd-pleasers?|blockbusters?|"
+                      r"everyone (?:loves|likes)|everyone should (?:see|watch|read)|must see|must-see|essential|"
                       r"well known|famous|mainstream|trending)\b")
 
 _CONTRAST = re.compile(r"\b(?:i\s+)?(?:usually|normally|typically|generally|often|mostly|most of the time|"
                        r"in general)\b[^.!?;]*?\b(?:but|though|however)\b")
 _DENY = re.compile(r"\b(?:isn'?t|is not|aren'?t|are not|not|no|without|nothing|less|avoid|skip|except|"
                    r"never|minus|but not)\s+((?:(?:a|an|the|too|so|very|overly|remotely|at all|any|anything|"
-                   r"something|really|super|that|more)\s+)*)([a-z][a-z-]{2,})\b")
+                   r"something|really|super|that|more|with|about|involving|featuring|having|of|set in|"
+                   r"in)\s+)*)([a-z][a-z-]{2,})\b")
 # words after a negation that deny no content ("no idea", "not sure", "nothing special")
 _NOT_CONTENT = frozenset("""idea problem problems rush hurry worries worry clue matter bad special sure way
 clue thanks thank preference preferences opinion restrictions restriction limits limit rules""".split())
@@ -138,16 +142,21 @@ def _minutes(amount: str, unit: str, half: str | None) -> int:
 
 def read_length(text: str, filters: Filters) -> str:
     """Length bounds: "under 90 minutes", "over two hours", "three hours or more", "not too long", "short"."""
+    for m in list(_AROUND.finditer(text)):
+        found = _minutes(m.group(1), m.group(2), m.group(3))
+        filters.minutes_min, filters.minutes_max = max(1, found - 10), found + 10
+        text = blank(text, m.start(), m.end())
     for m in list(_LENGTH.finditer(text)):
         found = _minutes(m.group(3), m.group(4), m.group(5))
-        if m.group(1):
+        denied = re.search(r"\b(?:nothing|not|no|never)\s+(?:\w+\s+)?$", text[max(0, m.start() - 20): m.start()])
+        if bool(m.group(1)) != bool(denied):  # "nothing over 100 minutes" is at most 100
             filters.minutes_max = found
         else:
             filters.minutes_min = found
         text = blank(text, m.start(), m.end())
     for m in list(_LENGTH_AFTER.finditer(text)):
         found = _minutes(m.group(1), m.group(2), m.group(3))
-        if re.search(r"less|shorter|max", m.group(4)):
+        if re.search(r"less|shorter|max|tops|most", m.group(4)):
             filters.minutes_max = found
         elif m.group(4) == "or so":
             filters.minutes_min, filters.minutes_max = max(1, found - 15), found + 15
@@ -165,7 +174,7 @@ def read_length(text: str, filters: Filters) -> str:
 
 def read_order(text: str, filters: Filters) -> str:
     """Quality and popularity as an order: the best rated, hidden gems, the most popular."""
-    for pattern, order in ((_HIDDEN, "hidden"), (_BEST, "best"), (_POPULAR, "popular")):
+    for pattern, order in ((_HIDDEN, "hidden"), (_POPULAR, "popular"), (_BEST, "best")):
         found = list(pattern.finditer(text))
         if found and filters.order is None:
             filters.order = order  # type: ignore[assignment]

@@ -94,8 +94,7 @@ class PeopleIndex:
                 if len(key) == size and key in self.display and (size > 1 or self._single(tokens[start][0],
                                                                                           cued)):
                     name = self.display[key]
-                elif size == 1 and words[0] in self.surnames and (cued or (written and start > 0) or (
-                        written and self._kind_after(text, tokens[start][2]))):
+                elif size == 1 and words[0] in self.surnames and (cued or written):
                     name = self.display[self.surnames[words[0]]]
                 else:
                     continue
@@ -113,11 +112,6 @@ class PeopleIndex:
         """The words are one name: only spaces, hyphens and full stops ("J. K.") between them."""
         return all(re.fullmatch(r"[\s.\-\u2010]{1,3}", text[tokens[i][2]:tokens[i + 1][1]])
                    for i in range(start, end - 1))
-
-    @staticmethod
-    def _kind_after(text: str, at: int) -> bool:
-        return bool(re.match(r"['\u2019]?s?\s+(?:movies?|films?|books?|novels?|flicks?|stuff|work|classics?)\b",
-                             text[at:], re.I))
 
     @staticmethod
     def _mention(name: str | None, text: str, begin: int, end: int) -> PersonMention:

@@ -175,6 +175,11 @@ class TitleIndex:
         ids = [*self.by_name.get(name, []), *self.compact.get(name.replace(" ", ""), [])]
         return sorted(dict.fromkeys(ids), key=self._rank.__getitem__) or None
 
+    def pick(self, name: str, year: int) -> str | None:
+        """The item of a normalised name made in `year` (or a year next to it), None when none is."""
+        ids = self.named(name)
+        return self._pick(ids, year) if ids else None
+
     def title_of(self, item_id: str) -> str:
         return self._titles.get(item_id, item_id)
 

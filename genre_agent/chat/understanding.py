@@ -9,6 +9,7 @@ years must appear in the message. So a title or filter the model made up never r
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -53,7 +54,8 @@ MOOD_GENRES = {"feel good": ("comedy",), "cheer me up": ("comedy",), "light hear
                "lighthearted": ("comedy",), "uplifting": ("comedy",), "relaxing": ("comedy", "romance"),
                "easy watch": ("comedy", "romance"), "mind bending": ("sci-fi", "mystery", "thriller"),
                "mindbending": ("sci-fi", "mystery", "thriller"), "twisty": ("mystery", "thriller"),
-               "chill": ("comedy", "romance"), "laid back": ("comedy", "romance")}
+               "chill": ("comedy", "romance"), "laid back": ("comedy", "romance"), "silly": ("comedy",),
+               "goofy": ("comedy",)}
 VIOLENT = ("horror", "war", "crime")  # any case: "Horror" (movies), "horror" (books)
 _VIOLENT_WORDS = ("violent", "violence", "gory", "gore", "brutal")
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of|dont|never|isnt|arent)"
@@ -123,6 +125,23 @@ def _genre_word(text: str, mention: Mention, genres: GenreWords) -> bool:
     word = normalise(mention.text)
     phrase = normalise(" ".join([*text[: mention.begin].split()[-1:], mention.text]))
     return (" " not in word and bool(genres.mentions(word))) or genres.ends_phrase(phrase)
+
+
+_YEAR_SAID = re.compile(r"\bthe (?:one|version|original|film|movie) (?:from|of) (?:the year )?((?:19|20)\d\d)\b|"
+                        r"\bthe ((?:19|20)\d\d) (?:one|version|film|movie|remake)\b", re.I)
+
+
+def _year_said(text: str, found: list[Mention], titles: TitleIndex) -> list[Mention]:
+    """"King Kong, the one from 1933": the year said after a title picks among the items of its name."""
+    said = _YEAR_SAID.search(text)
+    if not said:
+        return found
+    year = int(said.group(1) or said.group(2))
+    out = []
+    for m in found:
+        picked = titles.pick(normalise(m.text), year) if m.end <= said.start() else None
+        out.append(dataclasses.replace(m, item_id=picked) if picked else m)
+    return out
 
 
 def _refs(text: str, state: SessionState) -> list[str]:
@@ -246,6 +265,10 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
     if re.fullmatch(r"\W*(reset|start over|forget (it|everything))\W*", text):
         return StateUpdate(intent="reset")
     found = [m for m in titles.mentions(joined) if not _genre_word(joined, m, genres)]
+    if people:  # "anything by Hitchcock": a person, though Hitchcock (2012) is a film
+        cued = [p for p in people.find(joined) if p.name is not None]
+        found = [m for m in found if not any(p.begin < m.begin and m.end <= p.end for p in cued)]
+    found = _year_said(joined, found, titles)
     persons = people.find(_blank(joined, found)) if people else []
     missing = unmatched_titles(joined, found, [(p.begin, p.end) for p in persons])
     found = [m for m in found if not any(b <= m.begin and m.end <= e for b, e in missing)]

@@ -218,7 +218,7 @@ class Retriever:
         mentions = None
         if filters.order is not None:  # "the best", "hidden gems": of the items that fit best, by that order
             fitting = scored.mask
-            if query or anchors:
+            if anchors:  # "the best ones like X": of the closest to X (words alone already cut the mask)
                 fitting = np.zeros(len(self.items), dtype=bool)
                 best = np.argsort(-scored.fused, kind="stable")[: self.settings.match_pool or self.rank.pool]
                 fitting[best] = True

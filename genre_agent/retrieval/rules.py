@@ -14,6 +14,9 @@ import pandas as pd
 from genre_agent.data.credits import fold, name_key
 from genre_agent.filters import Filters
 
+# the countries whose films an English-speaking catalog does not call "foreign"
+ENGLISH_SPEAKING = ("United States", "United Kingdom", "Canada", "Australia", "Ireland", "New Zealand")
+
 
 def genre_masks(items: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per genre (lower case), which items carry it: built once, so a filter costs a few array operations
@@ -57,12 +60,14 @@ class ItemMasks:
             out[self.people.get(name_key(name), [])] = True
         return out
 
-    def places(self, countries: list[str], languages: list[str]) -> np.ndarray:
-        """Items from one of `countries` or in one of `languages`."""
+    def places(self, countries: list[str], languages: list[str], national: bool = True) -> np.ndarray:
+        """Items from one of `countries` or in one of `languages`; `national`: not made with an English-speaking
+        country that was not asked for ("a French comedy" is not a Hollywood co-production)."""
         wanted = {c.lower() for c in countries}
         spoken = {fold(lang) for lang in languages}
-        return np.array([bool(cs & wanted) or bool(ls & spoken) for cs, ls in zip(self.countries, self.languages,
-                                                                                   strict=True)])
+        others = {c.lower() for c in ENGLISH_SPEAKING} - wanted if national else set()
+        return np.array([(bool(cs & wanted) or bool(ls & spoken)) and not cs & others
+                         for cs, ls in zip(self.countries, self.languages, strict=True)])
 
     def words(self, stems: list[str]) -> np.ndarray:
         """Items whose tags or description have a word starting with one of `stems`."""
@@ -93,7 +98,7 @@ class ItemMasks:
             ok &= self.places(filters.countries, filters.languages)
         if filters.exclude_countries:
             known = np.array([bool(cs) for cs in self.countries])
-            ok &= known & ~self.places(filters.exclude_countries, [])
+            ok &= known & ~self.places(filters.exclude_countries, [], national=False)
         with np.errstate(invalid="ignore"):  # an unknown length passes no length filter
             if filters.minutes_min is not None:
                 ok &= self.minutes >= filters.minutes_min
