@@ -88,7 +88,8 @@ LONG = 150  # minutes: a "long" or "epic" watch
 
 _BEST = re.compile(r"\b(?:best|top rated|top-rated|highest rated|highly rated|greatest|masterpieces?|acclaimed|"
                    r"finest|all time|top \d+|top ten)\b")
-_HIDDEN = re.compile(r"\b(?:hidden gems?|underrated|under rated|lesser known|lesser-known|little known|little-known|"
+_HIDDEN = re.compile(r"\b(?:hidden gems?|underrated|under rated|lesser known|lesser-known|little known|"
+                     r"little-known|"
                      r"overlooked|obscure|under the radar|nobody talks about|not many people (?:know|have seen)|"
                      r"sleepers?|gems)\b")
 _POPULAR = re.compile(r"\b(?:most popular|popular|crowd pleasers?|crowd-pleasers?|blockbusters?|"

@@ -85,7 +85,8 @@ class SessionState(BaseModel):
         self.filters = self.filters.revised(update.filters)
         if update.restate and (update.query or update.filters.states_wish()):
             self.query = None  # "Nolan instead": the words asked for before no longer hold
-        if update.restate and update.query and not (update.filters.include_genres or update.filters.require_genres):
+        asked = update.filters.include_genres or update.filters.require_genres
+        if update.restate and update.query and not asked:
             # "a western", then "something set in space instead": the genres asked for before go too
             self.filters = self.filters.model_copy(update={"require_genres": [], "include_genres": []})
         if update.query:
