@@ -135,15 +135,14 @@ def test_the_model_of_every_rating_reads_what_a_user_rated_low_too(tmp_path: Pat
     assert set(retriever.cf_models) == {"ease", "itemknn", "als", "ease_rated"}
     # a reader who has only rated Film 1 (sci-fi), and low: no like for the models of positives to start from
     user = retriever.user_view(None, extra_seen=["1"])
-    scored = retriever._score(user, None, Filters(), [])
-    assert scored is not None
-    cf = retriever.feature_cf(user, scored)
-    assert set(cf) == {"ease_rated"}
     rows = retriever.items.index.get_indexer([str(i) for i in range(1, 41)])
-    sci_fi, comedy = cf["ease_rated"][rows[1:20]], cf["ease_rated"][rows[20:]]
-    assert sci_fi.mean() > comedy.mean()  # Film 1 is rated mostly by sci-fi fans: their other films come first
-    X = retriever.rank_features(user, rows, scored)
-    assert np.isfinite(_column(X, "ease_rated_z")).all() and np.isnan(_column(X, "ease_z")).all()
+    _, (shortlist, X) = retriever.rank_examples(user, Filters(), [rows])
+    assert (shortlist == rows).all()
+    rated = _column(X, "ease_rated_z")
+    assert np.isfinite(rated).all()
+    assert rated[1:20].mean() > rated[20:].mean()  # Film 1 is rated mostly by sci-fi fans: their films come first
+    for other in ("ease", "itemknn", "als"):
+        assert np.isnan(_column(X, f"{other}_z")).all()
 
 
 def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_path: Path) -> None:
