@@ -23,6 +23,7 @@ from genre_agent.eval.ranker_fit import ensure_fitted, examples, fit
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, build, catalog_state, ranker_dir, served_catalog
+from genre_agent.rank.cf_sources import SOURCES
 from genre_agent.rank.examples import Collector
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import Mentions, fold_of
@@ -143,6 +144,20 @@ def test_the_model_of_every_rating_reads_what_a_user_rated_low_too(tmp_path: Pat
     assert rated[1:20].mean() > rated[20:].mean()  # Film 1 is rated mostly by sci-fi fans: their films come first
     for other in ("ease", "itemknn", "als"):
         assert np.isnan(_column(X, f"{other}_z")).all()
+
+
+def test_each_cf_model_is_fed_what_its_source_declares(tmp_path: Path) -> None:
+    """The titles a request is "like" reach the models declared fed with anchors, and no other."""
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "rank.enabled": False})
+    retriever, _ = build(settings, Recommender.open(settings, backend=FakeBackend()).catalog, for_fit=True)
+    user = retriever.user_view(None, ["1"])
+    rows = retriever.items.index.get_indexer([str(i) for i in range(2, 21)])
+    columns = {anchors: retriever.rank_examples(user, Filters(), [rows], anchors=list(anchors))[1][1]
+               for anchors in ((), ("21", "22"))}
+    for source in SOURCES:
+        plain, anchored = (_column(columns[a], f"{source.name}_z") for a in ((), ("21", "22")))
+        assert np.allclose(plain, anchored, equal_nan=True) == (source.fed != "likes and anchors"), source
 
 
 def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_path: Path) -> None:
