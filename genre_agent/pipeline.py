@@ -460,6 +460,10 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         rated = None
         if ranker is not None or for_fit:
             cf_models, rated = ranker_models(catalog, matrix, data / "cf" / key, progress, trained_here)
+    if for_fit:  # `fit` reads the vectors of every example's pool: from memory, read from the index once
+        for held in (index, about):
+            if held is not None:
+                held.hold()
     retriever = Retriever(catalog, index, cf, matrix, settings.retrieval, about, ranker=ranker,
                           cf_models=cf_models, rank=settings.rank, rated=rated)
     return retriever, BuildReport(report.embedded, report.reused, trained,
