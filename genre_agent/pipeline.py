@@ -31,7 +31,7 @@ from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
-from genre_agent.rank.ranker import open_ranker
+from genre_agent.rank.ranker import feature_settings, open_ranker
 from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever, UserView
 from genre_agent.retrieval.cf import CFModel, imported_als
@@ -455,7 +455,8 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         ranker = None
         if settings.rank.enabled and not for_fit:
             ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root,
-                                 same_items_fallback=same_items_fallback, ratings=len(catalog.interactions))
+                                 settings=feature_settings(settings), same_items_fallback=same_items_fallback,
+                                 ratings=len(catalog.interactions))
         cf_models: dict[str, CFModel] = {}
         rated = None
         if ranker is not None or for_fit:
