@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import atexit
-import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -14,7 +12,6 @@ import tempfile
 import threading
 import time
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,11 +31,11 @@ from genre_agent.llm.contexts import RankingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
-from genre_agent.rank.features import CF_NAMES, RATED_CF, RATED_MIN_USERS
-from genre_agent.rank.ranker import open_ranker
+from genre_agent.rank.ranker import feature_settings, open_ranker
 from genre_agent.retrieval import vector_file
 from genre_agent.retrieval.candidates import Retriever, UserView
-from genre_agent.retrieval.cf import CFModel, imported_als, make_cf
+from genre_agent.retrieval.cf import CFModel, imported_als
+from genre_agent.retrieval.cf_store import READ_ONLY, Progress, load_or_train, ranker_models
 from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import SyncReport, VectorIndex, make_client, remove_orphans
 from genre_agent.sanitize import redact
@@ -52,9 +49,6 @@ from genre_agent.schemas import (
     Timings,
 )
 from genre_agent.settings import Settings
-
-# A build step reports (step name, done, total); the CLI shows it as a progress bar.
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -88,11 +82,6 @@ class BuildReport:
     cf_trained: bool
     seconds: float
 
-
-# CF models kept per catalog: the served interactions, an evaluation's training part and a calibration's
-# validation part each have their own, so switching between them does not retrain.
-CF_MODELS_KEPT = 3
-READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)  # what writing into a folder this process cannot write raises
 
 
 @contextmanager
@@ -157,51 +146,6 @@ def catalog_key(catalog: Catalog) -> str:
     """Stable per catalog folder, so two folders with the same name do not share artifacts."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", catalog.name).lstrip(".")  # a file name, never a path
     return f"{name}-{hashlib.sha256(str(catalog.root).encode()).hexdigest()[:6]}"
-
-
-def _load_or_train_cf(catalog: Catalog, matrix: InteractionMatrix, model_name: str, root: Path,
-                      progress: Progress | None, kind: str | None = None) -> tuple[CFModel | None, bool]:
-    """The CF model for these interactions: loaded if trained before, else trained and saved atomically
-    (`model_name` names it on disk; `kind` is the model when the name is not one, as for `RATED_CF`)."""
-    if matrix.matrix.nnz == 0:
-        return None, False
-    key = f"{model_name}-{catalog.interactions_fingerprint()}-{catalog.items_fingerprint()}"
-    target = root / key
-    model = make_cf(kind or model_name)
-    if (target / "done.json").is_file():
-        try:
-            model.load(target)
-            return model, False
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # truncated or tampered
-            warnings.warn(f"{target}: the saved {model_name} model is unreadable ({exc}); training it again.",
-                          stacklevel=2)
-            model = make_cf(kind or model_name)
-    if progress:
-        progress(f"training {model_name}", 0, 1)
-    model.fit(matrix.matrix)
-    tmp = root / f".{key}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as exc:
-        if exc.errno not in READ_ONLY:
-            raise
-        warnings.warn(f"{root} cannot be written ({exc.strerror}): the {model_name} model trained for this "
-                      "run is used without being saved.", stacklevel=2)
-        return model, True
-    model.save(tmp)
-    (tmp / "done.json").write_text(json.dumps({"model": model_name, "users": matrix.matrix.shape[0],
-                                               "items": matrix.matrix.shape[1], "nnz": matrix.matrix.nnz}))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    others = sorted((p for p in root.iterdir() if p.name.startswith(f"{model_name}-") and p.name != key),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in others[CF_MODELS_KEPT - 1:]:  # models of older interactions
-        shutil.rmtree(stale, ignore_errors=True)
-    model.load(target)
-    if progress:
-        progress(f"training {model_name}", 1, 1)
-    return model, True
 
 
 class Recommender:
@@ -499,32 +443,29 @@ def build(settings: Settings, catalog: Catalog, progress: Progress | None = None
         matrix = InteractionMatrix.build(catalog.interactions, catalog.items.index, catalog.positive_min)
         factors = settings.retrieval.als_factors
         cf: CFModel | None
+        trained_here: dict[str, CFModel] = {}  # by name: what the ranker's models reuse
         if factors is not None:
             if settings.retrieval.cf_model != "als":
                 raise ConfigError("retrieval.als_factors is set: also set retrieval.cf_model = \"als\" (the "
                                   "factors are ALS factors), or unset als_factors.")
             cf, trained = imported_als(factors, matrix.user_index, matrix.item_index), False
         else:
-            cf, trained = _load_or_train_cf(catalog, matrix, settings.retrieval.cf_model, data / "cf" / key,
-                                            progress)
+            name = settings.retrieval.cf_model
+            cf, trained = load_or_train(catalog, matrix, name, name, data / "cf" / key, progress)
+            trained_here = {name: cf} if cf is not None else {}
         ranker = None
         if settings.rank.enabled and not for_fit:
             ranker = open_ranker(ranker_dir(settings), catalog_state(catalog), catalog.root,
-                                 same_items_fallback=same_items_fallback, ratings=len(catalog.interactions))
+                                 settings=feature_settings(settings), same_items_fallback=same_items_fallback,
+                                 ratings=len(catalog.interactions))
         cf_models: dict[str, CFModel] = {}
         rated = None
         if ranker is not None or for_fit:
-            rated = InteractionMatrix.build(catalog.interactions, catalog.items.index, -np.inf)
-            for name in CF_NAMES:
-                if name == RATED_CF:  # none when every rating is positive: it would be EASE again
-                    model = (None if rated.matrix.nnz == matrix.matrix.nnz else
-                             _load_or_train_cf(catalog, rated.shared(RATED_MIN_USERS), name, data / "cf" / key,
-                                               progress, "ease")[0])
-                else:
-                    model = cf if name == settings.retrieval.cf_model and factors is None else \
-                        _load_or_train_cf(catalog, matrix, name, data / "cf" / key, progress)[0]
-                if model is not None:
-                    cf_models[name] = model
+            cf_models, rated = ranker_models(catalog, matrix, data / "cf" / key, progress, trained_here)
+    if for_fit:  # `fit` reads the vectors of every example's pool: from memory, read from the index once
+        for held in (index, about):
+            if held is not None:
+                held.hold()
     retriever = Retriever(catalog, index, cf, matrix, settings.retrieval, about, ranker=ranker,
                           cf_models=cf_models, rank=settings.rank, rated=rated)
     return retriever, BuildReport(report.embedded, report.reused, trained,

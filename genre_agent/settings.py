@@ -102,7 +102,7 @@ class RetrievalSettings(_Section):
                                      "(Spark MLlib: userFactors/ and itemFactors/ Parquet, columns id, features) "
                                      "instead of training here")
     weight_query: float = 1.0
-    weight_profile: float = 0.1  # tuned on a validation split (genre-agent eval --tune), 0.3 scored lower
+    weight_profile: float = 0.1  # chosen by `genre-agent eval --tune`: docs/evaluation.md, `hybrid`
     weight_profile_new_user: float = Field(
         1.0, description="the taste profile's weight for a user the catalog has no history of: their profile is "
         "the titles they said they liked. ReDial dev Recall@10 (600 cases, rules only): 0.093 at 0.1 (the catalog "

@@ -167,6 +167,19 @@ def test_restoring_reads_the_ids_an_answer_names_before_its_list(agent: Agent) -
     assert agent.session("listed").last == ["2", "5"]
 
 
+def test_a_restored_history_reads_its_messages_as_the_live_chat_did(tmp_path: Path) -> None:
+    """Eras count back from the catalog's newest year in a restored conversation (stateless HTTP, `eval
+    --dialogues`, `fit`) as in a live one: "recent" and "classic" are not lost."""
+    agent = Agent.from_config(tiny_settings(tmp_path, k=2, **{"conversation.understand_with_llm": False}),
+                              backend=FakeBackend())
+    for message in ("I loved Star Quest, something recent please", "actually a classic"):
+        agent.chat("live", message)
+        agent.restore("restored", [("user", message)])
+        live, restored = agent.session("live"), agent.session("restored")
+        assert restored.filters == live.filters and restored.liked == live.liked
+        assert live.filters.year_min is not None or live.filters.year_max is not None
+
+
 def test_concurrent_sessions(agent: Agent) -> None:
     errors: list[BaseException] = []
 

@@ -216,8 +216,9 @@ def test_eval_requests_judges_by_description_not_title(described: Recommender, t
 
 def test_eval_requests_from_the_command_line(described: Recommender, tmp_path: Path) -> None:
     path = tmp_path / "requests.jsonl"
-    path.write_text(json.dumps({"id": "ghost", "category": "theme", "turns": ["a haunted house"],
-                                "judge": {"words": ["ghost"]}}) + "\n")
+    path.write_text("".join(json.dumps({"id": name, "category": "theme", "split": split,
+                                        "turns": ["a haunted house"], "judge": {"words": ["ghost"]}}) + "\n"
+                            for name, split in (("learnt", "dev"), ("ghost", "test"))))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = CliRunner().invoke(app, ["eval", "--requests", str(path), "--no-llm", "--catalog",
@@ -225,7 +226,8 @@ def test_eval_requests_from_the_command_line(described: Recommender, tmp_path: P
                                           str(described.settings.data_dir), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "| all / all | 1 |" in result.output
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["requests"][0]["id"] == "ghost"
+    # by default the held-out requests alone: the dev ones are what `fit` learns conversations from
+    assert [r["id"] for r in json.loads((tmp_path / "out" / "report.json").read_text())["requests"]] == ["ghost"]
 
 
 def test_theme_words_are_the_request_beyond_its_genres() -> None:

@@ -48,6 +48,18 @@ class _Broken(MiniLMEmbeddingFunction):
         raise RuntimeError("disk full")
 
 
+def test_held_vectors_are_the_stored_ones_read_once(tmp_path: Path) -> None:
+    items = load_catalog(str(TINY)).items
+    index = VectorIndex(make_client(tmp_path), "tiny")
+    index.sync(items, "v1")
+    ids = ["3", "1", "3", "unknown"]
+    stored = index.vectors(ids)
+    index.hold()
+    index.client.delete_collection(index.collection.name)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(index.vectors(ids), stored)  # from memory: the collection is gone
+    assert not stored[3].any()
+
+
 def test_failed_rebuild_leaves_the_old_index_active(tmp_path: Path) -> None:
     items = load_catalog(str(TINY)).items.copy()
     VectorIndex(make_client(tmp_path), "tiny").sync(items, "v1")

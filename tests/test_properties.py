@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jinja2 import Environment, TemplateSyntaxError
 
 from genre_agent.chat.agent import Agent
 from genre_agent.data.catalog import load_catalog
 from genre_agent.errors import GenreAgentError
 from genre_agent.interfaces.template_check import check
 from genre_agent.llm.backends import FakeBackend
+from genre_agent.llm.prompts import resolve_prompts_dir
 from genre_agent.settings import known_keys, load_settings
 
 from conftest import TINY, tiny_settings
@@ -78,8 +81,8 @@ def test_any_config_value_is_accepted_or_a_config_error(key: str, value: str) ->
     os.environ[name] = value
     try:
         load_settings()
-    except GenreAgentError:
-        pass
+    except GenreAgentError as exc:  # refused: the message names the setting, so the user knows which to fix
+        assert name in str(exc) or re.search(rf"(^|[ (]){re.escape(key)}[.:]", str(exc)), str(exc)
     finally:
         if old is None:
             del os.environ[name]
@@ -100,7 +103,13 @@ def test_any_template_text_is_checked_without_a_traceback(tmp_path_factory: pyte
     (folder / "profile.toml").write_text('extends = "default"\n')
     (folder / "rank.j2").write_text(text, encoding="utf-8")
     problems = check(folder)
-    assert all(str(p) for p in problems)
+    try:
+        Environment().parse(text)
+    except TemplateSyntaxError:
+        assert any(p.path.name == "rank.j2" for p in problems)  # text Jinja cannot parse is reported
+    for p in problems:  # each names a file of the set (or of the set it extends) and a line of that file
+        lines = p.path.read_text(encoding="utf-8").count("\n") + 1
+        assert p.path.parent in (folder, resolve_prompts_dir("default")) and 1 <= p.line <= lines, p
 
 
 CELLS = st.one_of(st.text(alphabet=string.printable, max_size=12), st.none(), st.integers(), st.floats(),

@@ -23,14 +23,17 @@ from genre_agent.eval.ranker_fit import ensure_fitted, examples, fit
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender, build, catalog_state, ranker_dir, served_catalog
+from genre_agent.rank.cf_sources import SOURCES
 from genre_agent.rank.examples import Collector
 from genre_agent.rank.features import NAMES, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import Mentions, fold_of
-from genre_agent.rank.ranker import Ranker, open_ranker, ranker_path, train
+from genre_agent.rank.ranker import Ranker, feature_settings, open_ranker, ranker_path, train
 from genre_agent.schemas import RecommendRequest
 from genre_agent.settings import load_settings
 
 from conftest import TINY
+
+FEATURES = feature_settings(load_settings())  # what the features are computed with by default
 
 
 def _column(X: np.ndarray, name: str) -> np.ndarray:
@@ -95,14 +98,14 @@ def test_training_learns_the_signal_and_survives_a_round_trip(tmp_path: Path) ->
 
 def test_a_missing_stale_or_corrupted_ranker_file_warns_and_gives_none(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="has not been trained.*genre-agent fit"):
-        assert open_ranker(tmp_path, "now") is None
+        assert open_ranker(tmp_path, "now", settings=FEATURES) is None
     X, y, groups = _known_signal(50, seed=0)
     train(X, y, groups).save(ranker_path(tmp_path, "before"))
     with pytest.warns(UserWarning, match="stale.*genre-agent fit"):
-        assert open_ranker(tmp_path, "now") is None
+        assert open_ranker(tmp_path, "now", settings=FEATURES) is None
     ranker_path(tmp_path, "now").write_text('{"features": ["x"], "model": "tree\\nnonsense"}')
     with pytest.warns(UserWarning, match="unreadable.*genre-agent fit.*hand-weighted"):
-        assert open_ranker(tmp_path, "now") is None
+        assert open_ranker(tmp_path, "now", settings=FEATURES) is None
     with pytest.raises(DataDirError, match="unreadable"):
         Ranker.load(ranker_path(tmp_path, "now"))
 
@@ -135,15 +138,28 @@ def test_the_model_of_every_rating_reads_what_a_user_rated_low_too(tmp_path: Pat
     assert set(retriever.cf_models) == {"ease", "itemknn", "als", "ease_rated"}
     # a reader who has only rated Film 1 (sci-fi), and low: no like for the models of positives to start from
     user = retriever.user_view(None, extra_seen=["1"])
-    scored = retriever._score(user, None, Filters(), [])
-    assert scored is not None
-    cf = retriever.feature_cf(user, scored)
-    assert set(cf) == {"ease_rated"}
     rows = retriever.items.index.get_indexer([str(i) for i in range(1, 41)])
-    sci_fi, comedy = cf["ease_rated"][rows[1:20]], cf["ease_rated"][rows[20:]]
-    assert sci_fi.mean() > comedy.mean()  # Film 1 is rated mostly by sci-fi fans: their other films come first
-    X = retriever.rank_features(user, rows, scored)
-    assert np.isfinite(_column(X, "ease_rated_z")).all() and np.isnan(_column(X, "ease_z")).all()
+    _, (shortlist, X) = retriever.rank_examples(user, Filters(), [rows])
+    assert (shortlist == rows).all()
+    rated = _column(X, "ease_rated_z")
+    assert np.isfinite(rated).all()
+    assert rated[1:20].mean() > rated[20:].mean()  # Film 1 is rated mostly by sci-fi fans: their films come first
+    for other in ("ease", "itemknn", "als"):
+        assert np.isnan(_column(X, f"{other}_z")).all()
+
+
+def test_each_cf_model_is_fed_what_its_source_declares(tmp_path: Path) -> None:
+    """The titles a request is "like" reach the models declared fed with anchors, and no other."""
+    settings = load_settings(catalog=str(_two_tastes(tmp_path / "two")), data_dir=tmp_path / "data",
+                             **{"backend.name": "fake", "rank.enabled": False})
+    retriever, _ = build(settings, Recommender.open(settings, backend=FakeBackend()).catalog, for_fit=True)
+    user = retriever.user_view(None, ["1"])
+    rows = retriever.items.index.get_indexer([str(i) for i in range(2, 21)])
+    columns = {anchors: retriever.rank_examples(user, Filters(), [rows], anchors=list(anchors))[1][1]
+               for anchors in ((), ("21", "22"))}
+    for source in SOURCES:
+        plain, anchored = (_column(columns[a], f"{source.name}_z") for a in ((), ("21", "22")))
+        assert np.allclose(plain, anchored, equal_nan=True) == (source.fed != "likes and anchors"), source
 
 
 def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_path: Path) -> None:
@@ -178,31 +194,39 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
         assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is None
     assert ensure_fitted(settings, after.catalog) is not None  # rebuilt
     assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is not None
+    other = load_settings(catalog=str(settings.catalog), data_dir=settings.data_dir,
+                          **{"backend.name": "fake", "retrieval.weight_cf": 0.5})
+    with pytest.warns(UserWarning, match=r"stale: trained with other settings \(retrieval.weight_cf 1.0 then, "
+                                         r"0.5 now\).*`genre-agent fit`"):
+        assert Recommender.open(other, backend=FakeBackend()).retriever.ranker is not None  # used until then
+    assert ensure_fitted(other, after.catalog) is not None  # what an evaluation measures is never stale
 
 
 def test_a_ranker_shipped_in_the_catalog_folder_is_used_when_the_data_directory_has_none(tmp_path: Path) -> None:
     X, y, groups = _known_signal(50, seed=0)
     shipped = train(X, y, groups)
     shipped.conversation = train(X, y, groups, features=NAMES)
+    shipped.settings = FEATURES
     shipped.save(ranker_path(tmp_path / "catalog", "now"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert open_ranker(tmp_path / "data", "now", shipped=tmp_path / "catalog") is not None
+        assert open_ranker(tmp_path / "data", "now", shipped=tmp_path / "catalog", settings=FEATURES) is not None
     with pytest.warns(UserWarning, match="stale"):  # the catalog changed since it was shipped
-        assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog") is None
+        assert open_ranker(tmp_path / "data", "later", shipped=tmp_path / "catalog", settings=FEATURES) is None
 
 
 def _opened(directory: Path, fingerprint: str, shipped: Path, **kwargs: Any) -> tuple[Ranker | None, list[str]]:
     """`open_ranker` and the warnings it gave (but the one about conversations, which these have none of)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ranker = open_ranker(directory, fingerprint, shipped, **kwargs)
+        ranker = open_ranker(directory, fingerprint, shipped, settings=FEATURES, **kwargs)
     return ranker, [str(w.message) for w in caught if "without conversations" not in str(w.message)]
 
 
 def test_serving_falls_back_to_the_best_ranker_of_the_same_items_and_evaluation_does_not(tmp_path: Path) -> None:
     X, y, groups = _known_signal(50, seed=0)
     ranker = train(X, y, groups)
+    ranker.settings = FEATURES
     data, shipped = tmp_path / "data", tmp_path / "catalog"
     ranker.info["interactions"] = 100
     ranker.save(ranker_path(shipped, "A-items"))

@@ -163,8 +163,7 @@ class Agent:
                         state.last = ids
                         state.shown += [i for i in ids if i not in state.shown]
                 elif role == "user":
-                    update = parse_rules(clean_message(text), state, self.genre_words, self.titles,
-                                         self.recommender.years(state.last), people=self.people)
+                    update = self._rules(state, clean_message(text))
                     if update.intent == "reset":
                         state.reset()
                         continue
@@ -344,10 +343,14 @@ class Agent:
             self._apply(working, update, [])
             return self._request(working) if self._has_taste(working) else None
 
+    def _rules(self, state: SessionState, message: str) -> StateUpdate:
+        """What the rules read in a message, in this session (a live turn and a restored one alike)."""
+        return parse_rules(message, state, self.genre_words, self.titles, self.recommender.years(state.last),
+                           self.newest, self.people)
+
     def _read(self, state: SessionState, message: str) -> StateUpdate:
         """What a message changes: the rules' reading, and the model's where its reading is routed."""
-        update = parse_rules(message, state, self.genre_words, self.titles, self.recommender.years(state.last),
-                             self.newest, self.people)
+        update = self._rules(state, message)
         reading = self.recommender.routes().reading  # the field groups the model's reading may add
         if reading and update.intent not in ("reset", "more"):
             model_update = ask_model(self.recommender.backend, self.recommender.prompts, message,

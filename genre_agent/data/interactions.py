@@ -1,4 +1,5 @@
-"""The binary user x item matrix of positive interactions that CF models train on."""
+"""The binary user x item matrix of the interactions a CF model trains on: the positives, or every rating
+(what each model trains on is declared in `rank/cf_sources.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import scipy.sparse as sp
 
 @dataclass
 class InteractionMatrix:
-    """Positives (rating >= threshold) as a CSR matrix; items are aligned with the catalog's item order."""
+    """The ratings at or above a threshold (the catalog's `positive_min`: its positives; -inf: every rating) as
+    a binary CSR matrix; rows are every user who rated anything, items aligned with the catalog's item order."""
 
     matrix: sp.csr_matrix
     user_index: pd.Index

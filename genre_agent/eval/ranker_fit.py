@@ -32,7 +32,7 @@ from genre_agent.filters import Filters
 from genre_agent.pipeline import Progress, build, catalog_state, ranker_dir
 from genre_agent.rank.examples import Collector, Examples
 from genre_agent.rank.features import GROUPS
-from genre_agent.rank.ranker import Ranker, ranker_path, train
+from genre_agent.rank.ranker import Ranker, feature_settings, ranker_path, train
 from genre_agent.settings import Settings
 
 
@@ -118,6 +118,7 @@ def fit(settings: Settings, catalog: Catalog, progress: Progress | None = None, 
         progress("training the ranker", 0, 1)
     ranker: Ranker = train(data.X, data.y, data.groups, seed)
     ranker.info.update(users=data.sources, interactions=len(catalog.interactions))
+    ranker.settings = feature_settings(settings)
     if talk is not None:
         read = tuple(n for g, names in GROUPS.items() if g not in settings.rank.leave_out for n in names)
         ranker.conversation = train(talk.X, talk.y, talk.groups, seed, features=read)
@@ -148,14 +149,15 @@ def _learns_conversations(settings: Settings) -> bool:
 
 
 def ensure_fitted(settings: Settings, catalog: Catalog, progress: Progress | None = None) -> FitReport | None:
-    """Train the ranker for this catalog state unless a readable one is trained already (or the ranker is
-    off)."""
+    """Train the ranker for this catalog state unless a readable one is trained already with these settings
+    (or the ranker is off)."""
     if not settings.rank.enabled:
         return None
     try:
         ranker = Ranker.load(ranker_path(ranker_dir(settings), catalog_state(catalog)))
     except DataDirError:  # missing, unreadable, or of other features
         return fit(settings, catalog, progress)
-    if ranker.conversation is None and _learns_conversations(settings):
+    if ranker.changed(feature_settings(settings)) is not None or \
+            ranker.conversation is None and _learns_conversations(settings):
         return fit(settings, catalog, progress)
     return None

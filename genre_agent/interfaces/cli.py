@@ -169,8 +169,8 @@ def evaluate(
                                                   "satisfies each request, per category")] = None,
     cases: Annotated[int | None, typer.Option("--cases", min=1, help="--dialogues: draw this many cases "
                                               "(default: all)")] = None,
-    split: Annotated[str | None, typer.Option("--split", help="dev, test (held out) or all: --dialogues "
-                                              "(default test), --requests (default all)")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="dev, test (held out) or all, of --dialogues "
+                                              "or --requests (default test: never learnt from)")] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="--dialogues: rules only, the fake backend")] = False,
     no_adapter: Annotated[bool, typer.Option("--no-adapter", help="the base model, not the LoRA adapter "
                                              "`genre-agent tune` wrote for this catalog")] = False,
@@ -236,7 +236,7 @@ def _eval_conversations(dialogues: Path | None, requests: Path | None, cases: in
                 rec.pinned_routes = Routes(ranking_weight=0.0, ranking_method="json", permutations=1,
                                            reasons=False, calibration="pinned by --no-llm: no model call")
             if requests is not None:
-                result = request_set.evaluate_requests(settings, requests, split or "all", seed, report, rec)
+                result = request_set.evaluate_requests(settings, requests, split or "test", seed, report, rec)
                 writer, render = request_set.write, request_set.markdown
             else:
                 assert dialogues is not None

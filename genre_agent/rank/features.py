@@ -13,14 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# EASE trained on every rating, low ones too, and fed every item the user rated or saw: which items a user
-# picks up at all, where the others say which they like (on the validation split of ml-latest-small, sampled
-# NDCG@10 0.770 against 0.741 for EASE on the positives; goodbooks 0.922 against 0.915: docs/ranker.md). Only
-# items RATED_MIN_USERS users rated: the others add nothing to learn from and cubic time (movielens: 6,116
-# items instead of 9,517 and 3.8 s instead of 20.9 s to train, validation 0.771 instead of 0.770)
-RATED_CF = "ease_rated"
-RATED_MIN_USERS = 2
-CF_NAMES = ("ease", "itemknn", "als", RATED_CF)
+from genre_agent.rank.cf_sources import READ
+
+CF_NAMES = tuple(source.name for source in READ)  # what each is trained on and fed: rank/cf_sources.py
 RECENT_ITEMS = 5  # the user's latest likes, whose own CF scores and embeddings say where their taste is now
 
 # Feature groups (what an item's lift is explained by) and the columns of each, in matrix order.

@@ -12,6 +12,10 @@ A missing, stale (trained for other interactions or items) or unreadable file is
 keeps the hand-weighted order and warns, naming the command that rebuilds it (`genre-agent fit`). Serving
 alone uses a ranker of the same items trained on other interactions (stored feedback since), with a warning
 (`open_ranker`).
+
+The file records the settings its features were computed with (`feature_settings`): a ranker served with other
+ones reads features it never learnt from, so it is said to be stale, as a stale calibration is, with the
+command that trains it again; it is used until then.
 """
 
 from __future__ import annotations
@@ -28,18 +32,28 @@ import numpy as np
 from genre_agent.errors import DataDirError
 from genre_agent.rank.features import GROUPS, HISTORY, NAMES
 from genre_agent.rank.mentions import Mentions
+from genre_agent.settings import Settings
 
 FILE_PREFIX = "ranker-"
 KEPT = 3  # rankers kept per catalog items: the served state, an evaluation's training part and its validation part
 ROUNDS = 100
-# Chosen on ml-latest-small's validation-of-validation examples (30% of the requests held out, NDCG@10 of the
-# held-out item, docs/ranker.md): 31 leaves / 20 rows per leaf / 100 rounds at rate 0.05 scored 0.765 on the
-# sampled shortlists and 0.34 within the served pool, against 0.716 and 0.091 for EASE's own order; early
-# stopping on a fifth of ~900 requests stopped after ~15 trees and served worse than the hand-weighted order.
+# Chosen on ml-latest-small's validation-of-validation examples: docs/ranker.md, "The model's parameters".
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
     "num_threads": 2, "verbose": -1, "deterministic": True, "force_row_wise": True,
 }
+
+
+# The retrieval settings the features are not computed with: the length and the variety of the candidate
+# list. Every other one is (the hand-weighted score of `hand_z`, the half-life of `recent_likes`, the CF model
+# of `recent_cf`), so a new retrieval setting is recorded without being listed.
+NOT_READ = frozenset({"candidates", "mmr_lambda"})
+
+
+def feature_settings(settings: Settings) -> dict[str, Any]:
+    """The settings a ranker's features are computed with, by dotted key, as its file records them."""
+    values = settings.retrieval.model_dump(mode="json", exclude=set(NOT_READ))
+    return {f"retrieval.{name}": value for name, value in sorted(values.items())}
 
 
 def ranker_path(directory: Path, fingerprint: str) -> Path:
@@ -57,6 +71,7 @@ class Ranker:
     info: dict[str, Any] = field(default_factory=dict)  # what training measured: rows, groups, seconds, ...
     conversation: Ranker | None = None
     mentions: Mentions | None = None  # of the model of conversations: the dialogues it learnt from
+    settings: dict[str, Any] | None = None  # what its features were computed with (None: not recorded)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """One score per row of a feature matrix of every feature (`NAMES`; higher = ranked first)."""
@@ -86,7 +101,17 @@ class Ranker:
             data["conversation"] = self.conversation._as_dict()
         if self.mentions is not None:
             data["mentions"] = self.mentions.as_json()
+        if self.settings is not None:
+            data["settings"] = self.settings
         return data
+
+    def changed(self, settings: dict[str, Any]) -> str | None:
+        """Which of the settings its features were computed with differ from `settings` (None: none)."""
+        if self.settings is None:
+            return "its file does not record the settings it was trained with"
+        diff = [f"{key} {self.settings.get(key)!r} then, {value!r} now" for key, value in settings.items()
+                if self.settings.get(key) != value]
+        return f"trained with other settings ({'; '.join(diff)})" if diff else None
 
     @classmethod
     def load(cls, path: Path) -> Ranker:
@@ -106,6 +131,7 @@ class Ranker:
                                                 m.model.num_feature() != len(m.features) for m in models):
             raise DataDirError(f"{path}: the ranker was trained on other features; run `genre-agent fit`.")
         models[0].conversation = models[1] if len(models) > 1 else None
+        models[0].settings = data.get("settings")
         return models[0]
 
 
@@ -125,7 +151,7 @@ def train(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0, *,
                                     "trees": int(model.num_trees())})
 
 
-def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None, *,
+def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None, *, settings: dict[str, Any],
                 same_items_fallback: bool = False, ratings: int | None = None) -> Ranker | None:
     """The ranker trained for this catalog state (in `directory`, else as shipped in the catalog's folder
     `shipped`), or None with a warning saying why and what to run.
@@ -134,7 +160,9 @@ def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None, 
     same items on other interactions (in `directory`, else shipped) is used, with a warning: its features are
     computed when serving, so a few stored ratings since do not make it wrong. Evaluation never passes it: an
     offline evaluation must read the ranker of its own training part only, or it could read a model that
-    learnt its test interactions. `ratings`: the catalog's interactions now, for that warning."""
+    learnt its test interactions. `ratings`: the catalog's interactions now, for that warning. `settings`: what
+    the features are computed with now (`feature_settings`); a ranker trained with others is stale, and said
+    to be."""
     exact = _exact(directory, fingerprint, shipped)
     path = _same_items(directory, fingerprint, shipped) if exact is None and same_items_fallback else exact
     if path is None:
@@ -155,6 +183,11 @@ def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None, 
         warnings.warn(f"the learned ranker of this catalog was trained on other (older) interactions{counts}, "
                       "e.g. before feedback was stored: answers use it all the same. Run `genre-agent fit` to "
                       "refresh it.", stacklevel=3)
+    changed = ranker.changed(settings)
+    if changed is not None:
+        warnings.warn(f"the learned ranker of this catalog is stale: {changed}, so its features are computed "
+                      "otherwise now; answers use it until then. Run `genre-agent fit` to train it with these "
+                      "settings.", stacklevel=3)
     if ranker.conversation is None:
         warnings.warn("the learned ranker of this catalog was trained without conversations: conversations "
                       "that name titles (\"like X\", a catalog user's words) use the hand-weighted order. Run "

@@ -16,7 +16,8 @@ import pandas as pd
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
-from genre_agent.rank.features import RATED_CF, RECENT_ITEMS, ItemTable, RequestSignals, features
+from genre_agent.rank.cf_sources import BY_NAME
+from genre_agent.rank.features import RECENT_ITEMS, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import MentionTable
 from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
@@ -99,7 +100,7 @@ class Retriever:
         self._needs: NeedLexicon | None = None
         self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
         self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
-        self.rated = rated  # every rating, low ones too: what `RATED_CF` scores from
+        self.rated = rated  # every rating, low ones too: what a model fed "ratings" scores from
         self.rank = rank or RankSettings()
         # what conversations say (rank/mentions.py), read by the conversation model's pool and features: its own
         # dialogues', or while `fit` learns, the other folds' of the dialogue at hand
@@ -322,9 +323,10 @@ class Retriever:
     def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
         """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
         if scored.feature_cf is None:
-            each = {name: scored.cf if model is self.cf else
-                    self._rated_scores(user, model) if name == RATED_CF else self._cf_scores(user, None, model)
-                    for name, model in self.cf_models.items()}
+            feeds = {"likes": lambda m: self._cf_scores(user, None, m),
+                     "likes and anchors": lambda m: self._cf_scores(user, scored.anchors, m),
+                     "ratings": lambda m: self._rated_scores(user, m)}  # what each is fed: rank/cf_sources.py
+            each = {name: feeds[BY_NAME[name].fed](model) for name, model in self.cf_models.items()}
             scored.feature_cf = {name: scores for name, scores in each.items() if scores is not None}
         return scored.feature_cf
 
@@ -456,7 +458,8 @@ class Retriever:
         return np.asarray(model.score(np.array([row]), history)[0], dtype=np.float64)
 
     def _rated_scores(self, user: UserView, model: CFModel) -> np.ndarray | None:
-        """`RATED_CF`'s scores from every item the user rated, liked or not, or said they had seen."""
+        """A model of every rating's scores from every item the user rated, liked or not, or said they had
+        seen."""
         if self.rated is None or not user.seen:
             return None
         history = self.rated.history(sorted(user.seen))

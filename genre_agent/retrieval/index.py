@@ -116,6 +116,7 @@ class VectorIndex:
         # Chroma types the parameter for text-or-image functions; ours embeds text only, which is all we give it.
         self._embedding_function = cast("EmbeddingFunction[Embeddable]", self.embedding)
         self._collection: Collection | None = None
+        self._held: dict[str, np.ndarray] | None = None  # every stored vector, once `hold` read them
 
     # -- pointer -----------------------------------------------------------------
     def _pointers(self) -> Collection:
@@ -237,12 +238,18 @@ class VectorIndex:
             self._collection = None
             return query(self.collection)
 
+    def hold(self) -> None:
+        """Read every stored vector once and answer `vectors` from memory from now on: what `fit` does, which
+        reads the vectors of a pool of items for every example (the index must not be rebuilt meanwhile)."""
+        self._held = _vectors_by_id(self._read(lambda c: c.get(include=["embeddings"])))
+
     def vectors(self, item_ids: list[str]) -> np.ndarray:
         """Stored embeddings of the given items, in the given order (zeros for unknown ids)."""
         if not item_ids:
             return np.zeros((0, 384), dtype=np.float32)
         unique = list(dict.fromkeys(item_ids))  # Chroma refuses a repeated id (DuplicateIDError)
-        found = _vectors_by_id(self._read(lambda c: c.get(ids=unique, include=["embeddings"])))
+        found = self._held if self._held is not None else \
+            _vectors_by_id(self._read(lambda c: c.get(ids=unique, include=["embeddings"])))
         return np.array([found.get(i, np.zeros(384)) for i in item_ids], dtype=np.float32)
 
     def nearest(self, vector: np.ndarray, n: int) -> dict[str, float]:
