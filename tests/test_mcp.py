@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 from genre_agent.chat.agent import Agent
 from genre_agent.data.feedback import open_store
+from genre_agent.interfaces.admission import Admission
+from genre_agent.interfaces.guard import key_table
 from genre_agent.interfaces.mcp_server import create_server, http_app
-from genre_agent.interfaces.server import key_table
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.backends.base import Completion, Message
 from genre_agent.pipeline import Recommender
@@ -111,7 +112,7 @@ def test_chat_holds_a_conversation_and_reports_progress(agent: Agent) -> None:
 
 def test_explain_and_feedback_act_on_the_session(agent: Agent) -> None:
     async def session(client: Client) -> None:
-        started = await client.call_tool("chat", {"message": "space please"})
+        started = await client.call_tool("chat", {"message": "space please", "user": "a"})
         session_id = started.structured_content["session_id"]
         why = await client.call_tool("explain", {"item_id": "1", "session_id": session_id})
         assert why.structured_content["explained_item"] == "1"
@@ -121,7 +122,30 @@ def test_explain_and_feedback_act_on_the_session(agent: Agent) -> None:
 
     _with_client(agent, session)
     [event] = agent.store.events("tiny")
-    assert (event.item_id, event.kind) == ("1", "like") and event.source.startswith("mcp_")
+    assert (event.user_key, event.item_id, event.kind) == ("a", "1", "like") and event.source.startswith("mcp_")
+
+
+def test_a_new_users_likes_steer_its_conversation_and_are_never_stored(agent: Agent) -> None:
+    """Issue 41.1: each MCP conversation of a new user stored its likes under a fresh pseudonym, which
+    trained CF at the next start."""
+    async def session(client: Client) -> None:
+        said = await client.call_tool("chat", {"message": "I loved Star Quest"})
+        session_id = said.structured_content["session_id"]
+        await client.call_tool("feedback", {"item_id": "5", "kind": "like", "session_id": session_id})
+        assert agent.session(session_id).liked == ["1", "5"]
+
+    _with_client(agent, session)
+    assert agent.store.events() == [] and agent.store.interactions("tiny").empty
+
+
+def test_explain_counts_as_a_turn(agent: Agent) -> None:
+    async def session(client: Client) -> None:
+        session_id = (await client.call_tool("chat", {"message": "space"})).structured_content["session_id"]
+        assert not (await client.call_tool("explain", {"item_id": "1", "session_id": session_id})).is_error
+        over = _error(await client.call_tool("explain", {"item_id": "1", "session_id": session_id}))
+        assert "server.turns_per_minute = 2" in over
+
+    _with_client(agent, session, ServerSettings(turns_per_minute=2))
 
 
 def test_resources_name_the_catalog_and_the_template_sets(agent: Agent) -> None:
@@ -161,7 +185,8 @@ def test_bad_input_is_a_tool_error_and_the_server_stays_up(agent: Agent) -> None
 
 def test_feedback_beyond_the_keys_budget_is_refused_and_not_stored(agent: Agent) -> None:
     async def session(client: Client) -> None:
-        session_id = (await client.call_tool("chat", {"message": "space"})).structured_content["session_id"]
+        started = await client.call_tool("chat", {"message": "space", "user": "a"})
+        session_id = started.structured_content["session_id"]
         liked = await client.call_tool("feedback", {"item_id": "1", "kind": "like", "session_id": session_id})
         assert not liked.is_error
         over = _error(await client.call_tool("feedback", {"item_id": "2", "kind": "like",
@@ -216,12 +241,13 @@ def test_one_client_runs_only_its_share_of_calls_at_once(tiny_built: Recommender
 
 
 @contextmanager
-def _over_http(agent: Agent, settings: ServerSettings) -> Iterator[str]:
+def _over_http(agent: Agent, settings: ServerSettings, admission: Admission | None = None,
+               clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
     """The MCP server's HTTP app served by uvicorn on a free local port, in a thread; yields its /mcp URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = http_app(create_server(agent, settings), key_table(settings), settings, "127.0.0.1")
+    app = http_app(create_server(agent, settings, admission), key_table(settings), settings, "127.0.0.1", clock)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -280,7 +306,8 @@ def test_a_key_holds_only_its_share_of_transport_sessions(agent: Agent) -> None:
     settings = ServerSettings(api_keys={KEY_A: "a", KEY_B: ""}, mcp_transports_per_key=2, session_ttl_s=1.0)
     opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}}
-    with _over_http(agent, settings) as url:
+    now = [0.0]
+    with _over_http(agent, settings, clock=lambda: now[0]) as url:
         first, second = (httpx.post(url, json=opening, headers=_raw(KEY_A)) for _ in range(2))
         assert first.status_code == second.status_code == 200
         over = httpx.post(url, json=opening, headers=_raw(KEY_A))
@@ -290,11 +317,65 @@ def test_a_key_holds_only_its_share_of_transport_sessions(agent: Agent) -> None:
         assert httpx.delete(url, headers=_raw(KEY_A, first.headers["mcp-session-id"])).status_code == 200
         assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 200  # the ended one's slot
         assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 429
-        time.sleep(1.5)  # unused for longer than session_ttl_s: the SDK closed them, and they count no more
-        gone = httpx.post(url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
-                          headers=_raw(KEY_A, second.headers["mcp-session-id"]))
-        assert gone.status_code == 404
+        now[0] += 1.0  # unused for session_ttl_s (the SDK closes them on its own clock): they count no more
         assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 200
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+NEW_USER_KEYS = [f"new-user-key-{n}-0123456789ab" for n in range(6)]
+
+
+def test_calls_beyond_max_concurrent_are_refused_as_serve_refuses_turns(tiny_built: Recommender,
+                                                                       tmp_path: Path) -> None:
+    """Issue 41.2: 40 simultaneous `chat` calls from 20 keys were all accepted; `server.max_concurrent` was
+    never read by the MCP server."""
+    gated = GatedBackend()
+    gated.gate.set()
+    slow = _agent(tiny_built, gated, tmp_path)
+    settings = ServerSettings(api_keys=dict.fromkeys(NEW_USER_KEYS, ""), max_concurrent=2)
+    admission = Admission.of(settings)
+
+    async def main(url: str) -> None:
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(Client(streamable_http_client(url, http_client=(
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}))))) for key in NEW_USER_KEYS]
+            sessions = [(client, (await client.call_tool("chat", {"message": "space"}))
+                         .structured_content["session_id"]) for client in clients for _ in range(2)]
+            gated.gate.clear()
+            calls = [asyncio.create_task(client.call_tool("chat", {"message": "more", "session_id": session}))
+                     for client, session in sessions]  # 12 at once, 2 of each key
+            await asyncio.to_thread(_wait_for, lambda: sum(c.done() for c in calls) == 10)
+            assert admission.running() == 2
+            refused = [_error(c.result()) for c in calls if c.done()]
+            serve_says = "too many turns running (server.max_concurrent); retry shortly"  # serve's 429 message
+            assert all(r.endswith(f"chat: {serve_says}") for r in refused), refused
+            gated.gate.set()
+            assert not any(r.is_error for r in await asyncio.gather(*[c for c in calls if not c.done()]))
+
+    with _over_http(slow, settings, admission) as url:
+        asyncio.run(main(url))
+
+
+def test_json_rpc_ids_outside_the_safe_range_are_refused_before_the_sdk(agent: Agent) -> None:
+    """Issue 41.4: an id of 1.5e308 was taken for a notification, and 10^400 was echoed whole."""
+    settings = ServerSettings(api_keys={KEY_A: "a"})
+    with _over_http(agent, settings) as url:
+        for bad in (b"1.5e308", b"1" + b"0" * 400, b"9007199254740992", b"1.5", b'"' + b"x" * 65 + b'"'):
+            body = b'{"jsonrpc": "2.0", "id": %s, "method": "initialize", "params": {}}' % bad
+            answer = httpx.post(url, content=body, headers={**_raw(KEY_A), "Content-Type": "application/json"})
+            assert answer.status_code == 400, bad
+            assert answer.json()["error"]["code"] == -32600 and answer.json()["id"] is None
+            assert len(answer.text) < 300  # the id is not echoed
+        opening = {"jsonrpc": "2.0", "id": "x" * 64, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}}
+        fine = httpx.post(url, json=opening, headers=_raw(KEY_A))
+        assert fine.status_code == 200 and "x" * 64 in fine.text
 
 
 def test_mcp_refuses_a_public_http_bind_without_a_key(tmp_path: Path) -> None:

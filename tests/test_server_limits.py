@@ -21,9 +21,12 @@ from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.transcript import with_shown
 from genre_agent.data.feedback import SQLiteStore
+from genre_agent.interfaces.admission import Admission
+from genre_agent.interfaces.guard import Caller
 from genre_agent.interfaces.http_errors import ApiError, error_body
+from genre_agent.interfaces.http_sessions import Sessions
 from genre_agent.interfaces.limits import uvicorn_options
-from genre_agent.interfaces.server import Caller, Server, Sessions, create_app
+from genre_agent.interfaces.server import Server, create_app
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.llm.backends.base import Completion, Message, heard
 from genre_agent.llm.routing import Routes
@@ -71,8 +74,10 @@ def live(agent: Agent, keys: dict[str, str | None] | None = None,
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = ServerSettings(**{"shutdown_s": 1, **limits})
-    server = Server(uvicorn.Config(create_app(agent, settings, keys), host="127.0.0.1", port=port,
-                                   log_level="warning", **uvicorn_options(settings)))
+    admission = Admission.of(settings)
+    app = create_app(agent, settings, keys, admission)
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                   **uvicorn_options(settings)), admission, settings.shutdown_s)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     _wait(lambda: server.started)
@@ -113,35 +118,35 @@ def _background(call: Callable[[], httpx.Response]) -> tuple[threading.Thread, l
     return thread, got
 
 
-def test_a_client_that_disconnects_cancels_its_turn(agent: Agent, backend: GatedBackend) -> None:
-    with live(agent) as (base, server):
-        turns = server.config.app.state.turns  # type: ignore[attr-defined]
-        session = httpx.post(f"{base}/v1/sessions").json()["id"]
+def test_a_client_that_disconnects_cancels_its_turn(agent: Agent, backend: GatedBackend, tmp_path: Path) -> None:
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    with live(alone, {KEY_A: "a"}) as (base, server):  # a catalog user's key: its likes are stored
+        session = _new_session(base, KEY_A).json()["id"]
         backend.gate.clear()
         with pytest.raises(httpx.ReadTimeout):
-            _chat(base, "I loved Star Quest", session, timeout=0.5)  # the client gives up and closes
+            _chat(base, "I loved Star Quest", session, timeout=0.5, key=KEY_A)  # the client gives up and closes
         assert backend.entered.is_set()
-        _wait(lambda: len(turns.running) == 1 and all(c.is_set() for c in turns.running))
+        _wait(lambda: server.admission.stopping() == 1 and server.admission.running() == 0)
         backend.gate.set()
-        _wait(lambda: not turns.running)
-        state = agent.session(session)
+        assert server.admission.wait_stopped(10)
+        state = alone.session(session)
         assert state.liked == [] and state.shown == []
-        assert agent.store.for_user(agent.catalog_info().name, state.feedback_key) == {}
-        finished = _chat(base, "I loved Star Quest", session)  # the same turn, not abandoned, commits
+        assert alone.store.events() == []
+        finished = _chat(base, "I loved Star Quest", session, key=KEY_A)  # the same turn, not abandoned, commits
         assert finished.status_code == 200
-        assert agent.session(session).liked == ["1"]
-        assert agent.store.for_user(agent.catalog_info().name, state.feedback_key) == {"1": "like"}
+        assert alone.session(session).liked == ["1"]
+        assert alone.store.for_user(alone.catalog_info().name, "a") == {"1": "like"}
 
 
 def test_a_turn_past_the_deadline_is_cancelled_with_503(agent: Agent, backend: GatedBackend) -> None:
-    with live(agent, deadline_s=0.5) as (base, _):
+    with live(agent, deadline_s=0.5) as (base, server):
         session = httpx.post(f"{base}/v1/sessions").json()["id"]
         backend.gate.clear()
         late = _chat(base, "I loved Star Quest", session)
         backend.gate.set()
         assert late.status_code == 503
         assert late.json()["error"]["code"] == "deadline_exceeded"
-        time.sleep(0.3)
+        assert server.admission.wait_stopped(10)  # the cancelled turn's work has ended
         assert agent.session(session).liked == []
 
 
@@ -171,7 +176,7 @@ def test_shutdown_with_a_turn_running_cancels_it(agent: Agent, backend: GatedBac
         assert time.time() - started < 10
         assert isinstance(got[0], httpx.HTTPError) or got[0].status_code >= 500
         backend.gate.set()
-        time.sleep(0.3)
+        assert server.admission.wait_stopped(10)  # the cancelled turn's work has ended
         assert agent.session(session).liked == []
 
 
@@ -394,14 +399,15 @@ def test_turns_per_minute_are_limited_per_key(agent: Agent) -> None:
 
 
 def test_one_key_cannot_hold_every_turn_slot(agent: Agent, backend: GatedBackend) -> None:
-    with live(agent, {KEY_B: None, KEY_C: None}, max_concurrent=2, max_concurrent_per_key=1) as (base, _):
+    limits = {"max_concurrent": 2, "max_concurrent_per_key": 1}
+    with live(agent, {KEY_B: None, KEY_C: None}, **limits) as (base, server):
         backend.gate.clear()
         first, got_first = _background(lambda: _chat(base, "something funny", key=KEY_B))
         assert backend.entered.wait(10)
         over = _chat(base, "something funny", key=KEY_B)
         assert over.status_code == 429 and "server.max_concurrent_per_key" in over.json()["error"]["message"]
         other, got_other = _background(lambda: _chat(base, "something funny", key=KEY_C))  # a free slot
-        time.sleep(0.5)
+        _wait(lambda: server.admission.running() == 2)
         backend.gate.set()
         first.join(10), other.join(10)
         assert got_first[0].status_code == got_other[0].status_code == 200
@@ -410,15 +416,14 @@ def test_one_key_cannot_hold_every_turn_slot(agent: Agent, backend: GatedBackend
 def test_feedback_writes_are_limited_per_key_and_an_over_budget_turn_keeps_nothing(agent: Agent,
                                                                                    tmp_path: Path) -> None:
     alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
-    with live(alone, {KEY_B: None}, feedback_per_minute=1) as (base, _):
-        session = _new_session(base, KEY_B).json()["id"]
-        assert _chat(base, "I loved Star Quest", session, key=KEY_B).status_code == 200
-        over = _chat(base, "I loved Laugh Riot", session, key=KEY_B)
+    with live(alone, {KEY_A: "a"}, feedback_per_minute=1) as (base, _):
+        session = _new_session(base, KEY_A).json()["id"]
+        assert _chat(base, "I loved Star Quest", session, key=KEY_A).status_code == 200
+        over = _chat(base, "I loved Laugh Riot", session, key=KEY_A)
         assert over.status_code == 429 and "server.feedback_per_minute" in over.text
         assert "retry-after" in over.headers
-        state = alone.session(session)
-        assert state.liked == ["1"]
-        assert alone.store.for_user(alone.catalog_info().name, state.feedback_key) == {"1": "like"}
+        assert alone.session(session).liked == ["1"]
+        assert alone.store.for_user(alone.catalog_info().name, "a") == {"1": "like"}
 
 
 def test_stateless_turns_of_a_new_user_store_no_feedback(agent: Agent, tmp_path: Path) -> None:
@@ -431,6 +436,26 @@ def test_stateless_turns_of_a_new_user_store_no_feedback(agent: Agent, tmp_path:
         assert alone.store.events() == []
         assert _chat(base, "I loved Night Terror", key=KEY_A).status_code == 200  # a key of a catalog user
         assert [(e.user_key, e.item_id, e.kind) for e in alone.store.events()] == [("a", "5", "like")]
+
+
+def test_a_new_users_session_likes_steer_it_and_leave_nothing_in_the_store(agent: Agent, tmp_path: Path) -> None:
+    """Issue 41.1: each session of a new-user key stored its likes under a fresh pseudonym, which joined the CF
+    training data at the next start; deleting the session left its rows (~15 fake users a minute per key)."""
+    alone = Agent(agent.recommender, SQLiteStore(tmp_path / "feedback.sqlite3"))
+    with live(alone, {KEY_B: None}) as (base, _):
+        session = _new_session(base, KEY_B).json()["id"]
+        liked = _chat(base, "I loved Star Quest and I loved Night Terror", session, key=KEY_B)
+        assert liked.status_code == 200
+        stored = alone.store.session(session)
+        assert stored is not None
+        state = SessionState.model_validate_json(stored.state)
+        assert state.liked == ["1", "5"]  # the likes steer the session, for as long as it lasts
+        deleted = httpx.delete(f"{base}/v1/sessions/{session}", headers={"Authorization": f"Bearer {KEY_B}"})
+        assert deleted.json()["deleted"] is True
+    name = alone.catalog_info().name
+    assert alone.store.events() == [] and alone.store.for_user(name, state.pseudonym) == {}
+    assert alone.store.interactions(name).empty and alone.store.session(session) is None
+    assert alone.store.session_count() == 0
 
 
 def test_a_new_users_pseudonym_is_too_random_to_be_another_keys(agent: Agent, tmp_path: Path) -> None:
@@ -558,19 +583,39 @@ def test_a_stream_past_its_deadline_says_the_list_stands_and_the_session_keeps_i
 
 
 def test_a_cancelled_turn_gives_its_slot_back_at_once(agent: Agent, backend: GatedBackend) -> None:
-    """Issue 27.7: a cancelled turn kept its max_concurrent slot until the backend answered (minutes)."""
+    """Issue 27.7: a cancelled turn kept its max_concurrent slot until the backend answered (minutes). Issue 39:
+    its thread still runs, so it counts as stopping until its work ends, and running and stopping together are
+    bounded by twice the limit."""
     with live(agent, max_concurrent=1) as (base, server):
-        turns = server.config.app.state.turns  # type: ignore[attr-defined]
         backend.gate.clear()
         with pytest.raises(httpx.ReadTimeout):
             _chat(base, "something funny", timeout=0.5)  # the client gives up; the model is still busy
-        _wait(lambda: all(c.is_set() for c in turns.running))
+        _wait(lambda: server.admission.stopping() == 1)
+        assert server.admission.running() == 0
         thread, got = _background(lambda: _chat(base, "something funny"))
-        time.sleep(0.3)
-        assert not got, got[0].text  # not refused with 429: it waits for the (serialised) model
+        _wait(lambda: server.admission.running() == 1)  # admitted, not refused: it waits for the model
+        third = _chat(base, "something funny")
+        assert third.status_code == 429 and "server.max_concurrent" in third.text  # 1 running, 1 stopping
         backend.gate.set()
         thread.join(10)
         assert got[0].status_code == 200
+        assert server.admission.wait_stopped(10)
+
+
+def test_turns_that_do_not_stop_when_cancelled_hold_the_server_at_twice_its_limit(
+        agent: Agent, backend: GatedBackend) -> None:
+    with live(agent, max_concurrent=1) as (base, server):
+        backend.gate.clear()
+        for stopping in (1, 2):  # a client gives up while the model ignores the cancel
+            with pytest.raises(httpx.ReadTimeout):
+                _chat(base, "something funny", timeout=0.5)
+            _wait(lambda n=stopping: server.admission.stopping() == n)
+        refused = _chat(base, "something funny")
+        assert refused.status_code == 429 and "server.max_concurrent" in refused.text
+        assert server.admission.running() == 0  # refused with no turn running: two threads are still busy
+        backend.gate.set()
+        assert server.admission.wait_stopped(10)  # their work stopped: their places are free
+        assert _chat(base, "something funny").status_code == 200
 
 
 def test_a_turn_running_past_shutdown_s_gets_a_json_error_and_a_stream_a_closing_note(tmp_path: Path) -> None:

@@ -313,8 +313,10 @@ class Agent:
         with lock:
             return self._why(state, item_id)
 
-    def feedback(self, session_id: str, item_id: str, kind: str, cancel: threading.Event | None = None) -> Reply:
-        """Record like / dislike / seen on an item (what `/like N` does); nothing if `cancel` is set first."""
+    def feedback(self, session_id: str, item_id: str, kind: str, cancel: threading.Event | None = None,
+                 commit: Commit | None = None) -> Reply:
+        """Record like / dislike / seen on an item (what `/like N` does); nothing if `cancel` is set first.
+        `commit` decides whether it goes to the store, as in `chat` (the session takes it either way)."""
         state, lock = self._entry(session_id)
         with lock:
             working = state.model_copy(deep=True)  # the session changes only once the feedback is stored
@@ -323,7 +325,8 @@ class Agent:
             self._apply(working, StateUpdate(**{kind: [item_id]}), writes)
             if cancel is not None and cancel.is_set():
                 raise TurnCancelled("the feedback was cancelled; nothing was stored")
-            self._store(working, writes, f"/{kind} {item_id}")
+            if commit is None or commit(working, len(writes)):
+                self._store(working, writes, f"/{kind} {item_id}")
             state.take(working)  # the session becomes the turn's working copy
             title = self.titles.title_of(item_id)
             return Reply(session_id=session_id, intent="feedback", text=f"Noted: {kind} \u2014 {title}.",

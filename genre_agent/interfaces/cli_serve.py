@@ -40,6 +40,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the agent as an OpenAI-compatible chat endpoint (POST /v1/chat/completions)."""
+    from genre_agent.interfaces.admission import Admission
     from genre_agent.interfaces.limits import uvicorn_options
     from genre_agent.interfaces.server import Server, create_app
 
@@ -48,8 +49,10 @@ def serve(
 
     err.print(f"serving {escape(agent.catalog_info().name)} on http://{escape(host)}:{port}/v1 "
               "(model id 'genre-agent')")
-    Server(uvicorn.Config(create_app(agent, settings.server, keys), host=host, port=port, log_level="warning",
-                          **uvicorn_options(settings.server))).run()
+    admission = Admission.of(settings.server)  # what the app admits and the server drains at shutdown
+    app = create_app(agent, settings.server, keys, admission)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_options(settings.server)),
+           admission, settings.server.shutdown_s).run()
 
 
 def _served(host: str, api_key: str | None, backend: str | None, model: str | None, allow_outside: bool,
@@ -58,7 +61,8 @@ def _served(host: str, api_key: str | None, backend: str | None, model: str | No
     """The settings, API keys and agent of a server on `host` (`serve`, `mcp --http`); exits 2 on a bind off
     localhost without a key."""
     from genre_agent.chat.agent import Agent
-    from genre_agent.interfaces.server import is_local, key_table
+    from genre_agent.interfaces.guard import key_table
+    from genre_agent.interfaces.server import is_local
     from genre_agent.settings import load_settings
 
     try:

@@ -1,5 +1,6 @@
-"""Limits of the HTTP server below the app: per-key rate limits (a token bucket per API key, in this replica's
-memory), and the connection itself (header size, how long a client may take to send its headers)."""
+"""Limits of the HTTP and MCP servers below the app: per-key rate limits (a token bucket per API key, in this
+replica's memory), whose feedback is stored at all, and the connection itself (header size, how long a client
+may take to send its headers)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from genre_agent.chat.session import SessionState
 from genre_agent.interfaces.http_errors import ApiError, error_body
 from genre_agent.settings import ServerSettings
 
@@ -49,6 +51,17 @@ class KeyRates:
             raise ApiError(429, "rate_limit_exceeded", f"this API key is over its {self.what} per minute "
                            f"({self.setting} = {self.burst:g}){too_many}; retry after {wait} s",
                            headers={"Retry-After": str(wait)})
+
+
+def stores_feedback(state: SessionState, writes: int, rates: KeyRates, key_id: str) -> bool:
+    """Whether a turn's `writes` feedback rows go to the store (an agent's `Commit`): a catalog user's do,
+    within its key's budget (ApiError 429 beyond it: nothing of the turn is kept); a new user's never do.
+    Its likes steer its session only: stored, they would join the CF training data under a pseudonym nobody
+    can use again, and a key could mint such users by the minute."""
+    if state.user_id is None:
+        return False
+    rates.take(key_id, writes)
+    return True
 
 
 class GuardedH11(H11Protocol):

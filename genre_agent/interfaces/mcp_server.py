@@ -10,42 +10,49 @@ arguments and return the agent's own pydantic models as structured results; the 
   may only name that same user. Without keys (stdio, or HTTP on localhost) `user` is taken as given.
 - A conversation lives under a session id this server issued (a `chat` without `session_id` starts one) to
   the same key; it is kept in this process's memory, at most `server.max_sessions_per_key` per key (the
-  key's least recently used one is forgotten).
+  key's least recently used one is forgotten). A new user's likes steer its conversation only and are never
+  stored (`limits.stores_feedback`); a catalog user's are stored, as over `serve`.
+- Tool calls are admitted as `serve`'s turns are, by the same `admission.Admission`: at most
+  `server.max_concurrent` at once and `server.max_concurrent_per_key` of one key, with the same message
+  beyond. `recommend`, `chat`, `explain` and `feedback` each count as a turn for `server.turns_per_minute`.
 - Every failure the caller can fix (a bad argument, an unknown session or item, a message over
-  `server.max_body` bytes, a turn past `server.deadline_s`, a key over `server.turns_per_minute` or
-  `server.feedback_per_minute`, or with `server.max_concurrent_per_key` calls already running) is a tool
-  error whose text says what to do; the SDK validates argument types against each tool's schema.
+  `server.max_body` bytes, a turn past `server.deadline_s`, a key over its rates or the limits above) is a
+  tool error whose text says what to do; the SDK validates argument types against each tool's schema.
+- Over HTTP, a JSON-RPC id that is not an integer within JSON's safe range (±(2^53 − 1)) or a string of at
+  most 64 characters is refused before the SDK sees it: 400 with the JSON-RPC error -32600.
 - `chat` reports progress: the list shown at once (retrieval order, evidence reasons) while the model
   works, then the model's answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, MutableMapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-import anyio.from_thread
-import anyio.to_thread
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
 
-from genre_agent.chat.agent import Agent, Reply
+from genre_agent.chat.agent import Agent, Commit, Reply
 from genre_agent.errors import GenreAgentError
 from genre_agent.filters import Filters
+from genre_agent.interfaces.admission import Admission
+from genre_agent.interfaces.guard import ASGIApp, Caller, Guard, Receive, Scope, Send, replaying
 from genre_agent.interfaces.http_errors import ApiError, error_response
-from genre_agent.interfaces.limits import KeyRates
-from genre_agent.interfaces.server import ASGIApp, Caller, Guard, Receive, Scope, Send
+from genre_agent.interfaces.limits import KeyRates, stores_feedback
 from genre_agent.llm.prompts import load_profile, shipped_sets
 from genre_agent.sanitize import redact
-from genre_agent.schemas import Recommendation, Recommendations
+from genre_agent.schemas import Recommendations
 from genre_agent.settings import ServerSettings
 
 T = TypeVar("T")
@@ -128,57 +135,74 @@ def _user(caller: Caller, user: str | None) -> str | None:
     return caller.user
 
 
-def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPServer:
-    """The MCP server answering with `agent`; `settings` are the limits of `[server]` it shares with serve."""
-    settings = settings or ServerSettings()
-    info = agent.catalog_info()
-    noun = info.item_noun_plural
-    conversations = Conversations(agent, settings.max_sessions_per_key)
-    turns = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
-    stored = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
-    running: Counter[str] = Counter()  # key id -> its calls running now (changed on the event loop only)
-    mcp = MCPServer("genre-agent", version="0.1.0", log_level="WARNING", instructions=(
-        f"Recommends {noun} from the catalog '{info.name}' ({info.items} items). Use `recommend` for one-shot "
-        f"lists, `chat` to hold a conversation (pass back the session_id it returns), `explain` for why an item "
-        f"fits, `feedback` to record like/dislike/seen."))
+class Calls:
+    """What every tool call goes through: its checks, the key's rates, admission and the deadline."""
 
-    def message_fits(message: str) -> None:
+    def __init__(self, agent: Agent, settings: ServerSettings, admission: Admission) -> None:
+        self.agent, self.settings, self.admission = agent, settings, admission
+        self.turns = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
+        self.stored = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
+
+    def message_fits(self, message: str) -> None:
         size = len(message.encode("utf-8", "surrogatepass"))
-        if size > settings.max_body:
-            raise ToolError(f"the message is {size:,} bytes; the limit is {settings.max_body:,} "
+        if size > self.settings.max_body:
+            raise ToolError(f"the message is {size:,} bytes; the limit is {self.settings.max_body:,} "
                             "(server.max_body): send a shorter message")
 
-    def known_item(item_id: str) -> None:
-        if item_id not in agent.recommender.catalog.items.index:
-            raise ToolError(f"no item {item_id!r} in catalog '{info.name}': use an item_id from `recommend` "
-                            "or `chat`")
+    def known_item(self, item_id: str) -> None:
+        if item_id not in self.agent.recommender.catalog.items.index:
+            raise ToolError(f"no item {item_id!r} in catalog '{self.agent.catalog_info().name}': use an item_id "
+                            "from `recommend` or `chat`")
 
-    async def in_thread(work: Callable[[threading.Event], T], caller: Caller, turn: bool = True) -> T:
-        """`work` in a worker thread under the deadline, at most `server.max_concurrent_per_key` of one key at
-        once; agent errors become tool errors with their message. A cancelled or late call sets the work's
-        cancel event (the agent then keeps nothing of it) and frees its place at once."""
-        if running[caller.key_id] >= settings.max_concurrent_per_key:
-            raise ToolError(f"this client has {settings.max_concurrent_per_key} calls running "
-                            "(server.max_concurrent_per_key): wait for one to answer")
-        cancel = threading.Event()
-        running[caller.key_id] += 1
+    def keep(self, caller: Caller) -> Commit:
+        """Whether a call's feedback is stored (a catalog user's, within the key's budget)."""
+        return lambda state, writes: stores_feedback(state, writes, self.stored, caller.key_id)
+
+    async def run(self, work: Callable[[threading.Event], T], caller: Caller, turn: bool = True) -> T:
+        """`work` in a thread admitted by `admission` (a tool error beyond its limits, as `serve`'s 429),
+        under the deadline; a `turn` spends one of the key's `server.turns_per_minute`. Agent errors become
+        tool errors with their message. A cancelled or late call sets the work's cancel event (the agent then
+        keeps nothing of it)."""
         try:
             if turn:
-                turns.take(caller.key_id)
-            with anyio.fail_after(settings.deadline_s):
-                return await anyio.to_thread.run_sync(lambda: work(cancel), abandon_on_cancel=True)
+                self.turns.take(caller.key_id)
+            future, cancel = self.admission.start(work, caller.key_id)
+        except ApiError as exc:
+            raise ToolError(str(exc)) from exc
+        try:
+            with anyio.fail_after(self.settings.deadline_s):
+                return await future
         except TimeoutError as exc:
-            cancel.set()
-            raise ToolError(f"the turn took longer than {settings.deadline_s:g} s (server.deadline_s) and was "
-                            "cancelled; nothing was saved. Retry, or ask the operator for a faster "
+            self.admission.cancel(cancel)
+            raise ToolError(f"the turn took longer than {self.settings.deadline_s:g} s (server.deadline_s) and "
+                            "was cancelled; nothing was saved. Retry, or ask the operator for a faster "
                             "backend") from exc
         except (GenreAgentError, ApiError) as exc:
             raise ToolError(redact(str(exc))) from exc  # no credential of the operator's config
         except anyio.get_cancelled_exc_class():
-            cancel.set()
+            self.admission.cancel(cancel)
             raise
-        finally:
-            running[caller.key_id] -= 1
+
+
+def _progress(ctx: Context) -> Callable[[str], None]:
+    """Report a progress message (1 of 2) from a turn's thread, in order."""
+    loop = asyncio.get_running_loop()
+    return lambda text: asyncio.run_coroutine_threadsafe(ctx.report_progress(1, 2, text), loop).result()
+
+
+def create_server(agent: Agent, settings: ServerSettings | None = None,
+                  admission: Admission | None = None) -> MCPServer:
+    """The MCP server answering with `agent`; `settings` are the limits of `[server]` it shares with serve,
+    and `admission` its limit of calls at once (default: of `settings`)."""
+    settings = settings or ServerSettings()
+    info = agent.catalog_info()
+    noun = info.item_noun_plural
+    conversations = Conversations(agent, settings.max_sessions_per_key)
+    calls = Calls(agent, settings, admission or Admission.of(settings))
+    mcp = MCPServer("genre-agent", version="0.1.0", log_level="WARNING", instructions=(
+        f"Recommends {noun} from the catalog '{info.name}' ({info.items} items). Use `recommend` for one-shot "
+        f"lists, `chat` to hold a conversation (pass back the session_id it returns), `explain` for why an item "
+        f"fits, `feedback` to record like/dislike/seen."))
 
     @mcp.tool(description=f"Recommend {noun} from the catalog for a user and/or a request, each with its "
               "catalog id, title and a reason built from the evidence that ties it to the request.")
@@ -193,11 +217,11 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         year_max: Annotated[int | None, _described("year_max")] = None,
     ) -> Recommendations:
         caller = _caller(ctx)
-        message_fits(query or "")
+        calls.message_fits(query or "")
         who = _user(caller, user)
         filters = Filters(include_genres=include_genres, exclude_genres=exclude_genres, year_min=year_min,
                           year_max=year_max)
-        return await in_thread(lambda _: agent.recommend(who, query, k, filters), caller)
+        return await calls.run(lambda _: agent.recommend(who, query, k, filters), caller)
 
     @mcp.tool(description="One turn of a conversation with the recommender. Leave session_id out to start a "
               "conversation, then pass back the session_id of the reply. The reply has the readable answer "
@@ -209,40 +233,27 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
         user: Annotated[str | None, Field(description="a catalog user id, when starting a conversation")] = None,
     ) -> Reply:
         caller = _caller(ctx)
-        message_fits(message)
+        calls.message_fits(message)
         if session_id is None:
             who = _user(caller, user)
-            session_id = await in_thread(lambda _: conversations.start(caller, who), caller, turn=False)
+            session_id = await calls.run(lambda _: conversations.start(caller, who), caller, turn=False)
         else:
             conversations.check(session_id, caller)
-        session = session_id
-
-        def first(quick: Reply) -> None:  # the list shown at once, while the model works (in the turn's thread)
-            anyio.from_thread.run(ctx.report_progress, 1, 2, quick.text)
-
-        def reason(rec: Recommendation) -> None:  # each model reason as it is written (a progress message)
-            anyio.from_thread.run(ctx.report_progress, 1, 2, f"{rec.rank}. {rec.title} \u2014 {rec.reason}")
-
-        def spend(_: object, writes: int) -> bool:  # the turn's feedback rows, within the key's budget
-            stored.take(caller.key_id, writes)
-            return True
-
-        reply = await in_thread(lambda cancel: agent.chat(session, message, cancel=cancel, on_first=first,
-                                                    on_reason=reason, commit=spend), caller)
+        session, report = session_id, _progress(ctx)
+        reply = await calls.run(lambda cancel: agent.chat(
+            session, message, cancel=cancel, on_first=lambda quick: report(quick.text),
+            on_reason=lambda rec: report(f"{rec.rank}. {rec.title} \u2014 {rec.reason}"),
+            commit=calls.keep(caller)), caller)
         await ctx.report_progress(2, 2, "done")
         return reply
 
     @mcp.tool(description="Why an item fits the user of a conversation, from its catalog facts and the "
               "user's history.")
-    async def explain(
-        ctx: Context,
-        item_id: ItemArg,
-        session_id: SessionArg,
-    ) -> Reply:
+    async def explain(ctx: Context, item_id: ItemArg, session_id: SessionArg) -> Reply:
         caller = _caller(ctx)
         conversations.check(session_id, caller)
-        known_item(item_id)
-        return await in_thread(lambda _: agent.explain(session_id, item_id), caller, turn=False)
+        calls.known_item(item_id)
+        return await calls.run(lambda _: agent.explain(session_id, item_id), caller)
 
     @mcp.tool(description="Record that the user of a conversation likes, dislikes or has seen an item; "
               "later recommendations take it into account.")
@@ -254,13 +265,9 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
     ) -> Reply:
         caller = _caller(ctx)
         conversations.check(session_id, caller)
-        known_item(item_id)
-
-        def record(cancel: threading.Event) -> Reply:
-            stored.take(caller.key_id)
-            return agent.feedback(session_id, item_id, kind, cancel)
-
-        return await in_thread(record, caller)
+        calls.known_item(item_id)
+        return await calls.run(lambda cancel: agent.feedback(session_id, item_id, kind, cancel,
+                                                             commit=calls.keep(caller)), caller)
 
     @mcp.resource("genre-agent://catalog", name="catalog", mime_type="application/json",
                   description="The catalog: its name, size and genres.")
@@ -277,16 +284,71 @@ def create_server(agent: Agent, settings: ServerSettings | None = None) -> MCPSe
     return mcp
 
 
-def http_app(mcp: MCPServer, keys: dict[str, str | None], settings: ServerSettings, host: str) -> Guard:
+def http_app(mcp: MCPServer, keys: dict[str, str | None], settings: ServerSettings, host: str,
+             clock: Callable[[], float] = time.monotonic) -> Guard:
     """The streamable HTTP app at /mcp behind the HTTP server's Guard: the API key first (401 without it),
-    then the body, counted while it is read (413 over `server.max_body`). A transport session (its
-    Mcp-Session-Id) answers only the key that opened it, and a key holds at most
-    `server.mcp_transports_per_key` of them open, so no key can use up the SDK's `server.max_sessions`."""
+    then the body, counted while it is read (413 over `server.max_body`), then its JSON-RPC ids (`CheckedIds`).
+    A transport session (its Mcp-Session-Id) answers only the key that opened it, and a key holds at most
+    `server.mcp_transports_per_key` of them open, so no key can use up the SDK's `server.max_sessions`
+    (`KeyTransports`, which tells idle sessions by `clock`)."""
     app: Any = mcp.streamable_http_app(host=host, max_request_body_size=settings.max_body,
                                        session_idle_timeout=settings.session_ttl_s,
                                        max_sessions=settings.max_sessions)
-    return Guard(KeyTransports(app, settings.mcp_transports_per_key, settings.session_ttl_s), keys,
-                 settings.max_body, settings.read_timeout_s)
+    transports = KeyTransports(app, settings.mcp_transports_per_key, settings.session_ttl_s, clock)
+    return Guard(CheckedIds(transports), keys, settings.max_body, settings.read_timeout_s)
+
+
+SAFE_INTEGER = 2**53 - 1  # JSON's safe integers: what every JSON parser reads back exactly
+MAX_ID_CHARS = 64
+INVALID_REQUEST = -32600
+
+
+def bad_id(body: bytes) -> str | None:
+    """What is wrong with the JSON-RPC ids of a request body, if anything: an id must be an integer within
+    ±SAFE_INTEGER or a string of at most MAX_ID_CHARS characters (or null). A body that is not JSON is left
+    to the SDK (its parse error)."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    for message in parsed if isinstance(parsed, list) else [parsed]:
+        if not isinstance(message, dict) or "id" not in message:
+            continue
+        given = message["id"]
+        if isinstance(given, bool) or isinstance(given, float) and not given.is_integer():
+            return "a JSON-RPC id must be an integer or a string"
+        if isinstance(given, (int, float)) and abs(given) > SAFE_INTEGER:
+            return f"a JSON-RPC id must be an integer within \u00b1{SAFE_INTEGER} (JSON's safe integers)"
+        if isinstance(given, str) and len(given) > MAX_ID_CHARS:
+            return f"a JSON-RPC id of {len(given):,} characters; the limit is {MAX_ID_CHARS}"
+    return None
+
+
+class CheckedIds:
+    """`app` given only requests whose JSON-RPC ids `bad_id` accepts; any other is answered 400 with the
+    JSON-RPC error -32600 (Invalid Request), as the SDK answers a request it cannot read. The body arrives whole
+    (the Guard has read and counted it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = bad_id(body)
+        if problem is not None:
+            error = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": problem}}
+            await JSONResponse(error, status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, replaying(body, receive), send)
 
 
 class KeyTransports:

@@ -12,8 +12,9 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
   `DELETE /v1/sessions/{id}` ends one; two turns of one session racing on two replicas: the one that started
   from the older version gets 409 and keeps nothing (its feedback included).
 - Per key and replica, at most `server.turns_per_minute` turns and `server.feedback_per_minute` stored feedback
-  rows (429 with Retry-After). A stateless turn stores feedback only under a key that speaks for a catalog user:
-  a new user's pseudonym lives for one request, and its likes would train CF under a name nobody has.
+  rows (429 with Retry-After). Only a key that speaks for a catalog user stores feedback: a new user's likes
+  steer its session (or its one stateless turn) and are never written where CF training reads them; its
+  session, likes included, is gone from the store when the session ends or expires (`limits.stores_feedback`).
 - Identity comes from the API key alone (`server.api_keys` maps a key to the catalog user it speaks for);
   the body's `user` is only a hint, and no header grants an identity.
 - The readable answer is the reply's `content`; the structured reply (the schema of `Agent.chat`) is the extra
@@ -28,53 +29,43 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
   `/openapi.json` exist only with `server.docs = true`.
 - A turn runs at most `server.deadline_s` (then 503); a client that disconnects cancels its turn; a cancelled
   turn changes no session and stores no feedback. More than `server.max_concurrent` turns at once, or
-  `server.max_concurrent_per_key` of one key, get 429.
+  `server.max_concurrent_per_key` of one key, get 429 (`admission.Admission`, which the MCP server shares).
 - Errors are OpenAI-shaped (`genre_agent.interfaces.http_errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import math
 import secrets
 import socket
 import threading
 import time
-from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from genre_agent.chat.agent import LIVE, REVISED, Agent, Commit, Reply
-from genre_agent.chat.session import SessionState
+from genre_agent.chat.agent import LIVE, REVISED, Agent, Reply
 from genre_agent.chat.transcript import with_shown
-from genre_agent.errors import ConfigError, DataDirError, GenreAgentError
+from genre_agent.errors import GenreAgentError
+from genre_agent.interfaces.admission import Admission
+from genre_agent.interfaces.guard import Caller, Guard
 from genre_agent.interfaces.http_errors import ApiError, error_body, error_response, install, log
-from genre_agent.interfaces.limits import SHUTDOWN_GRACE_S, KeyRates
+from genre_agent.interfaces.http_sessions import Sessions
+from genre_agent.interfaces.limits import SHUTDOWN_GRACE_S, KeyRates, stores_feedback
 from genre_agent.interfaces.metrics import Metrics
 from genre_agent.sanitize import clean_message
 from genre_agent.schemas import Recommendation
 from genre_agent.settings import ServerSettings
 
 MODEL_ID = "genre-agent"
-MIN_KEY_CHARS = 16
-PUBLIC_PATHS = ("/healthz", "/readyz")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-T = TypeVar("T")
 Listen = Callable[[Any], None]  # told the list shown at once (a Reply) and each model reason (a Recommendation)
+Work = Callable[[threading.Event, Listen | None], Reply]  # a turn, given its cancel Event and its listener
 
 
 class ChatMessage(BaseModel):
@@ -99,334 +90,6 @@ class ChatRequest(BaseModel):
     session_id: str | None = None
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling, from the API key: `key_id` names the key (a hash prefix), `user` is the catalog user
-    the key speaks for (None = a new user)."""
-
-    key_id: str
-    user: str | None
-
-
-def key_table(settings: ServerSettings, api_key: str | None = None) -> dict[str, str | None]:
-    """API key -> catalog user, from `server.api_keys` plus the `--api-key` (a new user). Raises ConfigError
-    for a key that is short or not plain ASCII."""
-    keys: dict[str, str | None] = {key: user or None for key, user in settings.api_keys.items()}
-    if api_key:
-        keys.setdefault(api_key, None)
-    for key in keys:
-        if len(key) < MIN_KEY_CHARS:
-            raise ConfigError(f"an API key has {len(key)} characters; use at least {MIN_KEY_CHARS}, e.g. one from "
-                              "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`.")
-        if not (key.isascii() and key.isprintable()) or " " in key:
-            raise ConfigError("an API key has spaces or non-ASCII characters; use letters, digits, '-' and '_'.")
-    return keys
-
-
-def _key_id(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-class Guard:
-    """ASGI middleware: the API key first, then the body, counted while it is read and never held beyond
-    `max_body` bytes. The authenticated `Caller` goes into `request.state.caller`."""
-
-    def __init__(self, app: ASGIApp, keys: dict[str, str | None], max_body: int, read_timeout_s: float) -> None:
-        self.app = app
-        self.keys = [(key.encode(), Caller(_key_id(key), user)) for key, user in keys.items()]
-        self.max_body, self.read_timeout_s = max_body, read_timeout_s
-
-    def authenticate(self, scope: Scope) -> Caller | None:
-        if not self.keys:
-            return Caller("local", None)
-        raw = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
-        scheme, _, given = raw.partition(b" ")
-        if scheme.lower() != b"bearer" or not given.isascii():
-            return None
-        found = None
-        for key, caller in self.keys:  # compare against every key: the time taken names none of them
-            if secrets.compare_digest(given.strip(), key):
-                found = caller
-        return found
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope["path"] not in PUBLIC_PATHS:
-            caller = self.authenticate(scope)
-            if caller is None:
-                await error_response(401, "invalid_api_key", "invalid or missing API key: send "
-                                     "`Authorization: Bearer KEY`")(scope, receive, send)
-                return
-            scope.setdefault("state", {})["caller"] = caller
-        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await self._too_large(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.read_timeout_s
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
-            except TimeoutError:  # a body trickled in slowly holds a connection and its memory
-                await error_response(408, "request_timeout", f"the request body did not arrive within "
-                                     f"{self.read_timeout_s:g} s (server.read_timeout_s)",
-                                     headers={"Connection": "close"})(scope, receive, send)
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await self._too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "request_too_large", f"request body over {self.max_body} bytes "
-                                  "(server.max_body)", headers={"Connection": "close"})
-        await response(scope, receive, send)
-
-
-class Sessions:
-    """Server-issued session ids, each bound to the key that asked for it. Sessions live in the store (the
-    feedback's SQLite file, or PostgreSQL with `store.url`), so every replica sharing the store can continue
-    any of them: a turn reads its session from the store under the session's lock (which also marks it used)
-    and, if the turn changed it, writes it back unless another turn wrote it meanwhile (then 409 and nothing of
-    this turn is kept). They expire by TTL; a key's new session beyond `per_key` of its own, or beyond `cap` in
-    all, replaces the key's own least recently used one, never another key's (429 when it has none). A replica
-    keeps in memory only the sessions it used lately (the same TTL and cap), never one with a turn running."""
-
-    def __init__(self, agent: Agent, ttl_s: float, cap: int, clock: Callable[[], float] = time.time,
-                 per_key: int | None = None) -> None:
-        self.agent, self.store, self.ttl_s, self.cap, self.clock = agent, agent.store, ttl_s, cap, clock
-        self.per_key = per_key or cap
-        self._here: OrderedDict[str, float] = OrderedDict()  # id -> last use in this replica, LRU first
-        self._running: Counter[str] = Counter()  # id -> turns of it running here
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self.store.session_count()
-
-    def issue(self, caller: Caller) -> str:
-        session_id = f"sess_{secrets.token_urlsafe(24)}"
-        state = SessionState(session_id=session_id)
-        self.agent.set_user(state, caller.user)
-        now = self.clock()
-        gone, added = self.store.add_session(session_id, caller.key_id, state.model_dump_json(), now, self.cap,
-                                             self.per_key, expired_before=now - self.ttl_s)
-        for old in gone:
-            self._forget_here(old)
-        if not added:
-            raise ApiError(429, "too_many_sessions", f"the server holds its {self.cap} sessions "
-                           "(server.max_sessions), all of other API keys; retry later, or send the whole "
-                           "conversation in `messages` without a session",
-                           headers={"Retry-After": str(math.ceil(self.ttl_s))})  # the longest one lasts unused
-        return session_id
-
-    def use(self, session_id: str, caller: Caller, touch: bool = False) -> tuple[SessionState, int]:
-        """The caller's session as the store has it and its version (with `touch`, marked used now);
-        ApiError 404 unless it exists, has not expired and belongs to the caller's key."""
-        now = self.clock()
-        stored = self.store.session(session_id, touch=now if touch else None)
-        if stored is not None and now - stored.used > self.ttl_s:
-            self.store.end_session(session_id)
-            self._forget_here(session_id)
-            stored = None
-        if stored is None or not secrets.compare_digest(stored.owner, caller.key_id):
-            raise ApiError(404, "session_not_found", "no such session for this API key (it may have expired): "
-                           "create one with POST /v1/sessions, or send the whole conversation in `messages`")
-        return SessionState.model_validate_json(stored.state), stored.version
-
-    def turn(self, session_id: str, caller: Caller, run: Callable[[Commit], Reply],
-             budget: Callable[[int], None] | None = None) -> Reply:
-        """Run one turn of the caller's session (checked with `use` first): read from the store under the
-        session's lock, then `run` with the `commit` the agent calls before it stores the turn's feedback:
-        it spends the feedback `budget` and writes the session back, unless another turn wrote it meanwhile
-        (409: nothing of this turn is kept, its feedback included)."""
-        with self._lock:
-            self._running[session_id] += 1
-        try:
-            with self.agent.held(session_id) as state:
-                stored, version = self.use(session_id, caller, touch=True)
-                state.take(stored)
-                before = state.model_dump_json()
-
-                def commit(after: SessionState, writes: int) -> bool:
-                    if budget is not None:
-                        budget(writes)
-                    text = after.model_dump_json()
-                    try:
-                        saved = text == before or self.store.save_session(session_id, text, self.clock(), version)
-                    except DataDirError as exc:
-                        raise DataDirError(f"this turn's session could not be saved ({exc.__cause__ or exc}); "
-                                           "nothing of the turn was kept. Retry the turn.") from exc
-                    if not saved:
-                        raise ApiError(409, "session_conflict", "another turn of this session changed it "
-                                       "meanwhile, or it was ended; nothing of this turn was kept. Send turns "
-                                       "of one session one at a time.")
-                    return True
-
-                return run(commit)
-        finally:
-            with self._lock:
-                self._running[session_id] -= 1
-                if not self._running[session_id]:
-                    del self._running[session_id]
-            self._used_here(session_id, self.clock())
-
-    def end(self, session_id: str, caller: Caller) -> None:
-        self.use(session_id, caller)
-        self.store.end_session(session_id)
-        self._forget_here(session_id)
-
-    def _used_here(self, session_id: str, now: float) -> None:
-        """Mark a session used in this replica; forget the ones used here longest ago beyond the TTL or cap."""
-        with self._lock:
-            self._here[session_id] = now
-            self._here.move_to_end(session_id)
-            drop: list[str] = []
-            for old, used in self._here.items():  # least recently used first
-                if len(self._here) - len(drop) <= self.cap and now - used <= self.ttl_s:
-                    break
-                if old not in self._running:
-                    drop.append(old)
-            for old in drop:
-                del self._here[old]
-                self.agent.forget(old)
-
-    def _forget_here(self, session_id: str) -> None:
-        with self._lock:
-            if session_id in self._running:  # its turn ends first; its write finds no row
-                return
-            self._here.pop(session_id, None)
-        self.agent.forget(session_id)
-
-
-class Turns:
-    """Runs turns in daemon threads (a stuck turn never blocks the process from exiting), at most `limit` at
-    once and `per_key` of one API key, so no key holds every slot; each with its cancel Event so shutdown, a
-    deadline or a gone client can cancel it. A cancelled turn gives its slot back at once, though its thread
-    may wait a while for the backend to stop."""
-
-    def __init__(self, limit: int, per_key: int) -> None:
-        self._slots = threading.Semaphore(limit)
-        self.per_key = per_key
-        self._holding: dict[threading.Event, str] = {}  # the turns holding a slot -> their key id
-        self._lock = threading.Lock()
-        self.running: set[threading.Event] = set()
-        self._ended = threading.Condition()  # notified as each turn's thread ends
-        self.draining = False
-        self.stopped = False  # `shutdown_s` after shutdown began: running turns are cancelled
-        self._stop_waiters: set[asyncio.Future[None]] = set()
-        self.metrics = Metrics()
-
-    def start(self, work: Callable[[threading.Event], T], key_id: str
-              ) -> tuple[asyncio.Future[T], threading.Event]:
-        if self.draining:
-            raise ApiError(503, "shutting_down", "the server is shutting down; retry on another instance")
-        cancel = threading.Event()
-        with self._lock:
-            if sum(key == key_id for key in self._holding.values()) >= self.per_key:
-                raise ApiError(429, "rate_limit_exceeded", f"this API key has {self.per_key} turns running "
-                               "(server.max_concurrent_per_key); wait for one to answer",
-                               headers={"Retry-After": "1"})
-            if not self._slots.acquire(blocking=False):
-                raise ApiError(429, "rate_limit_exceeded", "too many turns running (server.max_concurrent); "
-                               "retry shortly", headers={"Retry-After": "1"})
-            self._holding[cancel] = key_id
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self.running.add(cancel)
-
-        def settle(result: Any, exc: BaseException | None) -> None:
-            if future.done():
-                return
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-        def run() -> None:
-            result, error = None, None
-            try:
-                result = work(cancel)
-            except BaseException as exc:  # handed to the awaiting request, which answers it
-                error = exc
-            finally:
-                with self._ended:
-                    self.running.discard(cancel)
-                    self._ended.notify_all()
-                self._release(cancel)
-            try:
-                loop.call_soon_threadsafe(settle, result, error)
-            except RuntimeError:  # the event loop is gone (shutdown): nobody waits for this turn
-                pass
-
-        threading.Thread(target=run, daemon=True, name="genre-agent-turn").start()
-        return future, cancel
-
-    def cancel(self, cancel: threading.Event) -> None:
-        """Cancel a turn and free its slot."""
-        cancel.set()
-        self._release(cancel)
-
-    def _release(self, cancel: threading.Event) -> None:
-        with self._lock:
-            if self._holding.pop(cancel, None) is None:
-                return
-        self._slots.release()
-
-    def drain(self, grace_s: float) -> None:
-        """Shutdown began: new turns get 503, and the turns still running `grace_s` later are cancelled (each
-        answers its client: 503, or a note that ends its stream)."""
-        self.draining = True
-        asyncio.get_running_loop().call_later(grace_s, self._stop)
-
-    def stop_waiter(self) -> asyncio.Future[None]:
-        """A future of the running event loop, done when the running turns are to stop."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.stopped:
-            waiter.set_result(None)
-        else:
-            self._stop_waiters.add(waiter)
-            waiter.add_done_callback(self._stop_waiters.discard)
-        return waiter
-
-    def _stop(self) -> None:
-        self.stopped = True
-        for waiter in list(self._stop_waiters):  # each in its own loop's thread
-            waiter.get_loop().call_soon_threadsafe(_settle, waiter)
-
-    def cancel_all(self, wait_s: float) -> None:
-        """Cancel every turn, and wait up to `wait_s` for their threads to end (and save what they showed)."""
-        self.draining = True
-        for cancel in list(self.running):
-            self.cancel(cancel)
-        with self._ended:
-            self._ended.wait_for(lambda: not self.running, timeout=wait_s)
-
-
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
 
 async def _until_disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
@@ -437,9 +100,9 @@ class Running:
     """A started turn, awaited under its deadline, its client's connection and the server's shutdown. A
     streamed turn also hands over, before its last answer, the list it shows at once and each model reason."""
 
-    def __init__(self, request: Request, turns: Turns, work: Callable[[threading.Event, Listen | None], Reply],
+    def __init__(self, request: Request, admission: Admission, metrics: Metrics, work: Work,
                  deadline_s: float, stream: bool, key_id: str) -> None:
-        self.request, self.turns, self.deadline_s = request, turns, deadline_s
+        self.request, self.admission, self.metrics, self.deadline_s = request, admission, metrics, deadline_s
         self.started = time.perf_counter()
         self.answered = False  # the turn handed over its first answer (which a cancel keeps)
         self.events: asyncio.Queue[Reply | Recommendation] = asyncio.Queue()
@@ -449,9 +112,10 @@ class Running:
             loop.call_soon_threadsafe(self.events.put_nowait, event)
 
         try:
-            self.future, self.cancel = turns.start(lambda cancel: work(cancel, tell if stream else None), key_id)
+            self.future, self.cancel = admission.start(lambda cancel: work(cancel, tell if stream else None),
+                                                       key_id)
         except ApiError:
-            turns.metrics.turn("rejected", 0.0)
+            metrics.turn("rejected", 0.0)
             raise
 
     async def next(self) -> tuple[Reply | Recommendation, bool]:
@@ -459,13 +123,13 @@ class Running:
         deadline passed (the turn is cancelled: nothing after its first answer is kept)."""
         event: asyncio.Future[Any] = asyncio.ensure_future(self.events.get())
         gone: asyncio.Future[Any] = asyncio.ensure_future(_until_disconnect(self.request))
-        stopping = self.turns.stop_waiter()
+        stopping = self.admission.stop_waiter()
         remaining = max(self.deadline_s - (time.perf_counter() - self.started), 0.0)
         try:
             waiting: set[asyncio.Future[Any]] = {self.future, event, gone, stopping}
             done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            self.turns.cancel(self.cancel)
+            self.admission.cancel(self.cancel)
             raise
         finally:
             for waited in (gone, event, stopping):
@@ -478,15 +142,15 @@ class Running:
             try:
                 reply = self.future.result()
             except BaseException:
-                self.turns.metrics.turn("error", seconds)
+                self.metrics.turn("error", seconds)
                 raise
             answer = reply.recommendations
-            self.turns.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
+            self.metrics.turn("ok", seconds, answer.timings_ms.llm / 1000 if answer else 0.0)
             return reply, True
-        self.turns.cancel(self.cancel)
+        self.admission.cancel(self.cancel)
         self.future.cancel()
         outcome = "client_closed" if gone in done else "shutdown" if stopping in done else "deadline"
-        self.turns.metrics.turn(outcome, seconds)
+        self.metrics.turn(outcome, seconds)
         kept = "the list already sent stands: it is what a session keeps" if self.answered else "nothing was saved"
         if stopping in done:
             raise ApiError(503, "shutting_down", f"the server is shutting down and cancelled this turn "
@@ -499,28 +163,71 @@ class Running:
                        "backend")
 
 
-def create_app(agent: Agent, settings: ServerSettings | None = None,
-               keys: dict[str, str | None] | None = None) -> FastAPI:
-    """The FastAPI app; `keys` maps API keys to catalog users (see `key_table`); none = open (local use)."""
+def _last_user_message(body: ChatRequest) -> int:
+    last = max((i for i, m in enumerate(body.messages) if m.role == "user"), default=None)
+    if last is None:
+        raise ApiError(400, "invalid_request", "messages must contain a user message")
+    return last
+
+
+def _session_work(agent: Agent, sessions: Sessions, session_id: str, caller: Caller, message: str,
+                  feedback_rates: KeyRates) -> Work:
+    """A turn of a server-side session: read from the store, run, written back (`Sessions.turn`)."""
+    def work(cancel: threading.Event, tell: Listen | None) -> Reply:
+        return sessions.turn(session_id, caller, lambda commit: agent.chat(
+            session_id, message, cancel=cancel, on_first=tell, on_reason=tell, commit=commit),
+            keep=lambda state, writes: stores_feedback(state, writes, feedback_rates, caller.key_id))
+
+    return work
+
+
+def _stateless_work(agent: Agent, body: ChatRequest, last: int, caller: Caller, feedback_rates: KeyRates) -> Work:
+    """A turn whose conversation travels in `messages`: its session lives for this request only."""
+    history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
+    message = body.messages[last].text()
+
+    def work(cancel: threading.Event, tell: Listen | None) -> Reply:
+        once = f"req_{secrets.token_urlsafe(12)}"
+        try:
+            agent.restore(once, history, caller.user)
+            return agent.chat(once, message, cancel=cancel, on_first=tell, on_reason=tell,
+                              commit=lambda state, writes: stores_feedback(state, writes, feedback_rates,
+                                                                           caller.key_id))
+        finally:
+            agent.forget(once)
+
+    return work
+
+
+def _completion(reply: Reply) -> dict[str, Any]:
+    content = with_shown(reply.text, _shown(reply))
+    return {"id": f"chatcmpl-{secrets.token_hex(12)}", "object": "chat.completion", "created": int(time.time()),
+            "model": MODEL_ID, "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                            "finish_reason": "stop"}],
+            "usage": _usage(reply), "genre_agent": reply.model_dump(mode="json")}
+
+
+def create_app(agent: Agent, settings: ServerSettings | None = None, keys: dict[str, str | None] | None = None,
+               admission: Admission | None = None) -> FastAPI:
+    """The FastAPI app; `keys` maps API keys to catalog users (see `guard.key_table`); none = open (local use).
+    `admission` limits its turns at once (default: of `settings`); `Server` drains the same one."""
     settings = settings or ServerSettings()
+    admission = admission or Admission.of(settings)
     sessions = Sessions(agent, settings.session_ttl_s, settings.max_sessions,
                         per_key=settings.max_sessions_per_key)
-    turns = Turns(settings.max_concurrent, settings.max_concurrent_per_key)
     turn_rates = KeyRates(settings.turns_per_minute, "turns", "server.turns_per_minute")
     feedback_rates = KeyRates(settings.feedback_per_minute, "feedback writes", "server.feedback_per_minute")
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        await asyncio.to_thread(turns.cancel_all, SHUTDOWN_GRACE_S)
+        await asyncio.to_thread(admission.cancel_all, SHUTDOWN_GRACE_S)
 
     docs = settings.docs
     app = FastAPI(title="genre-agent", version="0.1.0", lifespan=lifespan, docs_url="/docs" if docs else None,
                   redoc_url=None, openapi_url="/openapi.json" if docs else None)
     install(app)
-    app.state.sessions = sessions
-    app.state.turns = turns
-    app.state.shutdown_s = settings.shutdown_s
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -528,13 +235,13 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
 
     @app.get("/readyz", response_model=None)
     def readyz() -> dict[str, Any] | Any:
-        if turns.draining:
+        if admission.draining:
             return error_response(503, "shutting_down", "the server is shutting down")
         return {"status": "ready"}
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        return turns.metrics.render(running=len(turns.running), sessions=len(sessions))
+    def metrics_text() -> str:
+        return metrics.render(running=admission.running(), sessions=len(sessions))
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -554,53 +261,20 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> dict[str, Any] | StreamingResponse:
         caller: Caller = request.state.caller
-        last = max((i for i, m in enumerate(body.messages) if m.role == "user"), default=None)
-        if last is None:
-            raise ApiError(400, "invalid_request", "messages must contain a user message")
-        message = body.messages[last].text()
+        last = _last_user_message(body)
         session_id = request.headers.get("x-session-id") or body.session_id
         if session_id:
             await asyncio.to_thread(sessions.use, session_id, caller)  # 404 before any turn starts
-
-            def work(cancel: threading.Event, tell: Listen | None) -> Reply:
-                return sessions.turn(session_id, caller, lambda commit: agent.chat(
-                    session_id, message, cancel=cancel, on_first=tell, on_reason=tell, commit=commit),
-                    budget=lambda writes: feedback_rates.take(caller.key_id, writes))
+            work = _session_work(agent, sessions, session_id, caller, body.messages[last].text(), feedback_rates)
         else:
-            history = [(m.role, m.text()) for m in body.messages[:last] if m.role in ("user", "assistant")]
-
-            def durable(_: SessionState, writes: int) -> bool:
-                """A key of a catalog user stores its feedback (within its budget); a new user's throwaway
-                pseudonym of one request stores none (it would train CF under a name nobody can use again)."""
-                if caller.user is None:
-                    return False
-                feedback_rates.take(caller.key_id, writes)
-                return True
-
-            def work(cancel: threading.Event, tell: Listen | None) -> Reply:
-                once = f"req_{secrets.token_urlsafe(12)}"
-                try:
-                    agent.restore(once, history, caller.user)
-                    return agent.chat(once, message, cancel=cancel, on_first=tell, on_reason=tell,
-                                      commit=durable)
-                finally:
-                    agent.forget(once)
-
+            work = _stateless_work(agent, body, last, caller, feedback_rates)
         turn_rates.take(caller.key_id)
-
-        running = Running(request, turns, work, settings.deadline_s, stream=body.stream, key_id=caller.key_id)
+        running = Running(request, admission, metrics, work, settings.deadline_s, body.stream, caller.key_id)
         reply, final = await running.next()  # errors before any byte is sent get their status
         assert isinstance(reply, Reply)  # a turn's first event is an answer
-        created = int(time.time())
-        completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         if body.stream:
-            return StreamingResponse(_stream(reply, None if final else running, completion_id, created),
-                                     media_type="text/event-stream")
-        content = with_shown(reply.text, _shown(reply))
-        return {"id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}],
-                "usage": _usage(reply), "genre_agent": reply.model_dump(mode="json")}
+            return StreamingResponse(_stream(reply, None if final else running), media_type="text/event-stream")
+        return _completion(reply)
 
     app.add_middleware(Guard, keys=keys or {}, max_body=settings.max_body,  # type: ignore[arg-type]
                        read_timeout_s=settings.read_timeout_s)
@@ -608,14 +282,17 @@ def create_app(agent: Agent, settings: ServerSettings | None = None,
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server for an app of `create_app`: when it starts to shut down (SIGTERM), the app stops taking
-    turns, and cancels the turns still running `server.shutdown_s` later; each answers its client (503 JSON, or
-    a note that ends its stream) before uvicorn's own deadline, SHUTDOWN_GRACE_S later, would cut it off."""
+    """uvicorn's server for an app of `create_app`: when it starts to shut down (SIGTERM), `admission` (the
+    app's) stops taking turns, and the turns still running `shutdown_s` later are cancelled; each answers its
+    client (503 JSON, or a note that ends its stream) before uvicorn's own deadline, SHUTDOWN_GRACE_S later,
+    would cut it off."""
+
+    def __init__(self, config: uvicorn.Config, admission: Admission, shutdown_s: float) -> None:
+        super().__init__(config)
+        self.admission, self.shutdown_s = admission, shutdown_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        app = self.config.app
-        assert isinstance(app, FastAPI), "Server serves an app of create_app"
-        app.state.turns.drain(app.state.shutdown_s)
+        self.admission.drain(self.shutdown_s)
         await super().shutdown(sockets)
 
 
@@ -631,10 +308,12 @@ def _usage(reply: Reply) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def _stream(reply: Reply, running: Running | None, completion_id: str, created: int) -> AsyncIterator[str]:
+async def _stream(reply: Reply, running: Running | None) -> AsyncIterator[str]:
     """SSE chunks: the answer's lines. When the model is still working (`running`): the list shown at once,
     then each model reason as it is written (under LIVE), then, if the model's answer is not already what
     the client has, REVISED and the model's list. The last chunk carries the structured reply."""
+    completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
