@@ -303,6 +303,8 @@ def unmatched_titles(text: str, mentions: list[Mention], taken: list[tuple[int, 
         inside = [m for m in mentions if m.begin < end and m.end > begin]
         left = "".join(" " if any(m.begin <= i < m.end for m in inside) else c
                        for i, c in enumerate(text[begin:end], begin))
+        if re.fullmatch(r"(?:.*[.!?])?\s*", text[:begin], re.S):  # "Seen Forrest Gump": a sentence's capital
+            left = re.sub(r"^\S+", lambda w: " " * len(w.group(0)), left)
         beyond = [w for w in _CAPITAL_TOKEN.findall(left) if w[:1].isupper() and w.lower() not in _STOPWORDS]
         if (inside and beyond) or (not inside and _CUE_BEFORE.search(text[:begin])):
             out.append((begin, end))
