@@ -229,9 +229,10 @@ class Agent:
         state.filters = state.filters.merge(given)
         if not self._has_taste(state):
             return plain, None
+        notes = self._notes(state, update)
         read = self._request(state)
         request = read.model_copy(update={"k": k or read.k, "prompts": prompts})
-        said = [n for n in (self._conflict(state, request), self._notes(state, update)) if n]
+        said = [n for n in (self._conflict(state, request), notes) if n]
         return request, " ".join(said) or None
 
     def _conflict(self, state: SessionState, request: RecommendRequest) -> str | None:
@@ -379,17 +380,20 @@ class Agent:
                      filters=state.describe())
 
     def _notes(self, state: SessionState, update: StateUpdate) -> str | None:
-        """What the reply says of the reading: titles and people the catalog lacks, a length it cannot check."""
+        """What the reply says of the reading: titles and people the catalog lacks, a length it cannot check
+        (a length asked of a catalog that knows none is dropped from the session, and said)."""
         notes = list(update.notes)
         f = state.filters
         if f.minutes_min is not None or f.minutes_max is not None:
             masks = self.recommender.retriever.masks
             known, every = masks.known_minutes(), len(masks.items)
             noun = self.catalog_info().item_noun_plural
-            if known < every:
-                notes.append(f"I know the length of {known:,} of the {every:,} {noun}; only those are shown."
-                             if known else f"This catalog does not say how long its {noun} are, so none "
-                             "can be shown by length: drop the length to see more.")
+            if not known:
+                state.filters = f.model_copy(update={"minutes_min": None, "minutes_max": None})
+                notes.append(f"This catalog does not say how long its {noun} are, so the length was not "
+                             "checked.")
+            elif known < every:
+                notes.append(f"I know the length of {known:,} of the {every:,} {noun}; only those are shown.")
         return " ".join(notes) or None
 
     def _has_taste(self, state: SessionState) -> bool:
