@@ -54,6 +54,8 @@ class Evidence(BaseModel):
 
     shared_genres: list[str] = []
     similar_liked: list[str] = Field([], description="titles the user liked whose text is most similar")
+    similar_shares: list[str] = Field([], description="the tags and genres it shares with similar_liked[0] (what "
+                                      "the similarity is made of; none: it is not claimed)")
     fans_also_liked: list[str] = Field([], description="titles the user liked that share fans (co-ratings)")
     talked_with: list[str] = Field([], description="titles the request names that the conversations the ranker "
                                    "learnt from often mention beside it")

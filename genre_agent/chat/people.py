@@ -67,7 +67,8 @@ class PeopleIndex:
             bearers.sort(key=lambda ck: -ck[0])
             top = bearers[0][0]
             runner = bearers[1][0] if len(bearers) > 1 else 0
-            if top >= SURNAME_MIN and top >= SURNAME_SHARE * runner and surname not in self.common:
+            if top >= SURNAME_MIN and top >= SURNAME_SHARE * runner and surname not in self.common and \
+                    len(surname) > 2:  # "J" of "LL Cool J" is no name to go by
                 self.surnames[surname] = bearers[0][1]
         self.max_words = max((len(k) for k in self.display), default=0)
 

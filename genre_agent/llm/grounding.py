@@ -62,7 +62,7 @@ def reason_problem(reason: str, candidate: Candidate, max_chars: int,
     e = candidate.evidence
     titles = [*e.similar_liked, *e.fans_also_liked, *e.talked_with, *history_titles]
     name_text = " ".join([*e.similar_liked, *e.fans_also_liked, *e.talked_with, *e.tags,
-                          *e.shared_genres]).lower()
+                          *e.shared_genres, *e.credited, *e.shared_people, e.place or ""]).lower()
     fact_text = f"{name_text} {candidate.summary.lower()}"
     name = _name(candidate.title)
     if name and name in text.lower() and name not in name_text:

@@ -489,6 +489,9 @@ class Retriever:
         favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
         liked_years = [y for y in (_year(self.items.at[i, "year"]) for i in liked) if y]
         noun = self.catalog.spec.item_noun_plural
+        # the genres the filters require already hold for every item: saying so tells nothing of this one
+        asked = {g.lower() for g in (filters.include_genres + filters.require_genres if filters else [])}
+        liked_by_title = {self.items.at[i, "title"]: i for i in liked}
         credits = "people" in self.items.columns
         liked_people = ([(self.items.at[i, "title"], self.items.at[i, "people"]) for i in liked[:5]] if credits
                         else [])
@@ -500,13 +503,17 @@ class Retriever:
                 float(cand_vecs[row] @ profile_vec) if profile_vec is not None else 0.0)
             year = _year(item["year"])
             carried = {g.lower() for g in item["genres"]} | {t.lower() for t in item["tags"]}
-            matched = [n.name for n in needs or [] if n.name.lower() in carried]
+            matched = [n.name for n in needs or [] if n.name.lower() in carried and n.name.lower() not in asked]
             described = bool(item["description"])
             fits = bool(matched) or (described and float(about_sims[row]) >= ev.FITS_MIN)
             evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
                                  colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun,
                                  matched=matched, fits=fits, summary=item["summary"],
                                  talked_with=talked[row] if talked is not None else None)
+            if evidence.similar_liked:
+                other = self.items.loc[liked_by_title[evidence.similar_liked[0]]]
+                evidence.similar_shares = ev.shares(item["genres"], item["tags"], other["genres"], other["tags"])
+                evidence.shared_genres = [g for g in evidence.shared_genres if g not in evidence.similar_shares]
             mean = self.quality.mean[col]
             minutes = item["minutes"] if credits else None
             evidence = evidence.model_copy(update=ev.asked(

@@ -113,7 +113,13 @@ def colike_cosine(positives: sp.csr_matrix, liked_cols: np.ndarray, cand_cols: n
 
 def facts(evidence: Evidence, year: int | None, noun_plural: str) -> list[str]:
     """The evidence as short sentences, in the order the prompt shows them."""
-    out = []
+    out = [*evidence.credited, *evidence.shared_people]
+    if evidence.place:
+        out.append(f"from {evidence.place}")
+    if evidence.minutes:
+        out.append(f"{evidence.minutes} minutes long")
+    if evidence.rating:
+        out.append(f"rated {evidence.rating}/5 by {evidence.raters}")
     if evidence.similar_liked:
         out.append(f"like {evidence.similar_liked[0]} (user liked)")
     if evidence.fans_also_liked:
@@ -155,6 +161,17 @@ def pack(phrases: list[str], max_chars: int) -> str:
 ROLES = {"director": "directed by", "cast": "starring", "author": "by"}
 
 
+def shares(genres: tuple[str, ...], tags: tuple[str, ...], other_genres: tuple[str, ...],
+           other_tags: tuple[str, ...], n: int = 2) -> list[str]:
+    """What two items have in common, the most telling first: shared tags, then shared genres."""
+    theirs = {t.lower() for t in (*other_tags, *other_genres)}
+    said: dict[str, str] = {}
+    for x in (*tags, *genres):
+        if x.lower() in theirs:
+            said.setdefault(x.lower(), x)  # "comedy" the tag and Comedy the genre are said once
+    return list(said.values())[:n]
+
+
 def _with_role(role: str, name: str) -> str:
     return f"{ROLES.get(role, role + ':')} {name}"
 
@@ -169,6 +186,8 @@ def asked(people: dict[str, tuple[str, ...]], countries: tuple[str, ...], minute
     if filters.people:
         wanted = [name_key(p) for p in filters.people]
         out["credited"] = [_with_role(role, name) for role, name in credited(people, wanted)][:2]
+    elif people.get("author"):  # a book's author says what kind of book it is
+        out["credited"] = [_with_role("author", people["author"][0])]
     if (filters.countries or filters.languages or filters.exclude_countries) and countries:
         out["place"] = ", ".join(countries[:2])
     if (filters.minutes_min is not None or filters.minutes_max is not None) and minutes is not None:
