@@ -62,17 +62,22 @@ def _reason(max_chars: int, prompts: str = "default") -> ev.ReasonWriter:
 
 
 def test_the_evidence_sentence_adds_parts_while_they_fit(evidence: Evidence) -> None:
-    assert _reason(60)(evidence, 2001, "space comedy", frozenset()) == \
-        "Close to Star Quest (1990), which you rated highly."
-    assert _reason(120)(evidence, 2001, "space comedy", frozenset()) == (
-        "Close to Star Quest (1990), which you rated highly; fans of Star Quest II (1992) loved it; "
-        "Sci-Fi like your favourites.")
-    said = _reason(60)(evidence, 2001, None, frozenset({"Star Quest (1990)"}))
-    assert said == "Close to Star Quest (1990), which you liked."
+    shared = evidence.model_copy(update={"similar_shares": ["space", "Sci-Fi"]})
+    assert _reason(70)(shared, 2001, "space comedy", frozenset()) == \
+        "Space and Sci-Fi, like Star Quest (1990), which you rated highly."
+    assert _reason(160)(shared, 2001, "space comedy", frozenset()) == (
+        "Space and Sci-Fi, like Star Quest (1990), which you rated highly; people who liked Star Quest II "
+        "(1992) liked it too; Sci-Fi like your favourites.")
+    said = _reason(70)(shared, 2001, None, frozenset({"Star Quest (1990)"}))
+    assert said == "Space and Sci-Fi, like Star Quest (1990), which you liked."
+
+
+def test_a_similarity_is_claimed_only_with_what_the_two_share(evidence: Evidence) -> None:
+    assert "Star Quest (1990)" not in _reason(160)(evidence, 2001, None, frozenset())  # no shares: not said
 
 
 def test_the_evidence_sentence_is_cut_to_the_limit(evidence: Evidence) -> None:
-    assert _reason(40)(evidence, 2001, None, frozenset()) == "Close to Star Quest (1990), which you r\u2026"
+    assert _reason(40)(evidence, 2001, None, frozenset()) == "People who liked Star Quest II (1992) l\u2026"
 
 
 def test_the_evidence_sentence_without_evidence() -> None:
@@ -82,9 +87,10 @@ def test_the_evidence_sentence_without_evidence() -> None:
 
 
 def test_the_french_set_words_the_same_evidence_in_french(evidence: Evidence) -> None:
-    assert _reason(160, "fr")(evidence, 2001, None, frozenset()) == (
-        "Proche de Star Quest (1990), que vous avez bien noté; les fans de Star Quest II (1992) l'ont adoré; "
-        "Sci-Fi, comme vos favoris; mots-clés : space, funny.")
+    shared = evidence.model_copy(update={"similar_shares": ["space"]})
+    assert _reason(160, "fr")(shared, 2001, None, frozenset()) == (
+        "Space, comme Star Quest (1990), que vous avez bien noté; ceux qui ont aimé Star Quest II (1992) l'ont "
+        "aimé aussi; Sci-Fi, comme vos favoris.")
 
 
 def test_pack_keeps_leading_phrases_that_fit() -> None:
