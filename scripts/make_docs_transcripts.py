@@ -33,6 +33,11 @@ MARKED = re.compile(r"(<!-- transcript: (?P<name>[\w-]+) -->\n)(.*?)(<!-- /trans
 SPINNER = re.compile(r"[\u2800-\u28ff] thinking\u2026")  # the REPL's spinner frames while a turn runs
 PROGRESS = re.compile(r"^(?:[\w ]+ \u2501+ \d+/\d+ \S+)+$")  # rich progress bars (build steps), redrawn
 CHAT = ["I loved The Matrix and Alien, no horror please", "more like the second one", "why that one?"]
+# what people write beyond genres and titles (issue 37): people, places, denial, quality, length, missing titles
+OPEN = ["Any good Tom Hanks movies?", "A movie about artificial intelligence that isn't dystopian",
+        "I loved Parasite and Oldboy. Any other Korean thrillers?", "Best movies of 2015?",
+        "Something like The Notebook but less sappy, and not too long please",
+        "I loved Knives Out, something like it"]
 COLUMNS = "120"
 
 
@@ -129,6 +134,8 @@ def transcripts(data_dir: Path) -> dict[str, str]:
                                                 "-k", "5", env=env)),
         "recommend-json": lambda: _fenced(_run("recommend", "--user", "42", "--json", "-k", "2", env=env)),
         "recommend-unknown": lambda: _fenced(_run("recommend", "--user", "4242", env=env)),
+        "open-requests": lambda: _fenced("\n".join(_run("recommend", "--query", q, "-k", "4", env=env)
+                                                   for q in OPEN)),
         "mcp": lambda: _mcp(env),
         "config-show": lambda: _config_show(env),
     }
