@@ -54,6 +54,7 @@ def test_describe_for_the_chat_and_for_the_prompt() -> None:
     f = Filters(include_genres=["Comedy", "Drama"], exclude_genres=["Horror"], year_min=1990, year_max=1999,
                 where={"language_code": "eng"})
     assert f.describe() == ["only Comedy, Drama", "no Horror", "from 1990", "up to 1999", "language_code = eng"]
+    assert Filters(year_min=2015, year_max=2015).describe() == ["from 2015 only"]  # "best movies of 2015"
     assert f.describe(for_prompt=True) == ["already-rated items are excluded", "only genres: Comedy, Drama",
                                            "no Horror", "from 1990 on", "up to 1999", "language_code = eng"]
     assert Filters().describe() == []
