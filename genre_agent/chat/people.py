@@ -110,7 +110,13 @@ class PeopleIndex:
 
     @staticmethod
     def _adjacent(text: str, tokens: list[tuple[str, int, int]], start: int, end: int) -> bool:
-        """The words are one name: only spaces, hyphens and full stops ("J. K.") between them."""
+        """The words are one name: only spaces, hyphens and full stops ("J. K.") between them, no word the tail
+        of a contraction ("haven't": "t"), and a one-letter word only as a capital initial ("J. K. Rowling")."""
+        if any(text[tokens[i][1] - 1:tokens[i][1]] in ("'", "\u2019") for i in range(start, end) if tokens[i][1]):
+            return False
+        initial = [len(t) > 1 or (t.isupper() and text[e:e + 1] == ".") for t, _, e in tokens[start:end]]
+        if not all(initial):
+            return False
         return all(re.fullmatch(r"[\s.\-\u2010]{1,3}", text[tokens[i][2]:tokens[i + 1][1]])
                    for i in range(start, end - 1))
 
