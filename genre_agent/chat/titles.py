@@ -275,8 +275,9 @@ def _capital_runs(text: str) -> list[tuple[int, int, int]]:
     runs: list[tuple[int, int, int]] = []
     start = None
     for n, (word, at, _) in enumerate(tokens + [("", len(text), len(text))]):
-        if start is not None and not re.fullmatch(r"[\s()&:'\u2019-]*", text[tokens[n - 1][2]:at]):
-            word = ""  # a sentence end or a comma ends a run
+        gap = text[tokens[n - 1][2]:at] if n else ""
+        if start is not None and (not re.fullmatch(r"[\s(&:'\u2019-]*\)?\s*", gap) or ")" in gap):
+            word = ""  # a sentence end, a comma or a year's closing bracket ends a run
         capital = word[:1].isupper() or word[:1].isdigit()
         inside = start is not None and word.lower() in _CONNECTORS and n + 1 < len(tokens) and \
             tokens[n + 1][0][:1].isupper()
@@ -294,8 +295,9 @@ def _capital_runs(text: str) -> list[tuple[int, int, int]]:
 
 def unmatched_titles(text: str, mentions: list[Mention], taken: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Where `text` writes a title the catalog lacks: a run of capitalised words that holds a found title and
-    more capitalised words beyond it ("The Hunger Games", where the catalog has only "Hunger"), or that follows
-    "I loved", "like", "seen" and is neither a found title nor in `taken` (people, places)."""
+    more capitalised words beyond it, and opens with an article or follows "I loved", "like", "seen" ("I loved
+    The Hunger Games", where the catalog has only "Hunger"); or a run that follows those words and is neither a
+    found title nor in `taken` (people, places)."""
     out = []
     for begin, end, size in _capital_runs(text):
         if size < 2 or any(b < end and e > begin for b, e in taken):
@@ -306,6 +308,8 @@ def unmatched_titles(text: str, mentions: list[Mention], taken: list[tuple[int, 
         if re.fullmatch(r"(?:.*[.!?])?\s*", text[:begin], re.S):  # "Seen Forrest Gump": a sentence's capital
             left = re.sub(r"^\S+", lambda w: " " * len(w.group(0)), left)
         beyond = [w for w in _CAPITAL_TOKEN.findall(left) if w[:1].isupper() and w.lower() not in _STOPWORDS]
-        if (inside and beyond) or (not inside and _CUE_BEFORE.search(text[:begin])):
+        cued = bool(_CUE_BEFORE.search(text[:begin]))
+        article = text[begin:end].split(" ", 1)[0] in ("The", "A", "An")
+        if (inside and beyond and (cued or article)) or (not inside and cued):
             out.append((begin, end))
     return out
