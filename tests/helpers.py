@@ -1,6 +1,9 @@
-"""Hand-made candidates for tests that need no catalog."""
+"""Hand-made candidates for tests that need no catalog, and waiting for a condition."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from genre_agent.schemas import Candidate, Evidence, Scores
 
@@ -20,3 +23,11 @@ CANDIDATES = [
     candidate("20", "Predator (1987)", ["Action", "Sci-Fi"], similar="Terminator, The (1984)", year=1987),
     candidate("30", "Big (1988)", ["Comedy"], similar="Splash (1984)", tags=["tom hanks"], year=1988),
 ]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    """Return once `condition()` holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)

@@ -35,6 +35,7 @@ from genre_agent.pipeline import Recommender
 from genre_agent.settings import ServerSettings
 
 from conftest import TINY
+from helpers import wait_until
 
 KEY_A = "user-a-key-0123456789abcd"  # speaks for catalog user "a"
 KEY_B = "new-user-key-0123456789ab"  # speaks for a new user
@@ -321,13 +322,6 @@ def test_a_key_holds_only_its_share_of_transport_sessions(agent: Agent) -> None:
         assert httpx.post(url, json=opening, headers=_raw(KEY_A)).status_code == 200
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
 NEW_USER_KEYS = [f"new-user-key-{n}-0123456789ab" for n in range(6)]
 
 
@@ -350,7 +344,7 @@ def test_calls_beyond_max_concurrent_are_refused_as_serve_refuses_turns(tiny_bui
             gated.gate.clear()
             calls = [asyncio.create_task(client.call_tool("chat", {"message": "more", "session_id": session}))
                      for client, session in sessions]  # 12 at once, 2 of each key
-            await asyncio.to_thread(_wait_for, lambda: sum(c.done() for c in calls) == 10)
+            await asyncio.to_thread(wait_until, lambda: sum(c.done() for c in calls) == 10)
             assert admission.running() == 2
             refused = [_error(c.result()) for c in calls if c.done()]
             serve_says = "too many turns running (server.max_concurrent); retry shortly"  # serve's 429 message

@@ -33,6 +33,7 @@ from genre_agent.llm.routing import Routes
 from genre_agent.settings import ServerSettings
 
 from conftest import tiny_settings
+from helpers import wait_until
 
 
 class GatedBackend(FakeBackend):
@@ -80,19 +81,12 @@ def live(agent: Agent, keys: dict[str, str | None] | None = None,
                                    **uvicorn_options(settings)), admission, settings.shutdown_s)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    _wait(lambda: server.started)
+    wait_until(lambda: server.started)
     try:
         yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 def _chat(base: str, text: str, session: str | None = None, timeout: float = 30,
@@ -126,7 +120,7 @@ def test_a_client_that_disconnects_cancels_its_turn(agent: Agent, backend: Gated
         with pytest.raises(httpx.ReadTimeout):
             _chat(base, "I loved Star Quest", session, timeout=0.5, key=KEY_A)  # the client gives up and closes
         assert backend.entered.is_set()
-        _wait(lambda: server.admission.stopping() == 1 and server.admission.running() == 0)
+        wait_until(lambda: server.admission.stopping() == 1 and server.admission.running() == 0)
         backend.gate.set()
         assert server.admission.wait_stopped(10)
         state = alone.session(session)
@@ -407,7 +401,7 @@ def test_one_key_cannot_hold_every_turn_slot(agent: Agent, backend: GatedBackend
         over = _chat(base, "something funny", key=KEY_B)
         assert over.status_code == 429 and "server.max_concurrent_per_key" in over.json()["error"]["message"]
         other, got_other = _background(lambda: _chat(base, "something funny", key=KEY_C))  # a free slot
-        _wait(lambda: server.admission.running() == 2)
+        wait_until(lambda: server.admission.running() == 2)
         backend.gate.set()
         first.join(10), other.join(10)
         assert got_first[0].status_code == got_other[0].status_code == 200
@@ -590,10 +584,10 @@ def test_a_cancelled_turn_gives_its_slot_back_at_once(agent: Agent, backend: Gat
         backend.gate.clear()
         with pytest.raises(httpx.ReadTimeout):
             _chat(base, "something funny", timeout=0.5)  # the client gives up; the model is still busy
-        _wait(lambda: server.admission.stopping() == 1)
+        wait_until(lambda: server.admission.stopping() == 1)
         assert server.admission.running() == 0
         thread, got = _background(lambda: _chat(base, "something funny"))
-        _wait(lambda: server.admission.running() == 1)  # admitted, not refused: it waits for the model
+        wait_until(lambda: server.admission.running() == 1)  # admitted, not refused: it waits for the model
         third = _chat(base, "something funny")
         assert third.status_code == 429 and "server.max_concurrent" in third.text  # 1 running, 1 stopping
         backend.gate.set()
@@ -609,7 +603,7 @@ def test_turns_that_do_not_stop_when_cancelled_hold_the_server_at_twice_its_limi
         for stopping in (1, 2):  # a client gives up while the model ignores the cancel
             with pytest.raises(httpx.ReadTimeout):
                 _chat(base, "something funny", timeout=0.5)
-            _wait(lambda n=stopping: server.admission.stopping() == n)
+            wait_until(lambda n=stopping: server.admission.stopping() == n)
         refused = _chat(base, "something funny")
         assert refused.status_code == 429 and "server.max_concurrent" in refused.text
         assert server.admission.running() == 0  # refused with no turn running: two threads are still busy
@@ -647,7 +641,7 @@ def test_a_turn_running_past_shutdown_s_gets_a_json_error_and_a_stream_a_closing
     content = "".join(e["choices"][0]["delta"].get("content", "") for e in _events(iter(lines)))
     assert "server.shutdown_s" in content and "the list already sent stands" in content
     assert [line for line in lines if line][-1] == "data: [DONE]"
-    _wait(lambda: agent.session(session).last == ["2", "6"])  # the list sent was kept
+    wait_until(lambda: agent.session(session).last == ["2", "6"])  # the list sent was kept
     assert agent.session(session).liked == ["1"]
 
 

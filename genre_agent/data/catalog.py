@@ -19,8 +19,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from genre_agent.data import credits as credit_columns
-from genre_agent.data import descriptions
-from genre_agent.data.paths import check_catalog_files, file_kind
+from genre_agent.data import descriptions, reading
+from genre_agent.data.paths import check_catalog_files
+from genre_agent.data.reading import read_table
 from genre_agent.data.resources import shipped_dir
 from genre_agent.errors import CatalogError
 from genre_agent.settings import CatalogFilesSettings
@@ -289,40 +290,6 @@ def _genre_aliases(root: Path, spec: GenresSpec) -> dict[str, list[str]]:
     return aliases
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV, JSONL or Parquet file (CSV and JSONL may be gzipped: `.csv.gz`) as strings; errors name
-    the file."""
-    if not path.is_file():
-        raise CatalogError(f"{path}: file not found. Fix the path in catalog.toml.")
-    if path.stat().st_size == 0:
-        raise CatalogError(f"{path}: the file is empty. It needs a header row and at least one row.")
-    suffix, gzipped = file_kind(path)
-    compression = "gzip" if gzipped else None
-    try:
-        if suffix in (".csv", ".tsv"):
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",",
-                             compression=compression)
-        elif suffix in (".jsonl", ".ndjson", ".json"):
-            df = _as_text(pd.read_json(path, lines=suffix != ".json", dtype=False, compression=compression))
-        elif suffix in (".parquet", ".pq"):
-            df = _as_text(pd.read_parquet(path))
-        else:
-            raise CatalogError(f"{path}: unsupported file type '{suffix}'. Use .csv, .jsonl or .parquet.")
-    except CatalogError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise CatalogError(f"{path}: cannot read: {exc}") from exc
-    if df.empty:
-        raise CatalogError(f"{path}: no rows. It needs at least one row below the header.")
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip())
-
-
-def _as_text(df: pd.DataFrame) -> pd.DataFrame:
-    """Every cell as a string, nulls as "" (as CSV reads them), so the empty-value checks see them."""
-    return df.astype(object).where(df.notna(), "").astype(str)
-
-
 def _where(path: Path, index: int) -> str:
     """A row position the user can find: data row number, and the line for CSV files."""
     line = f" (line {index + 2})" if path.suffix.lower() in (".csv", ".tsv") else ""
@@ -530,35 +497,45 @@ def load_descriptions(root: Path, spec: CatalogSpec, items: pd.DataFrame, report
                       items_table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Per item (in `items` order): its summary and its matching text, "" where it has none. Rows whose text
     is empty, whose id is unknown or repeated, or that needed cleaning are named in the report's notes.
-    `items_table` is the items file as read, where the descriptions are columns of it."""
+    `items_table` is the items file as read, where the descriptions are columns of it; a file of their own is
+    read in chunks, each row of an unknown id dropped as it is read (memory holds the known items' rows)."""
     s = spec.descriptions
     if s is None:
         return [""] * len(items), [""] * len(items)
     path = root / (s.path or spec.items.path)
-    df = read_table(path) if s.path else items_table
     id_column = s.item or spec.items.id
-    ids = _column(df, path, "descriptions", "item", id_column).astype(str)
-    summary = _column(df, path, "descriptions", "summary", s.summary)
-    match = _column(df, path, "descriptions", "match", s.match) if s.match else summary
-    where = [_where(path, i) for i in range(len(df))]
-    cleaned = descriptions.clean(summary.tolist(), match.tolist(), where, s.summary_chars, s.match_chars,
-                                 path.name)
-    table = pd.DataFrame({"item_id": ids.to_numpy(), "summary": cleaned.summaries, "match": cleaned.matches,
-                          "at": where})
-    empty = table.summary.eq("") & table.match.eq("")
-    unknown = ~table.item_id.isin(items.index)
-    repeated = table.item_id.duplicated() & ~unknown & ~empty
+    columns = list(dict.fromkeys([id_column, s.summary, *([s.match] if s.match else [])]))
+    tables = reading.chunks(path, columns) if s.path else [(0, items_table)]
+    kept: dict[str, tuple[str, str, str]] = {}  # item id -> (summary, match, where), its first row's
     # in the items file, an item without a description is an ordinary item and a repeated row is
     # counted as a duplicate item already: only a file of descriptions of its own is checked for those
-    checks = {"descriptions of unknown ids skipped at": unknown & ~empty}
-    if s.path is not None:
-        checks |= {"empty descriptions skipped at": empty,
-                   "repeated descriptions skipped (the first is kept) at": repeated}
-    for label, rows in checks.items():
-        if rows.any():
-            report.notes.append(descriptions.rows_note(f"{path.name}: {label}", table["at"][rows].tolist()))
+    unknown = descriptions.RowsNoted(f"{path.name}: descriptions of unknown ids skipped at")
+    empty = descriptions.RowsNoted(f"{path.name}: empty descriptions skipped at")
+    repeated = descriptions.RowsNoted(f"{path.name}: repeated descriptions skipped (the first is kept) at")
+    for start, df in tables:
+        ids = _column(df, path, "descriptions", "item", id_column).astype(str).to_numpy()
+        summary = _column(df, path, "descriptions", "summary", s.summary).to_numpy()
+        match = _column(df, path, "descriptions", "match", s.match).to_numpy() if s.match else summary
+        blank = (summary == "") & (match == "")
+        known = pd.Index(ids).isin(items.index)
+        unknown.add([_where(path, start + int(i)) for i in np.flatnonzero(~known & ~blank)])
+        for i in np.flatnonzero(known):
+            at = _where(path, start + int(i))
+            if ids[i] in kept:
+                repeated.add([at] if not blank[i] else [])
+            elif blank[i]:
+                empty.add([at])
+            else:
+                kept[ids[i]] = (summary[i], match[i], at)
+    rows = list(kept.values())
+    cleaned = descriptions.clean([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                                 s.summary_chars, s.match_chars, path.name)
+    for at, short, long in zip([r[2] for r in rows], cleaned.summaries, cleaned.matches, strict=True):
+        if not short and not long:
+            empty.add([at])
+    report.notes += unknown.note() + (empty.note() + repeated.note() if s.path is not None else [])
     report.notes += cleaned.notes
-    table = table[~(empty | unknown | repeated)].set_index("item_id")
+    table = pd.DataFrame({"summary": cleaned.summaries, "match": cleaned.matches}, index=list(kept), dtype=object)
     return (table.summary.reindex(items.index, fill_value="").tolist(),
             table.match.reindex(items.index, fill_value="").tolist())
 

@@ -69,9 +69,27 @@ def reads_as_english(text: str) -> bool:
     return sum(w in _ENGLISH for w in words) / len(words) >= ENGLISH_MIN_SHARE
 
 
-def rows_note(label: str, rows: list[str]) -> str:
-    more = f" (+{len(rows) - ROWS_SHOWN} more)" if len(rows) > ROWS_SHOWN else ""
+def rows_note(label: str, rows: list[str], total: int | None = None) -> str:
+    """"label: row 1, row 4 (+2 more)": the first ROWS_SHOWN `rows` of `total` (default: all of them)."""
+    total = len(rows) if total is None else total
+    more = f" (+{total - ROWS_SHOWN} more)" if total > ROWS_SHOWN else ""
     return f"{label}: {', '.join(rows[:ROWS_SHOWN])}{more}"
+
+
+@dataclass
+class RowsNoted:
+    """The rows that earn a note, counted while a file is read: only the first ROWS_SHOWN are named."""
+
+    label: str
+    rows: list[str] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, rows: Sequence[str]) -> None:
+        self.rows += rows[: ROWS_SHOWN - len(self.rows)]
+        self.total += len(rows)
+
+    def note(self) -> list[str]:
+        return [rows_note(self.label, self.rows, self.total)] if self.total else []
 
 
 def clean(summaries: Sequence[str], matches: Sequence[str], where: Sequence[str], summary_chars: int,

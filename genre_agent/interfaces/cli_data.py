@@ -43,14 +43,18 @@ def index(
                                                         "vectors go to NAME.about.npz)")] = None,
 ) -> None:
     """Validate a catalog and build (or update) its vector index and CF model."""
+    import time
+
     from genre_agent.pipeline import build, served_catalog
     from genre_agent.retrieval import vector_file
     from genre_agent.settings import load_settings
 
+    started = time.perf_counter()
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir,
                                  **{"catalog_files.allow_outside": allow_outside or None})
         cat = served_catalog(settings)
+        read_s = time.perf_counter() - started
         with progress_bar() as report:
             retriever, built = build(settings, cat, report, same_items_fallback=True)  # the served catalog
         if export_vectors is not None:
@@ -70,7 +74,8 @@ def index(
           if len(cat.interactions) else "no interactions: CF and popularity skipped, retrieval is by text only")
     out.print(f"{escape(cat.name)}: {len(cat.items)} items, {len(cat.interactions)} interactions, "
               f"{cat.interactions.user_id.nunique()} users; embedded {built.embedded}, reused {built.reused}; "
-              f"{cf}; {built.seconds:.1f} s")
+              f"{cf}; {time.perf_counter() - started:.1f} s (catalog read {read_s:.1f} s, index and CF "
+              f"{built.seconds:.1f} s)")
 
 
 def models() -> None:

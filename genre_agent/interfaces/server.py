@@ -14,7 +14,8 @@ The contract is the one the OpenAI API and llama.cpp's server keep:
 - Per key and replica, at most `server.turns_per_minute` turns and `server.feedback_per_minute` stored feedback
   rows (429 with Retry-After). Only a key that speaks for a catalog user stores feedback: a new user's likes
   steer its session (or its one stateless turn) and are never written where CF training reads them; its
-  session, likes included, is gone from the store when the session ends or expires (`limits.stores_feedback`).
+  session, likes included, is gone from the store when the session is ended, and once expired when it is next
+  asked for or any session is created (`limits.stores_feedback`).
 - Identity comes from the API key alone (`server.api_keys` maps a key to the catalog user it speaks for);
   the body's `user` is only a hint, and no header grants an identity.
 - The readable answer is the reply's `content`; the structured reply (the schema of `Agent.chat`) is the extra
