@@ -53,8 +53,8 @@ class Filters(BaseModel):
                                          "these (\"foreign\")")
     minutes_min: int | None = Field(None, ge=1, description="only items whose known length is at least this")
     minutes_max: int | None = Field(None, ge=1, description="only items whose known length is at most this")
-    exclude_words: list[str] = Field([], description="never items whose tags or description have a word "
-                                     "starting with one of these (\"not dystopian\": dystopi)")
+    exclude_words: list[str] = Field([], description="never items whose tags or description have one of these "
+                                     "words or phrases, in any of its forms (\"not dystopian\": not dystopia)")
     order: Literal["best", "hidden", "popular"] | None = Field(
         None, description="an order, not a filter: the best rated, the best rated of the little known (hidden "
         "gems) or the most popular of the items that fit come first")
@@ -133,8 +133,7 @@ class Filters(BaseModel):
                         self.model_copy(update={"exclude_countries": []})))
         if self.minutes_min is not None or self.minutes_max is not None:
             out.append((self._length(), self.model_copy(update={"minutes_min": None, "minutes_max": None})))
-        out += [(f"not {w}\u2026", self.model_copy(update={"exclude_words": [x for x in self.exclude_words
-                                                                            if x != w]}))
+        out += [(f"not {w}", self.model_copy(update={"exclude_words": [x for x in self.exclude_words if x != w]}))
                 for w in self.exclude_words]
         return out
 
@@ -167,7 +166,7 @@ class Filters(BaseModel):
             (bool(self.countries or self.languages), self._places()),
             (bool(self.exclude_countries), f"not from {', '.join(self.exclude_countries)}"),
             (self.minutes_min is not None or self.minutes_max is not None, self._length()),
-            (bool(self.exclude_words), "not " + ", ".join(f"{w}\u2026" for w in self.exclude_words)),
+            (bool(self.exclude_words), "not " + ", ".join(self.exclude_words)),
             (self.order is not None, {"best": "best rated first", "hidden": "hidden gems first",
                                       "popular": "most popular first"}.get(self.order or "", "")),
         ]

@@ -114,6 +114,17 @@ def test_the_filters_of_credits_places_and_length(credited_dir: Path) -> None:
     assert ids(minutes_max=100) == ["2"] and ids(minutes_min=100) == ["1", "4"]
 
 
+def test_a_denied_word_leaves_out_every_form_of_it_and_a_phrase_as_said() -> None:
+    items = pd.DataFrame({"title": ["A", "B", "C", "D"], "genres": [()] * 4,
+                          "year": pd.array([None] * 4, "Int64"),
+                          "tags": [("dystopia",), (), (), ()], "description": ["", "A dystopian city.",
+                                                                                "Set in World War II.", "A robot."],
+                          "summary": [""] * 4}, index=pd.Index(["1", "2", "3", "4"], name="item_id"))
+    masks = ItemMasks(items)
+    assert list(items.index[masks.allowed(Filters(exclude_words=["dystopian"]), set())]) == ["3", "4"]
+    assert list(items.index[masks.allowed(Filters(exclude_words=["world war ii"]), set())]) == ["1", "2", "4"]
+
+
 def test_quality_orders_by_a_bayesian_average_and_hidden_gems_leave_out_the_famous() -> None:
     fillers = [f"f{n}" for n in range(7)]
     index = pd.Index(["famous", "gem", "fluke", *fillers])
@@ -161,7 +172,7 @@ def test_the_issues_messages_keep_their_whole_meaning(movielens: tuple[TitleInde
     nolan = _read(movielens, "Any good Tom Hanks movies?", "Something directed by Christopher Nolan instead.")
     assert nolan.filters.people == ["Christopher Nolan"] and nolan.query is None
     ai = _read(movielens, "A movie about artificial intelligence that isn't dystopian").filters
-    assert ai.exclude_words == ["dystopi"] and not ai.require_genres
+    assert ai.exclude_words == ["dystopian"] and not ai.require_genres
     chill = _read(movielens, "I usually like action movies but tonight I want something chill").filters
     assert "Action" not in chill.require_genres + chill.include_genres
     best = _read(movielens, "Best movies of 2015?").filters

@@ -101,7 +101,7 @@ _CONTRAST = re.compile(r"\b(?:i\s+)?(?:usually|normally|typically|generally|ofte
 _DENY = re.compile(r"\b(?:isn'?t|is not|aren'?t|are not|not|no|without|nothing|less|avoid|skip|except|"
                    r"never|minus|but not)\s+((?:(?:a|an|the|too|so|very|overly|remotely|at all|any|anything|"
                    r"something|really|super|that|more|with|about|involving|featuring|having|of|set in|"
-                   r"in)\s+)*)([a-z][a-z-]{2,})\b")
+                   r"in)\s+)*)([a-z][a-z-]{2,}(?:[ \t]+[a-z0-9][a-z0-9-]*){0,2})\b")
 # words after a negation that deny no content ("no idea", "not sure", "nothing special")
 _NOT_CONTENT = frozenset("""idea problem problems rush hurry worries worry clue matter bad special sure way
 clue thanks thank preference preferences opinion restrictions restriction limits limit rules""".split())
@@ -184,22 +184,21 @@ def read_order(text: str, filters: Filters) -> str:
     return text
 
 
-def stem(word: str) -> str:
-    """The start of a word that its forms share: "dystopian" -> "dystopi", "depressing" -> "depress"."""
-    for suffix in ("ness", "ing", "ian", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            return word[: len(word) - len(suffix)] + ("i" if suffix == "ian" else "")
-    return word
-
-
-def read_denied(text: str, filters: Filters, ignore: Iterable[str]) -> str:
-    """Words denied ("isn't dystopian", "not a slasher", "less sappy"): items about them are left out. `ignore`
-    are words read elsewhere (genres, fillers)."""
-    skip = set(ignore) | _NOT_CONTENT
+def read_denied(text: str, filters: Filters, read: Iterable[str], fillers: Iterable[str]) -> str:
+    """Words denied ("isn't dystopian", "not a slasher", "less sappy", "not about World War II"): items about
+    them are left out. A denial that opens with a word `read` elsewhere (a genre) is not one of these; the
+    phrase runs up to a word of `fillers` ("nothing sad or dark": "sad")."""
+    filler = set(fillers) | _NOT_CONTENT
+    skip = set(read) | filler
     for m in list(_DENY.finditer(text)):
-        word = m.group(2).replace("-", " ").split()[0]
-        if word in skip:
+        words: list[str] = []
+        for word in m.group(2).split():
+            if word in (filler if words else skip):
+                break
+            words.append(word)
+        if not words:
             continue
-        filters.exclude_words += [s for s in [stem(word)] if s not in filters.exclude_words]
-        text = blank(text, m.start(2), m.end(2))
+        denied = " ".join(words)  # as said: the filter matches its forms ("dystopian": dystopia)
+        filters.exclude_words += [denied] if denied not in filters.exclude_words else []
+        text = blank(text, m.start(2), m.start(2) + len(" ".join(words)))
     return text

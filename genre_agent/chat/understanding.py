@@ -318,7 +318,7 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
     if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
         filters.exclude_genres += [g for v in VIOLENT for g in genres.genres
                                    if g.lower() == v and g not in filters.exclude_genres]
-    rest = read_denied(rest, filters, {*genres.words_of(genres.genres), *_FILLER, *_VIOLENT_WORDS})
+    rest = read_denied(rest, filters, {*genres.words_of(genres.genres), *_VIOLENT_WORDS}, _FILLER)
     read_years(rest, filters, newest, years)
     said = [i for i in mentioned if i in update.seen or i in update.like]
     if said and not update.anchors and _SIMILAR.search(rest):

@@ -18,6 +18,14 @@ from genre_agent.filters import Filters
 ENGLISH_SPEAKING = ("United States", "United Kingdom", "Canada", "Australia", "Ireland", "New Zealand")
 
 
+def stem(word: str) -> str:
+    """The start of a word that its forms share: "dystopian" -> "dystopi", "depressing" -> "depress"."""
+    for suffix in ("ness", "ing", "ian", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: len(word) - len(suffix)] + ("i" if suffix == "ian" else "")
+    return word
+
+
 def genre_masks(items: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per genre (lower case), which items carry it: built once, so a filter costs a few array operations
     rather than a pass over every item's genres (at 100k items that pass was 70% of a request)."""
@@ -69,9 +77,10 @@ class ItemMasks:
         return np.array([(bool(cs & wanted) or bool(ls & spoken)) and not cs & others
                          for cs, ls in zip(self.countries, self.languages, strict=True)])
 
-    def words(self, stems: list[str]) -> np.ndarray:
-        """Items whose tags or description have a word starting with one of `stems`."""
-        pattern = "|".join(re.escape(s.lower()) for s in stems)
+    def words(self, denied: list[str]) -> np.ndarray:
+        """Items whose tags or description have one of these words or phrases, in any of its forms (a word's
+        `stem` starts a word of the text)."""
+        pattern = "|".join(re.escape(stem(s.lower()) if " " not in s else s.lower()) for s in denied)
         return self.texts.str.contains(rf"(?<![a-z0-9])(?:{pattern})", regex=True).to_numpy(dtype=bool)
 
     def allowed(self, filters: Filters, seen: set[str]) -> np.ndarray:
