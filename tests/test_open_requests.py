@@ -117,8 +117,8 @@ def test_the_filters_of_credits_places_and_length(credited_dir: Path) -> None:
 def test_a_denied_word_leaves_out_every_form_of_it_and_a_phrase_as_said() -> None:
     items = pd.DataFrame({"title": ["A", "B", "C", "D"], "genres": [()] * 4,
                           "year": pd.array([None] * 4, "Int64"),
-                          "tags": [("dystopia",), (), (), ()], "description": ["", "A dystopian city.",
-                                                                                "Set in World War II.", "A robot."],
+                          "tags": [("dystopia",), (), (), ()],
+                          "description": ["", "A dystopian city.", "Set in World War II.", "A robot."],
                           "summary": [""] * 4}, index=pd.Index(["1", "2", "3", "4"], name="item_id"))
     masks = ItemMasks(items)
     assert list(items.index[masks.allowed(Filters(exclude_words=["dystopian"]), set())]) == ["3", "4"]
