@@ -184,6 +184,7 @@ def test_the_issues_messages_keep_their_whole_meaning(movielens: tuple[TitleInde
     notebook = _read(movielens, "Something like The Notebook but less sappy, and not too long please").filters
     assert notebook.minutes_max == 120 and notebook.exclude_words == ["sappy"]
     assert _read(movielens, "No, I haven't. I think I will check it out").filters.people == []  # not T.I.
+    assert _read(movielens, "samuel l jackson movies").filters.people == ["Samuel L. Jackson"]
     kong = _read(movielens, "Something like King Kong, the one from 1933.")
     assert [titles.title_of(i) for i in kong.anchors] == ["King Kong (1933)"]
 

@@ -111,10 +111,12 @@ class PeopleIndex:
     @staticmethod
     def _adjacent(text: str, tokens: list[tuple[str, int, int]], start: int, end: int) -> bool:
         """The words are one name: only spaces, hyphens and full stops ("J. K.") between them, no word the tail
-        of a contraction ("haven't": "t"), and a one-letter word only as a capital initial ("J. K. Rowling")."""
+        of a contraction ("haven't": "t"), and a one-letter word only as a capital initial ("J. K. Rowling") or
+        inside a name ("samuel l jackson")."""
         if any(text[tokens[i][1] - 1:tokens[i][1]] in ("'", "\u2019") for i in range(start, end) if tokens[i][1]):
             return False
-        initial = [len(t) > 1 or (t.isupper() and text[e:e + 1] == ".") for t, _, e in tokens[start:end]]
+        initial = [len(t) > 1 or (t.isupper() and text[e:e + 1] == ".") or start < n < end - 1
+                   for n, (t, _, e) in enumerate(tokens[start:end], start)]
         if not all(initial):
             return False
         return all(re.fullmatch(r"[\s.\-\u2010]{1,3}", text[tokens[i][2]:tokens[i + 1][1]])
