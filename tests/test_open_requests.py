@@ -185,6 +185,11 @@ def test_the_issues_messages_keep_their_whole_meaning(movielens: tuple[TitleInde
     assert notebook.minutes_max == 120 and notebook.exclude_words == ["sappy"]
     assert _read(movielens, "No, I haven't. I think I will check it out").filters.people == []  # not T.I.
     assert _read(movielens, "samuel l jackson movies").filters.people == ["Samuel L. Jackson"]
+    for said in ("I liked Harry Potter", "Bob Fleming... Mission"):  # a surname beside a capital is no person
+        assert _read(movielens, said).filters.people == []
+    potter = _read(movielens, "I liked Harry Potter")  # the first title that goes on from what was said
+    assert [titles.title_of(i) for i in potter.liked] == ["Harry Potter and the Sorcerer's Stone (2001)"]
+    assert _read(movielens, "not seeing it, I do like slashers").filters.exclude_words == []  # a verb denied
     kong = _read(movielens, "Something like King Kong, the one from 1933.")
     assert [titles.title_of(i) for i in kong.anchors] == ["King Kong (1933)"]
 

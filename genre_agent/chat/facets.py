@@ -191,6 +191,10 @@ def read_denied(text: str, filters: Filters, read: Iterable[str], fillers: Itera
     filler = set(fillers) | _NOT_CONTENT
     skip = set(read) | filler
     for m in list(_DENY.finditer(text)):
+        if re.fullmatch(r"(?:not|never)\s+", text[m.start():m.start(2)]) and (
+                re.match(r"[a-z-]+(?:ing|ed)\b", m.group(2)) or re.match(r"\s+(?:it|that|this|them)\b",
+                                                                        text[m.end(2):])):
+            continue  # "not seeing it", "never liked": a verb denied, not what an item is about
         words: list[str] = []
         for word in m.group(2).split():
             if word in (filler if words else skip):

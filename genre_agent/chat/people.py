@@ -27,6 +27,8 @@ _ROLE_CUES = (("director", re.compile(r"\b(?:directed|helmed|made)\s+by\s*$|\bdi
 _NEGATED = re.compile(r"\b(?:no|not|without|except|avoid|skip|hate|nothing (?:with|by|starring)|anything but|"
                       r"none with|never)\b(?:\s+(?:movies?|films?|books?|anything|one|ones|with|by|starring|"
                       r"featuring|from|more|of))*\s*$", re.I)
+_KIND_AFTER = re.compile(r"['\u2019]s\b|\s+(?:movies?|films?|books?|novels?|flicks?|classics?|stuff|work)\b",
+                         re.I)
 SURNAME_SHARE = 2.0  # a surname names its most credited bearer when they hold this many times the next one's
 SURNAME_MIN = 3  # ... and at least this many credits (a surname of one film names nobody on its own)
 
@@ -95,7 +97,8 @@ class PeopleIndex:
                 if len(key) == size and key in self.display and (size > 1 or self._single(tokens[start][0],
                                                                                           cued)):
                     name = self.display[key]
-                elif size == 1 and words[0] in self.surnames and (cued or written):
+                elif size == 1 and words[0] in self.surnames and (cued or (written and self._alone(
+                        text, tokens, start))):
                     name = self.display[self.surnames[words[0]]]
                 else:
                     continue
@@ -107,6 +110,18 @@ class PeopleIndex:
     def _single(self, token: str, cued: bool) -> bool:
         """A one-word name ("Madonna") counts only written as a name, and not when it is a common word."""
         return (cued or token[:1].isupper()) and len(token) >= 4 and fold(token) not in self.common
+
+    @staticmethod
+    def _alone(text: str, tokens: list[tuple[str, int, int]], at: int) -> bool:
+        """A capitalised surname is a person by itself when no capitalised word stands next to it ("Harry
+        Potter" is no Deborah Harry) and the words say so: "Tarantino films", "Nolan's", or a request of a few
+        words ("Spielberg, anything good")."""
+        beside = [tokens[i][0] for i in (at - 1, at + 1) if 0 <= i < len(tokens)
+                  and PeopleIndex._adjacent(text, tokens, min(i, at), max(i, at) + 1)]
+        if any(word[:1].isupper() for word in beside):
+            return False
+        after = text[tokens[at][2]:]
+        return bool(_KIND_AFTER.match(after)) or len(tokens) <= 5
 
     @staticmethod
     def _adjacent(text: str, tokens: list[tuple[str, int, int]], start: int, end: int) -> bool:

@@ -13,6 +13,7 @@ titles a model invents do not match and are dropped, so nothing downstream trust
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -146,6 +147,7 @@ class TitleIndex:
                 self.by_name.setdefault(name, []).append(item_id)
         self.names = list(self.by_name)
         self._rank = {item_id: n for n, (item_id, _) in enumerate(ranked)}
+        self._sorted: list[str] | None = None  # the names in order, for `starting` (built on first use)
         self.compact: dict[str, list[str]] = {}  # "oldboy" is also "Old Boy (2003)": names without spaces
         for name, ids in self.by_name.items():
             self.compact.setdefault(name.replace(" ", ""), []).extend(ids)
@@ -174,6 +176,20 @@ class TitleIndex:
         """The items of a normalised name, spaces or not ("oldboy", "old boy"), the most popular first."""
         ids = [*self.by_name.get(name, []), *self.compact.get(name.replace(" ", ""), [])]
         return sorted(dict.fromkeys(ids), key=self._rank.__getitem__) or None
+
+    def starting(self, name: str) -> str | None:
+        """The most popular item whose name goes on from `name` ("harry potter": Harry Potter and the
+        Sorcerer's Stone), None when none does or `name` is a single word."""
+        if " " not in name:
+            return None
+        if self._sorted is None:
+            self._sorted = sorted(self.by_name)
+        at = bisect.bisect_left(self._sorted, name + " ")
+        ids = []
+        while at < len(self._sorted) and self._sorted[at].startswith(name + " "):
+            ids += self.by_name[self._sorted[at]]
+            at += 1
+        return min(ids, key=self._rank.__getitem__) if ids else None
 
     def pick(self, name: str, year: int) -> str | None:
         """The item of a normalised name made in `year` (or a year next to it), None when none is."""

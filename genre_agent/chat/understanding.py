@@ -272,6 +272,10 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
     persons = people.find(_blank(joined, found)) if people else []
     missing = unmatched_titles(joined, found, [(p.begin, p.end) for p in persons])
     found = [m for m in found if not any(b <= m.begin and m.end <= e for b, e in missing)]
+    for b, e in list(missing):  # "I liked Harry Potter": the first of the titles that go on from it
+        if (item := titles.starting(normalise(joined[b:e]))) is not None:
+            missing.remove((b, e))
+            found = sorted([*found, Mention(item, b, e, joined[b:e])], key=lambda m: m.begin)
     mentioned = list(dict.fromkeys(i for m in found for i in m.items))
     rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
     update = StateUpdate(named=mentioned)
