@@ -210,6 +210,18 @@ def test_a_person_a_title_the_catalog_lacks_and_length_are_said_in_the_reply(cre
     assert "I know the length of 3 of the 6 movies" in short.text
 
 
+def test_a_long_week_or_an_epic_fantasy_says_nothing_of_length() -> None:
+    from genre_agent.chat.facets import read_length
+
+    for said in ("after a long week at work", "a long flight tonight", "an epic fantasy novel"):
+        filters = Filters()
+        read_length(said, filters)
+        assert (filters.minutes_min, filters.minutes_max) == (None, None), said
+    epic = Filters()
+    read_length("a long, epic adventure", epic)
+    assert epic.minutes_min == 150
+
+
 def test_a_catalog_without_lengths_says_it_cannot_check_them(tmp_path: Path) -> None:
     agent = Agent.from_config(tiny_settings(tmp_path / "d", k=3), backend=FakeBackend())
     reply = agent.chat("s", "A comedy, not too long")

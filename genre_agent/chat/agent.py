@@ -380,19 +380,14 @@ class Agent:
                      filters=state.describe())
 
     def _notes(self, state: SessionState, update: StateUpdate) -> str | None:
-        """What the reply says of the reading: titles and people the catalog lacks, a length it cannot check
-        (a length asked of a catalog that knows none is dropped from the session, and said)."""
+        """What the reply says of the reading: titles and people the catalog lacks, lengths it cannot check."""
         notes = list(update.notes)
         f = state.filters
         if f.minutes_min is not None or f.minutes_max is not None:
             masks = self.recommender.retriever.masks
             known, every = masks.known_minutes(), len(masks.items)
-            noun = self.catalog_info().item_noun_plural
-            if not known:
-                state.filters = f.model_copy(update={"minutes_min": None, "minutes_max": None})
-                notes.append(f"This catalog does not say how long its {noun} are, so the length was not "
-                             "checked.")
-            elif known < every:
+            if known < every:
+                noun = self.catalog_info().item_noun_plural
                 notes.append(f"I know the length of {known:,} of the {every:,} {noun}; only those are shown.")
         return " ".join(notes) or None
 
@@ -405,9 +400,17 @@ class Agent:
 
     def _apply(self, state: SessionState, update: StateUpdate, writes: list[tuple[str, str]]) -> None:
         """Let the session take in the update; its feedback rows (item, kind) go to `writes`, stored by the
-        caller once the turn is not cancelled."""
+        caller once the turn is not cancelled. A length asked of a catalog that knows none is dropped (the
+        update's notes say so)."""
         writes.extend((item, kind) for kind, item in update.feedback())
         state.apply(update)
+        f = state.filters
+        if (f.minutes_min is not None or f.minutes_max is not None) and not self.recommender.retriever.masks.\
+                known_minutes():  # a length asked of a catalog that knows none: dropped, and said
+            state.filters = f.model_copy(update={"minutes_min": None, "minutes_max": None})
+            noun = self.catalog_info().item_noun_plural
+            update.notes.append(f"This catalog does not say how long its {noun} are, so the length was not "
+                                "checked.")
 
     def _store(self, state: SessionState, writes: list[tuple[str, str]], message: str) -> None:
         """Store a turn's feedback; each event names its source: the session, the turn and the message."""

@@ -78,8 +78,9 @@ _LENGTH_AFTER = re.compile(rf"\b{_AMOUNT}\s*(hours?|hrs?|minutes?|mins?)(\s+and\
 _NOT_LONG = re.compile(r"\b(?:not (?:too |very |that |so )?long|isn'?t (?:too |very )?long|nothing (?:too )?long|"
                        r"not a long one)\b")
 _SHORT = re.compile(r"\b(?:short|quick|brief)(?! (?:stor(?:y|ies)|films?|film collections?))\b")
-_EPIC = re.compile(r"\b(?:(?:long|epic|lengthy|marathon)\s+(?:movies?|films?|ones?|watch)|(?:a|an) (?:long|epic|"
-                   r"lengthy)\b)")
+# "a long movie", "a long, epic adventure", "an epic." -- not "a long week" or "an epic fantasy"
+_EPIC = re.compile(r"\b(?:(?:long|epic|lengthy|marathon)\s+(?:movies?|films?|ones?|watch|epics?)\b|"
+                   r"a long,? epic\b|an epic\b(?=\s*(?:[,.!?]|$|movie|film|one)))")
 _AROUND = re.compile(rf"\b(?:around|about|roughly|approximately)\s+{_AMOUNT}\s*(hours?|hrs?|minutes?|mins?)"
                      r"(\s+and\s+(?:a\s+)?half)?")
 NOT_TOO_LONG = 120  # minutes: "not too long" is two hours at most
