@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from genre_agent.chat.agent import Agent
+from genre_agent.chat.facets import read_length
 from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.people import PeopleIndex
 from genre_agent.chat.session import SessionState
@@ -211,8 +212,6 @@ def test_a_person_a_title_the_catalog_lacks_and_length_are_said_in_the_reply(cre
 
 
 def test_a_long_week_or_an_epic_fantasy_says_nothing_of_length() -> None:
-    from genre_agent.chat.facets import read_length
-
     for said in ("after a long week at work", "a long flight tonight", "an epic fantasy novel"):
         filters = Filters()
         read_length(said, filters)
