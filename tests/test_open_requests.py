@@ -191,6 +191,8 @@ def test_the_issues_messages_keep_their_whole_meaning(movielens: tuple[TitleInde
     potter = _read(movielens, "I liked Harry Potter")  # the first title that goes on from what was said
     assert [titles.title_of(i) for i in potter.liked] == ["Harry Potter and the Sorcerer's Stone (2001)"]
     assert _read(movielens, "not seeing it, I do like slashers").filters.exclude_words == []  # a verb denied
+    ocean = _read(movielens, "I liked Ocean's Eleven, the one with George Clooney.")  # which one, no wish
+    assert [titles.title_of(i) for i in ocean.liked] == ["Ocean's Eleven (2001)"] and ocean.filters.people == []
     kong = _read(movielens, "Something like King Kong, the one from 1933.")
     assert [titles.title_of(i) for i in kong.anchors] == ["King Kong (1933)"]
 
@@ -205,6 +207,8 @@ def test_a_person_a_title_the_catalog_lacks_and_length_are_said_in_the_reply(cre
     assert reply.recommendations.recommendations[0].evidence.startswith("Starring Bo Park")
     unknown = agent.chat("u", "A comedy starring Zed Quorum")
     assert "I don't know anyone called Zed Quorum" in unknown.text and unknown.recommendations is not None
+    which = agent.chat("w", "Something like Star Quest, the one with Carl Stone")  # he made Laugh Riot only
+    assert "I don't have the Star Quest with Carl Stone in the catalog" in which.text
     missing = agent.chat("m", "I loved The Galaxy Wars Saga, any sci-fi like it?")
     assert "I don't have The Galaxy Wars Saga in the catalog" in missing.text
     short = agent.chat("l", "Sci-fi under 100 minutes")

@@ -27,8 +27,8 @@ _ROLE_CUES = (("director", re.compile(r"\b(?:directed|helmed|made)\s+by\s*$|\bdi
 _NEGATED = re.compile(r"\b(?:no|not|without|except|avoid|skip|hate|nothing (?:with|by|starring)|anything but|"
                       r"none with|never)\b(?:\s+(?:movies?|films?|books?|anything|one|ones|with|by|starring|"
                       r"featuring|from|more|of))*\s*$", re.I)
-_KIND_AFTER = re.compile(r"['\u2019]s\b|\s+(?:movies?|films?|books?|novels?|flicks?|classics?|stuff|work)\b",
-                         re.I)
+_KIND_AFTER = re.compile(r"['\u2019]s\b|\s+(?:movies?|films?|books?|novels?|flicks?|classics?|stuff|work|one|"
+                         r"version)\b", re.I)
 SURNAME_SHARE = 2.0  # a surname names its most credited bearer when they hold this many times the next one's
 SURNAME_MIN = 3  # ... and at least this many credits (a surname of one film names nobody on its own)
 
@@ -53,9 +53,12 @@ class PeopleIndex:
 
     def __init__(self, items: pd.DataFrame, common: Iterable[str] = ()) -> None:
         spellings: dict[frozenset[str], Counter[str]] = {}
-        for credits in (items["people"] if "people" in items.columns else []):
+        self.works: dict[frozenset[str], set[str]] = {}  # each person's items
+        people = items["people"] if "people" in items.columns else pd.Series(dtype=object)
+        for item_id, credits in people.items():
             for name in {n for names in credits.values() for n in names}:
                 spellings.setdefault(name_key(name), Counter())[name] += 1
+                self.works.setdefault(name_key(name), set()).add(str(item_id))
         self.display = {key: names.most_common(1)[0][0] for key, names in spellings.items() if key}
         credits = {key: sum(names.values()) for key, names in spellings.items()}
         by_surname: dict[str, list[tuple[int, frozenset[str]]]] = {}

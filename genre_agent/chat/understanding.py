@@ -18,10 +18,11 @@ from pydantic import BaseModel, ValidationError
 
 from genre_agent.chat.facets import blank, drop_contrast, read_denied, read_length, read_order, read_places
 from genre_agent.chat.genres import GenreWords
-from genre_agent.chat.people import PeopleIndex
+from genre_agent.chat.people import PeopleIndex, PersonMention
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
 from genre_agent.chat.titles import Mention, TitleIndex, normalise, unmatched_titles
 from genre_agent.chat.years import read_years
+from genre_agent.data.credits import name_key
 from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import Backend
@@ -142,6 +143,39 @@ def _year_said(text: str, found: list[Mention], titles: TitleIndex) -> list[Ment
         picked = titles.pick(normalise(m.text), year) if m.end <= said.start() else None
         out.append(dataclasses.replace(m, item_id=picked) if picked else m)
     return out
+
+
+_APPOSITION = re.compile(r",\s*the\s+(?:(?:[a-z]+\s+){0,2}(?:one|version|film|movie|novel|book|original)\s+)?$",
+                         re.I)
+_KIND_AFTER = re.compile(r"\s*(?:['\u2019]s\s+)?(?:one|version|film|movie|novel|book)\b", re.I)
+
+
+def _disambiguated(text: str, found: list[Mention], persons: list[PersonMention], titles: TitleIndex,
+                   people: PeopleIndex | None, notes: list[str]) -> tuple[list[Mention], list[PersonMention]]:
+    """"Ocean's Eleven, the one with George Clooney", "Leviathan, the Paul Auster novel": the person says which
+    item of that name is meant (one they are credited in), and is no wish of their own; when no item of that
+    name credits them, `notes` says the one meant is missing."""
+    if people is None:
+        return found, persons
+    kept = []
+    for person in persons:
+        said = _APPOSITION.search(text[: person.begin])
+        if not said or person.name is None or not (
+                said.group(0).rstrip().lower().endswith(("one", "version", "film", "movie", "novel", "book",
+                                                         "original")) or _KIND_AFTER.match(text[person.end:])):
+            kept.append(person)
+            continue
+        before = [m for m in found if m.end <= said.start()]
+        if before:
+            title = before[-1]
+            works = people.works.get(name_key(person.name), set())
+            ids = [i for i in titles.named(normalise(title.text)) or [] if i in works]
+            if ids:
+                found = [dataclasses.replace(m, item_id=ids[0]) if m is title else m for m in found]
+            else:
+                notes.append(f"I don't have the {title.text} with {person.name} in the catalog, so I went by the "
+                             f"{titles.title_of(title.item_id)} I have.")
+    return found, kept
 
 
 def _refs(text: str, state: SessionState) -> list[str]:
@@ -283,6 +317,10 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
     update.notes += [f"I don't have {joined[b:e]} in the catalog, so I went by its words." for b, e in missing]
     for person in persons:
         rest = blank(rest, person.begin, person.end)  # a name is never a word of what the item is about
+    found, persons = _disambiguated(joined, found, persons, titles, people, update.notes)
+    mentioned = list(dict.fromkeys(i for m in found for i in m.items))
+    update.named = mentioned
+    for person in persons:
         if person.name is None:
             update.notes.append(f"I don't know anyone called {person.text} in this catalog.")
         elif person.negated:
