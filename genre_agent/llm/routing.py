@@ -137,9 +137,7 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
     if routes.reasons:
         routed.llm_roles.append("reasons")
         if not (routes.ranking and routes.ranking_method == "json") and k:  # else the ranking answer has them
-            writing = WritingContext(item_noun=context.item_noun, item_noun_plural=context.item_noun_plural,
-                                     reason_max_chars=reason_max_chars, history=context.history,
-                                     query=context.query, item=order[0])
+            writing = WritingContext.of(context, order[0])
             out = write_reasons(backend, prompts, writing, order[:k], max_chars=reason_max_chars,
                                 deadline_s=reasons_deadline_s,
                                 on_reason=None if routes.ranking else on_reason)  # streamed over the first order
