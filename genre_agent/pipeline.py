@@ -27,7 +27,7 @@ from genre_agent.filters import Filters
 from genre_agent.llm.adapters import with_adapter
 from genre_agent.llm.backends import Backend, backend_class, make_backend
 from genre_agent.llm.calibration import InForce, Key, find, model_id, template_hash
-from genre_agent.llm.contexts import RankingContext
+from genre_agent.llm.contexts import RankingContext, WritingContext
 from genre_agent.llm.prompts import Prompts, resolve_prompts_dir
 from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
@@ -243,9 +243,14 @@ class Recommender:
         a measurement pinned the routes."""
         return self.pinned_routes or routes_for(self.calibration(prompts), self.settings)
 
-    def render(self, request: RecommendRequest) -> list[dict[str, str]]:
-        """The exact ranking prompt of a request, with real candidates; the LLM is not called."""
-        return self._prepare(request).messages
+    def render(self, request: RecommendRequest, role: Role = "ranking") -> list[dict[str, str]]:
+        """The exact prompt of a request's ranking, or of its first candidate's reason, with real candidates;
+        the LLM is not called."""
+        p = self._prepare(request)
+        if role == "ranking":
+            return p.messages
+        writing = [WritingContext.of(p.context, c) for c in p.candidates[:1]]  # none when nothing passed
+        return [m for context in writing for m in self.prompt_set(request.prompts).writing_messages(context)]
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[int, str]:
         """Tokens of the messages (chat template included) for the configured model, and what counted them."""

@@ -39,7 +39,7 @@ def test_new_user_conversation(agent: Agent) -> None:
     assert why.intent == "why" and why.explained_item == "2"
     assert "Star Quest (1990)" in why.text and "Evidence:" in why.text
     # a like said in the chat is not a rating: the evidence sentence does not claim one
-    assert "Close to Star Quest (1990), which you liked" in why.text and "which you rated" not in why.text
+    assert "like Star Quest (1990), which you liked" in why.text and "which you rated" not in why.text
 
 
 def test_vague_first_message_asks_one_question_then_shows_popular(agent: Agent) -> None:

@@ -12,6 +12,7 @@ from genre_agent.llm.contexts import CONTEXT_OF, RankingContext, UnderstandingSy
 from genre_agent.llm.prompts import OPTIONAL, REQUIRED, Prompts, header, resolve_prompts_dir
 from genre_agent.schemas import HistoryItem
 
+from conftest import TINY
 from helpers import CANDIDATES
 
 VARIABLES = RankingContext(
@@ -122,3 +123,22 @@ def test_a_template_renders_only_with_its_own_context() -> None:
     assert "Sci-Fi" in prompts.render("understand_system.j2", UnderstandingSystemContext(genres=["Sci-Fi"]))
     with pytest.raises(TypeError, match="rank.j2 receives a RankingContext"):
         prompts.render("rank.j2", UnderstandingSystemContext(genres=["Sci-Fi"]))
+
+
+@pytest.mark.parametrize("role, expected", [
+    ("ranking", ["[6] Deep Space Comedy (2001) | Sci-Fi, Comedy", "[3] Laugh Riot (1995) | Comedy",
+                 "Star Quest II (1992)"]),  # the candidates and the user's history
+    ("reasons", ["The movie: Deep Space Comedy (2001)", "Star Quest II (1992)"]),  # the first candidate's
+    ("understand", ['Message: "something funny"', "Adventure, Comedy, Horror, Sci-Fi"]),  # the catalog's genres
+])
+def test_each_role_s_prompt_renders_with_the_catalog_s_data(tmp_path: Path, role: str, expected: list[str]
+                                                               ) -> None:
+    from typer.testing import CliRunner
+
+    from genre_agent.interfaces.cli import app
+
+    result = CliRunner().invoke(app, ["prompts", "render", "--catalog", str(TINY), "--data-dir", str(tmp_path),
+                                      "--user", "a", "--query", "something funny", "--role", role])
+    assert result.exit_code == 0, result.output
+    assert all(text in result.stdout for text in expected), result.stdout
+    assert result.stdout.count("--- system ---") == 1 and "prompt tokens" in result.stderr

@@ -196,8 +196,8 @@ def test_fit_trains_the_served_ranker_and_only_word_less_requests_follow_it(tmp_
     assert Recommender.open(settings, backend=FakeBackend()).retriever.ranker is not None
     other = load_settings(catalog=str(settings.catalog), data_dir=settings.data_dir,
                           **{"backend.name": "fake", "retrieval.weight_cf": 0.5})
-    with pytest.warns(UserWarning, match=r"stale: trained with other settings \(retrieval.weight_cf 1.0 then, "
-                                         r"0.5 now\).*`genre-agent fit`"):
+    with pytest.warns(UserWarning, match=r"stale \(its features were computed with other settings: "
+                                         r"retrieval.weight_cf 1.0 then, 0.5 now\).*`genre-agent fit`"):
         assert Recommender.open(other, backend=FakeBackend()).retriever.ranker is not None  # used until then
     assert ensure_fitted(other, after.catalog) is not None  # what an evaluation measures is never stale
 

@@ -23,9 +23,17 @@ from conftest import TINY
 pytestmark = pytest.mark.real
 
 
+# Every role asked of the model, as a model never measured is (the bundled one is measured to help with none)
+EVERY_ROLE = Routes(ranking_weight=1.0, ranking_method="json", permutations=1, reasons=True,
+                    calibration="pinned by the test: every role")
+
+
 def test_real_model_on_the_tiny_catalog(data_dir: Path) -> None:
     settings = load_settings(catalog=str(TINY), data_dir=data_dir / "real", **{"backend.name": "llamacpp"})
     rec = Recommender.open(settings)
+    uncalibrated = rec.recommend("alice", k=2)  # routed as its shipped calibrations: no role, no model call
+    assert uncalibrated.llm_roles == [] and uncalibrated.prompt_tokens == 0
+    rec.pinned_routes = EVERY_ROLE
     result = rec.recommend("alice", k=2)
     assert result.backend == "llamacpp" and result.model == "smollm2-135m"
     assert result.prompt_tokens > 100 and result.timings_ms.llm > 0
@@ -89,6 +97,7 @@ def test_real_model_output_follows_an_edited_template(data_dir: Path, tmp_path: 
             return out
 
     rec = Recommender.open(settings, backend=Recording(real))
+    rec.pinned_routes = EVERY_ROLE
     before = rec.recommend("alice", k=2)
     first_answer = answers[0]
     rank = mine / "rank.j2"

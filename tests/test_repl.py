@@ -90,7 +90,7 @@ def test_the_repl_shows_the_list_then_the_models_reasons_as_they_come(tmp_path: 
 
     from conftest import tiny_settings
 
-    said = "A Horror film close to Star Quest (1990), which you liked."  # Horror: beyond its evidence sentence
+    said = "A Horror film close to Star Quest (1990) that you liked."  # Horror: beyond its evidence sentence
     model = FakeBackend([json.dumps({"reason": "Close to Star Quest (1990), which you liked."}),  # adds nothing
                          json.dumps({"reason": said})])
     agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)

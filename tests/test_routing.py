@@ -141,7 +141,20 @@ def test_without_any_calibration_every_role_is_asked(tiny_recommender: Recommend
     rec = _recommender(tiny_recommender, tmp_path, backend)
     result = rec.recommend("alice", k=2)
     assert result.fallback and len(backend.calls) == 2  # asked, re-asked, failed: that is what fallback means
-    assert "uncalibrated" in result.calibration
+    assert "uncalibrated: every role is asked (a model not measured on any catalog)" in result.calibration
+
+
+def test_a_catalog_without_calibration_routes_the_bundled_model_as_it_was_measured_elsewhere(
+        tiny_recommender: Recommender, tmp_path: Path) -> None:
+    """Its calibrations on both shipped catalogs route nothing to it: neither does a catalog of the user's."""
+    backend = FakeBackend()
+    rec = _recommender(tiny_recommender, tmp_path, backend,
+                       **{"backend.name": "llamacpp", "backend.model": "smollm2-135m"})
+    result = rec.recommend("alice", k=2)
+    assert backend.calls == [] and result.llm_roles == [] and not result.fallback
+    assert ("uncalibrated on this catalog: routed as llamacpp:smollm2-135m was measured on the shipped catalogs "
+            "(goodbooks, movielens); run `genre-agent calibrate`") in result.calibration
+    assert rec.routes().reading == frozenset()
 
 
 @pytest.mark.parametrize("fields, expected", [(None, set()), ([], set()), (["genres"], {"genres"})])

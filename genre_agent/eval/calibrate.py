@@ -67,7 +67,8 @@ def calibrate(settings: Settings, recommender: Recommender, backend: Backend, pr
                            catalog.positive_min, seed)
     if len(val.rows) == 0:
         raise ConfigError(f"Catalog '{catalog.name}' has no user with 5 liked items before their last one: too "
-                          "little data to measure the model on. Answers stay uncalibrated (every role asked).")
+                          "little data to measure the model on. Answers stay uncalibrated (`genre-agent config "
+                          "show` says what goes to the model).")
 
     def step(name: str) -> Callable[[int, int], None] | None:
         return (lambda d, t: progress(name, d, t)) if progress else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,10 @@ from rich.table import Table
 from genre_agent.errors import GenreAgentError
 from genre_agent.interfaces.console import CatalogOpt, ConfigOpt, DataDirOpt, err, fail, out, progress_bar
 
+if TYPE_CHECKING:
+    from genre_agent.pipeline import Recommender
+
+Role = Literal["ranking", "reasons", "understand"]
 prompts_app = typer.Typer(help="Template sets: list, show, check, render, and copy for editing.",
                           no_args_is_help=True)
 
@@ -63,28 +67,49 @@ def prompts_render(
     name: Annotated[str | None, typer.Argument(help="set name (or use --prompts)")] = None,
     prompts: Annotated[str | None, typer.Option("--prompts", help="set name or folder")] = None,
     user: Annotated[str | None, typer.Option("--user", "-u")] = None,
-    query: Annotated[str | None, typer.Option("--query", "-q")] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="the request's words; with --role "
+                                                "understand, the chat message read")] = None,
     k: Annotated[int | None, typer.Option("-k")] = None,
+    role: Annotated[Role, typer.Option("--role", help="ranking (the list), reasons (the first candidate's "
+                                       "reason) or understand (reading --query as a first chat message)")
+                    ] = "ranking",
     catalog: CatalogOpt = None,
     data_dir: DataDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the exact ranking prompt for a request, with real candidates, without calling the LLM."""
+    """Print the exact prompt a role of the model would get for a request, with the catalog's real data
+    (candidates, history, genres), without calling the LLM."""
     from genre_agent.pipeline import Recommender
     from genre_agent.schemas import RecommendRequest
     from genre_agent.settings import load_settings
 
+    if role == "understand" and not query:
+        raise typer.BadParameter("--role understand reads a message: give it as --query")
     try:
         settings = load_settings(config, catalog=catalog, data_dir=data_dir, k=k, prompts=prompts or name)
         with progress_bar() as report:
             rec = Recommender.open(settings, progress=report)
-        messages = rec.render(RecommendRequest(user_id=user, query=query))
+        request = RecommendRequest(user_id=user, query=query)
+        messages = _reading(rec, query or "") if role == "understand" else rec.render(request, role)
+        if not messages:
+            err.print("no item passes the filters: there is no reason to ask for")
         for m in messages:
             typer.echo(f"--- {m['role']} ---\n{m['content']}")
         tokens, counted_by = rec.count_prompt_tokens(messages)
         err.print(f"{tokens} prompt tokens ({counted_by})")
     except GenreAgentError as exc:
         fail(exc)
+
+
+def _reading(rec: Recommender, message: str) -> list[dict[str, str]]:
+    """The messages the model reads a first chat message with (`ask_model`, given a backend that records them
+    and answers nothing)."""
+    from genre_agent.chat.understanding import ask_model
+    from genre_agent.llm.backends import FakeBackend
+
+    recorder = FakeBackend()
+    ask_model(recorder, rec.prompts, message, [], [], rec.genres())
+    return [dict(m) for m in recorder.calls[0]]
 
 
 @prompts_app.command("init")

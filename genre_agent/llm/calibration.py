@@ -15,7 +15,9 @@ does; the evaluation's test items are never seen):
 
 The result is saved as JSON in the data directory, keyed by the catalog's fingerprint, the backend, the
 model and a hash of the template set. Calibrations of the bundled model for the shipped catalogs ship with
-the package (`genre_agent/llm/calibrations/`) and are used when no local one exists.
+the package (`genre_agent/llm/calibrations/`) and are used when no local one exists. A catalog with no
+calibration of its own starts from what its model was measured to do on the shipped catalogs (`elsewhere`):
+for the bundled model, no role goes to it. A model the package never measured is asked for every role.
 """
 
 from __future__ import annotations
@@ -200,11 +202,18 @@ class InForce:
     calibration: Calibration | None
     state: Literal["local", "shipped", "stale", "none"]
     path: Path | None = None
+    elsewhere: tuple[Calibration, ...] = ()  # with none of its own: the model's shipped calibrations
 
     def describe(self) -> str:
         cal = self.calibration
+        if cal is None and self.elsewhere:
+            catalogs = ", ".join(sorted({c.key.catalog for c in self.elsewhere}))
+            key = self.elsewhere[0].key
+            return (f"uncalibrated on this catalog: routed as {key.backend}:{key.model} was measured on the "
+                    f"shipped catalogs ({catalogs}); run `genre-agent calibrate` to measure it here")
         if cal is None:
-            return "uncalibrated: every role is asked; run `genre-agent calibrate` to measure them"
+            return ("uncalibrated: every role is asked (a model not measured on any catalog); run `genre-agent "
+                    "calibrate` to measure them")
         where = "shipped" if self.path and self.path.parent == SHIPPED else "local"
         text = (f"{where} calibration of {cal.key.backend}:{cal.key.model} on {cal.key.catalog} "
                 f"({cal.created[:10]})")
@@ -239,7 +248,9 @@ def find(data_dir: Path, key: Key) -> InForce:
     if others:
         cal, path = max(others, key=lambda cp: cp[0].created)
         return InForce(cal, "stale", path)
-    return InForce(None, "none")
+    shipped = [cal for path in sorted(SHIPPED.glob("*.json")) if (cal := _read(path)) is not None
+               and (cal.key.backend, cal.key.model) == (key.backend, key.model)]
+    return InForce(None, "none", elsewhere=tuple(shipped))
 
 
 def save(calibration: Calibration, data_dir: Path) -> Path:

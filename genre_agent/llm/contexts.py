@@ -120,6 +120,13 @@ class WritingContext(TemplateContext):
     item: Candidate = Field(description="the item to explain: .title .year .genres .tags .summary .why "
                             ".evidence (see rank.j2)", examples=[_SAMPLE_CANDIDATE])
 
+    @classmethod
+    def of(cls, ranking: RankingContext, item: Candidate) -> WritingContext:
+        """The reason of `item` asked for in the answer to the ranking request of `ranking`."""
+        return cls(item_noun=ranking.item_noun, item_noun_plural=ranking.item_noun_plural,
+                   reason_max_chars=ranking.reason_max_chars, history=ranking.history, query=ranking.query,
+                   item=item)
+
 
 CONTEXTS: tuple[type[TemplateContext], ...] = (RankingContext, ScoringContext, UnderstandingSystemContext,
                                                UnderstandingContext, ReasonContext, WritingContext)

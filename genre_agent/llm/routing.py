@@ -2,8 +2,9 @@
 
 The calibration in force (`llm/calibration.py`) says what the configured model does well on this catalog;
 explicit settings win over it. A role with no measured gain is not called at all: the answer comes at once
-from retrieval, CF and the evidence template. With no calibration for this model, every role is asked (the
-model is validated item by item either way).
+from retrieval, CF and the evidence template. With no calibration on this catalog, a role goes to the model
+only where each of its shipped calibrations routes it (the bundled model: none); a model never measured is
+asked for every role (it is validated item by item either way).
 """
 
 from __future__ import annotations
@@ -136,9 +137,7 @@ def answer(backend: Callable[[], Backend], routes: Routes, prompts: Prompts, con
     if routes.reasons:
         routed.llm_roles.append("reasons")
         if not (routes.ranking and routes.ranking_method == "json") and k:  # else the ranking answer has them
-            writing = WritingContext(item_noun=context.item_noun, item_noun_plural=context.item_noun_plural,
-                                     reason_max_chars=reason_max_chars, history=context.history,
-                                     query=context.query, item=order[0])
+            writing = WritingContext.of(context, order[0])
             out = write_reasons(backend, prompts, writing, order[:k], max_chars=reason_max_chars,
                                 deadline_s=reasons_deadline_s,
                                 on_reason=None if routes.ranking else on_reason)  # streamed over the first order
@@ -164,13 +163,16 @@ def _fused(order: list[Candidate], llm: np.ndarray, weight: float) -> list[Candi
 def routes_for(in_force: InForce, settings: Settings) -> Routes:
     """The routes of a request: the calibration's measurements, with explicit settings winning
     (`conversation.understand_with_llm` set to true or false overrides the measured reading)."""
-    cal, explicit = in_force.calibration, settings.conversation.understand_with_llm
+    cals = [in_force.calibration] if in_force.calibration is not None else list(in_force.elsewhere)
+    explicit = settings.conversation.understand_with_llm
     every = frozenset(READING_FIELDS)
-    if cal is None:  # nothing measured: ask the model for everything, as a calibrated strong model would be
+    if not cals:  # never measured: ask the model for everything, as a calibrated strong model would be
         return Routes(ranking_weight=1.0, ranking_method="json", permutations=1, reasons=True,
                       reading=every if explicit in (None, True) else frozenset(), calibration=in_force.describe())
-    measured = frozenset(cal.reading.fields)
-    return Routes(ranking_weight=cal.ranking.routed_weight, ranking_method=cal.ranking.method,
-                  permutations=cal.ranking.permutations, reasons=cal.reasons.routed,
+    # measured on other catalogs only: a role goes to the model where every measurement routed it
+    least = min(cals, key=lambda c: c.ranking.routed_weight).ranking
+    measured = frozenset.intersection(*(frozenset(c.reading.fields) for c in cals))
+    return Routes(ranking_weight=least.routed_weight, ranking_method=least.method,
+                  permutations=least.permutations, reasons=all(c.reasons.routed for c in cals),
                   reading=measured if explicit is None else (every if explicit else frozenset()),
                   calibration=in_force.describe())

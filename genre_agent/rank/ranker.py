@@ -108,10 +108,10 @@ class Ranker:
     def changed(self, settings: dict[str, Any]) -> str | None:
         """Which of the settings its features were computed with differ from `settings` (None: none)."""
         if self.settings is None:
-            return "its file does not record the settings it was trained with"
+            return "its file does not record the settings its features were computed with"
         diff = [f"{key} {self.settings.get(key)!r} then, {value!r} now" for key, value in settings.items()
                 if self.settings.get(key) != value]
-        return f"trained with other settings ({'; '.join(diff)})" if diff else None
+        return f"its features were computed with other settings: {'; '.join(diff)}" if diff else None
 
     @classmethod
     def load(cls, path: Path) -> Ranker:
@@ -185,9 +185,8 @@ def open_ranker(directory: Path, fingerprint: str, shipped: Path | None = None, 
                       "refresh it.", stacklevel=3)
     changed = ranker.changed(settings)
     if changed is not None:
-        warnings.warn(f"the learned ranker of this catalog is stale: {changed}, so its features are computed "
-                      "otherwise now; answers use it until then. Run `genre-agent fit` to train it with these "
-                      "settings.", stacklevel=3)
+        warnings.warn(f"the learned ranker of this catalog is stale ({changed}): answers use it until then. "
+                      "Run `genre-agent fit` to train it with the settings in force.", stacklevel=3)
     if ranker.conversation is None:
         warnings.warn("the learned ranker of this catalog was trained without conversations: conversations "
                       "that name titles (\"like X\", a catalog user's words) use the hand-weighted order. Run "
