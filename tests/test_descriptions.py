@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genre_agent.data.catalog import load_catalog
-from genre_agent.data.descriptions import clean, cut_sentences, reads_as_english, uncited
+from genre_agent.data.descriptions import clean, cut_sentences, reads_as_english, sentences, uncited
 from genre_agent.errors import ConfigError
 from genre_agent.eval.requests import evaluate_requests, load_requests
 from genre_agent.interfaces.cli import app
@@ -94,6 +94,10 @@ def test_summaries_are_cut_at_a_sentence_end() -> None:
     text = "First sentence here. Second one is longer than the rest. Third."
     assert cut_sentences(text, 30) == "First sentence here."
     assert cut_sentences("One very long opening sentence without an end", 20) == "One very long\u2026"
+    assert cut_sentences("They call Lt. John McClane. He is in the U.S. Navy. J. Edgar Hoover calls.", 40) == (
+        "They call Lt. John McClane.")  # not "They call Lt."
+    assert sentences("Dr. Grant meets Mrs. Smith at St. Mary's. She is from the U.S. Then World War II. End.") == [
+        "Dr. Grant meets Mrs. Smith at St. Mary's.", "She is from the U.S. Then World War II.", "End."]
     assert reads_as_english("The crew of the ship sails to the island and they find a map in the sand " * 2)
     assert not reads_as_english("Le navire part vers l'île avec tout son équipage pendant la nuit " * 3)
 

@@ -18,6 +18,9 @@ _TAG = re.compile(r"</?[A-Za-z!][^>]{0,200}>")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'\u201c(])")  # "e.g. the" does not end one
+# a title or an initial before a name ends no sentence: "Dr. Grant", "J. Edgar", "the U.S. Navy"
+_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Mme|Mt|St|Lt|Sgt|Capt|Col|Gen|Maj|Cpl|Pvt|Adm|Cmdr|Prof|Rev|Gov"
+                           r"|Sen|Det|Insp|Supt|Jr|Sr|Bros|Co|No|vs|Ft|Ave)|\b[A-Z]|\bU\.S|\bU\.K)\.$")
 _WORD = re.compile(r"[^\W\d_]+")
 # Wikipedia's reference and footnote marks and its maintenance tags; "[her]", "[sic]", "[Colonel]" are words
 _CITATION = re.compile(r"\s*\[(?:\d{1,3}|[a-z]|(?:n|nb|note)\s?\d{1,3}|[a-z ]{1,30} needed|original research\?"
@@ -56,12 +59,23 @@ def says_something(text: str) -> bool:
     return len(_WORD.findall(uncited(text))) >= 2
 
 
+def sentences(text: str) -> list[str]:
+    """`text` split at its sentence ends, not after a title or an initial ("Dr. Grant", "J. Edgar Hoover")."""
+    out: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        if out and _ABBREVIATION.search(out[-1]):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
+
+
 def cut_sentences(text: str, max_chars: int) -> str:
     """The opening sentences of `text` that fit in `max_chars`; the first alone cut at a word with "…"."""
     if len(text) <= max_chars:
         return text
     out = ""
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in sentences(text):
         longer = f"{out} {sentence}".strip()
         if len(longer) > max_chars:
             break
