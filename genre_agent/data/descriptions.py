@@ -1,8 +1,10 @@
 """Descriptions made fit to show and to embed: markup removed, bounded length, and a note naming the rows that
 were empty, carried markup, were cut, or do not read as English (the embedding model reads English).
 
-A summary is what people and models see, so it is cut at a sentence end where one fits; the matching text is
-only embedded, so it is cut at a word.
+A summary is what people and models see, so it is cut at a sentence end where one fits and loses its citation
+marks ("[4]", "[a]", "[citation needed]"); one that is nothing but those, or a single word, is no summary. The
+matching text is only embedded, so it is cut at a word and otherwise left as it is (a shipped vector file stays
+valid for it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ _TAG = re.compile(r"</?[A-Za-z!][^>]{0,200}>")
 _ENTITY = re.compile(r"&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'\u201c(])")  # "e.g. the" does not end one
+# a title or an initial before a name ends no sentence: "Dr. Grant", "J. Edgar", "the U.S. Navy"
+_ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Mme|Mt|St|Lt|Sgt|Capt|Col|Gen|Maj|Cpl|Pvt|Adm|Cmdr|Prof|Rev|Gov"
+                           r"|Sen|Det|Insp|Supt|Jr|Sr|Bros|Co|No|vs|Ft|Ave)|\b[A-Z]|\bU\.S|\bU\.K)\.$")
 _WORD = re.compile(r"[^\W\d_]+")
+# Wikipedia's reference and footnote marks and its maintenance tags; "[her]", "[sic]", "[Colonel]" are words
+_CITATION = re.compile(r"\s*\[(?:\d{1,3}|[a-z]|(?:n|nb|note)\s?\d{1,3}|[a-z ]{1,30} needed|original research\?"
+                       r"|(?:how|when|who|why|which|where|by whom|according to whom)\?|dubious[^\]]{0,20}"
+                       r"|failed verification)\]", re.IGNORECASE)
 HUGE = 100_000  # characters: a description this long is cut and named (a whole book pasted in a cell)
 # The commonest English words: a description of 20 words or more with almost none of them is not English.
 _ENGLISH = frozenset("""the a an and of to in is was his her he she they their it its with for on at by from as
@@ -40,12 +49,33 @@ def _plain(text: str) -> tuple[str, bool]:
     return " ".join(_CONTROL.sub(" ", text).split()), marked
 
 
+def uncited(text: str) -> str:
+    """`text` without citation marks: "Set in Los Angeles.[4][5]" -> "Set in Los Angeles."."""
+    return _CITATION.sub("", text).strip()
+
+
+def says_something(text: str) -> bool:
+    """Whether a summary has two words or more once its citation marks are gone."""
+    return len(_WORD.findall(uncited(text))) >= 2
+
+
+def sentences(text: str) -> list[str]:
+    """`text` split at its sentence ends, not after a title or an initial ("Dr. Grant", "J. Edgar Hoover")."""
+    out: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        if out and _ABBREVIATION.search(out[-1]):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
+
+
 def cut_sentences(text: str, max_chars: int) -> str:
     """The opening sentences of `text` that fit in `max_chars`; the first alone cut at a word with "…"."""
     if len(text) <= max_chars:
         return text
     out = ""
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in sentences(text):
         longer = f"{out} {sentence}".strip()
         if len(longer) > max_chars:
             break
@@ -99,6 +129,7 @@ def clean(summaries: Sequence[str], matches: Sequence[str], where: Sequence[str]
     markup: list[str] = []
     huge: list[str] = []
     foreign: list[str] = []
+    wordless: list[str] = []
     for summary, match, at in zip(summaries, matches, where, strict=True):
         summary, marked_s = _plain(summary)
         match, marked_m = _plain(match)
@@ -108,12 +139,20 @@ def clean(summaries: Sequence[str], matches: Sequence[str], where: Sequence[str]
             huge.append(at)
         if summary and not reads_as_english(match or summary):
             foreign.append(at)
+        if summary and not says_something(summary):
+            wordless.append(at)
+        summary = uncited(summary) if says_something(summary) else ""
+        if match and not says_something(match):
+            match = ""
         out.summaries.append(cut_sentences(summary, summary_chars))
         out.matches.append(cut_words(match or summary, match_chars))
     if markup:
         out.notes.append(rows_note(f"{source}: markup (HTML) removed from descriptions at", markup))
     if huge:
         out.notes.append(rows_note(f"{source}: descriptions over {HUGE:,} characters cut at", huge))
+    if wordless:
+        out.notes.append(rows_note(f"{source}: descriptions of only citation marks or a single word give no "
+                                   "summary at", wordless))
     if foreign:
         out.notes.append(rows_note(f"{source}: descriptions that do not read as English (kept; matching by "
                                "meaning works on English text) at", foreign))
