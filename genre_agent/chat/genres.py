@@ -49,6 +49,11 @@ class GenreWords:
             found.setdefault(self.spellings[m.group()], m.start())
         return found
 
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """Every genre spelling in normalised text: (genre, begin, end), in order."""
+        return [(self.spellings[m.group()], m.start(), m.end())
+                for m in (self._pattern.finditer(text) if self._pattern else ())]
+
     def genre_of(self, word: str) -> str | None:
         """The genre a word or phrase means, if any ('comedy' -> Comedy for films, humor for books)."""
         return self.spellings.get(normalise(word))

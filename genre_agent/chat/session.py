@@ -29,6 +29,8 @@ class StateUpdate(BaseModel):
     named: list[str] = Field([], description="item ids of every title written in the message")
     replace_genres: bool = Field(False, description="the message's genres replace those asked for before "
                                  "(\"actually, a comedy instead\")")
+    tastes: bool = Field(False, description="the message's genres are tastes (\"I like comedy, drama and "
+                         "documentaries\"): they and the genres asked for before are one of them, not all at once")
     restate: bool = Field(False, description="the message says what is wanted now (\"... instead\", "
                           "\"actually ...\"): its words replace the earlier ones")
     notes: list[str] = Field([], description="what the reading could not place, to say in the reply (a title "
@@ -66,7 +68,7 @@ class SessionState(BaseModel):
     def apply(self, update: StateUpdate) -> None:
         """Take in a message's update: feedback moves an item to its list (the item is now in focus), anchors
         and named titles accumulate, a newer filter statement revises the filters (its genres add to those
-        asked for before, unless it restates them), and the descriptive words
+        asked for before, unless it restates them; tastes are one of them), and the descriptive words
         accumulate (the latest QUERY_WORDS of them)."""
         buckets = {"like": self.liked, "dislike": self.disliked, "seen": self.seen}
         for kind, item in update.feedback():
@@ -82,6 +84,9 @@ class SessionState(BaseModel):
         self.named += [i for i in update.named if i not in self.named]
         if update.replace_genres:
             self.filters = self.filters.model_copy(update={"require_genres": [], "include_genres": []})
+        if update.tastes:
+            tasted = [*self.filters.include_genres, *self.filters.require_genres]
+            self.filters = self.filters.model_copy(update={"include_genres": tasted, "require_genres": []})
         self.filters = self.filters.revised(update.filters)
         if update.restate and (update.query or update.filters.states_wish()):
             self.query = None  # "Nolan instead": the words asked for before no longer hold

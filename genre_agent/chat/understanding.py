@@ -10,6 +10,7 @@ years must appear in the message. So a title or filter the model made up never r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -20,6 +21,7 @@ from genre_agent.chat.facets import blank, drop_contrast, read_denied, read_leng
 from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.people import PeopleIndex, PersonMention
 from genre_agent.chat.session import Intent, SessionState, StateUpdate
+from genre_agent.chat.smalltalk import small_talk
 from genre_agent.chat.titles import Mention, TitleIndex, normalise, unmatched_titles
 from genre_agent.chat.years import read_years
 from genre_agent.data.credits import name_key
@@ -62,6 +64,9 @@ _VIOLENT_WORDS = ("violent", "violence", "gory", "gore", "brutal")
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of|dont|never|isnt|arent)"
 # words that may stand between a negation and the genre it denies ("don't want anything animated")
 _BETWEEN = r"(?:want|need|any|anything|more|too|so|a|an|the|of|that|is|it|really|very|made|movies|films)"
+# "I like", "I generally love", "I'm into", "I'm a fan of", "I usually watch": what follows is a taste
+_TASTE = re.compile(r"\b(?:i|we|im|were|ive)(?: m| am| re| are| ve| have)?(?: \w+)?(?: \w+)? "
+                    r"(?:like|likes|love|enjoy|prefer|dig|watch|into|fan of|fans of)(?: \w+)?(?: \w+)? $")
 _OR = re.compile(r"^\s*(?:or|and/or|either)\s*$")  # "comedies or dramas": one of them, not both
 _RESTATE = re.compile(r"\b(?:actually|instead|rather|what about|how about|switch to|change to|change it to)\b")
 _SIMILAR = re.compile(r"\b(?:like (?:it|that|this|them)|similar|in (?:that|the same) vein|along those lines)\b")
@@ -106,7 +111,11 @@ times year years old new favorite favourite fan fans big ones one two first last
 hates dislike disliked dislikes even best worst why because actually probably definitely though although
 absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
 book books read reading reads reader else few better made released nothing similar vein set instead rather
-usually normally typically generally often""".split())
+usually normally typically generally often
+help helping helped helps hope hoping wondering wonder idea ideas option options trailer trailers preview
+previews current currently recently youve youd youll weve theyve theyre hes shes doing done part showed shown
+detail details name chat chatting talk talking sorry glad today yesterday tomorrow weekend morning evening
+afternoon work busy""".split())
 
 
 def genre_words(genres: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None) -> GenreWords:
@@ -264,10 +273,21 @@ def descriptive_words(text: str) -> list[str]:
     return out
 
 
-def _read_genres(flat: str, genres: GenreWords, filters: Filters) -> bool:
+def tastes(listed: str, genres: GenreWords) -> bool:
+    """Whether the genres of `listed` (normalised, each comma read as "and") are tastes rather than what this
+    item must be: a list of three or more ("comedy, drama and documentaries"), or genres after "I like" / "I'm
+    into" ("I like some action", "I generally like comedy and drama"); never genres written together as one kind
+    ("I love romantic comedies", "animated horror for toddlers")."""
+    spans = genres.spans(listed)
+    if not spans or any(not listed[end:begin].strip() for (_, _, end), (_, begin, _) in itertools.pairwise(spans)):
+        return False
+    return len({genre for genre, _, _ in spans}) >= 3 or bool(_TASTE.search(listed[: spans[0][1]]))
+
+
+def _read_genres(flat: str, genres: GenreWords, filters: Filters, as_tastes: bool = False) -> bool:
     """Put the genres `flat` names on `filters`: denied ones are excluded, "only X" is one of them, any other
-    is required ("romantic comedy": Comedy and Romance; "comedies or dramas": one of them). Whether it named
-    any genre it wants."""
+    is required ("romantic comedy": Comedy and Romance; "comedies or dramas": one of them) unless they are
+    tastes (`as_tastes`): then one of them. Whether it named any genre it wants."""
     mentions = sorted(genres.mentions(flat).items(), key=lambda gp: gp[1])
     wanted = []
     for n, (genre, pos) in enumerate(mentions):
@@ -281,7 +301,8 @@ def _read_genres(flat: str, genres: GenreWords, filters: Filters) -> bool:
             previous, at = mentions[n - 1] if n else ("", 0)
             if previous in wanted and _OR.match(flat[at:pos].split(" ", 1)[-1]):
                 filters.include_genres += [g for g in (previous, genre) if g not in filters.include_genres]
-    filters.require_genres += [g for g in wanted if g not in filters.include_genres]
+    into = filters.include_genres if as_tastes else filters.require_genres
+    into += [g for g in wanted if g not in filters.include_genres and g not in into]
     moods = [g for mood, targets in MOOD_GENRES.items() if re.search(rf"\b{mood}\b", flat)
              for g in map(genres.genre_of, targets) if g is not None]
     if moods and not filters.include_genres:
@@ -303,7 +324,9 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
         cued = [p for p in people.find(joined) if p.name is not None]
         found = [m for m in found if not any(p.begin < m.begin and m.end <= p.end for p in cued)]
     found = _year_said(joined, found, titles)
-    persons = people.find(_blank(joined, found)) if people else []
+    chatter = small_talk(joined, text)  # "Hi, I'm Erica! How are you?": said to the other person, not a wish
+    persons = [p for p in (people.find(_blank(joined, found)) if people else [])
+               if not any(b <= p.begin and p.end <= e for b, e in chatter)]
     missing = unmatched_titles(joined, found, [(p.begin, p.end) for p in persons])
     found = [m for m in found if not any(b <= m.begin and m.end <= e for b, e in missing)]
     for b, e in list(missing):  # "I liked Harry Potter": the first of the titles that go on from it
@@ -312,6 +335,8 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
             found = sorted([*found, Mention(item, b, e, joined[b:e])], key=lambda m: m.begin)
     mentioned = list(dict.fromkeys(i for m in found for i in m.items))
     rest = _blank(text, found)  # titles (and the years written with them) say nothing about filters
+    for begin, end in chatter:
+        rest = blank(rest, begin, end)
     update = StateUpdate(named=mentioned)
     filters = update.filters
     update.notes += [f"I don't have {joined[b:e]} in the catalog, so I went by its words." for b, e in missing]
@@ -355,10 +380,16 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
             update.like += refs
     restated = bool(_RESTATE.search(rest))
     update.restate = restated
-    if _read_genres(flat, genres, filters) and restated:
+    update.tastes = tastes(normalise(re.sub(r"[,/&;]", " and ", rest)), genres) and (
+        len(genres.mentions(flat)) > 1 or bool(state.filters.include_genres))
+    if _read_genres(flat, genres, filters, update.tastes) and restated:
         update.replace_genres = True  # "actually, a comedy instead": the genres asked for before no longer hold
-    if re.search(rf"\b{_NEGATION}\s+(?:so\s+|too\s+)?(violent|violence|gory|gore|brutal)\b", rest):
-        filters.exclude_genres += [g for v in VIOLENT for g in genres.genres
+    if violent := re.search(rf"\b{_NEGATION}\s+(?:(so|too|that|very|overly|super|extremely)\s+)?"
+                            r"(violent|violence|gory|gore|brutal)\b", rest):
+        # "nothing violent" leaves out the violent genres; "just not too violent" is a degree, not a denial of
+        # crime and war films: only the genre made of it goes
+        denied = VIOLENT[:1] if violent.group(1) else VIOLENT
+        filters.exclude_genres += [g for v in denied for g in genres.genres
                                    if g.lower() == v and g not in filters.exclude_genres]
     rest = read_denied(rest, filters, {*genres.words_of(genres.genres), *_VIOLENT_WORDS}, _FILLER)
     read_years(rest, filters, newest, years)

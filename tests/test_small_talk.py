@@ -1,0 +1,78 @@
+"""Small talk is not a request (issue 38): greetings, thanks, questions to the recommender, talk about one's day
+and the names the two use for each other stay out of the query; genres listed as tastes across messages are
+one of them, not all at once. Read by the rules against the shipped MovieLens catalog, over several turns."""
+
+from __future__ import annotations
+
+import pytest
+
+from genre_agent.chat.genres import GenreWords
+from genre_agent.chat.session import SessionState
+from genre_agent.chat.smalltalk import small_talk
+from genre_agent.chat.titles import TitleIndex
+from genre_agent.chat.understanding import genre_words, parse_rules
+from genre_agent.data.catalog import load_catalog
+
+
+@pytest.fixture(scope="module")
+def movielens() -> tuple[TitleIndex, GenreWords]:
+    catalog = load_catalog("movielens")
+    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
+    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
+
+
+def talk(movielens: tuple[TitleIndex, GenreWords], *turns: str) -> SessionState:
+    titles, genres = movielens
+    state = SessionState(session_id="s")
+    for turn in turns:
+        state.apply(parse_rules(turn, state, genres, titles, newest=2018))
+    return state
+
+
+def said(message: str) -> list[str]:
+    return [message.lower()[b:e].strip() for b, e in small_talk(message, message.lower())]
+
+
+def test_greetings_names_and_questions_to_the_recommender_are_small_talk() -> None:
+    assert said("Hi, I'm Erica!") == ["hi", "erica"]
+    assert said("Hello Bob. How are you?") == ["hello", "bob", "how are you?"]
+    assert said("I'm doing great, thanks. What kind of movies do you like?") == [
+        "i'm doing great, thanks.", "what kind of movies do you like?"]
+    assert said("I had a long day at work.") == ["i had a long day at work."]
+    # what asks for something stays
+    assert said("Do you have any good horror movies?") == []
+    assert said("I'm looking for a comedy") == []
+    assert said("I had a long day, I want something funny") == []
+
+
+def test_the_day_and_the_names_stay_out_of_the_query(movielens: tuple[TitleIndex, GenreWords]) -> None:
+    state = talk(movielens, "Hi! I'm Erica, how are you today?", "I'm good, had a busy day at work.",
+                 "Can you help me? I saw a trailer for something suspenseful and mysterious.")
+    assert state.query is not None
+    assert set(state.query.split()) == {"suspenseful", "mysterious"}
+
+
+def test_genres_listed_as_tastes_are_one_of_them(movielens: tuple[TitleIndex, GenreWords]) -> None:
+    state = talk(movielens, "I generally like comedy, drama and documentaries.",
+                 "I like some action, just not too violent.")
+    assert sorted(state.filters.include_genres) == ["Action", "Comedy", "Documentary", "Drama"]
+    assert state.filters.require_genres == []
+    assert "Action" not in state.filters.exclude_genres
+
+
+def test_a_taste_stated_after_a_genre_asked_joins_it(movielens: tuple[TitleIndex, GenreWords]) -> None:
+    state = talk(movielens, "I like comedy", "I also like drama and documentaries")
+    assert sorted(state.filters.include_genres) == ["Comedy", "Documentary", "Drama"]
+    assert state.filters.require_genres == []
+
+
+def test_genres_written_together_are_still_one_kind(movielens: tuple[TitleIndex, GenreWords]) -> None:
+    assert sorted(talk(movielens, "I love romantic comedies").filters.require_genres) == ["Comedy", "Romance"]
+    assert sorted(talk(movielens, "a comedy, then make it animated", ).filters.require_genres) == [
+        "Animation", "Comedy"]
+
+
+def test_not_too_violent_is_a_degree(movielens: tuple[TitleIndex, GenreWords]) -> None:
+    assert talk(movielens, "I like action, just not too violent").filters.exclude_genres == ["Horror"]
+    assert sorted(talk(movielens, "an action movie with no violence").filters.exclude_genres) == [
+        "Crime", "Horror", "War"]
