@@ -300,7 +300,7 @@ def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_i
     """The list comes at once, while the model is still writing its first reason (a copy of the evidence,
     then rejected as adding nothing); its reason for item 2 follows as soon as it is written; nothing is
     repeated at the end, and a follow-up request that sends this answer back reads the list in its order."""
-    said = "A Horror film close to Star Quest (1990), which you liked."  # Horror: not in its evidence sentence
+    said = "A Horror film close to Star Quest (1990) that you liked."  # Horror: not in its evidence sentence
     model = WritesInTwoSteps(json.dumps({"reason": "Close to Star Quest (1990), which you liked."}), cut="liked")
     model.queue.append(json.dumps({"reason": said}))
     agent = Agent.from_config(tiny_settings(tmp_path, k=2), backend=model)
@@ -324,8 +324,7 @@ def test_a_streamed_answer_shows_the_list_then_each_reason_as_the_model_writes_i
         final = rest[-1]["genre_agent"]["recommendations"]
         assert final["pending"] == [] and final["llm_roles"] == ["reasons"]
         assert [r["reason_from"] for r in final["recommendations"]] == ["evidence", "llm"]
-        assert final["recommendations"][1]["evidence"] == "Close to Star Quest (1990), which you liked; rated " \
-                                                          "highly by 1 user."
+        assert final["recommendations"][1]["evidence"] == "Rated highly by 1 user."  # shares nothing with it
         again = {"role": "user", "content": "I loved the second one"}
         follow = httpx.post(f"{base}/v1/chat/completions", timeout=30, json={"messages": [
             user, {"role": "assistant", "content": content}, again]}, headers={"Authorization": f"Bearer {KEY_A}"})
