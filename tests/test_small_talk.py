@@ -76,3 +76,19 @@ def test_not_too_violent_is_a_degree(movielens: tuple[TitleIndex, GenreWords]) -
     assert talk(movielens, "I like action, just not too violent").filters.exclude_genres == ["Horror"]
     assert sorted(talk(movielens, "an action movie with no violence").filters.exclude_genres) == [
         "Crime", "Horror", "War"]
+
+
+def test_genres_are_never_names_and_a_question_about_genres_stays(
+        movielens: tuple[TitleIndex, GenreWords]) -> None:
+    assert talk(movielens, "Hello Action movies can you give me two suggestions ?").filters.require_genres == [
+        "Action"]
+    assert talk(movielens, "Do you like comedies? I love them.").filters.require_genres == ["Comedy"]
+
+
+def test_a_title_written_with_its_year_is_named_even_beside_one_the_catalog_lacks(
+        movielens: tuple[TitleIndex, GenreWords]) -> None:
+    titles, _ = movielens
+    state = talk(movielens, "I like sports comedies like Slap Shot (1977) and Semi-Tough (1977)")
+    assert "Slap Shot (1977)" in [titles.title_of(i) for i in state.named]
+    state = talk(movielens, "any movies that are about college? I liked Animal House (1978) and Van Wilder (2002)")
+    assert "Animal House (1978)" in [titles.title_of(i) for i in state.named]

@@ -10,6 +10,7 @@ its request: only questions without a request cue and day talk without a wish ar
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 # "I'm Erica", "my name is Bob", "Hi Erica": a capitalised word where a name is introduced or greeted
 _NAMED = re.compile(r"\b(?:[Mm]y name(?:'s| is)|[Cc]all me|I'?m|I am|[Tt]his is|[Hh]i|[Hh]ello|[Hh]ey|[Tt]hanks|"
@@ -44,18 +45,25 @@ _WISH = re.compile(r"\b(?:recommend|suggest|suggestion|want|wanna|looking|look f
                    r"movies?|films?|watch|seen|like|love|enjoy|into|fan of|favou?rite)\b")
 
 
-def small_talk(joined: str, text: str) -> list[tuple[int, int]]:
+def small_talk(joined: str, text: str, genres: Collection[str] = (), common: Collection[str] = ()
+               ) -> list[tuple[int, int]]:
     """The spans of `text` (the message in lower case, offsets of `joined`, the message as written) that are
-    small talk, in order."""
-    spans = [(m.start(1), m.end(1)) for m in _NAMED.finditer(joined) if m.group(1).lower() not in _NOT_NAMES]
+    small talk, in order. `genres` (the catalog's genre words) and `common` words are never a name, and a
+    question holding a genre word is kept ("Hello Action movies", "Do you like comedies? I love them")."""
+    spans = [(m.start(1), m.end(1)) for m in _NAMED.finditer(joined)
+             if m.group(1).lower() not in {*_NOT_NAMES, *genres, *common}]
     for m in _SENTENCE.finditer(text):
         sentence = m.group(0)
-        if _HOW_ARE_YOU.match(sentence) or (_ABOUT_YOU.match(sentence) and not _asks_you(sentence)) or (
-                _DAY.search(sentence) and not _WISH.search(sentence)):
+        question = _ABOUT_YOU.match(sentence) and not _asks_you(sentence) and not _holds(sentence, genres)
+        if _HOW_ARE_YOU.match(sentence) or question or (_DAY.search(sentence) and not _WISH.search(sentence)):
             spans.append((m.start(), m.end()))
         else:
             spans += [(m.start() + g.start(), m.start() + g.end()) for g in _GREETING.finditer(sentence)]
     return sorted(spans)
+
+
+def _holds(sentence: str, words: Collection[str]) -> bool:
+    return any(w in words for w in re.findall(r"[a-z][a-z-]*", sentence))
 
 
 def _asks_you(question: str) -> bool:

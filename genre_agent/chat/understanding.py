@@ -137,6 +137,7 @@ def _genre_word(text: str, mention: Mention, genres: GenreWords) -> bool:
     return (" " not in word and bool(genres.mentions(word))) or genres.ends_phrase(phrase)
 
 
+_YEAR_WRITTEN = re.compile(r"\s*\(\s*(?:19|20)\d\d\s*\)")
 _YEAR_SAID = re.compile(r"\bthe (?:one|version|original|film|movie) (?:from|of) (?:the year )?((?:19|20)\d\d)\b|"
                         r"\bthe ((?:19|20)\d\d) (?:one|version|film|movie|remake)\b", re.I)
 
@@ -324,11 +325,15 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
         cued = [p for p in people.find(joined) if p.name is not None]
         found = [m for m in found if not any(p.begin < m.begin and m.end <= p.end for p in cued)]
     found = _year_said(joined, found, titles)
-    chatter = small_talk(joined, text)  # "Hi, I'm Erica! How are you?": said to the other person, not a wish
+    # "Hi, I'm Erica! How are you?": said to the other person, not a wish
+    chatter = small_talk(joined, text, genres.words_of(genres.genres), _FILLER)
     persons = [p for p in (people.find(_blank(joined, found)) if people else [])
                if not any(b <= p.begin and p.end <= e for b, e in chatter)]
     missing = unmatched_titles(joined, found, [(p.begin, p.end) for p in persons])
-    found = [m for m in found if not any(b <= m.begin and m.end <= e for b, e in missing)]
+    # a title written with its year is whole ("Slap Shot (1977) and Semi-Tough (1977)": the catalog lacks only the
+    # second, and the first must not come back)
+    found = [m for m in found if _YEAR_WRITTEN.match(joined, m.end) or re.search(r"\(\d{4}\)\s*$", m.text)
+             or not any(b <= m.begin and m.end <= e for b, e in missing)]
     for b, e in list(missing):  # "I liked Harry Potter": the first of the titles that go on from it
         if (item := titles.starting(normalise(joined[b:e]))) is not None:
             missing.remove((b, e))
