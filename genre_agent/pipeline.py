@@ -33,11 +33,12 @@ from genre_agent.llm.ranking import ranking_context
 from genre_agent.llm.routing import Role, Routes, answer, routes_for
 from genre_agent.rank.ranker import feature_settings, open_ranker
 from genre_agent.retrieval import vector_file
-from genre_agent.retrieval.candidates import Retriever, UserView
+from genre_agent.retrieval.candidates import Retriever
 from genre_agent.retrieval.cf import CFModel, imported_als
 from genre_agent.retrieval.cf_store import READ_ONLY, Progress, load_or_train, ranker_models
 from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import SyncReport, VectorIndex, make_client, remove_orphans
+from genre_agent.retrieval.users import UserView
 from genre_agent.sanitize import redact
 from genre_agent.schemas import (
     Candidate,

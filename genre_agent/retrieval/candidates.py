@@ -22,6 +22,7 @@ from genre_agent.rank.mentions import MentionTable
 from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
+from genre_agent.retrieval.explain import Explainer, year_of
 from genre_agent.retrieval.fusion import (
     PROFILE_ITEMS,
     fuse,
@@ -36,7 +37,8 @@ from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import Need, NeedLexicon
 from genre_agent.retrieval.quality import Quality
 from genre_agent.retrieval.rules import ItemMasks
-from genre_agent.schemas import Candidate, HistoryItem, Scores
+from genre_agent.retrieval.users import UserView
+from genre_agent.schemas import Candidate, HistoryItem
 from genre_agent.settings import RankSettings, RetrievalSettings
 
 HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
@@ -62,20 +64,6 @@ class _Scored:
     named: bool = False  # it names titles: liked ones (a catalog user's ratings count) or anchors
     feature_cf: dict[str, np.ndarray] | None = None  # each CF model's scores, once the ranker asked
     mention_signals: tuple[np.ndarray, np.ndarray | None] | None = None  # what conversations say, once asked
-
-
-@dataclass
-class UserView:
-    """What retrieval knows about a user: their ratings, seen items and liked items (best, most recent first)."""
-
-    user_id: str | None
-    row: int
-    seen: set[str]
-    liked: list[str]
-    history: list[HistoryItem]
-    session_liked: list[str] = field(default_factory=list)
-    recent_liked: list[str] = field(default_factory=list)  # liked items, most recent first (the session's first)
-    last_time: float | None = None  # the timestamp of the user's latest rating in the catalog
 
 
 class Retriever:
@@ -149,7 +137,7 @@ class Retriever:
         """A rated item as the prompts show the user's history."""
         item = self.items.loc[item_id]
         return HistoryItem(item_id=item_id, title=item["title"], genres=list(item["genres"]),
-                           year=_year(item["year"]), rating=rating)
+                           year=year_of(item["year"]), rating=rating)
 
     def _score(self, user: UserView, query: str | None, filters: Filters, anchors: list[str]) -> _Scored | None:
         """The hand-weighted fused score of every item for a request, and the signals it was made of (None
@@ -245,10 +233,15 @@ class Retriever:
             titles = self.items["title"].to_numpy()
             talked = [[str(titles[r]) for r in rows]
                       for rows in mentions.often_beside(self._named_rows(user, scored), top)]
-        return self.as_candidates(top, user, order_by, cf=scored.cf, query=query,
+        return self.explainer.candidates(top, user, order_by, cf=scored.cf, query=query,
                                         query_vec=scored.query_vec, profile_vec=scored.profile_vec,
                                         reason=reason, needs=scored.needs, words_vec=scored.words_vec,
                                         talked=talked, filters=filters)
+
+    @functools.cached_property
+    def explainer(self) -> Explainer:
+        """What writes each candidate's evidence (retrieval/explain.py)."""
+        return Explainer(self.catalog, self.index, self.about, self.matrix, self.liked_by, self.quality)
 
     @functools.cached_property
     def quality(self) -> Quality:
@@ -417,7 +410,7 @@ class Retriever:
         cf = self._cf_scores(user)
         needs = self.needs.match(query) if query else []
         words_vec = self.index.embed([query])[0] if query else None
-        return self.as_candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
+        return self.explainer.candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
                                         query_vec=self._query_vector(words_vec, []),
                                         profile_vec=self.profile(user.liked), reason=reason, needs=needs,
                                         words_vec=words_vec, filters=filters)[0]
@@ -465,72 +458,6 @@ class Retriever:
         history = self.rated.history(sorted(user.seen))
         return np.asarray(model.score(np.array([-1]), history)[0], dtype=np.float64)
 
-    def as_candidates(self, top: np.ndarray, user: UserView, fused: np.ndarray, *, reason: ev.ReasonWriter,
-                            cf: np.ndarray | None = None, query: str | None = None,
-                            query_vec: np.ndarray | None = None, profile_vec: np.ndarray | None = None,
-                            needs: list[Need] | None = None, words_vec: np.ndarray | None = None,
-                            talked: list[list[str]] | None = None, filters: Filters | None = None
-                            ) -> list[Candidate]:
-        """The items at catalog rows `top`, in that order, as candidates for this user: their scores (`fused`
-        and `cf` are per catalog row), their evidence, its facts and the evidence sentence `reason` writes.
-        The vector score is the similarity to the query, else to the taste vector; `talked`, per item, the
-        request's titles conversations often mention beside it."""
-        cand_ids = [str(i) for i in self.items.index[top]]
-        cand_vecs = self.index.vectors(cand_ids)
-        about_sims = (self.about.vectors(cand_ids) @ words_vec if self.about is not None and words_vec is not None
-                      else np.full(len(cand_ids), -1.0))
-        liked = user.liked
-        liked_vecs = self.index.vectors(liked)
-        text_sims = cand_vecs @ liked_vecs.T if liked else np.zeros((len(top), 0))
-        colike = (ev.colike_cosine(self.matrix.matrix, self.items.index.get_indexer(liked), top)
-                  if liked else np.zeros((len(top), 0)))
-        liked_titles = [self.items.at[i, "title"] for i in liked]
-        said_liked = frozenset(self.items.at[i, "title"] for i in user.session_liked)
-        favourites = ev.favourite_genres([self.items.at[i, "genres"] for i in liked])
-        liked_years = [y for y in (_year(self.items.at[i, "year"]) for i in liked) if y]
-        noun = self.catalog.spec.item_noun_plural
-        # the genres the filters require already hold for every item: saying so tells nothing of this one
-        asked = {g.lower() for g in (filters.include_genres + filters.require_genres if filters else [])}
-        liked_by_title = {self.items.at[i, "title"]: i for i in liked}
-        credits = "people" in self.items.columns
-        liked_people = ([(self.items.at[i, "title"], self.items.at[i, "people"]) for i in liked[:5]] if credits
-                        else [])
-        out = []
-        for row, (col, item_id) in enumerate(zip(top, cand_ids, strict=False)):
-            item = self.items.loc[item_id]
-            q_sim = float(cand_vecs[row] @ query_vec) if query_vec is not None else None
-            vector = q_sim if q_sim is not None else (
-                float(cand_vecs[row] @ profile_vec) if profile_vec is not None else 0.0)
-            year = _year(item["year"])
-            carried = {g.lower() for g in item["genres"]} | {t.lower() for t in item["tags"]}
-            matched = [n.name for n in needs or [] if n.name.lower() in carried and n.name.lower() not in asked]
-            described = bool(item["description"])
-            fits = bool(matched) or (described and float(about_sims[row]) >= ev.FITS_MIN)
-            evidence = ev.gather(item["genres"], item["tags"], favourites, liked_titles, text_sims[row],
-                                 colike[row], q_sim, int(self.liked_by[col]), year, liked_years, noun,
-                                 matched=matched, fits=fits, summary=item["summary"],
-                                 talked_with=talked[row] if talked is not None else None)
-            if evidence.similar_liked:
-                other = self.items.loc[liked_by_title[evidence.similar_liked[0]]]
-                evidence.similar_shares = ev.shares(item["genres"], item["tags"], other["genres"], other["tags"])
-                evidence.shared_genres = [g for g in evidence.shared_genres if g not in evidence.similar_shares]
-            mean = self.quality.mean[col]
-            minutes = item["minutes"] if credits else None
-            evidence = evidence.model_copy(update=ev.asked(
-                item["people"] if credits else {}, item["countries"] if credits else (),
-                None if minutes is None or pd.isna(minutes) else int(minutes), filters or Filters(),
-                None if np.isnan(mean) else float(mean), int(self.quality.count[col]), liked_people))
-            out.append(Candidate(
-                item_id=item_id, title=item["title"], genres=list(item["genres"]), year=year,
-                tags=list(item["tags"]), details={c: str(item[c]) for c in self.catalog.spec.items.show},
-                summary=item["summary"],
-                scores=Scores(vector=round(vector, 4), cf=round(float(cf[col]) if cf is not None else 0.0, 4),
-                              fused=round(float(fused[col]), 4)),
-                evidence=evidence, facts=ev.facts(evidence, year, noun),
-                why=reason(evidence, year, query, said_liked),
-            ))
-        return out
-
 
 def carries_best(scores: np.ndarray, mask: np.ndarray, pool: int) -> np.ndarray:
     """The allowed items that carry the request's needs best: a score at least the `pool`-th best among the
@@ -548,7 +475,3 @@ def theme_words(query: str, needs: list[Need]) -> str:
     paranormal movies", where "scary" means Horror)."""
     genre_words = {w for n in needs if n.kind == "genre" for w in n.phrase.split()}
     return " ".join(w for w in query.split() if w.lower() not in genre_words)
-
-
-def _year(value: object) -> int | None:
-    return None if value is pd.NA or pd.isna(value) else int(value)  # type: ignore[call-overload]

@@ -34,9 +34,10 @@ from genre_agent.eval.methods import Scorer
 from genre_agent.eval.protocol import N_NEG, Split, make_split, validation_split
 from genre_agent.llm.prompts import Prompts
 from genre_agent.llm.scoring import LABELS, scoring_messages
-from genre_agent.retrieval.candidates import HISTORY_ITEMS, Retriever, UserView
+from genre_agent.retrieval.candidates import HISTORY_ITEMS, Retriever
 from genre_agent.retrieval.evidence import ReasonWriter
 from genre_agent.retrieval.index import VectorIndex
+from genre_agent.retrieval.users import UserView
 from genre_agent.schemas import Candidate, HistoryItem
 from genre_agent.settings import Settings
 
@@ -135,7 +136,7 @@ def user_requests(scorer: Scorer, index: VectorIndex, reason: ReasonWriter,
         view = UserView(None, -1, set(), liked, history)
         fused = np.zeros(len(items))
         fused[col_of[order]] = hybrid[n, order]
-        candidates = retriever.as_candidates(col_of[order], view, fused,
+        candidates = retriever.explainer.candidates(col_of[order], view, fused,
                                                    profile_vec=retriever.profile(liked),
                                                    reason=reason)
         yield UserRequest(n, order, history, candidates)
