@@ -17,6 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from genre_agent.chat.genres import GenreWords
+from genre_agent.chat.titles import TitleIndex
+from genre_agent.chat.understanding import genre_words
+from genre_agent.data.catalog import Catalog, load_catalog
 from genre_agent.llm.backends import FakeBackend
 from genre_agent.pipeline import Recommender
 from genre_agent.settings import Settings, load_settings
@@ -53,6 +57,20 @@ def tiny_settings(data_dir: Path, **overrides: object) -> Settings:
 def tiny_built(data_dir: Path) -> Recommender:
     """Built once per session with the real embedding model and embedded Chroma."""
     return Recommender.open(tiny_settings(data_dir), backend=FakeBackend())
+
+
+@pytest.fixture(scope="session")
+def movielens_catalog() -> Catalog:
+    """The shipped MovieLens catalog, loaded once for the tests that read messages against it."""
+    return load_catalog("movielens")
+
+
+@pytest.fixture(scope="session")
+def movielens(movielens_catalog: Catalog) -> tuple[TitleIndex, GenreWords]:
+    """Its titles (the most rated first among same-named ones) and the words for its genres."""
+    catalog = movielens_catalog
+    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
+    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
 
 
 @pytest.fixture

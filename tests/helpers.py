@@ -1,11 +1,19 @@
-"""Hand-made candidates for tests that need no catalog, and waiting for a condition."""
+"""Hand-made candidates for tests that need no catalog, a conversation read by the rules, and waiting for a
+condition."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+from genre_agent.chat.genres import GenreWords
+from genre_agent.chat.people import PeopleIndex
+from genre_agent.chat.session import SessionState
+from genre_agent.chat.titles import TitleIndex
+from genre_agent.chat.understanding import parse_rules
 from genre_agent.schemas import Candidate, Evidence, Scores
+
+NEWEST = 2018  # the shipped MovieLens catalog's newest year: what "recent" and "classic" count from
 
 
 def candidate(item_id: str, title: str, genres: list[str], *, similar: str = "Alien (1979)",
@@ -31,3 +39,12 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
+
+
+def talk(movielens: tuple[TitleIndex, GenreWords], *turns: str, people: PeopleIndex | None = None) -> SessionState:
+    """A session after the turns, each read by the rules (with `people`, who the catalog credits) and applied."""
+    titles, genres = movielens
+    state = SessionState(session_id="s")
+    for turn in turns:
+        state.apply(parse_rules(turn, state, genres, titles, newest=NEWEST, people=people))
+    return state

@@ -17,8 +17,8 @@ from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.people import PeopleIndex
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import common_words, genre_words, parse_rules
-from genre_agent.data.catalog import load_catalog, natural_title
+from genre_agent.chat.understanding import common_words
+from genre_agent.data.catalog import Catalog, load_catalog, natural_title
 from genre_agent.data.credits import minutes
 from genre_agent.errors import CatalogError
 from genre_agent.filters import Filters
@@ -28,6 +28,7 @@ from genre_agent.retrieval.rules import ItemMasks
 from genre_agent.settings import load_settings
 
 from conftest import tiny_settings
+from helpers import talk
 
 CREDITS = """
 [credits]
@@ -151,49 +152,41 @@ def test_titles_as_people_write_them(filed: str, shown: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def movielens() -> tuple[TitleIndex, GenreWords, PeopleIndex]:
-    catalog = load_catalog("movielens")
-    genres = genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
-    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    return titles, genres, PeopleIndex(catalog.items, common_words(genres))
+def people(movielens_catalog: Catalog, movielens: tuple[TitleIndex, GenreWords]) -> PeopleIndex:
+    return PeopleIndex(movielens_catalog.items, common_words(movielens[1]))
 
 
-def _read(movielens: tuple[TitleIndex, GenreWords, PeopleIndex], *turns: str) -> SessionState:
-    titles, genres, people = movielens
-    state = SessionState(session_id="s")
-    for turn in turns:
-        state.apply(parse_rules(turn, state, genres, titles, newest=2018, people=people))
-    return state
+def test_the_issues_messages_keep_their_whole_meaning(movielens: tuple[TitleIndex, GenreWords],
+                                                      people: PeopleIndex) -> None:
+    def read(*turns: str) -> SessionState:
+        return talk(movielens, *turns, people=people)
 
-
-def test_the_issues_messages_keep_their_whole_meaning(movielens: tuple[TitleIndex, GenreWords, PeopleIndex]
-                                                      ) -> None:
-    hanks = _read(movielens, "Any good Tom Hanks movies?")
+    hanks = read("Any good Tom Hanks movies?")
     assert hanks.filters.people == ["Tom Hanks"] and hanks.query is None  # never "tom hank" as plot words
-    nolan = _read(movielens, "Any good Tom Hanks movies?", "Something directed by Christopher Nolan instead.")
+    nolan = read("Any good Tom Hanks movies?", "Something directed by Christopher Nolan instead.")
     assert nolan.filters.people == ["Christopher Nolan"] and nolan.query is None
-    ai = _read(movielens, "A movie about artificial intelligence that isn't dystopian").filters
+    ai = read("A movie about artificial intelligence that isn't dystopian").filters
     assert ai.exclude_words == ["dystopian"] and not ai.require_genres
-    chill = _read(movielens, "I usually like action movies but tonight I want something chill").filters
+    chill = read("I usually like action movies but tonight I want something chill").filters
     assert "Action" not in chill.require_genres + chill.include_genres
-    best = _read(movielens, "Best movies of 2015?").filters
+    best = read("Best movies of 2015?").filters
     assert (best.year_min, best.year_max, best.order) == (2015, 2015, "best")
-    korean = _read(movielens, "I loved Parasite and Oldboy. Any other Korean thrillers?")
+    korean = read("I loved Parasite and Oldboy. Any other Korean thrillers?")
     assert korean.filters.countries == ["South Korea"] and "Thriller" in korean.filters.require_genres
     titles = movielens[0]
     assert "Old Boy (2003)" in [titles.title_of(i) for i in korean.liked]  # the one people mean: the most rated
-    notebook = _read(movielens, "Something like The Notebook but less sappy, and not too long please").filters
+    notebook = read("Something like The Notebook but less sappy, and not too long please").filters
     assert notebook.minutes_max == 120 and notebook.exclude_words == ["sappy"]
-    assert _read(movielens, "No, I haven't. I think I will check it out").filters.people == []  # not T.I.
-    assert _read(movielens, "samuel l jackson movies").filters.people == ["Samuel L. Jackson"]
+    assert read("No, I haven't. I think I will check it out").filters.people == []  # not T.I.
+    assert read("samuel l jackson movies").filters.people == ["Samuel L. Jackson"]
     for said in ("I liked Harry Potter", "Bob Fleming... Mission"):  # a surname beside a capital is no person
-        assert _read(movielens, said).filters.people == []
-    potter = _read(movielens, "I liked Harry Potter")  # the first title that goes on from what was said
+        assert read(said).filters.people == []
+    potter = read("I liked Harry Potter")  # the first title that goes on from what was said
     assert [titles.title_of(i) for i in potter.liked] == ["Harry Potter and the Sorcerer's Stone (2001)"]
-    assert _read(movielens, "not seeing it, I do like slashers").filters.exclude_words == []  # a verb denied
-    ocean = _read(movielens, "I liked Ocean's Eleven, the one with George Clooney.")  # which one, no wish
+    assert read("not seeing it, I do like slashers").filters.exclude_words == []  # a verb denied
+    ocean = read("I liked Ocean's Eleven, the one with George Clooney.")  # which one, no wish
     assert [titles.title_of(i) for i in ocean.liked] == ["Ocean's Eleven (2001)"] and ocean.filters.people == []
-    kong = _read(movielens, "Something like King Kong, the one from 1933.")
+    kong = read("Something like King Kong, the one from 1933.")
     assert [titles.title_of(i) for i in kong.anchors] == ["King Kong (1933)"]
 
 

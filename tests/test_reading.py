@@ -6,37 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from genre_agent.chat.agent import Agent
 from genre_agent.chat.genres import GenreWords
-from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import genre_words, parse_rules
 from genre_agent.chat.years import read_years
-from genre_agent.data.catalog import load_catalog
 from genre_agent.filters import Filters
 from genre_agent.llm.backends import FakeBackend
 
 from conftest import tiny_settings
-
-NEWEST = 2018
-
-
-@pytest.fixture(scope="module")
-def movielens() -> tuple[TitleIndex, GenreWords]:
-    catalog = load_catalog("movielens")
-    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
-
-
-def talk(movielens: tuple[TitleIndex, GenreWords], *turns: str) -> SessionState:
-    """A session after the turns, each read by the rules and applied."""
-    titles, genres = movielens
-    state = SessionState(session_id="s")
-    for turn in turns:
-        state.apply(parse_rules(turn, state, genres, titles, newest=NEWEST))
-    return state
+from helpers import NEWEST, talk
 
 
 def test_refinements_add_up_and_a_restatement_replaces(movielens: tuple[TitleIndex, GenreWords]) -> None:

@@ -4,29 +4,11 @@ one of them, not all at once. Read by the rules against the shipped MovieLens ca
 
 from __future__ import annotations
 
-import pytest
-
 from genre_agent.chat.genres import GenreWords
-from genre_agent.chat.session import SessionState
 from genre_agent.chat.smalltalk import small_talk
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import genre_words, parse_rules
-from genre_agent.data.catalog import load_catalog
 
-
-@pytest.fixture(scope="module")
-def movielens() -> tuple[TitleIndex, GenreWords]:
-    catalog = load_catalog("movielens")
-    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
-
-
-def talk(movielens: tuple[TitleIndex, GenreWords], *turns: str) -> SessionState:
-    titles, genres = movielens
-    state = SessionState(session_id="s")
-    for turn in turns:
-        state.apply(parse_rules(turn, state, genres, titles, newest=2018))
-    return state
+from helpers import talk
 
 
 def said(message: str) -> list[str]:

@@ -12,18 +12,10 @@ from genre_agent.chat.agent import Agent
 from genre_agent.chat.genres import GenreWords
 from genre_agent.chat.session import SessionState
 from genre_agent.chat.titles import TitleIndex
-from genre_agent.chat.understanding import StateUpdate, genre_words, parse_rules
-from genre_agent.data.catalog import load_catalog
+from genre_agent.chat.understanding import StateUpdate, parse_rules
 from genre_agent.llm.backends import FakeBackend
 
 from conftest import tiny_settings
-
-
-@pytest.fixture(scope="module")
-def movielens() -> tuple[TitleIndex, GenreWords]:
-    catalog = load_catalog("movielens")
-    titles = TitleIndex(catalog.items, catalog.interactions.groupby("item_id").size())
-    return titles, genre_words(sorted({g for gs in catalog.items["genres"] for g in gs}), catalog.genre_aliases)
 
 
 def read(movielens: tuple[TitleIndex, GenreWords], message: str) -> tuple[StateUpdate, dict[str, list[str]]]:
