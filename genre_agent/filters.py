@@ -172,14 +172,19 @@ class Filters(BaseModel):
         ]
         return [text for active, text in said if active] + [f"{k} = {v}" for k, v in self.where.items()]
 
-    def states_wish(self) -> bool:
-        """Whether these filters say what is wanted (genres, years, people, places, length, an order or words
-        denied), not only what was seen."""
-        return bool(self.include_genres or self.require_genres or self.exclude_genres or self.years_order or
-                    self.year_min is not None or self.year_max is not None or self.people or
-                    self.exclude_people or self.countries or self.languages or self.exclude_countries or
-                    self.minutes_min is not None or self.minutes_max is not None or self.exclude_words or
+    def wants(self) -> bool:
+        """Whether these filters name something to recommend from (genres, years, people, places, a length or
+        an order: "Tom Hanks movies", "best movies of 2015"), not only what to leave out."""
+        return bool(self.include_genres or self.require_genres or self.year_min is not None or
+                    self.year_max is not None or self.people or self.countries or self.languages or
+                    self.exclude_countries or self.minutes_min is not None or self.minutes_max is not None or
                     self.order)
+
+    def states_wish(self) -> bool:
+        """Whether these filters say what is wanted (`wants`) or what is not (genres, people or words denied,
+        an order by year), not only what was seen."""
+        return self.wants() or bool(self.exclude_genres or self.years_order or self.exclude_people or
+                                    self.exclude_words)
 
     def check_columns(self, columns: Iterable[str]) -> None:
         """Raise ConfigError if `where` names a column the items do not have."""

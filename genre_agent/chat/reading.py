@@ -15,11 +15,7 @@ from genre_agent.schemas import RecommendRequest
 def has_taste(state: SessionState) -> bool:
     """Whether the session says anything to recommend from (a user, likes, words, anchors, genres, years,
     people, places, a length or an order: "Tom Hanks movies", "best movies of 2015")."""
-    f = state.filters
-    return bool(state.user_id or state.liked or state.query or state.anchors or f.include_genres or
-                f.require_genres or f.year_min is not None or f.year_max is not None or f.people or
-                f.countries or f.languages or f.exclude_countries or f.order or f.minutes_min is not None
-                or f.minutes_max is not None)
+    return bool(state.user_id or state.liked or state.query or state.anchors) or state.filters.wants()
 
 
 class Reader:

@@ -84,7 +84,6 @@ class Retriever:
         self.popularity = popularity(self.liked_by)
         self.new_user_popularity = self._new_user_popularity()
         self.masks = ItemMasks(self.items)
-        self.genre_masks = self.masks.genres
         self._needs: NeedLexicon | None = None
         self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
         self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
@@ -341,7 +340,7 @@ class Retriever:
             recent_cf=recent_cf, last_time=user.last_time,
             needs=self.needs.scores(scored.needs) if scored.words_vec is not None else None,
             anchor_vecs=self.index.vectors(scored.anchors) if scored.anchors else None,
-            asked=np.array([n for n, g in enumerate(self.genre_masks) if g in scored.asked], dtype=np.int64),
+            asked=np.array([n for n, g in enumerate(self.masks.genres) if g in scored.asked], dtype=np.int64),
             hand=scored.fused)
         if mentions is not None:
             signals.mentioned, signals.named_with = self._mention_signals(user, scored, mentions)
@@ -363,7 +362,7 @@ class Retriever:
     def rank_table(self) -> ItemTable:
         likes = self.catalog.interactions[self.catalog.interactions.rating >= self.catalog.positive_min]
         first_like = likes.groupby("item_id").timestamp.min().reindex(self.items.index)
-        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.genre_masks,
+        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.masks.genres,
                             first_like.to_numpy(dtype=np.float64, na_value=np.nan))
 
     def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
