@@ -155,8 +155,8 @@ def _year_said(text: str, found: list[Mention], titles: TitleIndex) -> list[Ment
     return out
 
 
-_APPOSITION = re.compile(r",\s*the\s+(?:(?:[a-z]+\s+){0,2}(?:one|version|film|movie|novel|book|original)\s+)?$",
-                         re.I)
+_APPOSITION = re.compile(r",\s*the\s+(?:(?:[a-z]+\s+){0,2}(one|version|film|movie|novel|book|original)\s+)?$",
+                         re.I)  # the kind of item, when said before the person, is group 1
 _KIND_AFTER = re.compile(r"\s*(?:['\u2019]s\s+)?(?:one|version|film|movie|novel|book)\b", re.I)
 
 
@@ -170,9 +170,7 @@ def _disambiguated(text: str, found: list[Mention], persons: list[PersonMention]
     kept = []
     for person in persons:
         said = _APPOSITION.search(text[: person.begin])
-        if not said or person.name is None or not (
-                said.group(0).rstrip().lower().endswith(("one", "version", "film", "movie", "novel", "book",
-                                                         "original")) or _KIND_AFTER.match(text[person.end:])):
+        if not said or person.name is None or not (said.group(1) or _KIND_AFTER.match(text[person.end:])):
             kept.append(person)
             continue
         before = [m for m in found if m.end <= said.start()]
