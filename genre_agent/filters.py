@@ -24,6 +24,11 @@ def _shortlist(a: list[str] | None, b: list[str] | None) -> list[str] | None:
     return b if a is None else a if b is None else [i for i in a if i in set(b)]
 
 
+# what a person asks for (not what they leave out): the fields `latest` takes from one statement
+_WISHES = ("include_genres", "require_genres", "year_min", "year_max", "people", "countries", "languages",
+           "exclude_countries", "minutes_min", "minutes_max")
+
+
 class Filters(BaseModel):
     """Which items may be recommended. Genre matching is case-insensitive; `where` is metadata equality."""
 
@@ -108,6 +113,11 @@ class Filters(BaseModel):
         })
         newer = newer.model_copy(update={"exclude_genres": [g for g in newer.exclude_genres if g not in wanted]})
         return kept.merge(newer)
+
+    def latest(self, stated: Filters) -> Filters:
+        """These filters with only the wishes of one statement (`stated`: genres, years, people, places, a
+        length) and every exclusion kept: what a conversation asks when its earlier wishes are let go."""
+        return self.model_copy(update={name: getattr(stated, name) for name in _WISHES})
 
     def without_each(self) -> list[tuple[str, Filters]]:
         """Each constraint a person can relax, in words, with these filters without it: every required or

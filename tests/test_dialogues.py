@@ -145,3 +145,6 @@ def test_lists_the_seeker_never_saw_do_not_count_as_shown(tiny_recommender: Reco
     assert "2" not in fed.ids and len(fed.turn_seconds) == 2
     assert restored.ids[0] == "2" and "1" not in restored.ids and len(restored.turn_seconds) == 1
     assert restored.error is None and "restored" not in agent.session_ids()  # the eval's sessions are forgotten
+    assert not restored.asked
+    greeting = run_agent(agent, Case("g", 1, ["Hi there, how are you?"], [], "2"), "greeting")
+    assert greeting.ids == [] and greeting.asked  # nothing to recommend from: it asks for a taste

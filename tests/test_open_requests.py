@@ -224,3 +224,38 @@ def test_a_catalog_without_lengths_says_it_cannot_check_them(tmp_path: Path) -> 
     assert "does not say how long its movies are" in reply.text
     assert reply.recommendations is not None and len(reply.recommendations.recommendations) == 3  # answered
 
+
+
+def test_what_a_dialogue_says_in_passing_is_no_wish(movielens: tuple[TitleIndex, GenreWords],
+                                                    people: PeopleIndex) -> None:
+    """Real seekers' lines (ReDial dev) that left nothing to recommend, or recommended a named title back."""
+    def read(*turns: str) -> SessionState:
+        return talk(movielens, *turns, people=people)
+
+    titles = movielens[0]
+    assert read("Hiya, I like musicals kinda like La La Land (2016) with Gosling and Stone").filters.people == []
+    assert read("I'm not all that into animated movies").filters.exclude_genres == ["Animation"]
+    assert read("I'm not a big fan of comedies, any thrillers?").filters.exclude_genres == ["Comedy"]
+    mind = read("I don't mind horror").filters
+    assert mind.require_genres == ["Horror"] and mind.exclude_genres == []
+    dancing = read("Not a fan but love Dirty Dancing Can you help me with that kind of movie")
+    assert [titles.title_of(i) for i in dancing.named] == ["Dirty Dancing (1987)"]
+    notting = read("I'm also more of a Notting Hill and A Walk to Remember (2002) kind of girl too")
+    assert "Notting Hill (1999)" in [titles.title_of(i) for i in notting.named]
+    told = read("I only watched about 20 minutes of that movie").filters
+    assert (told.minutes_min, told.minutes_max) == (None, None)
+
+
+def test_wishes_of_earlier_turns_give_way_when_nothing_fits_them_all(credited_dir: Path, tmp_path: Path) -> None:
+    settings = load_settings(catalog=str(credited_dir), data_dir=tmp_path / "d", k=3, **{"backend.name": "fake"})
+    agent = Agent.from_config(settings, backend=FakeBackend())
+    agent.restore("s", [("user", "Movies with Bo Park please")])  # he is in Star Quest only
+    reply = agent.chat("s", "any horror?")
+    assert reply.recommendations is not None
+    assert [r.title for r in reply.recommendations.recommendations] == ["Night Terror (1985)"]
+    assert ("No movie in the catalog fits everything asked for in this conversation (Horror, with Bo Park), so "
+            "I went by your latest message.") in reply.text
+    assert agent.session("s").filters.people == []
+    alone = agent.chat("t", "a horror movie with Bo Park")  # one message asks the impossible: it is said
+    assert "No movie in the catalog fits all of: Horror, with Bo Park." in alone.text
+    assert agent.session("t").filters.people == ["Bo Park"]

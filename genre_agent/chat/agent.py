@@ -215,6 +215,7 @@ class Agent:
             if update.intent not in ANSWERED:
                 return None
             self._apply(working, update, [])
+            self.reader.ease(working, update)
             return self.reader.request(working) if has_taste(working) else None
 
     def _turn(self, state: SessionState, message: str, writes: list[tuple[str, str]],
@@ -229,7 +230,9 @@ class Agent:
         if not has_taste(state):
             return self._clarify(state, listen)  # e.g. only a disliked title: nothing to recommend from yet
         if update.intent in ANSWERED:
-            return self._recommend(state, update.intent, listen, note=self.reader.notes(state, update))
+            eased = self.reader.ease(state, update)
+            said = " ".join(n for n in (eased, self.reader.notes(state, update)) if n) or None
+            return self._recommend(state, update.intent, listen, note=said)
         return Reply(session_id=state.session_id, intent=update.intent, text="Noted.",
                      filters=state.describe())
 

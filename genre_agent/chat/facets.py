@@ -82,7 +82,10 @@ _SHORT = re.compile(r"\b(?:short|quick|brief)(?! (?:stor(?:y|ies)|films?|film co
 _EPIC = re.compile(r"\b(?:(?:long|epic|lengthy|marathon)\s+(?:movies?|films?|ones?|watch|epics?)\b|"
                    r"a long,? epic\b|an epic\b(?=\s*(?:[,.!?]|$|movie|film|one)))")
 _AROUND = re.compile(rf"\b(?:around|about|roughly|approximately)\s+{_AMOUNT}\s*(hours?|hrs?|minutes?|mins?)"
-                     r"(\s+and\s+(?:a\s+)?half)?")
+                     r"(\s+and\s+(?:a\s+)?half)?(?:\s+long\b)?")
+# time told in passing around an amount: "I watched about 20 minutes", "about an hour into it", "... ago"
+_PASSING = re.compile(r"\b(?:watched|watching|saw|seen|slept|asleep|after|for|first|last|only)\s+$")
+_SPENT = re.compile(r"\s+(?:of|in|into|later|ago|before|after|left|until)\b")
 NOT_TOO_LONG = 120  # minutes: "not too long" is two hours at most
 SHORT = 100  # minutes: a "short" feature
 LONG = 150  # minutes: a "long" or "epic" watch
@@ -145,6 +148,8 @@ def _minutes(amount: str, unit: str, half: str | None) -> int:
 def read_length(text: str, filters: Filters) -> str:
     """Length bounds: "under 90 minutes", "over two hours", "three hours or more", "not too long", "short"."""
     for m in list(_AROUND.finditer(text)):
+        if _PASSING.search(text[max(0, m.start() - 30): m.start()]) or _SPENT.match(text, m.end()):
+            continue  # "I only watched about 20 minutes of it": time told, not a length asked for
         found = _minutes(m.group(1), m.group(2), m.group(3))
         filters.minutes_min, filters.minutes_max = max(1, found - 10), found + 10
         text = blank(text, m.start(), m.end())

@@ -63,6 +63,24 @@ class Reader:
         info = self.recommender.catalog_info()
         return clash.describe(info.item_noun, info.item_noun_plural)
 
+    def ease(self, state: SessionState, update: StateUpdate) -> str | None:
+        """A conversation's wishes add up over its messages ("I loved Tom Hanks in that", later "any good
+        horror?"). When no item fits them all, but some fit the latest message's wishes with every exclusion
+        said so far, the session keeps those and lets the earlier wishes go: in words, what was let go. None
+        (the session unchanged) when the latest message alone asks for the impossible, or nothing was earlier."""
+        masks = self.recommender.retriever.masks
+        current = state.filters.model_copy(update={"exclude_items": [], "exclude_seen": False})
+        latest = current.latest(update.filters)
+        if latest == current or masks.allowed(current, set()).any() or not masks.allowed(latest, set()).any():
+            return None
+        eased = state.model_copy(update={"filters": state.filters.latest(update.filters)})
+        if not has_taste(eased):
+            return None
+        state.filters = eased.filters
+        noun = self.recommender.catalog_info().item_noun
+        return (f"No {noun} in the catalog fits everything asked for in this conversation "
+                f"({', '.join(current.describe())}), so I went by your latest message.")
+
     def settle(self, state: SessionState, update: StateUpdate) -> None:
         """Drop from the session what the catalog cannot check, and say so in the update's notes: a length
         asked of a catalog that knows none."""

@@ -32,6 +32,10 @@ _STOPWORDS = frozenset("""a an the and or of to in on for with at by from is are
 this that these those he she they we us her him them one up out so not no yes all any some what who how why
 when where there here good great love like more new old big little last first next other nothing something anything
 everything actually""".split())
+# Words that open the next sentence when a message runs on without a stop ("I love Dirty Dancing Can you help",
+# "I loved Thor Thank you"): after a found title they are no part of a longer title the catalog lacks.
+_OPENERS = frozenset("""can could would will do did does have has had thank thanks please hope oh wow ok okay well also
+but just maybe anyway lol haha hmm""".split())
 
 
 # Nouns after a one-word title that make it say what kind of item is wanted ("zombie films").
@@ -249,9 +253,10 @@ class TitleIndex:
                 if size > 1 and year is None and all(w in _STOPWORDS for w in words[start:end]):
                     continue  # "the one", "how about"
                 if year is None and start > 0 and tokens[start - 1][0] in ("a", "an") and not (
-                        end < len(words) and words[end] in _LIKE_A):
+                        end < len(words) and words[end] in _LIKE_A) and not (
+                        size > 1 and all(t[0][0].isupper() for t in tokens[start:end])):
                     continue  # "a road trip", "about a cop and his partner": a thing, not a title (but "a dumb
-                    # and dumber kind of movie" names one)
+                    # and dumber kind of movie" and "more of a Notting Hill and ... girl" name one)
                 if year is None and not tokens[start][0][0].isupper() and (
                         _ABOUT_A.search(text[:tokens[start][1]]) or (
                             words[start] == "about" and start > 0 and words[start - 1] in _ABOUT_WHAT) or (
@@ -324,6 +329,8 @@ def unmatched_titles(text: str, mentions: list[Mention], taken: list[tuple[int, 
         if re.fullmatch(r"(?:.*[.!?])?\s*", text[:begin], re.S):  # "Seen Forrest Gump": a sentence's capital
             left = re.sub(r"^\S+", lambda w: " " * len(w.group(0)), left)
         beyond = [w for w in _CAPITAL_TOKEN.findall(left) if w[:1].isupper() and w.lower() not in _STOPWORDS]
+        if inside and beyond and all(w.lower() in _OPENERS for w in beyond):
+            continue
         cued = bool(_CUE_BEFORE.search(text[:begin]))
         article = text[begin:end].split(" ", 1)[0] in ("The", "A", "An")
         if (inside and beyond and (cued or article)) or (not inside and cued):

@@ -63,7 +63,8 @@ VIOLENT = ("horror", "war", "crime")  # any case: "Horror" (movies), "horror" (b
 _VIOLENT_WORDS = ("violent", "violence", "gory", "gore", "brutal")
 _NEGATION = r"(?:no|not|without|avoid|except|skip|hate|less|nothing|none of|dont|never|isnt|arent)"
 # words that may stand between a negation and the genre it denies ("don't want anything animated")
-_BETWEEN = r"(?:want|need|any|anything|more|too|so|a|an|the|of|that|is|it|really|very|made|movies|films)"
+_BETWEEN = (r"(?:want|need|any|anything|more|too|so|a|an|the|of|that|is|it|really|very|made|movies|films|all|into|"
+            r"big|huge|fan|fond|much|keen|on|for|crazy)")
 # "I like", "I generally love", "I'm into", "I'm a fan of", "I usually watch": what follows is a taste
 _TASTE = re.compile(r"\b(?:i|we|im|were|ive)(?: m| am| re| are| ve| have)?(?: \w+)?(?: \w+)? "
                     r"(?:like|likes|love|enjoy|prefer|dig|watch|into|fan of|fans of)(?: \w+)?(?: \w+)? $")
@@ -108,8 +109,8 @@ them they their he she his her him us our ours lately today tonight night day so
 alright great nice cool awesome fun sounds sound seems seem bit little pretty quite much many most
 some other another same any every all both either neither enough too very right yeah yep nope im
 times year years old new favorite favourite fan fans big ones one two first last next like hate hated
-hates dislike disliked dislikes even best worst why because actually probably definitely though although
-absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said
+hates dislike disliked dislikes even best worst why because actually probably definitely though although into mind
+absolutely totally truly honestly already still ever never lol haha wow oh ah yes guess mean say said hiya howdy
 book books read reading reads reader else few better made released nothing similar vein set instead rather
 usually normally typically generally often
 help helping helped helps hope hoping wondering wonder idea ideas option options trailer trailers preview
@@ -157,6 +158,8 @@ def _year_said(text: str, found: list[Mention], titles: TitleIndex) -> list[Ment
 
 _APPOSITION = re.compile(r",\s*the\s+(?:(?:[a-z]+\s+){0,2}(one|version|film|movie|novel|book|original)\s+)?$",
                          re.I)  # the kind of item, when said before the person, is group 1
+# between a title and the people in it: "(2016) with Gosling and ", ", starring Al Pacino, "
+_WITH_AFTER = re.compile(r"\s*(?:\(\d{4}\))?\s*,?\s*(?:with|starring|featuring)\s+(?:[A-Z][\w.'-]*\s*(?:,|and|&)?\s*){0,4}")
 _KIND_AFTER = re.compile(r"\s*(?:['\u2019]s\s+)?(?:one|version|film|movie|novel|book)\b", re.I)
 
 
@@ -169,6 +172,8 @@ def _disambiguated(text: str, found: list[Mention], persons: list[PersonMention]
         return found, persons
     kept = []
     for person in persons:
+        if _credited_in_title(text, found, person, titles, people):
+            continue  # "kinda like La La Land (2016) with Gosling and Stone": who is in that title, no wish
         said = _APPOSITION.search(text[: person.begin])
         if not said or person.name is None or not (said.group(1) or _KIND_AFTER.match(text[person.end:])):
             kept.append(person)
@@ -184,6 +189,20 @@ def _disambiguated(text: str, found: list[Mention], persons: list[PersonMention]
                 notes.append(f"I don't have the {title.text} with {person.name} in the catalog, so I went by the "
                              f"{titles.title_of(title.item_id)} I have.")
     return found, kept
+
+
+def _credited_in_title(text: str, found: list[Mention], person: PersonMention, titles: TitleIndex,
+                       people: PeopleIndex) -> bool:
+    """Whether the person is written right after a title, as who is in it ("La La Land (2016) with Gosling
+    and Stone", "Heat, starring Pacino"), and that title credits them."""
+    before = [m for m in found if m.end <= person.begin]
+    if not before or person.name is None:
+        return False
+    title = before[-1]
+    if not _WITH_AFTER.fullmatch(text[title.end:person.end - len(person.text)]):  # its span opens with "with"
+        return False
+    works = people.works.get(name_key(person.name), set())
+    return any(i in works for i in [title.item_id, *(titles.named(normalise(title.text)) or [])])
 
 
 def _refs(text: str, state: SessionState) -> list[str]:
@@ -291,7 +310,8 @@ def _read_genres(flat: str, genres: GenreWords, filters: Filters, as_tastes: boo
     wanted = []
     for n, (genre, pos) in enumerate(mentions):
         before = flat[max(0, pos - 40) : pos]
-        if re.search(rf"\b{_NEGATION}\b(?:\s+{_BETWEEN})*(?:\s+\w+)?\s*$", before):
+        denial = re.search(rf"\b{_NEGATION}\b(?:\s+{_BETWEEN})*(?:\s+\w+)?\s*$", before)
+        if denial and not re.match(r"(?:dont|not|never) (?:mind|hate)\b", denial.group(0)):  # "I don't mind horror"
             filters.exclude_genres.append(genre)
         elif re.search(r"\b(only|just)\s*$", before):
             filters.include_genres.append(genre)

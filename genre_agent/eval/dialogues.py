@@ -184,6 +184,7 @@ class AgentRun:
     ids: list[str]
     turn_seconds: list[float]
     error: str | None = None
+    asked: bool = False  # the agent asked for a taste first: the seeker had said nothing to recommend from
 
 
 def run_agent(agent: Agent, case: Case, session_id: str, *, every_turn: bool = False) -> AgentRun:
@@ -193,23 +194,25 @@ def run_agent(agent: Agent, case: Case, session_id: str, *, every_turn: bool = F
     counts as shown (a fed-through replay excluded them from the answer that is scored). `every_turn` feeds
     each turn through `chat` instead, so that a model reading messages reads every turn (the calibration)."""
     seconds: list[float] = []
-    ids: list[str] = []
+    reply: Reply | None = None
     try:
         if every_turn:
             for turn in case.turns:
                 started = time.perf_counter()
-                ids = _listed(agent.chat(session_id, turn))
+                reply = agent.chat(session_id, turn)
                 seconds.append(time.perf_counter() - started)
         else:
             started = time.perf_counter()
             agent.restore(session_id, [("user", turn) for turn in case.turns[:-1]])
-            ids = _listed(agent.chat(session_id, case.turns[-1]))
+            reply = agent.chat(session_id, case.turns[-1])
             seconds.append(time.perf_counter() - started)
     except Exception as exc:  # noqa: BLE001 - a crash on real text is what this evaluation counts
         return AgentRun([], seconds, f"{type(exc).__name__}: {exc}")
     finally:
         agent.forget(session_id)
-    return AgentRun(ids, seconds)
+    if reply is None:
+        return AgentRun([], seconds)
+    return AgentRun(_listed(reply), seconds, asked=reply.intent == "clarify")
 
 
 def _listed(reply: Reply) -> list[str]:
@@ -344,7 +347,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
         hits: dict[str, list[list[bool]]] = {"agent": [], **{name: [] for name in baselines.names()}}
         turn_seconds: list[float] = []
         errors: list[str] = []
-        no_recs = runs_with_named = named_slots = 0
+        no_recs = asked = runs_with_named = named_slots = 0
         for done, ((dialogue_id, index), group) in enumerate(groups.items(), 1):
             first = group[0]
             run = run_agent(agent, first, f"eval-{dialogue_id}-{index}")
@@ -353,6 +356,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
                 errors.append(f"dialogue {dialogue_id}, message {index}: {run.error}")
             elif not run.ids:
                 no_recs += 1
+                asked += run.asked
             named = set(first.mentioned) & set(run.ids[:k])
             runs_with_named += bool(named)
             named_slots += len(named)
@@ -382,6 +386,7 @@ def evaluate_dialogues(settings: Settings, path: Path, split: Split = "test", ca
         "results": {name: {f"Recall@{x}": _recall(h, x, seed) for x in KS} for name, h in hits.items()},
         "agent": {"errors": len(errors), "error_examples": errors[:10],
                   "conversations_without_recommendations": no_recs,
+                  "of_them_asking_for_a_taste_first": asked,
                   "conversations_re_recommending_named": runs_with_named,
                   "named_titles_re_recommended": named_slots,
                   "turn_p50_s": round(float(np.percentile(seconds, 50)), 3),
@@ -407,9 +412,10 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [f"{r[f'Recall@{x}']['value']:.3f} [{r[f'Recall@{x}']['ci95'][0]:.3f}, "
                  f"{r[f'Recall@{x}']['ci95'][1]:.3f}]" for x in KS]
         lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
-    lines += ["", "| agent | errors | conversations without recommendations | named titles re-recommended "
+    lines += ["", "| agent | errors | conversations without recommendations (of them, asking for a taste first) | named titles re-recommended "
               "(conversations) | answer p50 | answer p95 |", "|---|---:|---:|---:|---:|---:|",
-              f"| {report['agent_name']} | {a['errors']} | {a['conversations_without_recommendations']} | "
+              f"| {report['agent_name']} | {a['errors']} | {a['conversations_without_recommendations']} "
+              f"({a.get('of_them_asking_for_a_taste_first', '?')}) | "
               f"{a['named_titles_re_recommended']} ({a['conversations_re_recommending_named']}) | "
               f"{a['turn_p50_s']:.2f} s | {a['turn_p95_s']:.2f} s |", ""]
     lines += [f"- {e}" for e in a["error_examples"]]
