@@ -244,6 +244,11 @@ def test_what_a_dialogue_says_in_passing_is_no_wish(movielens: tuple[TitleIndex,
     assert "Notting Hill (1999)" in [titles.title_of(i) for i in notting.named]
     told = read("I only watched about 20 minutes of that movie").filters
     assert (told.minutes_min, told.minutes_max) == (None, None)
+    liked = read("I generally like comedy", "I like some action too, just not too violent").filters
+    assert (liked.include_genres, liked.require_genres) == (["Comedy", "Action"], [])  # tastes, not both at once
+    also = read("I'm Erica, I like documentaries", "also dramas are great").filters
+    assert (also.include_genres, also.require_genres) == (["Documentary", "Drama"], [])
+    assert read("a comedy", "also make it animated").filters.require_genres == ["Comedy", "Animation"]
 
 
 def test_wishes_of_earlier_turns_give_way_when_nothing_fits_them_all(credited_dir: Path, tmp_path: Path) -> None:

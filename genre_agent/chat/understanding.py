@@ -68,6 +68,7 @@ _BETWEEN = (r"(?:want|need|any|anything|more|too|so|a|an|the|of|that|is|it|reall
 # "I like", "I generally love", "I'm into", "I'm a fan of", "I usually watch": what follows is a taste
 _TASTE = re.compile(r"\b(?:i|we|im|were|ive)(?: m| am| re| are| ve| have)?(?: \w+)?(?: \w+)? "
                     r"(?:like|likes|love|enjoy|prefer|dig|watch|into|fan of|fans of)(?: \w+)?(?: \w+)? $")
+_ALSO_LIKED = re.compile(r"^(?=.*\b(?:also|too|as well)\b).*\b(?:like|love|enjoy|great|good|fan|into)\b")
 _OR = re.compile(r"^\s*(?:or|and/or|either)\s*$")  # "comedies or dramas": one of them, not both
 _RESTATE = re.compile(r"\b(?:actually|instead|rather|what about|how about|switch to|change to|change it to)\b")
 _SIMILAR = re.compile(r"\b(?:like (?:it|that|this|them)|similar|in (?:that|the same) vein|along those lines)\b")
@@ -403,8 +404,13 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
             update.like += refs
     restated = bool(_RESTATE.search(rest))
     update.restate = restated
-    update.tastes = tastes(normalise(re.sub(r"[,/&;]", " and ", rest)), genres) and (
-        len(genres.mentions(flat)) > 1 or bool(state.filters.include_genres))
+    # "I generally like comedy", later "I like some action too" / "also dramas are great": more tastes, not a
+    # film that must be both
+    earlier = bool(state.filters.include_genres or state.filters.require_genres)
+    said = genres.mentions(flat)
+    update.tastes = bool(said) and (
+        tastes(normalise(re.sub(r"[,/&;]", " and ", rest)), genres) and (len(said) > 1 or earlier)
+        or earlier and bool(_ALSO_LIKED.search(flat)))
     if _read_genres(flat, genres, filters, update.tastes) and restated:
         update.replace_genres = True  # "actually, a comedy instead": the genres asked for before no longer hold
     if violent := re.search(rf"\b{_NEGATION}\s+(?:(so|too|that|very|overly|super|extremely)\s+)?"
