@@ -56,6 +56,19 @@ def test_features_of_a_known_request() -> None:
     assert _column(X, "genre_overlap").tolist() == [0.0, 0.5]  # liked a comedy: c is half comedy
     assert _column(X, "log_likes").tolist() == pytest.approx([np.log(2.0), 0.0])
     assert _column(X, "since_first_like")[0] == 3.0 and np.isnan(_column(X, "since_first_like")[1])
+    assert np.isnan(_column(X, "shared_people")).all()  # the catalog credits nobody
+
+
+def test_people_shared_with_the_titles_a_conversation_likes_or_wants_more_like() -> None:
+    credits = [{"director": ("Ann Lee",), "cast": ("Bo Park",)}, {"cast": ("Bo Park", "Cy Ode")},
+               {"director": ("Ann Lee",), "cast": ("Bo Park",)}, {}]
+    items = pd.DataFrame({"year": [1990, 1991, 1992, 1993], "people": credits}, index=["a", "b", "c", "d"])
+    table = ItemTable.of(items, np.zeros(4), np.zeros(4), {}, np.full(4, np.nan))
+    vecs = np.eye(4, dtype=np.float32)
+    req = RequestSignals(cf={}, liked=np.array([], dtype=np.int64), pool_vecs=vecs[[1, 2, 3]], taste=None,
+                         liked_vecs=vecs[[]], anchors=np.array([0]))
+    shared = _column(features(table, np.array([1, 2, 3]), req), "shared_people")
+    assert shared.tolist() == pytest.approx(np.log1p([1.0, 2.0, 0.0]).tolist())  # Bo Park; both; nobody
 
 
 def _known_signal(groups: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

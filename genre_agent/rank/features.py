@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from genre_agent.rank.cf_sources import READ
 
@@ -33,9 +34,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "hand": ("hand_z",),
     # what conversations say (rank/mentions.py): how often an item is named, and beside the titles named here
     "dialogue": ("mentioned", "named_with"),
+    # who made it: people it shares with the titles the conversation likes or wants more like ("I loved Big")
+    "people": ("shared_people",),
 }
 NAMES: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
-CONVERSATION_GROUPS = ("anchor", "asked", "hand", "dialogue")
+CONVERSATION_GROUPS = ("anchor", "asked", "hand", "dialogue", "people")
 # what the ranker of word-less requests reads (a history has no anchors, asked genres or words to weigh)
 HISTORY: tuple[str, ...] = tuple(n for g, names in GROUPS.items() if g not in CONVERSATION_GROUPS for n in names)
 
@@ -49,6 +52,7 @@ class ItemTable:
     year: np.ndarray  # float, NaN when unknown
     genres: np.ndarray  # items x genres, 1 where the item carries the genre
     first_like: np.ndarray  # the timestamp of the item's first like, NaN when it has none
+    people: sparse.csr_matrix  # items x people, 1 where the item credits the person (in any role)
 
     @classmethod
     def of(cls, items: pd.DataFrame, log_likes: np.ndarray, recent_likes: np.ndarray,
@@ -56,7 +60,20 @@ class ItemTable:
         year = pd.to_numeric(items["year"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         genres = (np.column_stack(list(genre_masks.values())).astype(np.float32) if genre_masks
                   else np.zeros((len(items), 0), dtype=np.float32))
-        return cls(log_likes, recent_likes, year, genres, first_like)
+        return cls(log_likes, recent_likes, year, genres, first_like, _people_matrix(items))
+
+
+def _people_matrix(items: pd.DataFrame) -> sparse.csr_matrix:
+    """Items x people credited ([credits]: `people`, role -> names); no columns when the catalog has none."""
+    credits = items["people"] if "people" in items.columns else pd.Series([{}] * len(items))
+    columns: dict[str, int] = {}
+    rows, cols = [], []
+    for row, roles in enumerate(credits):
+        for name in {n for names in (roles or {}).values() for n in names}:
+            rows.append(row)
+            cols.append(columns.setdefault(name, len(columns)))
+    return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                             shape=(len(items), len(columns)))
 
 
 @dataclass
@@ -79,6 +96,7 @@ class RequestSignals:
     hand: np.ndarray | None = None  # per catalog row: the hand-weighted score, -inf where not allowed
     mentioned: np.ndarray | None = None  # per catalog row: the log share of conversations naming it
     named_with: np.ndarray | None = None  # per catalog row: how often it is named beside the request's titles
+    anchors: np.ndarray | None = None  # catalog rows of the titles the request is "like"
 
 
 def _cf_columns(scores: np.ndarray | None, pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +117,17 @@ def _allowed_z(scores: np.ndarray, pool: np.ndarray) -> np.ndarray:
     std = float(allowed.std()) if len(allowed) else 0.0
     z = (scores[pool] - float(allowed.mean())) / std if std > 0 else np.zeros(len(pool))
     return np.where(np.isfinite(z), z, np.nan)
+
+
+def _shared_people(people: sparse.csr_matrix, pool: np.ndarray, req: RequestSignals) -> np.ndarray:
+    """log(1 + how many people each pool item shares with the liked and anchor titles); NaN when the
+    catalog credits nobody or the request has no such titles."""
+    rows = np.unique(np.concatenate([req.liked, req.anchors if req.anchors is not None else []]).astype(np.int64))
+    rows = rows[rows >= 0]
+    if people.shape[1] == 0 or not len(rows):
+        return np.full(len(pool), np.nan)
+    theirs = np.asarray(people[rows].sum(0)).ravel() > 0
+    return np.log1p(np.asarray(people[pool] @ theirs.astype(np.float32)).ravel())
 
 
 def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndarray:
@@ -138,4 +167,5 @@ def features(table: ItemTable, pool: np.ndarray, req: RequestSignals) -> np.ndar
     cols["hand_z"] = _allowed_z(req.hand, pool) if req.hand is not None else nan
     cols["mentioned"] = req.mentioned[pool] if req.mentioned is not None else nan
     cols["named_with"] = req.named_with[pool] if req.named_with is not None else nan
+    cols["shared_people"] = _shared_people(table.people, pool, req) if req.anchors is not None else nan
     return np.column_stack([np.asarray(cols[name], dtype=np.float64) for name in NAMES]).astype(np.float32)

@@ -340,6 +340,7 @@ class Retriever:
             recent_cf=recent_cf, last_time=user.last_time,
             needs=self.needs.scores(scored.needs) if scored.words_vec is not None else None,
             anchor_vecs=self.index.vectors(scored.anchors) if scored.anchors else None,
+            anchors=self.items.index.get_indexer(scored.anchors),
             asked=np.array([n for n, g in enumerate(self.masks.genres) if g in scored.asked], dtype=np.int64),
             hand=scored.fused)
         if mentions is not None:
