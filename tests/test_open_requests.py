@@ -264,3 +264,20 @@ def test_wishes_of_earlier_turns_give_way_when_nothing_fits_them_all(credited_di
     alone = agent.chat("t", "a horror movie with Bo Park")  # one message asks the impossible: it is said
     assert "No movie in the catalog fits all of: Horror, with Bo Park." in alone.text
     assert agent.session("t").filters.people == ["Bo Park"]
+
+
+def test_an_article_last_catalog_shows_titles_as_people_write_them_and_reasons_quote_nothing(
+        tiny_dir: Path, tmp_path: Path) -> None:
+    toml = (tiny_dir / "catalog.toml").read_text().replace('year_from_title = true',
+                                                          'year_from_title = true\ntitles = "article-last"')
+    (tiny_dir / "catalog.toml").write_text(toml)
+    items = (tiny_dir / "items.csv").read_text().replace("Laugh Riot Again (1997)", "\"Riot Again, The (1997)\"")
+    (tiny_dir / "items.csv").write_text(items)
+    settings = load_settings(catalog=str(tiny_dir), data_dir=tmp_path / "d", k=3, **{"backend.name": "fake"})
+    agent = Agent.from_config(settings, backend=FakeBackend())
+    reply = agent.chat("s", "I loved Laugh Riot, usually a comedy fan")
+    assert reply.recommendations is not None
+    assert "The Riot Again (1997)" in [r.title for r in reply.recommendations.recommendations]
+    assert "Riot Again, The" not in reply.text and "Fits \u201c" not in reply.text
+    assert agent.chat("t", "I loved The Riot Again").recommendations is not None
+    assert agent.session("t").liked == ["4"]  # matching still takes the form a person types
