@@ -249,6 +249,9 @@ def test_what_a_dialogue_says_in_passing_is_no_wish(movielens: tuple[TitleIndex,
     also = read("I'm Erica, I like documentaries", "also dramas are great").filters
     assert (also.include_genres, also.require_genres) == (["Documentary", "Drama"], [])
     assert read("a comedy", "also make it animated").filters.require_genres == ["Comedy", "Animation"]
+    praised = read("Forrest Gump (1994) is an epic classic. Tom Hanks killed that role").filters
+    assert praised.year_max is None  # what the film is, not "up to 1988"
+    assert read("some classic westerns please").filters.year_max == 1988
 
 
 def test_wishes_of_earlier_turns_give_way_when_nothing_fits_them_all(credited_dir: Path, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ _RECENT = re.compile(r"\b(?:recent|recently|latest|modern|newest|brand new|these
                      r"(?:movies|films|books|novels|releases|ones|stuff)\b))\b")
 _CLASSIC = re.compile(r"(?<!\bis a )(?<!\bwas a )(?<!\bs a )(?<!year )(?<!years )"  # not "a 5 year old"
                       r"\b(?:classic|classics|old|oldies|vintage|golden age)\b")
+# what a film is said to be, not a wish: "Forrest Gump is an epic classic", "that was such a cult classic"
+_SAID_OF = r"\b(?:is|was|s|are|were)\s+(?:a|an|such a|such an|one of the|real|true)\s+(?:[\w-]+\s+)?$"
 _OLDER_FIRST = re.compile(r"\b(?:the older the better|as old as possible|oldest (?:first|ones))\b")
 _NEWER_FIRST = re.compile(r"\b(?:the (?:newer|more recent) the better|as (?:new|recent) as possible|"
                           r"(?:newest|latest) (?:first|ones))\b")
@@ -65,7 +67,8 @@ def read_years(text: str, filters: Filters, newest: int | None, shown: list[int]
     if newest is not None and filters.year_min is None and filters.year_max is None:
         if (m := _RECENT.search(text)) and not _denied(text, m.start()):
             filters.year_min = newest - RECENT_YEARS + 1
-        elif (m := _CLASSIC.search(text)) and not _denied(text, m.start()):
+        elif (m := _CLASSIC.search(text)) and not _denied(text, m.start()) and not re.search(
+                _SAID_OF, text[max(0, m.start() - 30): m.start()]):
             filters.year_max = newest - CLASSIC_AGE
     if shown and filters.years_order is None:
         middle = sorted(shown)[len(shown) // 2]
