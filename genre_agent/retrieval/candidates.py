@@ -6,7 +6,6 @@ are plainly about ranks only the items that fit it best; popularity and CF order
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -44,8 +43,6 @@ from genre_agent.settings import RankSettings, RetrievalSettings
 HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
 ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
-_WORD = re.compile(r"[a-z]{3,}")  # a word of a title or request that can be shared by chance
-_TITLE_STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "das"})
 
 
 @dataclass
@@ -186,7 +183,7 @@ class Retriever:
         if query and not named:  # a word of the title alone never makes an item fit ("space": not Office Space);
             # of an item without a description, the title is what is known of it; words that are a whole title
             # ("jaws", written in lower case, so not read as a title) name it
-            by_title = self.titled(query) & self.described & ~fits
+            by_title = self.masks.titled(query) & self.described & ~fits
             if (mask & ~by_title).any():
                 mask = mask & ~by_title
         asked = list(dict.fromkeys(g.lower() for g in [*filters.include_genres, *filters.require_genres]))
@@ -251,26 +248,6 @@ class Retriever:
     def described(self) -> np.ndarray:
         """Per catalog row, whether the item has a description (what an "about" similarity is measured on)."""
         return self.items["description"].astype(bool).to_numpy()
-
-    @functools.cached_property
-    def _title_words(self) -> tuple[list[frozenset[str]], dict[str, list[int]]]:
-        """Each item's title words (three letters or more, not "the"/"and"...), and the rows of each word."""
-        each = [frozenset(_WORD.findall(str(title).lower())) - _TITLE_STOP for title in self.items["title"]]
-        rows: dict[str, list[int]] = {}
-        for row, words in enumerate(each):
-            for word in words:
-                rows.setdefault(word, []).append(row)
-        return each, rows
-
-    def titled(self, words: str) -> np.ndarray:
-        """Per catalog row, whether the item's title has one of these words but not all of its title's
-        words are among them ("space" in Office Space; "jaws" names Jaws, whose title it all is)."""
-        said = frozenset(_WORD.findall(words.lower()))
-        each, rows = self._title_words
-        out = np.zeros(len(self.items), dtype=bool)
-        for row in {r for word in said for r in rows.get(word, [])}:
-            out[row] = not each[row] <= said
-        return out
 
     def ranker_for(self, user: UserView, query: str | None, anchors: list[str], named: bool = True
                    ) -> Ranker | None:
