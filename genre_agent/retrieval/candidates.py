@@ -6,7 +6,7 @@ are plainly about ranks only the items that fit it best; popularity and CF order
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -216,17 +216,18 @@ class Retriever:
             order_by[pool] = model.score(self.rank_features(user, pool, scored, mentions))
         count = int(np.isfinite(order_by).sum())
         order = np.lexsort((np.arange(len(self.items)), -self.popularity, -order_by))[:count]
+        titles = self.items["title"].to_numpy()
         if self.settings.mmr_lambda < 1.0:
-            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), order_by, n, self.settings.mmr_lambda)
+            pool = distinct_titles(titles, order, n * MMR_POOL)
+            top = mmr(pool, self.index.vectors, self.items.index, order_by, n, self.settings.mmr_lambda)
         else:
-            top = self._distinct_titles(order, n)
+            top = distinct_titles(titles, order, n)
         if filters.years_order:  # "the older the better": the best fitting n, by year (no year last)
             years = self.items["year"].astype("float64").to_numpy()[top]
             years = np.where(np.isnan(years), np.inf, years if filters.years_order == "older" else -years)
             top = top[np.argsort(years, kind="stable")]
         talked = None
         if mentions is not None:  # what the conversations it learnt from say: evidence too
-            titles = self.items["title"].to_numpy()
             talked = [[str(titles[r]) for r in rows]
                       for rows in mentions.often_beside(self._named_rows(user, scored), top)]
         return self.explainer.candidates(top, user, order_by, cf=scored.cf, query=query,
@@ -342,39 +343,6 @@ class Retriever:
         return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.masks.genres,
                             first_like.to_numpy(dtype=np.float64, na_value=np.nan))
 
-    def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
-        """Maximal marginal relevance: greedily take the item maximising
-        lam * relevance - (1 - lam) * (its highest cosine to an item already taken), relevance being the
-        fused score scaled to [0, 1] over the pool."""
-        if len(pool) <= 1:
-            return pool
-        vecs = self.index.vectors([str(i) for i in self.items.index[pool]])
-        sims = vecs @ vecs.T
-        rel = minmax(fused[pool], np.ones(len(pool), dtype=bool))
-        chosen = [0]
-        closest = sims[0].copy()
-        while len(chosen) < min(n, len(pool)):
-            gain = lam * rel - (1 - lam) * closest
-            gain[chosen] = -np.inf
-            best = int(np.argmax(gain))
-            chosen.append(best)
-            closest = np.maximum(closest, sims[best])
-        return pool[chosen]
-
-    def _distinct_titles(self, order: np.ndarray, n: int) -> np.ndarray:
-        """The first n of `order`, skipping items whose title repeats one already taken (remakes keep
-        their year, so only true duplicates in the catalog are dropped)."""
-        titles = self.items["title"].to_numpy()
-        taken: set[str] = set()
-        keep = []
-        for col in order:
-            if titles[col] not in taken:
-                taken.add(titles[col])
-                keep.append(col)
-                if len(keep) == n:
-                    break
-        return np.array(keep, dtype=np.int64)
-
     def most_popular(self, n: int) -> list[str]:
         order = np.argsort(-self.popularity, kind="stable")[:n]
         return [str(i) for i in self.items.index[order]]
@@ -451,3 +419,38 @@ def theme_words(query: str, needs: list[Need]) -> str:
     paranormal movies", where "scary" means Horror)."""
     genre_words = {w for n in needs if n.kind == "genre" for w in n.phrase.split()}
     return " ".join(w for w in query.split() if w.lower() not in genre_words)
+
+
+def mmr(pool: np.ndarray, vectors: Callable[[list[str]], np.ndarray], ids: pd.Index, fused: np.ndarray, n: int,
+        lam: float) -> np.ndarray:
+    """Maximal marginal relevance over the catalog rows `pool`: greedily take the item maximising
+    lam * relevance - (1 - lam) * (its highest cosine to an item already taken), relevance being the
+    fused score scaled to [0, 1] over the pool (`vectors` embeds the items of these `ids`)."""
+    if len(pool) <= 1:
+        return pool
+    vecs = vectors([str(i) for i in ids[pool]])
+    sims = vecs @ vecs.T
+    rel = minmax(fused[pool], np.ones(len(pool), dtype=bool))
+    chosen = [0]
+    closest = sims[0].copy()
+    while len(chosen) < min(n, len(pool)):
+        gain = lam * rel - (1 - lam) * closest
+        gain[chosen] = -np.inf
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        closest = np.maximum(closest, sims[best])
+    return pool[chosen]
+
+
+def distinct_titles(titles: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
+    """The first n of `order` (catalog rows), skipping items whose title repeats one already taken (remakes
+    keep their year, so only true duplicates in the catalog are dropped)."""
+    taken: set[str] = set()
+    keep = []
+    for col in order:
+        if titles[col] not in taken:
+            taken.add(titles[col])
+            keep.append(col)
+            if len(keep) == n:
+                break
+    return np.array(keep, dtype=np.int64)
