@@ -156,8 +156,8 @@ def test_a_title_word_alone_never_fits(described: Recommender) -> None:
     assert comedies["Deep Space Comedy (2001)"].evidence.matched == ["Comedy"]
     row = described.catalog.items.index.get_loc(next(iter(
         described.catalog.items.index[described.catalog.items["title"] == "Deep Space Comedy (2001)"])))
-    assert described.retriever.titled("space")[row]  # a word of its title
-    assert not described.retriever.titled("deep space comedy")[row]  # its whole title: named, in lower case
+    assert described.retriever.masks.titled("space")[row]  # a word of its title
+    assert not described.retriever.masks.titled("deep space comedy")[row]  # its whole title: named, in lower case
 
 
 def tiny_request(query: str) -> object:

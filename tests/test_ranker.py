@@ -148,7 +148,7 @@ def test_the_model_of_every_rating_reads_what_a_user_rated_low_too(tmp_path: Pat
     with pytest.warns(UserWarning, match="has not been trained"):
         catalog = Recommender.open(settings, backend=FakeBackend()).catalog
     retriever, _ = build(settings, catalog, for_fit=True)
-    assert set(retriever.cf_models) == {"ease", "itemknn", "als", "ease_rated"}
+    assert set(retriever.ranking.cf_models) == {"ease", "itemknn", "als", "ease_rated"}
     # a reader who has only rated Film 1 (sci-fi), and low: no like for the models of positives to start from
     user = retriever.user_view(None, extra_seen=["1"])
     rows = retriever.items.index.get_indexer([str(i) for i in range(1, 41)])

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genre_agent.data.catalog import CatalogSpec
+from genre_agent.data.spec import CatalogSpec
 from genre_agent.errors import BackendUnavailableError, ContextLengthError
 from genre_agent.llm.backends import Backend, Message
 from genre_agent.llm.contexts import RankingContext

@@ -3,9 +3,9 @@ state (its interactions and items fingerprints) in the data directory, written a
 
 The file holds two models: one for a catalog user's request without words (learnt from interaction
 histories) and, when trained, one for conversations that name titles (learnt from dialogues and request
-sets; `Retriever.ranker_for` says which orders a request). They are apart because they learn different
-answers from different signals: a history's held-out next like versus what a person asked for, where anchors,
-words and asked genres exist; the history model (and so the offline protocol) is the same whether
+sets; `ranker_for` in retrieval/pool.py says which orders a request). They are apart because they learn
+different answers from different signals: a history's held-out next like versus what a person asked for, where
+anchors, words and asked genres exist; the history model (and so the offline protocol) is the same whether
 conversations are trained or not.
 
 A missing, stale (trained for other interactions or items) or unreadable file is not an error: the service

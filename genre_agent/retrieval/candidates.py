@@ -1,14 +1,13 @@
 """Candidate generation: fuse vector similarity (query, liked items) with CF scores, then apply the filters.
 
 Where the catalog says what items are about ([text].about), a request that names no title and that some items
-are plainly about ranks only the items that fit it best; popularity and CF order those."""
+are plainly about ranks only the items that fit it best; popularity and CF order those. A learned ranker, when
+one orders the request, orders the pool retrieval/pool.py gathers; retrieval/explain.py writes the evidence."""
 
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,15 +15,12 @@ import pandas as pd
 from genre_agent.data.catalog import Catalog
 from genre_agent.data.interactions import InteractionMatrix
 from genre_agent.filters import Filters
-from genre_agent.rank.cf_sources import BY_NAME
-from genre_agent.rank.features import RECENT_ITEMS, ItemTable, RequestSignals, features
 from genre_agent.rank.mentions import MentionTable
 from genre_agent.rank.ranker import Ranker
 from genre_agent.retrieval import evidence as ev
 from genre_agent.retrieval.cf import CFModel
 from genre_agent.retrieval.explain import Explainer, year_of
 from genre_agent.retrieval.fusion import (
-    PROFILE_ITEMS,
     fuse,
     minmax,
     new_user_popularity_weight,
@@ -35,35 +31,15 @@ from genre_agent.retrieval.fusion import (
 )
 from genre_agent.retrieval.index import VectorIndex
 from genre_agent.retrieval.needs import Need, NeedLexicon
+from genre_agent.retrieval.pool import RankingPool, Scored, ranker_for
 from genre_agent.retrieval.quality import Quality
 from genre_agent.retrieval.rules import ItemMasks
-from genre_agent.retrieval.users import UserView
+from genre_agent.retrieval.users import UserView, cf_scores
 from genre_agent.schemas import Candidate, HistoryItem
 from genre_agent.settings import RankSettings, RetrievalSettings
 
 HISTORY_ITEMS = 15  # rated items shown to the model, best and most recent first
-ANCHOR_WEIGHT = 2.0  # how much an item the user wants "more like" counts in the CF history
 MMR_POOL = 3  # with MMR, candidates are picked from the top n x this by fused score
-_WORD = re.compile(r"[a-z]{3,}")  # a word of a title or request that can be shared by chance
-_TITLE_STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "das"})
-
-
-@dataclass
-class _Scored:
-    """A request's hand-weighted scores and the signals they were made of (every array per catalog row)."""
-
-    fused: np.ndarray  # -inf outside the mask
-    mask: np.ndarray
-    cf: np.ndarray | None
-    query_vec: np.ndarray | None
-    profile_vec: np.ndarray | None
-    words_vec: np.ndarray | None
-    needs: list[Need]
-    anchors: list[str] = field(default_factory=list)  # the items the request is "like"
-    asked: list[str] = field(default_factory=list)  # the genres it asks for (lower case)
-    named: bool = False  # it names titles: liked ones (a catalog user's ratings count) or anchors
-    feature_cf: dict[str, np.ndarray] | None = None  # each CF model's scores, once the ranker asked
-    mention_signals: tuple[np.ndarray, np.ndarray | None] | None = None  # what conversations say, once asked
 
 
 class Retriever:
@@ -86,9 +62,9 @@ class Retriever:
         self.masks = ItemMasks(self.items)
         self._needs: NeedLexicon | None = None
         self.ranker = ranker  # orders requests without words when trained (rank/ranker.py)
-        self.cf_models = dict(cf_models or {})  # every CF model the ranker's features read, by name
-        self.rated = rated  # every rating, low ones too: what a model fed "ratings" scores from
         self.rank = rank or RankSettings()
+        self.ranking = RankingPool(catalog, index, about, cf, matrix, self.masks.genres, self.popularity,
+                                   self.new_user_popularity, self.rank, cf_models=cf_models, rated=rated)
         # what conversations say (rank/mentions.py), read by the conversation model's pool and features: its own
         # dialogues', or while `fit` learns, the other folds' of the dialogue at hand
         talk = ranker.conversation if ranker is not None else None
@@ -138,7 +114,7 @@ class Retriever:
         return HistoryItem(item_id=item_id, title=item["title"], genres=list(item["genres"]),
                            year=year_of(item["year"]), rating=rating)
 
-    def _score(self, user: UserView, query: str | None, filters: Filters, anchors: list[str]) -> _Scored | None:
+    def _score(self, user: UserView, query: str | None, filters: Filters, anchors: list[str]) -> Scored | None:
         """The hand-weighted fused score of every item for a request, and the signals it was made of (None
         when no item passes the filters)."""
         s = self.settings
@@ -148,7 +124,7 @@ class Retriever:
         words_vec = self.index.embed([query])[0] if query else None
         query_vec = self._query_vector(words_vec, anchors)
         profile_vec = self.profile(user.liked)
-        cf = self._cf_scores(user, anchors)
+        cf = cf_scores(self.cf, self.matrix, user, anchors)
         new_user = user.row < 0
         named = len(set(user.liked) | set(anchors))
         fused = fuse(s, mask, self.new_user_popularity if new_user else self.popularity,
@@ -186,23 +162,24 @@ class Retriever:
         if query and not named:  # a word of the title alone never makes an item fit ("space": not Office Space);
             # of an item without a description, the title is what is known of it; words that are a whole title
             # ("jaws", written in lower case, so not read as a title) name it
-            by_title = self.titled(query) & self.described & ~fits
+            by_title = self.masks.titled(query) & self.described & ~fits
             if (mask & ~by_title).any():
                 mask = mask & ~by_title
         asked = list(dict.fromkeys(g.lower() for g in [*filters.include_genres, *filters.require_genres]))
-        return _Scored(np.where(mask, fused, -np.inf), mask, cf, query_vec, profile_vec, words_vec, needs,
-                       anchors, asked, bool(named))
+        return Scored(np.where(mask, fused, -np.inf), mask, cf, query_vec, profile_vec, words_vec, needs,
+                      need_scores, anchors, asked, bool(named))
 
     def candidates(self, user: UserView, query: str | None, filters: Filters, n: int, reason: ev.ReasonWriter,
                    anchors: list[str] | None = None) -> list[Candidate]:
         """N candidates; `anchors` are items the request is "like" (their embeddings join the query);
-        `reason` words each candidate's evidence sentence. With a learned ranker, the pool of `ranking_pool`
-        is ordered by its model for the request (`ranker_for`) on `rank_features`; the filters stay hard."""
+        `reason` words each candidate's evidence sentence. With a learned ranker, its model for the request
+        (`ranker_for`) orders the ranking pool on its features (retrieval/pool.py); the filters stay hard."""
         scored = self._score(user, query, filters, anchors or [])
         if scored is None:
             return []
         order_by = scored.fused
-        model = self.ranker_for(user, query, anchors or [], scored.named) if filters.order is None else None
+        model = None if filters.order is not None else ranker_for(self.ranker, user, query, anchors or [],
+                                                                     scored.named)
         mentions = None
         if filters.order is not None:  # "the best", "hidden gems": of the items that fit best, by that order
             fitting = scored.mask
@@ -214,24 +191,25 @@ class Retriever:
             order_by = self.quality.order(filters.order, fitting, self.popularity)
         elif model is not None:
             mentions = None if model is self.ranker else self.mentions  # the model of histories reads none
-            pool = self.ranking_pool(user, scored, mentions)
+            pool = self.ranking.rows(user, scored, mentions)
             order_by = np.full(len(self.items), -np.inf)
-            order_by[pool] = model.score(self.rank_features(user, pool, scored, mentions))
+            order_by[pool] = model.score(self.ranking.features(user, pool, scored, mentions))
         count = int(np.isfinite(order_by).sum())
         order = np.lexsort((np.arange(len(self.items)), -self.popularity, -order_by))[:count]
+        titles = self.items["title"].to_numpy()
         if self.settings.mmr_lambda < 1.0:
-            top = self._mmr(self._distinct_titles(order, n * MMR_POOL), order_by, n, self.settings.mmr_lambda)
+            pool = distinct_titles(titles, order, n * MMR_POOL)
+            top = mmr(pool, self.index.vectors, self.items.index, order_by, n, self.settings.mmr_lambda)
         else:
-            top = self._distinct_titles(order, n)
+            top = distinct_titles(titles, order, n)
         if filters.years_order:  # "the older the better": the best fitting n, by year (no year last)
             years = self.items["year"].astype("float64").to_numpy()[top]
             years = np.where(np.isnan(years), np.inf, years if filters.years_order == "older" else -years)
             top = top[np.argsort(years, kind="stable")]
         talked = None
         if mentions is not None:  # what the conversations it learnt from say: evidence too
-            titles = self.items["title"].to_numpy()
             talked = [[str(titles[r]) for r in rows]
-                      for rows in mentions.often_beside(self._named_rows(user, scored), top)]
+                      for rows in mentions.often_beside(self.ranking.named_rows(user, scored), top)]
         return self.explainer.candidates(top, user, order_by, cf=scored.cf, query=query,
                                         query_vec=scored.query_vec, profile_vec=scored.profile_vec,
                                         reason=reason, needs=scored.needs, words_vec=scored.words_vec,
@@ -252,101 +230,6 @@ class Retriever:
         """Per catalog row, whether the item has a description (what an "about" similarity is measured on)."""
         return self.items["description"].astype(bool).to_numpy()
 
-    @functools.cached_property
-    def _title_words(self) -> tuple[list[frozenset[str]], dict[str, list[int]]]:
-        """Each item's title words (three letters or more, not "the"/"and"...), and the rows of each word."""
-        each = [frozenset(_WORD.findall(str(title).lower())) - _TITLE_STOP for title in self.items["title"]]
-        rows: dict[str, list[int]] = {}
-        for row, words in enumerate(each):
-            for word in words:
-                rows.setdefault(word, []).append(row)
-        return each, rows
-
-    def titled(self, words: str) -> np.ndarray:
-        """Per catalog row, whether the item's title has one of these words but not all of its title's
-        words are among them ("space" in Office Space; "jaws" names Jaws, whose title it all is)."""
-        said = frozenset(_WORD.findall(words.lower()))
-        each, rows = self._title_words
-        out = np.zeros(len(self.items), dtype=bool)
-        for row in {r for word in said for r in rows.get(word, [])}:
-            out[row] = not each[row] <= said
-        return out
-
-    def ranker_for(self, user: UserView, query: str | None, anchors: list[str], named: bool = True
-                   ) -> Ranker | None:
-        """The learned model that orders this request: a catalog user's request without words or anchors
-        follows the model learnt from histories, a conversation that names titles (words with a catalog
-        user's history, "like X", titles a new user loved) the model learnt from conversations; None (the
-        hand-weighted order) when that one is not trained, or when nothing is `named` (words alone: what was
-        asked decides; on the themed dev requests the learnt order lowered the share 0.72 -> 0.70, and gained
-        on the dev requests naming titles, docs/ranker.md)."""
-        if self.ranker is None or not named:
-            return None
-        return self.ranker if query is None and not anchors and user.row >= 0 else self.ranker.conversation
-
-    def ranking_pool(self, user: UserView, scored: _Scored, mentions: MentionTable | None = None) -> np.ndarray:
-        """The catalog rows a learned ranker orders: the top `rank.pool` by the fused score and the top
-        `rank.cf_pool` of each CF model, among the allowed items; with `mentions`, also the top `rank.cf_pool`
-        most named in conversations and most named beside the request's titles."""
-        allowed_rows = np.flatnonzero(scored.mask)
-        parts = [allowed_rows[np.argsort(-scored.fused[allowed_rows], kind="stable")[: self.rank.pool]]]
-        sources = list(self.feature_cf(user, scored).values())
-        if mentions is not None:
-            sources += [s for s in self._mention_signals(user, scored, mentions) if s is not None]
-        for scores in sources:
-            parts.append(allowed_rows[np.argsort(-scores[allowed_rows], kind="stable")[: self.rank.cf_pool]])
-        return np.unique(np.concatenate(parts))
-
-    def _mention_signals(self, user: UserView, scored: _Scored, mentions: MentionTable
-                         ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per catalog row: the log share of conversations naming it, and how often it is named beside the
-        titles of the request (its anchors, the user's likes, and what a new user said they had seen); computed
-        once per request (the pool and the features both read them)."""
-        if scored.mention_signals is None:
-            scored.mention_signals = mentions.share(), mentions.with_named(self._named_rows(user, scored))
-        return scored.mention_signals
-
-    def _named_rows(self, user: UserView, scored: _Scored) -> np.ndarray:
-        """The catalog rows of the titles a request names: its anchors, the user's likes, what a new user saw."""
-        named = [*scored.anchors, *user.liked[:PROFILE_ITEMS], *(user.seen if user.row < 0 else [])]
-        rows = self.items.index.get_indexer(list(dict.fromkeys(named)))
-        return rows[rows >= 0]
-
-    def feature_cf(self, user: UserView, scored: _Scored) -> dict[str, np.ndarray]:
-        """Each CF model's scores of every item for the request of `scored` (computed once per request)."""
-        if scored.feature_cf is None:
-            feeds = {"likes": lambda m: self._cf_scores(user, None, m),
-                     "likes and anchors": lambda m: self._cf_scores(user, scored.anchors, m),
-                     "ratings": lambda m: self._rated_scores(user, m)}  # what each is fed: rank/cf_sources.py
-            each = {name: feeds[BY_NAME[name].fed](model) for name, model in self.cf_models.items()}
-            scored.feature_cf = {name: scores for name, scores in each.items() if scores is not None}
-        return scored.feature_cf
-
-    def rank_features(self, user: UserView, pool: np.ndarray, scored: _Scored,
-                      mentions: MentionTable | None = None) -> np.ndarray:
-        """The ranker's features (`rank.features`) of the items at catalog rows `pool` for this request (the
-        conversation features from `mentions` when given)."""
-        ids = [str(i) for i in self.items.index[pool]]
-        liked = user.liked[:PROFILE_ITEMS]
-        recent = user.recent_liked[:RECENT_ITEMS]
-        recent_cf = (self._cf_scores(UserView(None, -1, set(), recent, []))
-                     if recent and self.cf is not None else None)
-        about = (self.about.vectors(ids) @ scored.words_vec
-                 if self.about is not None and scored.words_vec is not None else None)
-        signals = RequestSignals(
-            cf=self.feature_cf(user, scored), liked=self.items.index.get_indexer(user.liked),
-            pool_vecs=self.index.vectors(ids), taste=scored.profile_vec, liked_vecs=self.index.vectors(liked),
-            query_vec=scored.query_vec, about_sims=about, recent_vecs=self.index.vectors(recent),
-            recent_cf=recent_cf, last_time=user.last_time,
-            needs=self.needs.scores(scored.needs) if scored.words_vec is not None else None,
-            anchor_vecs=self.index.vectors(scored.anchors) if scored.anchors else None,
-            anchors=self.items.index.get_indexer(scored.anchors),
-            asked=np.array([n for n, g in enumerate(self.masks.genres) if g in scored.asked], dtype=np.int64),
-            hand=scored.fused)
-        if mentions is not None:
-            signals.mentioned, signals.named_with = self._mention_signals(user, scored, mentions)
-        return features(self.rank_table, pool, signals)
-
     def rank_examples(self, user: UserView, filters: Filters, shortlists: Sequence[np.ndarray] = (),
                       query: str | None = None, anchors: list[str] | None = None
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -356,48 +239,8 @@ class Retriever:
         scored = self._score(user, query, filters, anchors or [])
         if scored is None:
             return []
-        return [(rows, self.rank_features(user, rows, scored, self.mentions))
-                for rows in (self.ranking_pool(user, scored, self.mentions), *shortlists)]
-
-    @functools.cached_property
-    def rank_table(self) -> ItemTable:
-        likes = self.catalog.interactions[self.catalog.interactions.rating >= self.catalog.positive_min]
-        first_like = likes.groupby("item_id").timestamp.min().reindex(self.items.index)
-        return ItemTable.of(self.items, self.popularity, self.new_user_popularity, self.masks.genres,
-                            first_like.to_numpy(dtype=np.float64, na_value=np.nan))
-
-    def _mmr(self, pool: np.ndarray, fused: np.ndarray, n: int, lam: float) -> np.ndarray:
-        """Maximal marginal relevance: greedily take the item maximising
-        lam * relevance - (1 - lam) * (its highest cosine to an item already taken), relevance being the
-        fused score scaled to [0, 1] over the pool."""
-        if len(pool) <= 1:
-            return pool
-        vecs = self.index.vectors([str(i) for i in self.items.index[pool]])
-        sims = vecs @ vecs.T
-        rel = minmax(fused[pool], np.ones(len(pool), dtype=bool))
-        chosen = [0]
-        closest = sims[0].copy()
-        while len(chosen) < min(n, len(pool)):
-            gain = lam * rel - (1 - lam) * closest
-            gain[chosen] = -np.inf
-            best = int(np.argmax(gain))
-            chosen.append(best)
-            closest = np.maximum(closest, sims[best])
-        return pool[chosen]
-
-    def _distinct_titles(self, order: np.ndarray, n: int) -> np.ndarray:
-        """The first n of `order`, skipping items whose title repeats one already taken (remakes keep
-        their year, so only true duplicates in the catalog are dropped)."""
-        titles = self.items["title"].to_numpy()
-        taken: set[str] = set()
-        keep = []
-        for col in order:
-            if titles[col] not in taken:
-                taken.add(titles[col])
-                keep.append(col)
-                if len(keep) == n:
-                    break
-        return np.array(keep, dtype=np.int64)
+        return [(rows, self.ranking.features(user, rows, scored, self.mentions))
+                for rows in (self.ranking.rows(user, scored, self.mentions), *shortlists)]
 
     def most_popular(self, n: int) -> list[str]:
         order = np.argsort(-self.popularity, kind="stable")[:n]
@@ -407,7 +250,7 @@ class Retriever:
                   filters: Filters | None = None) -> Candidate:
         """One item as a candidate for this user, with its evidence (to answer "why this one?")."""
         col = int(self.items.index.get_loc(item_id))
-        cf = self._cf_scores(user)
+        cf = cf_scores(self.cf, self.matrix, user)
         needs = self.needs.match(query) if query else []
         words_vec = self.index.embed([query])[0] if query else None
         return self.explainer.candidates(np.array([col]), user, np.zeros(len(self.items)), cf=cf, query=query,
@@ -436,28 +279,6 @@ class Retriever:
         """The taste vector of a user who liked these items (best and most recent first)."""
         return taste_vector(self.index.vectors, liked)
 
-    def _cf_scores(self, user: UserView, anchors: list[str] | None = None, model: CFModel | None = None
-                   ) -> np.ndarray | None:
-        """CF scores from the user's positives plus session likes; anchors ("more like X") count double,
-        so the people who liked X steer the list. ALS scores a training user from its learnt factors."""
-        model = model or self.cf
-        if model is None or (user.row < 0 and not user.liked and not anchors):
-            return None
-        history = self.matrix.history(user.liked) if user.row < 0 else (
-            self.matrix.matrix[[user.row]] + self.matrix.history(user.session_liked)).sign()
-        if anchors:
-            history = history + self.matrix.history(anchors, weight=ANCHOR_WEIGHT)
-        row = user.row if not anchors else -1
-        return np.asarray(model.score(np.array([row]), history)[0], dtype=np.float64)
-
-    def _rated_scores(self, user: UserView, model: CFModel) -> np.ndarray | None:
-        """A model of every rating's scores from every item the user rated, liked or not, or said they had
-        seen."""
-        if self.rated is None or not user.seen:
-            return None
-        history = self.rated.history(sorted(user.seen))
-        return np.asarray(model.score(np.array([-1]), history)[0], dtype=np.float64)
-
 
 def carries_best(scores: np.ndarray, mask: np.ndarray, pool: int) -> np.ndarray:
     """The allowed items that carry the request's needs best: a score at least the `pool`-th best among the
@@ -475,3 +296,38 @@ def theme_words(query: str, needs: list[Need]) -> str:
     paranormal movies", where "scary" means Horror)."""
     genre_words = {w for n in needs if n.kind == "genre" for w in n.phrase.split()}
     return " ".join(w for w in query.split() if w.lower() not in genre_words)
+
+
+def mmr(pool: np.ndarray, vectors: Callable[[list[str]], np.ndarray], ids: pd.Index, fused: np.ndarray, n: int,
+        lam: float) -> np.ndarray:
+    """Maximal marginal relevance over the catalog rows `pool`: greedily take the item maximising
+    lam * relevance - (1 - lam) * (its highest cosine to an item already taken), relevance being the
+    fused score scaled to [0, 1] over the pool (`vectors` embeds the items of these `ids`)."""
+    if len(pool) <= 1:
+        return pool
+    vecs = vectors([str(i) for i in ids[pool]])
+    sims = vecs @ vecs.T
+    rel = minmax(fused[pool], np.ones(len(pool), dtype=bool))
+    chosen = [0]
+    closest = sims[0].copy()
+    while len(chosen) < min(n, len(pool)):
+        gain = lam * rel - (1 - lam) * closest
+        gain[chosen] = -np.inf
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        closest = np.maximum(closest, sims[best])
+    return pool[chosen]
+
+
+def distinct_titles(titles: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
+    """The first n of `order` (catalog rows), skipping items whose title repeats one already taken (remakes
+    keep their year, so only true duplicates in the catalog are dropped)."""
+    taken: set[str] = set()
+    keep = []
+    for col in order:
+        if titles[col] not in taken:
+            taken.add(titles[col])
+            keep.append(col)
+            if len(keep) == n:
+                break
+    return np.array(keep, dtype=np.int64)

@@ -1,7 +1,8 @@
 """The business rules: which items may be recommended for a request's filters, as boolean masks over the catalog.
 
-Every fact a filter reads (genres, people, countries, language, length, the words of what an item is about) is
-indexed once, so a filter costs a few array operations rather than a pass over every item."""
+Every fact a filter reads (genres, people, countries, language, length, the words of what an item is about, the
+words of its title) is indexed once, so a filter costs a few array operations rather than a pass over every
+item."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from genre_agent.filters import Filters
 
 # the countries whose films an English-speaking catalog does not call "foreign"
 ENGLISH_SPEAKING = ("United States", "United Kingdom", "Canada", "Australia", "Ireland", "New Zealand")
+_WORD = re.compile(r"[a-z]{3,}")  # a word of a title or request that can be shared by chance
+_TITLE_STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "das"})
 
 
 def stem(word: str) -> str:
@@ -60,6 +63,26 @@ class ItemMasks:
         """What each item is about, in lower case: its tags, summary and description (never its title)."""
         tags = self.items["tags"].map(" ; ".join)
         return (tags + " " + self.items["summary"] + " " + self.items["description"]).str.lower()
+
+    @functools.cached_property
+    def _title_words(self) -> tuple[list[frozenset[str]], dict[str, list[int]]]:
+        """Each item's title words (three letters or more, not "the"/"and"...), and the rows of each word."""
+        each = [frozenset(_WORD.findall(str(title).lower())) - _TITLE_STOP for title in self.items["title"]]
+        rows: dict[str, list[int]] = {}
+        for row, words in enumerate(each):
+            for word in words:
+                rows.setdefault(word, []).append(row)
+        return each, rows
+
+    def titled(self, words: str) -> np.ndarray:
+        """Per catalog row, whether the item's title has one of these words but not all of its title's
+        words are among them ("space" in Office Space; "jaws" names Jaws, whose title it all is)."""
+        said = frozenset(_WORD.findall(words.lower()))
+        each, rows = self._title_words
+        out = np.zeros(len(self.items), dtype=bool)
+        for row in {r for word in said for r in rows.get(word, [])}:
+            out[row] = not each[row] <= said
+        return out
 
     def credits(self, names: list[str]) -> np.ndarray:
         """Items crediting one of these people."""
