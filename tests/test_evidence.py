@@ -107,12 +107,12 @@ def test_colike_cosine() -> None:
 
 
 def test_about_quotes_a_summary_up_to_a_sentence_clause_or_word_that_reads_whole() -> None:
-    assert ev.about("A ghost haunts a house. It grows bolder every night and the family must leave before winter.") \
-        == "A ghost haunts a house"
+    assert ev.about("A ghost haunts a house. It grows bolder every night and the family must leave before the "
+                    "winter.") == "A ghost haunts a house"
     cut = ev.about("Following release from prison, Danny Ocean violates his parole by traveling to California to "
                    "meet his partner-in-crime and friend Rusty Ryan to propose a heist.")
     assert cut == "Following release from prison, Danny Ocean violates his parole by traveling to California\u2026"
-    cut = ev.about("In the flashback, set six weeks earlier in New York, Verbal and the other criminals are arrested "
-                   "on a trumped-up hijacking charge.")
+    cut = ev.about("In the flashback, set six weeks earlier in New York, Verbal and the other criminals are "
+                   "arrested on a trumped-up hijacking charge.")
     assert cut == "In the flashback, set six weeks earlier in New York, Verbal and the other criminals\u2026"
     assert len(cut) <= ev.ABOUT_CHARS and ev.pack(["about: " + cut], 200).endswith("criminals\u2026")
