@@ -63,9 +63,10 @@ ABOUT_CHARS = 90  # the opening of a summary that evidence quotes: one clause, r
 
 
 # words a quote does not end on before its "…" ("traveling to…", "the other criminals are…")
-_DANGLING = frozenset("""a an the and or but nor of to in on at by for with from into onto as than that which who
-whom whose when while where his her its their our your my is are was were be been being has have had do does did
-not he she they it we you i this these those""".split())
+_DANGLING = frozenset("""a an the and or but nor so if because whether of to in on at by for with from into onto as
+than that which who whom whose when while where after before about through over under during against between
+without within upon across behind towards toward his her its their our your my is are was were be been being has
+have had do does did not he she they it we you i this these those""".split())
 
 
 def about(summary: str) -> str:
