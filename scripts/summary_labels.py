@@ -4,8 +4,10 @@ tests/data/summaries/labels.jsonl (read its README for the rule), before and aft
     python scripts/summary_labels.py
 
 Prints, per split (dev: looked at while choosing the scoring; held-out: every third film, not), the share with
-a 95 % bootstrap interval; checks that each labelled `after` is the shipped summary, has no citation mark and,
-when the source plots are here (../shared/datasets/movie-plots), comes from the plot's first part only.
+a 95 % bootstrap interval, of the `before` summaries by each of the two labellers and of the `after` ones (second
+labeller), and how often the two labellers agree; checks that each labelled `after` is the shipped summary, has
+no citation mark and, when the source plots are here (../shared/datasets/movie-plots), comes from the plot's
+first part only.
 """
 
 from __future__ import annotations
@@ -36,11 +38,17 @@ def share(values: list[bool]) -> str:
 
 def main() -> None:
     labels = [json.loads(line) for line in LABELS.read_text().splitlines()]
-    print("| split | films | before | after |\n|---|---|---|---|")
+    print("| split | films | before (first labeller) | before (second labeller) | after (second labeller) |\n"
+          "|---|---|---|---|---|")
     for split in ("dev", "held-out", "all"):
         rows = [r for r in labels if split in ("all", r["split"])]
         print(f"| {split} | {len(rows)} | {share([r['before_says_premise'] for r in rows])} "
+              f"| {share([r['before_says_premise_round2'] for r in rows])} "
               f"| {share([r['after_says_premise'] for r in rows])} |")
+    both = [(r["before_says_premise"], r["before_says_premise_round2"]) for r in labels]
+    print(f"the two labellers agree on {sum(a == b for a, b in both)} of {len(both)} `before` texts; "
+          f"only the first said yes on {sum(a and not b for a, b in both)}, only the second on "
+          f"{sum(b and not a for a, b in both)}")
     shipped = {r["movieId"]: r["summary"] for r in map(json.loads, gzip.open(OUT, "rt"))}
     stale = [r["movieId"] for r in labels if shipped.get(r["movieId"]) != r["after"]]
     cited = [r["movieId"] for r in labels if CITATION.search(r["after"])]

@@ -104,3 +104,15 @@ def test_colike_cosine() -> None:
     sims = ev.colike_cosine(positives, np.array([1]), np.array([0, 2, 3]))
     assert sims.shape == (3, 1)
     assert sims[:, 0] == pytest.approx([2 / np.sqrt(6), 0.0, 0.0])
+
+
+def test_about_quotes_a_summary_up_to_a_sentence_clause_or_word_that_reads_whole() -> None:
+    assert ev.about("A ghost haunts a house. It grows bolder every night and the family must leave before the "
+                    "winter.") == "A ghost haunts a house"
+    cut = ev.about("Following release from prison, Danny Ocean violates his parole by traveling to California to "
+                   "meet his partner-in-crime and friend Rusty Ryan to propose a heist.")
+    assert cut == "Following release from prison, Danny Ocean violates his parole by traveling to California\u2026"
+    cut = ev.about("In the flashback, set six weeks earlier in New York, Verbal and the other criminals are "
+                   "arrested on a trumped-up hijacking charge.")
+    assert cut == "In the flashback, set six weeks earlier in New York, Verbal and the other criminals\u2026"
+    assert len(cut) <= ev.ABOUT_CHARS and ev.pack(["about: " + cut], 200).endswith("criminals\u2026")

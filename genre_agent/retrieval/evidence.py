@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from genre_agent.data.credits import credited, name_key
+from genre_agent.data.descriptions import sentences
 from genre_agent.filters import Filters
 from genre_agent.schemas import Evidence
 
@@ -61,11 +62,32 @@ def gather(
 ABOUT_CHARS = 90  # the opening of a summary that evidence quotes: one clause, room left for other facts
 
 
+# words a quote does not end on before its "…" ("traveling to…", "the other criminals are…")
+_DANGLING = frozenset("""a an the and or but nor so if because whether of to in on at by for with from into onto as
+than that which who whom whose when while where after before about through over under during against between
+without within upon across behind towards toward his her its their our your my is are was were be been being has
+have had do does did not he she they it we you i this these those""".split())
+
+
 def about(summary: str) -> str:
-    """The opening of a summary, at most ABOUT_CHARS, cut at a word with "…", without a closing full stop."""
-    text = summary if len(summary) <= ABOUT_CHARS else \
-        summary[: ABOUT_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;:.") + "\u2026"
-    return text.rstrip(".")
+    """The opening of a summary, at most ABOUT_CHARS, without a closing full stop: its first sentence when that
+    fits; else cut after a clause (",", ";", a dash) that keeps three quarters of it, or else at a word that is not
+    left dangling ("to", "the", "are"), with "…"."""
+    if len(summary) <= ABOUT_CHARS:
+        return summary.rstrip(".")
+    first = sentences(summary)[0]
+    if len(first) <= ABOUT_CHARS:
+        return first.rstrip(".")
+    head = summary[: ABOUT_CHARS]
+    clause = max(head.rfind(mark) for mark in (", ", "; ", " \u2013 ", " \u2014 "))
+    if clause >= ABOUT_CHARS * 3 // 4:
+        return head[:clause].rstrip(" ,;:.") + "\u2026"
+    words = summary[: ABOUT_CHARS - 1].split(" ")
+    if summary[ABOUT_CHARS - 1] != " " and len(words) > 1:
+        words.pop()  # a word cut in two
+    while len(words) > 1 and words[-1].strip(",;:.\"'").lower() in _DANGLING:
+        words.pop()
+    return " ".join(words).rstrip(" ,;:.") + "\u2026"
 
 
 FEW_FANS = 5  # fewer users than this rating an item highly is worth a caveat
@@ -148,13 +170,13 @@ ReasonWriter = Callable[[Evidence, int | None, str | None, frozenset[str]], str]
 
 def pack(phrases: list[str], max_chars: int) -> str:
     """One sentence from phrases in order of strength: as many leading phrases as fit in `max_chars`,
-    joined with "; ", the first letter capitalised, a full stop at the end."""
+    joined with "; ", the first letter capitalised, a full stop at the end (none after a closing "…")."""
     sentence = phrases[0]
     for part in phrases[1:]:
         if len(sentence) + len(part) + 3 > max_chars:
             break
         sentence += "; " + part
-    sentence = sentence[0].upper() + sentence[1:] + "."
+    sentence = sentence[0].upper() + sentence[1:] + ("" if sentence.endswith("\u2026") else ".")
     return sentence if len(sentence) <= max_chars else sentence[: max_chars - 1].rstrip(" ;,.") + "\u2026"
 
 
