@@ -34,8 +34,8 @@ when where there here good great love like more new old big little last first ne
 everything actually""".split())
 # Words that open the next sentence when a message runs on without a stop ("I love Dirty Dancing Can you help",
 # "I loved Thor Thank you"): after a found title they are no part of a longer title the catalog lacks.
-_OPENERS = frozenset("""can could would will do did does have has had thank thanks please hope oh wow ok okay well also
-but just maybe anyway lol haha hmm""".split())
+_OPENERS = frozenset("""can could would will do did does have has had thank thanks please hope oh wow ok okay well
+also but just maybe anyway lol haha hmm""".split())
 
 
 # Nouns after a one-word title that make it say what kind of item is wanted ("zombie films").

@@ -160,7 +160,8 @@ def _year_said(text: str, found: list[Mention], titles: TitleIndex) -> list[Ment
 _APPOSITION = re.compile(r",\s*the\s+(?:(?:[a-z]+\s+){0,2}(one|version|film|movie|novel|book|original)\s+)?$",
                          re.I)  # the kind of item, when said before the person, is group 1
 # between a title and the people in it: "(2016) with Gosling and ", ", starring Al Pacino, "
-_WITH_AFTER = re.compile(r"\s*(?:\(\d{4}\))?\s*,?\s*(?:with|starring|featuring)\s+(?:[A-Z][\w.'-]*\s*(?:,|and|&)?\s*){0,4}")
+_WITH_AFTER = re.compile(r"\s*(?:\(\d{4}\))?\s*,?\s*(?:with|starring|featuring)\s+"
+                         r"(?:[A-Z][\w.'-]*\s*(?:,|and|&)?\s*){0,4}")
 _KIND_AFTER = re.compile(r"\s*(?:['\u2019]s\s+)?(?:one|version|film|movie|novel|book)\b", re.I)
 
 
@@ -312,7 +313,7 @@ def _read_genres(flat: str, genres: GenreWords, filters: Filters, as_tastes: boo
     for n, (genre, pos) in enumerate(mentions):
         before = flat[max(0, pos - 40) : pos]
         denial = re.search(rf"\b{_NEGATION}\b(?:\s+{_BETWEEN})*(?:\s+\w+)?\s*$", before)
-        if denial and not re.match(r"(?:dont|not|never) (?:mind|hate)\b", denial.group(0)):  # "I don't mind horror"
+        if denial and not re.match(r"(?:dont|not|never) (?:mind|hate)\b", denial.group(0)):  # "don't mind horror"
             filters.exclude_genres.append(genre)
         elif re.search(r"\b(only|just)\s*$", before):
             filters.include_genres.append(genre)
@@ -407,9 +408,9 @@ def parse_rules(message: str, state: SessionState, genres: GenreWords, titles: T
     # "I generally like comedy", later "I like some action too" / "also dramas are great": more tastes, not a
     # film that must be both
     earlier = bool(state.filters.include_genres or state.filters.require_genres)
-    said = genres.mentions(flat)
-    update.tastes = bool(said) and (
-        tastes(normalise(re.sub(r"[,/&;]", " and ", rest)), genres) and (len(said) > 1 or earlier)
+    named_genres = genres.mentions(flat)
+    update.tastes = bool(named_genres) and (
+        tastes(normalise(re.sub(r"[,/&;]", " and ", rest)), genres) and (len(named_genres) > 1 or earlier)
         or earlier and bool(_ALSO_LIKED.search(flat)))
     if _read_genres(flat, genres, filters, update.tastes) and restated:
         update.replace_genres = True  # "actually, a comedy instead": the genres asked for before no longer hold

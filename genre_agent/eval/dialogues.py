@@ -412,10 +412,11 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [f"{r[f'Recall@{x}']['value']:.3f} [{r[f'Recall@{x}']['ci95'][0]:.3f}, "
                  f"{r[f'Recall@{x}']['ci95'][1]:.3f}]" for x in KS]
         lines.append(f"| {names[method]} | " + " | ".join(cells) + " |")
-    lines += ["", "| agent | errors | conversations without recommendations (of them, asking for a taste first) | named titles re-recommended "
+    lines += ["", "| agent | errors | conversations without recommendations (of them, asking for a taste first) | "
+              "named titles re-recommended "
               "(conversations) | answer p50 | answer p95 |", "|---|---:|---:|---:|---:|---:|",
               f"| {report['agent_name']} | {a['errors']} | {a['conversations_without_recommendations']} "
-              f"({a.get('of_them_asking_for_a_taste_first', '?')}) | "
+              f"({a['of_them_asking_for_a_taste_first']}) | "
               f"{a['named_titles_re_recommended']} ({a['conversations_re_recommending_named']}) | "
               f"{a['turn_p50_s']:.2f} s | {a['turn_p95_s']:.2f} s |", ""]
     lines += [f"- {e}" for e in a["error_examples"]]
