@@ -190,18 +190,22 @@ def lead_of(summary: str, leads: Leads, film: int) -> str:
 def main(split: str = "dev") -> None:
     leads = Leads()
     with gzip.open(MOVIES / "descriptions.jsonl.gz", "rt") as f:
-        described = [json.loads(line)["movieId"] for line in f]
-    tagged = sum(film in leads.tags for film in described)
-    print(f"{len(leads.topical)} topical tags of the vocabulary")
-    every = pd.read_csv(MOVIES / "tags.csv").movieId.unique()
-    print(f"described films: {len(described)}; with any tag: {len(set(described) & set(every))}; "
-          f"with a lead clause (a topical tag): {tagged}")
+        described = {r["movieId"]: r["summary"] for r in map(json.loads, f)}
+    every = set(pd.read_csv(MOVIES / "tags.csv").movieId.unique())
+    clause = [film for film in described if leads.lead(film)]
+    made = {film: leads.with_lead(film, described[film]) for film in clause}
+    shown = [film for film in clause if made[film] != described[film]]
+    cut = [film for film in shown if not made[film].endswith(described[film])]
+    print(f"topical tags: {len(leads.topical)} of the {sum(n >= MIN_ITEMS for n in leads.catalog_films.values())} "
+          f"tags of {MIN_ITEMS} films or more")
+    print(f"described films: {len(described)}; with any tag: {len(set(described) & every)}; with a lead clause "
+          f"(a topical tag): {len(clause)}, shown in {len(shown)} (the others' first sentence leaves no room), "
+          f"the summary shortened at a sentence end in {len(cut)}")
     labels = [json.loads(line) for line in LABELS.read_text().splitlines()]
     for r in labels:
         if r["split"] == split:
-            clause = leads.lead(r["movieId"])
-            print(f"\n{r['movieId']} {r['title']} [after {r['after_says_premise']}]\n  "
-                  f"{leads.with_lead(r['movieId'], r['after']) if clause else '(no clause)'}")
+            text = leads.with_lead(r["movieId"], r["after"]) if leads.lead(r["movieId"]) else "(no clause)"
+            print(f"\n{r['movieId']} {r['title']} [after {r['after_says_premise']}]\n  {text}")
 
 
 if __name__ == "__main__":
