@@ -72,6 +72,16 @@ def test_the_evidence_sentence_adds_parts_while_they_fit(evidence: Evidence) -> 
     assert said == "Space and Sci-Fi, like Star Quest (1990), which you liked."
 
 
+def test_a_title_the_item_shares_people_with_is_named_once(evidence: Evidence) -> None:
+    same = evidence.model_copy(update={"similar_shares": ["Sci-Fi"], "fans_also_liked": ["Star Quest (1990)"],
+                                       "shared_people": ["directed by Ann Lee, like Star Quest (1990)"]})
+    assert _reason(120)(same, 2001, None, frozenset()) == (
+        "Directed by Ann Lee, like Star Quest (1990); Sci-Fi too, and its fans liked it; Sci-Fi like your "
+        "favourites.")
+    assert _reason(120, "fr")(same, 2001, None, frozenset()).startswith(
+        "Réalisé par Ann Lee, comme Star Quest (1990); Sci-Fi aussi, et ses fans l'ont aimé")
+
+
 def test_a_similarity_is_claimed_only_with_what_the_two_share(evidence: Evidence) -> None:
     assert "Star Quest (1990)" not in _reason(160)(evidence, 2001, None, frozenset())  # no shares: not said
 
