@@ -299,6 +299,8 @@ class Recommender:
     def _view(self, request: RecommendRequest) -> tuple[UserView, Filters]:
         """Who asks (a catalog user, or a new one known by the request's likes) and the filters in force."""
         filters = self.settings.rules.merge(request.filters)
+        if request.anchors:  # "more like this one" never answers with that one
+            filters = filters.merge(Filters(exclude_items=request.anchors))
         filters.check_columns(self.catalog.items.columns)
         user_id, query = request.user_id, request.query
         known = user_id is not None and self.catalog.has_user(user_id)

@@ -20,6 +20,11 @@ def test_known_answer_top1_for_a_star_quest_fan(tiny_recommender: Recommender, f
     assert "Star Quest (1990)" in result.recommendations[0].reason
 
 
+def test_more_like_a_title_never_answers_with_that_title(tiny_recommender: Recommender) -> None:
+    ids = [r.item_id for r in tiny_recommender.run(RecommendRequest(anchors=["1"], k=3)).result.recommendations]
+    assert ids and "1" not in ids and ids[0] == "2"  # Star Quest II, not Star Quest itself
+
+
 def test_model_answer_is_validated_against_the_candidates(tiny_recommender: Recommender,
                                                           fake: FakeBackend) -> None:
     fake.queue.append(json.dumps({"recommendations": [  # each says a fact its evidence sentence does not
