@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genre_agent.data.descriptions import sentences
+from genre_agent.data.descriptions import whole_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 MOVIES = ROOT / "catalogs" / "movielens"
@@ -171,13 +171,7 @@ class Leads:
         clause = self.lead(film)
         if not clause:
             return summary
-        room = max_chars - len(clause) - 1
-        kept = ""
-        for sentence in sentences(summary):
-            longer = f"{kept} {sentence}".strip()
-            if len(longer) > room:
-                break
-            kept = longer
+        kept = whole_sentences(summary, max_chars - len(clause) - 1)
         return f"{clause} {kept}" if kept else summary
 
 

@@ -74,13 +74,18 @@ def cut_sentences(text: str, max_chars: int) -> str:
     """The opening sentences of `text` that fit in `max_chars`; the first alone cut at a word with "…"."""
     if len(text) <= max_chars:
         return text
+    return whole_sentences(text, max_chars) or cut_words(text, max_chars)
+
+
+def whole_sentences(text: str, max_chars: int) -> str:
+    """The opening sentences of `text` that fit in `max_chars`, whole; "" when not even the first fits."""
     out = ""
     for sentence in sentences(text):
         longer = f"{out} {sentence}".strip()
         if len(longer) > max_chars:
             break
         out = longer
-    return out or cut_words(text, max_chars)
+    return out
 
 
 def cut_words(text: str, max_chars: int) -> str:
