@@ -69,14 +69,14 @@ class Reader:
         said so far, the session keeps those and lets the earlier wishes go: in words, what was let go. None
         (the session unchanged) when the latest message alone asks for the impossible, or nothing was earlier."""
         masks = self.recommender.retriever.masks
-        current = state.filters.model_copy(update={"exclude_items": [], "exclude_seen": False})
-        latest = current.latest(update.filters)
+        kept = state.filters.latest(update.filters)
+        stated = {"exclude_items": [], "exclude_seen": False}  # what was asked, not what was seen or shown
+        current, latest = state.filters.model_copy(update=stated), kept.model_copy(update=stated)
         if latest == current or masks.allowed(current, set()).any() or not masks.allowed(latest, set()).any():
             return None
-        eased = state.model_copy(update={"filters": state.filters.latest(update.filters)})
-        if not has_taste(eased):
+        if not has_taste(state.model_copy(update={"filters": kept})):
             return None
-        state.filters = eased.filters
+        state.filters = kept
         noun = self.recommender.catalog_info().item_noun
         return (f"No {noun} in the catalog fits everything asked for in this conversation "
                 f"({', '.join(current.describe())}), so I went by your latest message.")

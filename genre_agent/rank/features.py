@@ -120,9 +120,9 @@ def _allowed_z(scores: np.ndarray, pool: np.ndarray) -> np.ndarray:
 
 
 def _shared_people(people: sparse.csr_matrix, pool: np.ndarray, req: RequestSignals) -> np.ndarray:
-    """log(1 + how many people each pool item shares with the liked and anchor titles); NaN when the
-    catalog credits nobody or the request has no such titles."""
-    rows = np.unique(np.concatenate([req.liked, req.anchors if req.anchors is not None else []]).astype(np.int64))
+    """log(1 + how many people each pool item shares with the liked and anchor titles (`req.anchors` is
+    set); NaN when the catalog credits nobody or the request has no such titles."""
+    rows = np.unique(np.concatenate([req.liked, req.anchors]).astype(np.int64))
     rows = rows[rows >= 0]
     if people.shape[1] == 0 or not len(rows):
         return np.full(len(pool), np.nan)
